@@ -1,0 +1,111 @@
+# gpt - build rules.
+#
+#   make               library, the gpt command and the tests (CPU only)
+#   make test          build and run the test suite
+#   make CUDA=1        also the CUDA backend (sm_90 + PTX); needs nvcc
+#   make test-cuda     CUDA op tests against the CPU backend (GPU machine)
+#   make SAN=1 test    the suite under AddressSanitizer + UBSan (build-san/)
+#   make fuzz          libFuzzer targets (clang) in build-fuzz/
+#
+# Sources are found by folder: src/*.c and src/<part>/*.c (the library),
+# src/cuda/*.cu (CUDA backend), tools/*.c (the gpt command), tests/test_*.c
+# (one program each), bench/*.c (benchmarks), fuzz/*.c (fuzz targets).
+
+CC      ?= cc
+NVCC    ?= nvcc
+CUDA    ?= 0
+SAN     ?= 0
+NATIVE  ?= 1
+BLAS    ?= auto
+
+BUILD   := build
+OPT     := -O3
+ifeq ($(SAN),1)
+  BUILD := build-san
+  OPT   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+ifeq ($(CUDA),1)
+  BUILD := $(BUILD)-cuda
+endif
+
+UNAME := $(shell uname -s)
+CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fopenmp -Iinclude -Isrc -D_DEFAULT_SOURCE
+ifeq ($(NATIVE),1)
+  CFLAGS += -march=native
+endif
+LDLIBS  += -lm -lpthread
+
+# Matrix products through CBLAS where the platform has it.
+ifeq ($(BLAS),auto)
+  ifeq ($(UNAME),Darwin)
+    BLAS := accelerate
+  else ifeq ($(shell pkg-config --exists openblas 2>/dev/null && echo yes),yes)
+    BLAS := openblas
+  else
+    BLAS := none
+  endif
+endif
+ifeq ($(BLAS),openblas)
+  CFLAGS += -DGPT_HAVE_CBLAS $(shell pkg-config --cflags openblas)
+  LDLIBS += $(shell pkg-config --libs openblas)
+else ifeq ($(BLAS),accelerate)
+  CFLAGS += -DGPT_HAVE_CBLAS -DGPT_ACCELERATE -DACCELERATE_NEW_LAPACK
+  LDLIBS += -framework Accelerate
+endif
+
+LIB_SRC  := $(wildcard src/*.c) $(filter-out src/cuda/%,$(wildcard src/*/*.c))
+CU_SRC   := $(wildcard src/cuda/*.cu)
+TOOL_SRC := $(wildcard tools/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC:= $(wildcard bench/*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC)))
+  CFLAGS   += -DGPT_HAVE_CUDA
+  NVFLAGS  ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+              -Iinclude -Isrc -Xcompiler -fPIC --expt-relaxed-constexpr -lineinfo
+  LIB_OBJ  += $(CU_SRC:%.cu=$(BUILD)/%.o)
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lrt
+endif
+
+LIB      := $(BUILD)/libgpt.a
+GPT      := $(BUILD)/gpt
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all test test-cuda bench clean fuzz
+all: $(LIB) $(GPT) $(TESTS) $(BENCHES)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(wildcard include/*.h src/*.h src/cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(GPT): $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+test: all
+	BUILD=$(BUILD) bash tests/run.sh
+
+test-cuda:
+	$(MAKE) CUDA=1 all
+	BUILD=build-cuda bash tests/run.sh --cuda
+
+clean:
+	rm -rf build build-san build-cuda build-san-cuda build-fuzz

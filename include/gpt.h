@@ -1,0 +1,243 @@
+/*
+ * gpt.h - public C API of the gpt library: a GPT-2 style decoder-only
+ * transformer that trains and generates on the CPU or on an NVIDIA GPU.
+ *
+ * Contracts, for every function below unless it says otherwise:
+ *  - functions that can fail return 0 (GPT_OK) on success, or a gpt_status
+ *    code and fill *err (when err is not NULL) with the code and a message
+ *    that says what went wrong and, where it can, what to do about it;
+ *  - the library never calls exit() and never aborts on bad input: bad
+ *    configurations, flags and files come back as GPT_ERR_INVALID;
+ *  - sizes use the letters B (batch), T (time), C (channels), NH (heads),
+ *    HS (head size), L (layers), V (vocabulary), Vp (padded vocabulary),
+ *    F (MLP hidden size).
+ */
+#ifndef GPT_H
+#define GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPT_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ errors */
+
+typedef enum {
+    GPT_OK = 0,
+    GPT_ERR_RUNTIME = 1, /* a failure while running: device error, bad numbers */
+    GPT_ERR_INVALID = 2, /* invalid configuration, argument or input file */
+    GPT_ERR_IO = 3,      /* reading or writing the file system failed */
+    GPT_ERR_NOMEM = 4,   /* an allocation failed */
+} gpt_status;
+
+typedef struct {
+    int code;       /* a gpt_status */
+    char msg[1024]; /* one line, no trailing newline */
+} gpt_error;
+
+/* The exit code a command-line program should use for a status:
+ * 0 for GPT_OK, 2 for GPT_ERR_INVALID, 1 for everything else. */
+int gpt_status_exit_code(int status);
+
+/* ----------------------------------------------------------- configuration */
+
+typedef struct {
+    int vocab_size;   /* V: real vocabulary size (tokens the model can emit) */
+    int padded_vocab; /* Vp >= V: embedding rows; 0 = V rounded up to 128 */
+    int max_seq_len;  /* maxT: rows of the position embedding */
+    int n_layer;      /* L */
+    int n_head;       /* NH; must divide C */
+    int n_embd;       /* C */
+    int mlp_hidden;   /* F; 0 = 4*C */
+    float ln_eps;     /* layernorm epsilon; 0 = 1e-5 */
+} gpt_config;
+
+/* Fills cfg with a named preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl,
+ * seed-small, seed-medium, seed-large, tiny. */
+int gpt_config_preset(const char *name, gpt_config *cfg, gpt_error *err);
+/* NULL-terminated list of preset names. */
+const char *const *gpt_config_preset_names(void);
+/* Replaces the 0 "default" fields by their values (Vp, F, ln_eps). */
+void gpt_config_resolve(gpt_config *cfg);
+/* Checks a resolved configuration: every field positive, heads dividing
+ * channels, no size product overflowing. The message names the field. */
+int gpt_config_validate(const gpt_config *cfg, gpt_error *err);
+/* Parameters of the model (padded vocabulary rows included). */
+size_t gpt_config_num_params(const gpt_config *cfg);
+
+/* ----------------------------------------------------------------- runtime */
+
+typedef enum {
+    GPT_PREC_AUTO = 0, /* fp32 on the CPU, bf16 mixed precision on a GPU */
+    GPT_PREC_FP32 = 1,
+    GPT_PREC_BF16 = 2,
+} gpt_precision;
+
+typedef struct {
+    const char *device;   /* "cpu", "cuda" or "auto"/NULL (a GPU if there is one) */
+    int precision;        /* gpt_precision */
+    int threads;          /* CPU threads; 0 = OpenMP's default */
+    int profile;          /* time every operation (see gpt_profile_report) */
+    int check;            /* scan every operation's output for NaN/Inf */
+    size_t memory_limit;  /* bytes the run may use; 0 = what the device has */
+} gpt_runtime;
+
+/* Names of the backends compiled into this build, NULL-terminated. */
+const char *const *gpt_backend_names(void);
+/* 1 if the named backend is compiled in and finds a device. */
+int gpt_backend_available(const char *name);
+
+/* ------------------------------------------------------------------- model */
+
+typedef struct gpt_model gpt_model;
+
+/* Allocates a model's parameters on the runtime's device and initialises
+ * them GPT-2 style from seed: N(0, 0.02) for matrices and embeddings,
+ * N(0, 0.02/sqrt(2L)) for the two residual projections, zero biases,
+ * unit layernorm gains. Padded vocabulary rows are zero. */
+int gpt_model_create(gpt_model **out, const gpt_config *cfg, const gpt_runtime *rt,
+                     uint64_t seed, gpt_error *err);
+/* Loads a model: one of our checkpoints, a Hugging Face GPT-2 folder or a
+ * model.safetensors file beside its config.json. */
+int gpt_model_load(gpt_model **out, const char *path, const gpt_runtime *rt, gpt_error *err);
+void gpt_model_free(gpt_model *m);
+
+const gpt_config *gpt_model_config(const gpt_model *m);
+size_t gpt_model_num_params(const gpt_model *m);
+const char *gpt_model_device(const gpt_model *m);     /* "cpu" or "cuda" */
+const char *gpt_model_precision(const gpt_model *m);  /* "fp32" or "bf16" */
+
+/* Named parameter table (in the checkpoint's order). */
+typedef struct {
+    const char *name; /* "wte", "h.3.attn.qkv.w", ... */
+    int ndim;
+    int shape[2];
+    size_t numel;
+    int decay; /* 1 for matrices and embeddings (AdamW weight decay) */
+} gpt_tensor_info;
+int gpt_model_num_tensors(const gpt_model *m);
+const gpt_tensor_info *gpt_model_tensor(const gpt_model *m, int i);
+/* Copies parameter tensor i to or from host fp32 (numel floats). */
+int gpt_model_get_tensor(gpt_model *m, int i, float *dst, gpt_error *err);
+int gpt_model_set_tensor(gpt_model *m, int i, const float *src, gpt_error *err);
+
+/* ---------------------------------------------------------------- memory */
+
+typedef struct {
+    size_t params;      /* parameters in the device's compute precision */
+    size_t grads;       /* parameter gradients */
+    size_t optimizer;   /* AdamW moments (fp32) and fp32 master weights */
+    size_t activations; /* activations and their gradients for (B, T) */
+    size_t total;
+} gpt_memory_plan;
+
+/* What training (train != 0) or inference with (B, T) will allocate on the
+ * given runtime's device, before anything is allocated. */
+int gpt_memory_estimate(const gpt_config *cfg, const gpt_runtime *rt, int B, int T, int train,
+                        int recompute, gpt_memory_plan *plan, gpt_error *err);
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct {
+    int batch_size;    /* B */
+    int seq_len;       /* T <= maxT */
+    int grad_accum;    /* micro-batches per optimizer step (>= 1) */
+    int max_steps;     /* steps of the schedule */
+    float lr;          /* peak learning rate */
+    float min_lr;      /* cosine floor */
+    int warmup_steps;  /* linear warmup from 0 */
+    float weight_decay;
+    float beta1, beta2, eps;
+    float grad_clip;   /* clip the global gradient norm to this; 0 = off */
+    int recompute;     /* recompute GELU in the backward pass */
+    int max_bad_steps; /* stop after this many consecutive non-finite steps */
+} gpt_train_opts;
+
+/* Defaults in the spirit of GPT-2/nanoGPT training. */
+void gpt_train_opts_default(gpt_train_opts *o);
+int gpt_train_opts_validate(const gpt_train_opts *o, const gpt_config *cfg, gpt_error *err);
+
+/* Allocates gradients, optimizer state and activations for training; nothing
+ * is allocated by gpt_train_step afterwards. Optimizer state (step count,
+ * moments) survives a second call with the same shapes. */
+int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err);
+
+typedef struct {
+    int step;         /* optimizer steps taken, this one included */
+    float loss;       /* mean cross-entropy over the step's tokens */
+    float grad_norm;  /* global gradient norm before clipping */
+    float lr;         /* learning rate used */
+    int skipped;      /* 1 if the update was skipped (non-finite loss or norm) */
+    int bad_streak;   /* consecutive skipped steps */
+} gpt_step_info;
+
+/* One optimizer step over grad_accum micro-batches.
+ * tokens: (grad_accum, B, T+1) ids; inputs are [.., :T], targets [.., 1:].
+ * A non-finite loss or gradient norm skips the update, leaves parameters
+ * and optimizer state untouched, and sets info->skipped. After
+ * max_bad_steps consecutive skips it returns GPT_ERR_RUNTIME. */
+int gpt_train_step(gpt_model *m, const int *tokens, gpt_step_info *info, gpt_error *err);
+
+/* Learning rate of the schedule at step s (0-based). */
+float gpt_lr_at(const gpt_train_opts *o, int s);
+
+/* Optimizer steps taken so far. */
+int gpt_model_step(const gpt_model *m);
+
+/* Test hook: the next train step sees a NaN in its loss (reliability tests). */
+void gpt_debug_inject_nan(gpt_model *m);
+
+/* ---------------------------------------------------------------- inference */
+
+/* Mean next-token cross-entropy (nats) of tokens (B, T+1). */
+int gpt_eval_loss(gpt_model *m, const int *tokens, int B, int T, double *loss, gpt_error *err);
+/* Logits (B, T, V) of tokens (B, T) with a full forward pass. */
+int gpt_forward_logits(gpt_model *m, const int *tokens, int B, int T, float *logits,
+                       gpt_error *err);
+
+/* KV-cache generation: gpt_kv_begin allocates caches for B rows of up to
+ * ctx positions; prefill runs prompts (row b has lens[b] tokens, prompts[b])
+ * in one pass and returns the last position's logits (B, V); decode appends
+ * one token per row and returns the logits (B, V) of the new position. */
+int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err);
+int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, float *logits,
+                   gpt_error *err);
+int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err);
+/* Positions used in row b of the cache. */
+int gpt_kv_length(const gpt_model *m, int b);
+
+/* ---------------------------------------------------------- checkpoints */
+
+/* Trainer state that a checkpoint carries for exact resume. */
+typedef struct {
+    int has_train;          /* 1 when the fields below are meaningful */
+    gpt_train_opts opts;    /* schedule and optimizer settings */
+    uint64_t rng[4];        /* data sampler state */
+    int64_t tokens_seen;    /* training tokens consumed */
+    char tokenizer[256];    /* tokenizer the model was trained with ("gpt2", "bytes", file) */
+} gpt_train_state;
+
+/* Writes a checkpoint atomically (temporary file, fsync, rename): on any
+ * failure the previous file at path is intact. with_optimizer adds the AdamW
+ * moments and step count; state (may be NULL) adds the trainer's state. */
+int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
+                        const gpt_train_state *state, gpt_error *err);
+/* Reads only the trainer state of a checkpoint (no model is created). */
+int gpt_checkpoint_read_state(const char *path, gpt_config *cfg, gpt_train_state *state,
+                              gpt_error *err);
+
+/* ------------------------------------------------------------- profiling */
+
+/* With rt.profile set, the last step's time per operation as a table. */
+int gpt_profile_report(const gpt_model *m, char *buf, size_t len);
+/* Host-device synchronisations the backend has made so far. */
+long gpt_backend_sync_count(const gpt_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,248 @@
+/*
+ * backend.h - the table of operations a device must provide.
+ *
+ * The model (src/model.c) is written once against this table; each backend
+ * (src/cpu/, src/cuda/, ...) fills it in. Operations are cut where a GPU
+ * wants to fuse: residual + layernorm, matmul + bias (+ GELU, with the GELU
+ * derivative folded into the backward product), softmax + cross-entropy +
+ * gradient in place, a flash-style attention that keeps only the row
+ * log-sum-exp, and the whole AdamW update (global norm, clipping, moments,
+ * weight decay, master copy, zeroing the gradient) as one call.
+ *
+ * Pointers: every tensor pointer is device memory from be->ops->alloc. What
+ * a pointer holds is given by its class (GPT_CLS_*): the backend chooses
+ * the element type of PARAM, GRAD and ACT (fp32 on the CPU; bf16 PARAM/ACT
+ * and fp32 GRAD in CUDA's mixed precision); F32 is always fp32, I32 int32.
+ * Shapes are in comments, row-major, last index fastest.
+ *
+ * Errors: operations return nothing. A backend records the first failure
+ * (a failed launch, a shape its launcher refuses) in be->err and may skip
+ * later work; sync() returns it. Kernels never read or write outside the
+ * buffers they were given, whatever the ids and positions they are handed.
+ *
+ * Asynchrony: operations may run asynchronously in issue order. Only
+ * download, sync, nonfinite_count and timer_elapsed_ms wait for the device,
+ * and each of those adds one to be->syncs.
+ */
+#ifndef GPT_BACKEND_H
+#define GPT_BACKEND_H
+
+#include <stddef.h>
+#include "gpt.h"
+
+enum {
+    GPT_CLS_PARAM = 0, /* parameters in compute precision */
+    GPT_CLS_GRAD = 1,  /* parameter gradients */
+    GPT_CLS_ACT = 2,   /* activations and activation gradients */
+    GPT_CLS_F32 = 3,   /* always fp32: statistics, losses, optimizer state */
+    GPT_CLS_I32 = 4,   /* token ids, positions */
+    GPT_CLS_COUNT = 5
+};
+
+/* Largest shapes the model will use until the next reserve(); backends size
+ * their private workspaces (matmul workspace, attention and reduction
+ * scratch, timers) from it. */
+typedef struct {
+    int B, T;        /* batch rows and time steps of one forward pass */
+    int C, NH, F;    /* channels, heads, MLP hidden */
+    int V, Vp, L;    /* vocabulary, padded vocabulary, layers */
+    int maxT;        /* position-embedding rows (KV cache length bound) */
+    int train;       /* backward and optimizer will be called */
+    size_t n_params; /* elements in the parameter range given to adamw */
+    int n_timers;    /* timer slots for profiling (0 = none) */
+} gpt_shape;
+
+/* Step hyper-parameters, kept in device memory (F32 class, 8 floats) so that
+ * a captured graph reads the current values each replay. */
+typedef struct {
+    float lr;
+    float beta1, beta2, eps;
+    float weight_decay; /* applied to params [0, n_decay) only */
+    float grad_clip;    /* max global norm; <= 0 disables clipping */
+    float bias_corr1;   /* 1 - beta1^t for this update's t */
+    float bias_corr2;   /* 1 - beta2^t */
+} gpt_adamw_hyper;
+
+/* Step statistics, in device memory (F32 class, 4 floats). */
+typedef struct {
+    float loss_sum;  /* sum of token losses over the step (sum_f32 writes it) */
+    float grad_norm; /* adamw writes the global L2 norm before clipping */
+    float skipped;   /* adamw writes 1 if it skipped the update, else 0 */
+    float pad;
+} gpt_step_stats;
+
+typedef struct gpt_backend gpt_backend;
+
+typedef struct {
+    /* ---------------------------------------------------------- lifetime */
+    void (*destroy)(gpt_backend *be);
+    /* Human-readable device, e.g. "NVIDIA H100 80GB HBM3 (sm_90)". */
+    const char *(*device_desc)(gpt_backend *be);
+    /* Free and total bytes of device memory. */
+    int (*mem_info)(gpt_backend *be, size_t *free_bytes, size_t *total_bytes);
+    /* Bytes of private workspace reserve(s) will take. */
+    size_t (*workspace_bytes)(gpt_backend *be, const gpt_shape *s);
+    /* Allocates private workspaces for shapes up to s. Called outside any
+     * step; may be called again with other shapes (drops captured graphs). */
+    int (*reserve)(gpt_backend *be, const gpt_shape *s);
+
+    /* ------------------------------------------------------------ memory */
+    /* Device memory, 256-byte aligned; NULL (and be->err set) on failure. */
+    void *(*alloc)(gpt_backend *be, size_t bytes);
+    void (*free)(gpt_backend *be, void *p);
+    void (*memset0)(gpt_backend *be, void *p, size_t bytes);
+    /* Host -> device, n elements. src is fp32 for PARAM/GRAD/ACT/F32 and
+     * int32 for I32; converted to the class's type. src may be reused as
+     * soon as upload returns. */
+    void (*upload)(gpt_backend *be, void *dst, const void *src, size_t n, int cls);
+    /* Device -> host, n elements, converted to fp32 (int32 for I32).
+     * Waits for all issued work. */
+    void (*download)(gpt_backend *be, void *dst, const void *src, size_t n, int cls);
+    /* Waits for all issued work; returns be->err.code. */
+    int (*sync)(gpt_backend *be);
+
+    /* ---------------------------------------------------------- forward */
+    /* out[b,t,:] = wte[tok[b,t],:] + wpe[p,:], p = (pos0 ? pos0[b] : 0) + t.
+     * out ACT (B,T,C); tok I32 (B,T); pos0 I32 (B) or NULL;
+     * wte PARAM (Vp,C); wpe PARAM (maxT,C). Ids outside [0,Vp) or positions
+     * outside [0,maxT) give zero rows, never an out-of-bounds read. */
+    void (*encoder_forward)(gpt_backend *be, void *out, const int *tok, const int *pos0,
+                            const void *wte, const void *wpe, int B, int T, int C, int Vp,
+                            int maxT);
+    /* out = layernorm(x) * w + b, over C. out ACT (N,C); mean, rstd F32 (N)
+     * or NULL (inference); x ACT (N,C); w, b PARAM (C). */
+    void (*layernorm_forward)(gpt_backend *be, void *out, float *mean, float *rstd,
+                              const void *x, const void *w, const void *b, int N, int C,
+                              float eps);
+    /* res = a + b, then out = layernorm(res) as above. res ACT (N,C) may be
+     * the same buffer as a. */
+    void (*residual_layernorm_forward)(gpt_backend *be, void *res, void *out, float *mean,
+                                       float *rstd, const void *a, const void *b,
+                                       const void *w, const void *bias, int N, int C,
+                                       float eps);
+    /* y = in @ w^T + bias; if gelu: pre = y (when pre != NULL), out =
+     * gelu_tanh(y); else out = y and pre is NULL.
+     * out, pre ACT (N,OC); in ACT (N,IC); w PARAM (OC,IC); bias PARAM (OC)
+     * or NULL. */
+    void (*matmul_forward)(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
+                           const void *bias, int N, int IC, int OC, int gelu);
+    /* out = gelu_tanh(in), n elements, ACT. (Recompute in the backward.) */
+    void (*gelu_forward)(gpt_backend *be, void *out, const void *in, size_t n);
+    /* Causal self-attention, flash style: the (T,T) scores never reach
+     * memory. out ACT (B,T,C); lse F32 (B,NH,T) or NULL: log-sum-exp of
+     * each query's scaled scores; qkv ACT (B,T,3C) = [q | k | v], head h in
+     * columns [h*HS, (h+1)*HS) of each; scale 1/sqrt(HS). */
+    void (*attention_forward)(gpt_backend *be, void *out, float *lse, const void *qkv, int B,
+                              int T, int C, int NH);
+    /* KV-cache attention. For row b and t < Tq, with p = pos0[b] + t: the
+     * k and v of qkv[b,t] are stored in kcache[b,p] and vcache[b,p], then
+     * out[b,t] attends over cache positions 0..p. Rows with p >= S are left
+     * untouched. out ACT (B,Tq,C); qkv ACT (B,Tq,3C); kcache, vcache ACT
+     * (B,S,C); pos0 I32 (B). */
+    void (*attention_kv_forward)(gpt_backend *be, void *out, const void *qkv, void *kcache,
+                                 void *vcache, const int *pos0, int B, int Tq, int S, int C,
+                                 int NH);
+    /* Softmax + cross-entropy over the first V of Vp columns, in place.
+     * losses[i] = logsumexp(logits[i,:V]) - logits[i,tgt[i]]; a target < 0
+     * (or >= V) gives loss 0 and a zero gradient row. If grad: logits[i,j]
+     * becomes dloss * (softmax_j - [j == tgt[i]]) for j < V and 0 for
+     * V <= j < Vp. losses F32 (N); logits ACT (N,Vp); tgt I32 (N). */
+    void (*crossentropy)(gpt_backend *be, float *losses, void *logits, const int *tgt, int N,
+                         int V, int Vp, float dloss, int grad);
+    /* out[0] = sum(in) (accumulate: out[0] += sum(in)), deterministic.
+     * out F32 (1); in F32 (n). */
+    void (*sum_f32)(gpt_backend *be, float *out, const float *in, size_t n, int accumulate);
+
+    /* --------------------------------------------------------- backward */
+    /* dwte[tok[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] (positions
+     * start at 0). dwte GRAD (Vp,C); dwpe GRAD (maxT,C); dout ACT (B,T,C);
+     * tok I32 (B,T). Ids outside [0,Vp) are ignored. */
+    void (*encoder_backward)(gpt_backend *be, void *dwte, void *dwpe, const void *dout,
+                             const int *tok, int B, int T, int C, int Vp);
+    /* dx += d/dx, dw += d/dw, db += d/db of layernorm_forward.
+     * dx ACT (N,C); dw, db GRAD (C); dout, x ACT (N,C); w PARAM (C);
+     * mean, rstd F32 (N) as saved by the forward. */
+    void (*layernorm_backward)(gpt_backend *be, void *dx, void *dw, void *db, const void *dout,
+                               const void *x, const void *w, const float *mean,
+                               const float *rstd, int N, int C);
+    /* Backward of matmul_forward without GELU:
+     * din = dout @ w (overwritten; skipped if NULL), then if gelu_pre:
+     * din *= gelu_tanh'(gelu_pre), which is the backward of the previous
+     * matmul's GELU; dw += dout^T @ in; dbias += sum over N of dout (if not
+     * NULL). din ACT (N,IC); dw GRAD (OC,IC); dbias GRAD (OC); dout ACT
+     * (N,OC); in ACT (N,IC); w PARAM (OC,IC); gelu_pre ACT (N,IC) or NULL. */
+    void (*matmul_backward)(gpt_backend *be, void *din, void *dw, void *dbias,
+                            const void *dout, const void *in, const void *w,
+                            const void *gelu_pre, int N, int IC, int OC);
+    /* Backward of attention_forward. dqkv ACT (B,T,3C) overwritten; dout,
+     * out ACT (B,T,C); qkv ACT (B,T,3C); lse F32 (B,NH,T). */
+    void (*attention_backward)(gpt_backend *be, void *dqkv, const void *dout, const void *qkv,
+                               const void *out, const float *lse, int B, int T, int C, int NH);
+
+    /* -------------------------------------------------------- optimizer */
+    /* One AdamW update over the n parameters as one range, following
+     * PyTorch's AdamW and clip_grad_norm_:
+     *   norm = ||grad||_2            -> stats->grad_norm
+     *   skip = !finite(norm) || !finite(stats->loss_sum) -> stats->skipped
+     *   if !skip: s = clip > 0 ? min(1, clip / (norm + 1e-6)) : 1
+     *     for each i: g = s * grad[i]
+     *       m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+     *       p = master ? master[i] : params[i]
+     *       if i < n_decay: p *= 1 - lr * wd
+     *       p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+     *       master[i] = p (if master); params[i] = p (rounded to PARAM type)
+     *   grad[i] = 0 for every i, skipped or not.
+     * params PARAM (n); master F32 (n) or NULL; grad GRAD (n); m, v F32 (n);
+     * hyper F32 device struct; stats F32 device struct. */
+    void (*adamw)(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,
+                  size_t n, size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats);
+
+    /* ------------------------------------------------------ diagnostics */
+    /* Number of NaN/Inf among n elements of class cls (waits). */
+    long (*nonfinite_count)(gpt_backend *be, const void *p, size_t n, int cls);
+    /* Records the time at slot (0 <= slot < n_timers) in issue order. */
+    void (*timer_record)(gpt_backend *be, int slot);
+    /* Milliseconds between two recorded slots (waits). */
+    double (*timer_elapsed_ms)(gpt_backend *be, int from, int to);
+
+    /* ----------------------------------------------------------- graphs */
+    /* Replays work recorded under id, or records it. Returns 1 if a graph
+     * for id exists and was launched: the caller skips issuing the ops.
+     * Returns 0 otherwise: the caller issues the ops (which the backend
+     * may capture) and then calls graph_end(id), which launches them.
+     * Nothing issued between begin and end may upload, download or sync.
+     * Backends without graphs return 0 and make graph_end a no-op. */
+    int (*graph_begin)(gpt_backend *be, int id);
+    void (*graph_end)(gpt_backend *be, int id);
+} gpt_backend_ops;
+
+struct gpt_backend {
+    const gpt_backend_ops *ops;
+    void *ctx;                      /* the backend's private state */
+    const char *name;               /* "cpu", "cuda" */
+    int precision;                  /* GPT_PREC_FP32 or GPT_PREC_BF16 */
+    size_t cls_size[GPT_CLS_COUNT]; /* bytes per element of each class */
+    long syncs;                     /* host waits so far */
+    gpt_error err;                  /* first failure (err.code != 0) */
+};
+
+/* Creates the backend the runtime asks for ("auto": cuda if compiled in and
+ * a device is found, else cpu). */
+int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err);
+void gpt_backend_destroy(gpt_backend *be);
+
+/* Records an error in be->err unless one is there already. */
+void gpt_backend_fail(gpt_backend *be, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Constructors of the compiled-in backends (NULL-terminated registry in
+ * src/backend.c). Each fills a new gpt_backend or returns an error. */
+int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err);
+int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err);
+/* 1 if a CUDA device can be used (0 when CUDA is not compiled in). */
+int gpt_cuda_backend_probe(void);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * util.h - small internal helpers shared by the library: error messages,
+ * checked size arithmetic, whole-file reading, atomic file writing, a
+ * seeded random number generator and CRC-32.
+ */
+#ifndef GPT_UTIL_H
+#define GPT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "gpt.h"
+
+/* Fills *err (if not NULL) and returns code. */
+int gpt_fail(gpt_error *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Always-on invariant check for bugs (not for user input). */
+#define GPT_ASSERT(cond)                                                                  \
+    do {                                                                                  \
+        if (!(cond)) gpt_assert_fail(#cond, __FILE__, __LINE__);                          \
+    } while (0)
+void gpt_assert_fail(const char *expr, const char *file, int line);
+
+/* a*b and a+b with overflow detection: return 0 on overflow. */
+int gpt_mul_size(size_t a, size_t b, size_t *out);
+int gpt_add_size(size_t a, size_t b, size_t *out);
+
+/* Reads a whole regular file (max bytes, 0 = no limit) into a malloc'd
+ * buffer with a NUL after the data. Missing files, directories and
+ * unreadable files are GPT_ERR_INVALID with the path in the message. */
+int gpt_read_file(const char *path, size_t max, char **data, size_t *len, gpt_error *err);
+
+/* Atomic file writing: gpt_atomic_open creates path.tmp.PID; write with
+ * gpt_atomic_write; gpt_atomic_commit flushes, fsyncs, renames over path
+ * and fsyncs the folder; gpt_atomic_abort removes the temporary file.
+ * Failures (disk full) are GPT_ERR_IO and leave path untouched. */
+typedef struct {
+    FILE *f;
+    char *tmp_path;
+    char *path;
+    int failed;
+    uint32_t crc; /* running CRC-32 of everything written */
+} gpt_atomic_file;
+int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err);
+int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error *err);
+int gpt_atomic_commit(gpt_atomic_file *af, gpt_error *err);
+void gpt_atomic_abort(gpt_atomic_file *af);
+/* Test hook: fail writes after this many bytes (-1 = never); reliability
+ * tests set it through the GPT_TEST_FAIL_WRITE_AFTER environment variable. */
+extern long long gpt_test_fail_write_after;
+
+/* CRC-32 (IEEE 802.3), chainable: crc = gpt_crc32(crc, data, n), start 0. */
+uint32_t gpt_crc32(uint32_t crc, const void *data, size_t n);
+
+/* xoshiro256** generator: fast, 256-bit state saved in checkpoints. */
+typedef struct {
+    uint64_t s[4];
+} gpt_rng;
+void gpt_rng_seed(gpt_rng *r, uint64_t seed);
+uint64_t gpt_rng_next(gpt_rng *r);
+/* Uniform in [0, n) without modulo bias; n > 0. */
+uint64_t gpt_rng_below(gpt_rng *r, uint64_t n);
+/* Uniform float in [0, 1). */
+float gpt_rng_float(gpt_rng *r);
+/* Standard normal (Box-Muller). */
+float gpt_rng_normal(gpt_rng *r);
+
+/* Monotonic wall clock in seconds. */
+double gpt_now(void);
+
+#endif
