@@ -72,6 +72,9 @@ endif
 LIB      := $(BUILD)/libgpt.a
 GPT      := $(BUILD)/gpt
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+ifeq ($(CUDA),1)
+  TESTS  += $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
+endif
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all test test-cuda bench clean fuzz
@@ -91,6 +94,10 @@ $(LIB): $(LIB_OBJ)
 
 $(GPT): $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/gpu/%: tests/gpu/%.c tests/test.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 	@mkdir -p $(dir $@)
