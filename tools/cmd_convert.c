@@ -1,0 +1,8 @@
+/* cmd_convert.c - gpt convert (placeholder until its issue lands). */
+#include "cli.h"
+#include "commands.h"
+
+int gpt_cmd_convert(int argc, char **argv) {
+    (void)argc;
+    return cli_usage_error(argv[0], "not built yet");
+}

@@ -1,0 +1,8 @@
+/* cmd_generate.c - gpt generate (placeholder until its issue lands). */
+#include "cli.h"
+#include "commands.h"
+
+int gpt_cmd_generate(int argc, char **argv) {
+    (void)argc;
+    return cli_usage_error(argv[0], "not built yet");
+}
