@@ -1,0 +1,102 @@
+/*
+ * crossentropy.cu - softmax + cross-entropy + its gradient, in place.
+ *
+ * One block per row. Pass 1 reads the row once with an online max/sum
+ * (Milakov & Gimelshein, "Online normalizer calculation for softmax",
+ * 2018); pass 2 reads it again (mostly from L2: a block's row was just
+ * read) and overwrites it with the gradient. The probabilities are never
+ * stored. Columns V..Vp-1 (padding) take no part and get a zero gradient.
+ */
+#include "cuda_common.cuh"
+
+enum { CE_THREADS = 512 };
+
+/* Merges (m, s) pairs: s is a sum of exp(x - m). */
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    float mx = fmaxf(m, m2);
+    if (mx == -INFINITY) return; /* both empty */
+    s = (m == -INFINITY ? 0.f : s * __expf(m - mx)) + (m2 == -INFINITY ? 0.f : s2 * __expf(m2 - mx));
+    m = mx;
+}
+
+template <typename T, int VEC>
+__global__ void __launch_bounds__(CE_THREADS)
+    crossentropy_kernel(float *losses, T *logits, const int *tgt, int V, int Vp, float dloss,
+                        int grad) {
+    __shared__ float sm[32], ss[32], sx;
+    int row = blockIdx.x;
+    T *x = logits + (size_t)row * Vp;
+    int t = tgt[row];
+    int valid = t >= 0 && t < V;
+    if (threadIdx.x == 0) sx = valid ? to_f(x[t]) : 0.f; /* before pass 2 overwrites it */
+
+    float m = -INFINITY, s = 0.f;
+    for (int j = threadIdx.x * VEC; j < V; j += CE_THREADS * VEC) {
+        float u[VEC];
+        load_f<VEC>(u, x + j);
+        for (int k = 0; k < VEC; k++) {
+            if (j + k >= V) break;
+            float v = u[k];
+            if (v > m) {
+                s = (m == -INFINITY ? 0.f : s * __expf(m - v)) + 1.f;
+                m = v;
+            } else {
+                s += __expf(v - m);
+            }
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) sm[w] = m, ss[w] = s;
+    __syncthreads();
+    m = -INFINITY, s = 0.f;
+    for (int k = 0; k < CE_THREADS / 32; k++) lse_merge(m, s, sm[k], ss[k]);
+    /* every thread now holds the row's max m and sum s, in the same order */
+    float lse = m + logf(s);
+    if (threadIdx.x == 0) losses[row] = valid ? lse - sx : 0.f;
+    if (!grad) return;
+    float inv = 1.f / s;
+    for (int j = threadIdx.x * VEC; j < Vp; j += CE_THREADS * VEC) {
+        float u[VEC];
+        load_f<VEC>(u, x + j);
+        for (int k = 0; k < VEC; k++) {
+            int col = j + k;
+            float g = 0.f;
+            if (valid && col < V) g = dloss * (__expf(u[k] - m) * inv - (col == t ? 1.f : 0.f));
+            u[k] = g;
+        }
+        store_f<VEC>(x + j, u);
+    }
+}
+
+template <typename T>
+static void crossentropy_t(gpt_backend *be, float *losses, T *logits, const int *tgt, int N, int V,
+                           int Vp, float dloss, int grad) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    constexpr int VV = vec16<T>::n;
+    if (Vp % VV == 0 && cuda_aligned16(logits))
+        crossentropy_kernel<T, VV>
+            <<<N, CE_THREADS, 0, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
+    else
+        crossentropy_kernel<T, 1>
+            <<<N, CE_THREADS, 0, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
+    CUDA_LAUNCHED(be, "crossentropy");
+}
+
+extern "C" void cuda_crossentropy(gpt_backend *be, float *losses, void *logits, const int *tgt,
+                                  int N, int V, int Vp, float dloss, int grad) {
+    CUDA_SKIP_IF_FAILED(be);
+    if (N < 0 || V < 1 || Vp < V) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda crossentropy: bad shape N=%d V=%d Vp=%d", N,
+                         V, Vp);
+        return;
+    }
+    if (!N) return;
+    if (cuda_bf16(be))
+        crossentropy_t(be, losses, (bf16 *)logits, tgt, N, V, Vp, dloss, grad);
+    else
+        crossentropy_t(be, losses, (float *)logits, tgt, N, V, Vp, dloss, grad);
+}
