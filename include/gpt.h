@@ -196,6 +196,9 @@ float gpt_lr_at(const gpt_train_opts *o, int s);
 
 /* Optimizer steps taken so far. */
 int gpt_model_step(const gpt_model *m);
+/* Sets the step counters back to 0 (fine-tuning a loaded model starts a
+ * new schedule); call before gpt_train_init. */
+void gpt_model_reset_training(gpt_model *m);
 
 /* Test hook: the next train step sees a NaN in its loss (reliability tests). */
 void gpt_debug_inject_nan(gpt_model *m);

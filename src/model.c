@@ -233,6 +233,9 @@ const gpt_tensor_info *gpt_model_tensor(const gpt_model *m, int i) {
     return i >= 0 && i < m->ntensors ? &m->tinfo[i] : NULL;
 }
 int gpt_model_step(const gpt_model *m) { return m->step; }
+void gpt_model_reset_training(gpt_model *m) {
+    m->step = m->opt_step = m->bad_streak = 0;
+}
 long gpt_backend_sync_count(const gpt_model *m) { return m->be->syncs; }
 void gpt_debug_inject_nan(gpt_model *m) { m->inject_nan = 1; }
 
