@@ -50,7 +50,7 @@ __device__ __forceinline__ void adamw_one(T *params, float *master, float *grad,
                                           size_t i, size_t n_decay, float scale,
                                           const gpt_adamw_hyper &h) {
     float g = grad[i] * scale;
-    float mi = h.beta1 * m[i] + (1.f - h.beta1) * g;
+    float mi = m[i] + (1.f - h.beta1) * (g - m[i]); /* PyTorch's lerp form */
     float vi = h.beta2 * v[i] + (1.f - h.beta2) * g * g;
     float p = master ? master[i] : to_f(params[i]);
     if (i < n_decay) p *= 1.f - h.lr * h.weight_decay;
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(AW_THREADS)
         }
         for (int k = 0; k < 4; k++) {
             float g = gs[k] * scale;
-            ms[k] = h.beta1 * ms[k] + (1.f - h.beta1) * g;
+            ms[k] = ms[k] + (1.f - h.beta1) * (g - ms[k]);
             vs[k] = h.beta2 * vs[k] + (1.f - h.beta2) * g * g;
             if (4 * i + k < n_decay) ps[k] *= 1.f - h.lr * h.weight_decay;
             ps[k] -= (h.lr / h.bias_corr1) * ms[k] / (sqrtf(vs[k]) / sqrtf(h.bias_corr2) + h.eps);

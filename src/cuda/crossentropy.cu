@@ -3,13 +3,16 @@
  *
  * One block per row. Pass 1 reads the row once with an online max/sum
  * (Milakov & Gimelshein, "Online normalizer calculation for softmax",
- * 2018); pass 2 reads it again (mostly from L2: a block's row was just
- * read) and overwrites it with the gradient. The probabilities are never
- * stored. Columns V..Vp-1 (padding) take no part and get a zero gradient.
+ * 2018) and, when the row fits (Vp * sizeof(T) <= CE_SMEM_MAX: a bf16 row
+ * of GPT-2's 50304 logits is 98 KiB), keeps it in shared memory; pass 2
+ * reads it from there (else from device memory again) and overwrites it
+ * with the gradient. So each logit is read from device memory once and
+ * written once; the probabilities are never stored. Columns V..Vp-1
+ * (padding) take no part and get a zero gradient.
  */
 #include "cuda_common.cuh"
 
-enum { CE_THREADS = 512 };
+enum { CE_THREADS = 512, CE_SMEM_MAX = 112 * 1024 };
 
 /* Merges (m, s) pairs: s is a sum of exp(x - m). */
 __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
@@ -19,11 +22,13 @@ __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2
     m = mx;
 }
 
-template <typename T, int VEC>
+template <typename T, int VEC, bool SMEM>
 __global__ void __launch_bounds__(CE_THREADS)
     crossentropy_kernel(float *losses, T *logits, const int *tgt, int V, int Vp, float dloss,
                         int grad) {
     __shared__ float sm[32], ss[32], sx;
+    extern __shared__ int4 row_smem[];
+    T *xs = reinterpret_cast<T *>(row_smem); /* the row, when SMEM */
     int row = blockIdx.x;
     T *x = logits + (size_t)row * Vp;
     int t = tgt[row];
@@ -31,9 +36,17 @@ __global__ void __launch_bounds__(CE_THREADS)
     if (threadIdx.x == 0) sx = valid ? to_f(x[t]) : 0.f; /* before pass 2 overwrites it */
 
     float m = -INFINITY, s = 0.f;
-    for (int j = threadIdx.x * VEC; j < V; j += CE_THREADS * VEC) {
+    for (int j = threadIdx.x * VEC; j < (SMEM && grad ? Vp : V); j += CE_THREADS * VEC) {
         float u[VEC];
-        load_f<VEC>(u, x + j);
+        if constexpr (SMEM) {
+            if constexpr (VEC * sizeof(T) == 16)
+                *reinterpret_cast<int4 *>(xs + j) = *reinterpret_cast<const int4 *>(x + j);
+            else
+                for (int k = 0; k < VEC; k++) xs[j + k] = x[j + k];
+            load_f<VEC>(u, xs + j);
+        } else {
+            load_f<VEC>(u, x + j);
+        }
         for (int k = 0; k < VEC; k++) {
             if (j + k >= V) break;
             float v = u[k];
@@ -61,7 +74,7 @@ __global__ void __launch_bounds__(CE_THREADS)
     float inv = 1.f / s;
     for (int j = threadIdx.x * VEC; j < Vp; j += CE_THREADS * VEC) {
         float u[VEC];
-        load_f<VEC>(u, x + j);
+        load_f<VEC>(u, SMEM ? xs + j : x + j); /* the same thread staged xs[j..] */
         for (int k = 0; k < VEC; k++) {
             int col = j + k;
             float g = 0.f;
@@ -77,13 +90,30 @@ static void crossentropy_t(gpt_backend *be, float *losses, T *logits, const int 
                            int Vp, float dloss, int grad) {
     cuda_ctx *c = cuda_ctx_of(be);
     constexpr int VV = vec16<T>::n;
-    if (Vp % VV == 0 && cuda_aligned16(logits))
-        crossentropy_kernel<T, VV>
+    size_t row = (size_t)Vp * sizeof(T);
+    if (Vp % VV == 0 && cuda_aligned16(logits)) {
+        if (grad && row <= CE_SMEM_MAX)
+            crossentropy_kernel<T, VV, true>
+                <<<N, CE_THREADS, row, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
+        else
+            crossentropy_kernel<T, VV, false>
+                <<<N, CE_THREADS, 0, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
+    } else {
+        crossentropy_kernel<T, 1, false>
             <<<N, CE_THREADS, 0, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
-    else
-        crossentropy_kernel<T, 1>
-            <<<N, CE_THREADS, 0, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
+    }
     CUDA_LAUNCHED(be, "crossentropy");
+}
+
+extern "C" int cuda_crossentropy_setup(gpt_backend *be) {
+    if (CUDA_CHECK(be, cudaFuncSetAttribute(crossentropy_kernel<bf16, 8, true>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            CE_SMEM_MAX)) ||
+        CUDA_CHECK(be, cudaFuncSetAttribute(crossentropy_kernel<float, 4, true>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            CE_SMEM_MAX)))
+        return be->err.code;
+    return 0;
 }
 
 extern "C" void cuda_crossentropy(gpt_backend *be, float *losses, void *logits, const int *tgt,

@@ -324,10 +324,19 @@ static int cu_graph_begin(gpt_backend *be, int id) {
     }
     for (int i = 0; i < c->n_graphs; i++)
         if (c->graphs[i].id == id) {
+            c->graphs[i].used = ++c->graph_clock;
             if (CUDA_CHECK(be, cudaGraphLaunch(c->graphs[i].exec, c->stream))) return 0;
             return 1;
         }
-    if (c->n_graphs == CUDA_MAX_GRAPHS) return 0; /* table full: run eagerly */
+    if (c->n_graphs == CUDA_MAX_GRAPHS) {
+        /* The model takes new ids when its buffers move: the least recently
+         * launched graph is the one most likely to hold stale pointers. */
+        int lru = 0;
+        for (int i = 1; i < c->n_graphs; i++)
+            if (c->graphs[i].used < c->graphs[lru].used) lru = i;
+        if (CUDA_CHECK(be, cudaGraphExecDestroy(c->graphs[lru].exec))) return 0;
+        c->graphs[lru] = c->graphs[--c->n_graphs];
+    }
     if (CUDA_CHECK(be, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal))) return 0;
     c->capturing = id;
     return 0;
@@ -352,6 +361,7 @@ static void cu_graph_end(gpt_backend *be, int id) {
     cudaGraphDestroy(g);
     if (CUDA_CHECK(be, e)) return;
     c->graphs[c->n_graphs].id = id;
+    c->graphs[c->n_graphs].used = ++c->graph_clock;
     c->graphs[c->n_graphs].exec = exec;
     c->n_graphs++;
     CUDA_CHECK(be, cudaGraphLaunch(exec, c->stream));
@@ -472,6 +482,7 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     if (!be->err.code) alloc_ws(be, &c->lt_ws, c->lt_ws_bytes, "matmul");
     if (!be->err.code) CUDA_CHECK(be, cudaMalloc((void **)&c->counter, sizeof(unsigned long long)));
     if (!be->err.code) cuda_attention_setup(be);
+    if (!be->err.code) cuda_crossentropy_setup(be);
     if (be->err.code) {
         int code = be->err.code;
         if (err) *err = be->err;

@@ -69,9 +69,11 @@ typedef struct {
 
     struct {
         int id;
+        unsigned long long used; /* clock of the last launch (LRU eviction) */
         cudaGraphExec_t exec;
     } graphs[CUDA_MAX_GRAPHS];
     int n_graphs;
+    unsigned long long graph_clock;
     int capturing; /* graph id being recorded, or -1 */
 
     void *host_buf; /* staging for bf16 <-> fp32 conversion */
@@ -250,6 +252,7 @@ int cuda_attention_setup(gpt_backend *be);
 /* crossentropy.cu */
 void cuda_crossentropy(gpt_backend *be, float *losses, void *logits, const int *tgt, int N, int V,
                        int Vp, float dloss, int grad);
+int cuda_crossentropy_setup(gpt_backend *be);
 
 /* adamw.cu */
 void cuda_adamw(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# bench/gpu.sh - everything the CUDA backend needs on a GPU machine, in one
+# command: build (make CUDA=1; incremental, so carried build-cuda/ objects
+# are reused), the GPU tests, compute-sanitizer (memcheck, racecheck,
+# initcheck) on the op tests and on a seed-small training step, then our
+# training and generation against the PyTorch peers (bench/peers/) in the
+# same call, and one table at the end. Logs go under $OUT (or out/gpu).
+#
+#   bash bench/gpu.sh [all|check|bench]    (default all)
+#
+# check = build + tests + sanitizers; bench = build + timings + table.
+# Environment: QUICK=1 skips the torch.compile peers (minutes of compiling).
+set -u
+cd "$(dirname "$0")/.."
+phase=${1:-all}
+OUT=${OUT:-$PWD/out/gpu}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PYTHONUNBUFFERED=1
+T0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+summary="$OUT/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+stamp "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
+note "card: $(head -1 "$OUT/device.txt")  commit: $(git rev-parse --short HEAD 2>/dev/null || cat .commit 2>/dev/null)  date: $(date -u +%F)"
+
+stamp "build"
+if ! make -j"$(nproc)" CUDA=1 >"$OUT/build.log" 2>&1; then
+    note "BUILD FAILED"; tail -30 "$OUT/build.log"; exit 1
+fi
+GPT_BENCH=build-cuda/bench/bench_gpu
+
+if [ "$phase" = all ] || [ "$phase" = check ]; then
+    stamp "GPU tests"
+    BUILD=build-cuda timeout 600 bash tests/run.sh --cuda >"$OUT/tests.log" 2>&1
+    grep -E '^(FAIL|!!!)|^ +[a-z_./]+:[0-9]+: expected' "$OUT/tests.log" | head -40
+    note "tests: $(tail -1 "$OUT/tests.log")"
+
+    SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    san() { # tool, log name, command...
+        local tool=$1 log=$2; shift 2
+        stamp "sanitizer $tool: $log"
+        timeout 300 "$SAN" --tool "$tool" --print-limit 20 "$@" >"$OUT/san_$log.log" 2>&1
+        local rc=$? res
+        res=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/san_$log.log" | tail -1)
+        [ $rc = 124 ] && res="timed out after 300 s ($res)"
+        note "sanitizer $tool $log: ${res:-no summary (exit $rc)}"
+    }
+    step=($GPT_BENCH train --preset seed-small -B 4 -T 512 --steps 1)
+    GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 san memcheck ops build-cuda/tests/gpu/test_cuda_ops
+    GPT_TEST_CONFIGS=cuda-bf16-unfused san memcheck ops_unfused build-cuda/tests/gpu/test_cuda_ops
+    GPT_TEST_CONFIGS=cuda-bf16,cuda-bf16-unfused san racecheck ops build-cuda/tests/gpu/test_cuda_ops
+    GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 san initcheck ops build-cuda/tests/gpu/test_cuda_ops
+    san memcheck train "${step[@]}"
+    san racecheck train "${step[@]}"
+    san initcheck train "${step[@]}"
+fi
+
+if [ "$phase" = all ] || [ "$phase" = bench ]; then
+    J="$OUT/bench.jsonl"
+    : >"$J"
+    # Fall back to the generic kernels if the fast ones failed their tests.
+    if grep -q "^FAIL cuda-bf16: attention" "$OUT/tests.log" 2>/dev/null; then
+        export GPT_CUDA_NO_FAST_ATTN=1; note "fast attention failed its tests: benchmarks use the generic kernels"
+    fi
+    if grep -q "^FAIL cuda-bf16: matmul" "$OUT/tests.log" 2>/dev/null; then
+        export GPT_CUDA_NO_EPILOGUE=1; note "fused epilogues failed their tests: benchmarks use the unfused path"
+    fi
+    ours() { stamp "gpt $*"; $GPT_BENCH "$@" 2>>"$OUT/bench_err.log" | tee -a "$J"; }
+    peer() { stamp "peer $*"; timeout 400 python3 bench/peers/"$@" 2>>"$OUT/peer_err.log" | grep '^{' | tee -a "$J"; }
+    ours train --preset gpt2 -B 32 -T 1024 --steps 20 --recompute
+    ours train --preset gpt2 -B 32 -T 1024 --steps 20
+    ours train --preset seed-small -B 4 -T 512 --steps 50
+    ours train --preset seed-small -B 64 -T 512 --steps 20
+    ours train --preset seed-large -B 4 -T 512 --steps 50
+    ours train --preset seed-small -B 4 -T 512 --steps 20 --precision fp32
+    ours train --preset gpt2 -B 8 -T 1024 --steps 10
+    ours train --preset gpt2 -B 8 -T 1024 --steps 10 --precision fp32
+    ours generate --preset gpt2 --batch 1 --prompt 64 --new 256
+    ours generate --preset gpt2 --batch 16 --prompt 64 --new 256
+    GPT2="--layers 12 --dim 768 --heads 12 --seq 1024"
+    SEEDS="--layers 2 --dim 512 --heads 8 --seq 512"
+    SEEDL="--layers 6 --dim 512 --heads 8 --seq 512"
+    compile="--compile"; [ "${QUICK:-0}" = 1 ] && compile=""
+    for mode in $compile ""; do
+        peer torch_gpt.py $GPT2 --batch 32 --steps 20 $mode
+        peer torch_gpt.py $SEEDS --batch 4 --steps 50 $mode
+        peer torch_gpt.py $SEEDS --batch 64 --steps 20 $mode
+        peer torch_gpt.py $SEEDL --batch 4 --steps 50 $mode
+    done
+    peer torch_generate.py --batch 1 --prompt 64 --new 256
+    peer torch_generate.py --batch 16 --prompt 64 --new 256
+    stamp "table"
+    python3 bench/table.py "$J" | tee -a "$summary"
+fi
+stamp "done"
+echo "==== summary"
+cat "$summary"
