@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 phase=${1:-all}
 OUT=${OUT:-$PWD/out/gpu}
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+NVCC_BIN=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+CUDA_LIB=$(dirname "$(dirname "$NVCC_BIN")")/lib64
+export LD_LIBRARY_PATH=$CUDA_LIB:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
@@ -28,7 +30,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 note "card: $(head -1 "$OUT/device.txt")  commit: $(git rev-parse --short HEAD 2>/dev/null || cat .commit 2>/dev/null)  date: $(date -u +%F)"
 
 stamp "build"
-if ! make -j"$(nproc)" CUDA=1 >"$OUT/build.log" 2>&1; then
+# Binaries carried from another machine are rebuilt if their libraries are missing here.
+if [ -x build-cuda/tests/gpu/test_cuda_ops ] && ldd build-cuda/tests/gpu/test_cuda_ops | grep -q "not found"; then
+    echo "carried binaries do not load here: rebuilding"; rm -rf build-cuda
+fi
+if ! make -j"$(nproc)" CUDA=1 NATIVE=0 BLAS=none >"$OUT/build.log" 2>&1; then
     note "BUILD FAILED"; tail -30 "$OUT/build.log"; exit 1
 fi
 GPT_BENCH=build-cuda/bench/bench_gpu
