@@ -4,56 +4,65 @@
 # are reused), the GPU tests, compute-sanitizer (memcheck, racecheck,
 # initcheck) on the op tests and on a seed-small training step, then our
 # training and generation against the PyTorch peers (bench/peers/) in the
-# same call, and one table at the end. Logs go under $OUT (or out/gpu).
+# same call, and one table at the end. Logs: $OUT/logs.tgz and
+# $OUT/summary.txt ($OUT defaults to out/gpu).
 #
-#   bash bench/gpu.sh [all|check|bench]    (default all)
+#   bash bench/gpu.sh [PHASE...]    PHASE: all (default), check, ours, peers
 #
-# check = build + tests + sanitizers; bench = build + timings + table.
+# check = GPU tests + sanitizers; ours = our timings; peers = the PyTorch
+# peers; the table covers whatever ran. The build always runs first.
 # Environment: QUICK=1 skips the torch.compile peers (minutes of compiling).
 set -u
 cd "$(dirname "$0")/.."
-phase=${1:-all}
+phases=" ${*:-all} "
+want() { case "$phases" in *" $1 "*|*" all "*) return 0 ;; esac; return 1; }
 OUT=${OUT:-$PWD/out/gpu}
 mkdir -p "$OUT"
+# The device tool returns at most 8 files from $OUT: logs are written under
+# $L and packed into $OUT/logs.tgz after every step.
+L=$(mktemp -d)
+pack() { tar czf "$OUT/logs.tgz" -C "$L" . 2>/dev/null; cp "$summary" "$OUT/" 2>/dev/null; }
 NVCC_BIN=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 CUDA_LIB=$(dirname "$(dirname "$NVCC_BIN")")/lib64
 export LD_LIBRARY_PATH=$CUDA_LIB:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
-summary="$OUT/summary.txt"
+summary="$L/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
 
 stamp "device"
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
-note "card: $(head -1 "$OUT/device.txt")  commit: $(git rev-parse --short HEAD 2>/dev/null || cat .commit 2>/dev/null)  date: $(date -u +%F)"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$L/device.txt"
+note "card: $(head -1 "$L/device.txt")  commit: $(git rev-parse --short HEAD 2>/dev/null || cat .commit 2>/dev/null)  date: $(date -u +%F)"
 
 stamp "build"
 # Binaries carried from another machine are rebuilt if their libraries are missing here.
 if [ -x build-cuda/tests/gpu/test_cuda_ops ] && ldd build-cuda/tests/gpu/test_cuda_ops | grep -q "not found"; then
     echo "carried binaries do not load here: rebuilding"; rm -rf build-cuda
 fi
-if ! make -j"$(nproc)" CUDA=1 NATIVE=0 BLAS=none >"$OUT/build.log" 2>&1; then
-    note "BUILD FAILED"; tail -30 "$OUT/build.log"; exit 1
+if ! make -j"$(nproc)" CUDA=1 NATIVE=0 BLAS=none >"$L/build.log" 2>&1; then
+    note "BUILD FAILED"; tail -30 "$L/build.log"; pack; exit 1
 fi
 GPT_BENCH=build-cuda/bench/bench_gpu
 
-if [ "$phase" = all ] || [ "$phase" = check ]; then
+if want check; then
     stamp "GPU tests"
-    BUILD=build-cuda timeout 600 bash tests/run.sh --cuda >"$OUT/tests.log" 2>&1
-    grep -E '^(FAIL|!!!)|^ +[a-z_./]+:[0-9]+: expected' "$OUT/tests.log" | head -40
-    note "tests: $(tail -1 "$OUT/tests.log")"
+    BUILD=build-cuda timeout 300 bash tests/run.sh --cuda >"$L/tests.log" 2>&1
+    grep -E '^(FAIL|!!!)|^ +[a-z_./]+:[0-9]+: expected' "$L/tests.log" | head -40
+    note "tests: $(tail -1 "$L/tests.log")"
+    pack
 
     SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     san() { # tool, log name, command...
         local tool=$1 log=$2; shift 2
         stamp "sanitizer $tool: $log"
-        timeout 300 "$SAN" --tool "$tool" --print-limit 20 "$@" >"$OUT/san_$log.log" 2>&1
+        timeout 180 "$SAN" --tool "$tool" --print-limit 20 "$@" >"$L/san_${tool}_$log.log" 2>&1
         local rc=$? res
-        res=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/san_$log.log" | tail -1)
-        [ $rc = 124 ] && res="timed out after 300 s ($res)"
+        res=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$L/san_${tool}_$log.log" | tail -1)
+        [ $rc = 124 ] && res="timed out after 180 s ($res)"
         note "sanitizer $tool $log: ${res:-no summary (exit $rc)}"
+        pack
     }
     step=($GPT_BENCH train --preset seed-small -B 4 -T 512 --steps 1)
     GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 san memcheck ops build-cuda/tests/gpu/test_cuda_ops
@@ -65,18 +74,18 @@ if [ "$phase" = all ] || [ "$phase" = check ]; then
     san initcheck train "${step[@]}"
 fi
 
-if [ "$phase" = all ] || [ "$phase" = bench ]; then
-    J="$OUT/bench.jsonl"
-    : >"$J"
-    # Fall back to the generic kernels if the fast ones failed their tests.
-    if grep -q "^FAIL cuda-bf16: attention" "$OUT/tests.log" 2>/dev/null; then
-        export GPT_CUDA_NO_FAST_ATTN=1; note "fast attention failed its tests: benchmarks use the generic kernels"
-    fi
-    if grep -q "^FAIL cuda-bf16: matmul" "$OUT/tests.log" 2>/dev/null; then
-        export GPT_CUDA_NO_EPILOGUE=1; note "fused epilogues failed their tests: benchmarks use the unfused path"
-    fi
-    ours() { stamp "gpt $*"; $GPT_BENCH "$@" 2>>"$OUT/bench_err.log" | tee -a "$J"; }
-    peer() { stamp "peer $*"; timeout 400 python3 bench/peers/"$@" 2>>"$OUT/peer_err.log" | grep '^{' | tee -a "$J"; }
+J="$L/bench.jsonl"
+touch "$J"
+# Fall back to the generic kernels if the fast ones failed their tests.
+if grep -q "^FAIL cuda-bf16: attention" "$L/tests.log" 2>/dev/null; then
+    export GPT_CUDA_NO_FAST_ATTN=1; note "fast attention failed its tests: benchmarks use the generic kernels"
+fi
+if grep -q "^FAIL cuda-bf16: matmul" "$L/tests.log" 2>/dev/null; then
+    export GPT_CUDA_NO_EPILOGUE=1; note "fused epilogues failed their tests: benchmarks use the unfused path"
+fi
+ours() { stamp "gpt $*"; timeout 120 $GPT_BENCH "$@" 2>>"$L/bench_err.log" | tee -a "$J"; pack; }
+peer() { stamp "peer $*"; timeout 300 python3 bench/peers/"$@" 2>>"$L/peer_err.log" | grep '^{' | tee -a "$J"; pack; }
+if want ours; then
     ours train --preset gpt2 -B 32 -T 1024 --steps 20 --recompute
     ours train --preset gpt2 -B 32 -T 1024 --steps 20
     ours train --preset seed-small -B 4 -T 512 --steps 50
@@ -87,6 +96,8 @@ if [ "$phase" = all ] || [ "$phase" = bench ]; then
     ours train --preset gpt2 -B 8 -T 1024 --steps 10 --precision fp32
     ours generate --preset gpt2 --batch 1 --prompt 64 --new 256
     ours generate --preset gpt2 --batch 16 --prompt 64 --new 256
+fi
+if want peers; then
     GPT2="--layers 12 --dim 768 --heads 12 --seq 1024"
     SEEDS="--layers 2 --dim 512 --heads 8 --seq 512"
     SEEDL="--layers 6 --dim 512 --heads 8 --seq 512"
@@ -99,9 +110,12 @@ if [ "$phase" = all ] || [ "$phase" = bench ]; then
     done
     peer torch_generate.py --batch 1 --prompt 64 --new 256
     peer torch_generate.py --batch 16 --prompt 64 --new 256
+fi
+if [ -s "$J" ]; then
     stamp "table"
     python3 bench/table.py "$J" | tee -a "$summary"
 fi
 stamp "done"
+pack
 echo "==== summary"
 cat "$summary"
