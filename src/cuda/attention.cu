@@ -312,7 +312,6 @@ __global__ void __launch_bounds__(KV_THREADS)
     attn_kv_kernel(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int Tq, int S, int C,
                    int NH, int CH, int store, float scale) {
     extern __shared__ float sh[];
-    __shared__ float red_shm[33];
     int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
     int D = C / NH, DP = D + 1;
     int nsub = KV_THREADS / D > 1 ? KV_THREADS / D : 1;
@@ -320,7 +319,7 @@ __global__ void __launch_bounds__(KV_THREADS)
     if (pl < 0 || pl >= S) return;
     int p = (int)pl;
     float *qs = sh, *acc = qs + D, *Kc = acc + D, *Vc = Kc + CH * DP, *sc = Vc + CH * D,
-          *red = sc + CH;
+          *red = sc + CH, *red_shm = red + nsub * D; /* 33 floats for block_max/sum */
     const T *qrow = qkv + (size_t)row * 3 * C + (size_t)h * D;
     size_t cbase = (size_t)b * S * C + (size_t)h * D;
     for (int d = tid; d < D; d += KV_THREADS) {
@@ -380,9 +379,17 @@ static int kv_chunk(gpt_backend *be, int D) {
     return 0;
 }
 
+/* Lets kernel k take all the shared memory a block may opt in to, less
+ * what it declares statically. */
+template <typename K> static int optin_smem(gpt_backend *be, K *k) {
+    cudaFuncAttributes a;
+    if (CUDA_CHECK(be, cudaFuncGetAttributes(&a, k))) return 1;
+    int n = (int)(cuda_ctx_of(be)->prop.sharedMemPerBlockOptin - a.sharedSizeBytes);
+    return CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, n));
+}
+
 extern "C" int cuda_attention_setup(gpt_backend *be) {
-    int optin = (int)cuda_ctx_of(be)->prop.sharedMemPerBlockOptin;
-#define OPTIN(k) CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin))
+#define OPTIN(k) optin_smem(be, k)
     if (OPTIN(attn_fwd_generic<float>) || OPTIN(attn_fwd_generic<bf16>) ||
         OPTIN(attn_bwd_dkv_generic<float>) || OPTIN(attn_bwd_dkv_generic<bf16>) ||
         OPTIN(attn_bwd_dq_generic<float>) || OPTIN(attn_bwd_dq_generic<bf16>) ||
