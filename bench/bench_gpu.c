@@ -3,10 +3,13 @@
  * public API and prints one JSON line, in the form of the PyTorch peers
  * (bench/peers/torch_gpt.py and torch_generate.py), so bench/gpu.sh can put them side by side.
  *
- *   bench_gpu train --preset P -B b -T t [--steps n] [--device cuda]
- *                   [--precision bf16|fp32] [--recompute]
- *   bench_gpu generate --preset P --batch b [--prompt 64] [--new 256]
+ *   bench_gpu train --preset P -B b -T t [--steps n] [--warmup n] [--device cuda]
+ *                   [--precision bf16|fp32] [--recompute] [--profile]
+ *   bench_gpu generate --preset P --batch b [--prompt 64] [--new 256] [--runs n]
  *                      [--device cuda] [--precision bf16|fp32]
+ *
+ * --profile times every operation of the last step with device events (no
+ * graphs) and prints the model's table on stderr.
  *
  * Training: random token batches (the peer's data), three warm-up steps
  * (the first runs eagerly, the second records the CUDA graphs), then the
@@ -52,10 +55,10 @@ static size_t device_free(const gpt_runtime *rt) {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: bench_gpu train --preset P -B b -T t [--steps n] [--device d] "
-            "[--precision bf16|fp32] [--recompute]\n"
-            "       bench_gpu generate --preset P --batch b [--prompt n] [--new n] [--device d] "
-            "[--precision bf16|fp32]\n");
+            "usage: bench_gpu train --preset P -B b -T t [--steps n] [--warmup n] [--device d] "
+            "[--precision bf16|fp32] [--recompute] [--profile]\n"
+            "       bench_gpu generate --preset P --batch b [--prompt n] [--new n] [--runs n] "
+            "[--device d] [--precision bf16|fp32]\n");
     return 2;
 }
 
@@ -63,9 +66,11 @@ int main(int argc, char **argv) {
     if (argc < 2) return usage();
     const char *mode = argv[1], *preset = "gpt2", *device = "cuda", *prec = "bf16";
     int B = 4, T = 512, steps = 20, recompute = 0, batch = 1, prompt = 64, gen = 256;
+    int warm = 3, runs = 4, profile = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--recompute")) recompute = 1;
+        else if (!strcmp(a, "--profile")) profile = 1;
         else if (!v) return usage();
         else if (!strcmp(a, "--preset")) preset = v, i++;
         else if (!strcmp(a, "-B")) B = atoi(v), i++;
@@ -76,6 +81,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) batch = atoi(v), i++;
         else if (!strcmp(a, "--prompt")) prompt = atoi(v), i++;
         else if (!strcmp(a, "--new")) gen = atoi(v), i++;
+        else if (!strcmp(a, "--warmup")) warm = atoi(v), i++;
+        else if (!strcmp(a, "--runs")) runs = atoi(v), i++;
         else return usage();
     }
     gpt_error err;
@@ -89,6 +96,8 @@ int main(int argc, char **argv) {
     memset(&rt, 0, sizeof rt);
     rt.device = device;
     rt.precision = !strcmp(prec, "fp32") ? GPT_PREC_FP32 : GPT_PREC_BF16;
+    rt.profile = profile;
+    if (steps < 1 || warm < 0 || runs < 1 || runs > 16) return usage();
     size_t free0 = device_free(&rt);
     gpt_model *m;
     if (gpt_model_create(&m, &cfg, &rt, 1, &err)) {
@@ -110,7 +119,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_gpu: %s\n", err.msg);
             return 1;
         }
-        int warm = 3, total = warm + steps;
+        int total = warm + steps;
         size_t per = (size_t)B * (T + 1);
         int *tok = malloc(per * (size_t)total * sizeof(int));
         for (size_t i = 0; i < per * (size_t)total; i++)
@@ -129,6 +138,12 @@ int main(int argc, char **argv) {
             syncs = gpt_backend_sync_count(m) - s0;
         }
         size_t free1 = device_free(&rt);
+        if (profile) {
+            static char rep[1 << 16];
+            gpt_profile_report(m, rep, sizeof rep);
+            fprintf(stderr, "profile of the last step, %s B=%d T=%d %s:\n%s", preset, B, T,
+                    gpt_model_precision(m), rep);
+        }
         double t = median(ms + warm, steps);
         double tok_s = (double)B * T / (t * 1e-3);
         printf("{\"bench\":\"train\",\"impl\":\"gpt\",\"preset\":\"%s\",\"device\":\"%s\","
@@ -157,8 +172,8 @@ int main(int argc, char **argv) {
             prompts[b] = ids + (size_t)b * prompt;
             lens[b] = prompt;
         }
-        double runs[4], decode_ms[4];
-        for (int r = 0; r < 4; r++) {
+        double times[16], decode_ms[16];
+        for (int r = 0; r < runs; r++) {
             double t0 = gpt_now();
             if (gpt_kv_begin(m, batch, ctx, &err) || gpt_kv_prefill(m, prompts, lens, logits, &err)) {
                 fprintf(stderr, "bench_gpu: %s\n", err.msg);
@@ -179,10 +194,11 @@ int main(int argc, char **argv) {
                 }
             }
             double t2 = gpt_now();
-            runs[r] = t2 - t0;
+            times[r] = t2 - t0;
             decode_ms[r] = (t2 - t1) * 1e3 / gen;
         }
-        double t = median(runs + 1, 3), dms = median(decode_ms + 1, 3);
+        int skip = runs > 1; /* the first run warms up */
+        double t = median(times + skip, runs - skip), dms = median(decode_ms + skip, runs - skip);
         printf("{\"bench\":\"generate\",\"impl\":\"gpt\",\"preset\":\"%s\",\"device\":\"%s\","
                "\"precision\":\"%s\",\"batch\":%d,\"prompt\":%d,\"new\":%d,\"tok_s\":%.1f,"
                "\"ms_per_token\":%.3f,\"decode_ms_per_step\":%.3f}\n",

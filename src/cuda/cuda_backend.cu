@@ -69,6 +69,7 @@ static void cu_destroy(gpt_backend *be) {
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c->host_buf);
+        if (c->pinned_buf) cudaFreeHost(c->pinned_buf);
         free(c);
     }
     free(be);
@@ -221,6 +222,25 @@ static void *host_staging(gpt_backend *be, size_t bytes) {
     return c->host_buf;
 }
 
+/* Pinned staging for downloads, grown on demand: the copy then runs at
+ * full speed straight into it (a download waits anyway, so one buffer is
+ * never in use twice). Uploads stay on pageable memory, which the driver
+ * stages before returning, so that their source can be reused at once. */
+static void *pinned_staging(gpt_backend *be, size_t bytes) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    if (c->pinned_bytes < bytes) {
+        if (c->pinned_buf) cudaFreeHost(c->pinned_buf);
+        c->pinned_buf = NULL, c->pinned_bytes = 0;
+        if (cudaHostAlloc(&c->pinned_buf, bytes, cudaHostAllocDefault) != cudaSuccess) {
+            cudaGetLastError();
+            c->pinned_buf = NULL;
+            return host_staging(be, bytes);
+        }
+        c->pinned_bytes = bytes;
+    }
+    return c->pinned_buf;
+}
+
 static int converts(gpt_backend *be, int cls) {
     return cuda_bf16(be) && (cls == GPT_CLS_PARAM || cls == GPT_CLS_ACT);
 }
@@ -254,7 +274,7 @@ static void cu_download(gpt_backend *be, void *dst, const void *src, size_t n, i
     }
     be->syncs++;
     if (converts(be, cls)) {
-        bf16 *h = (bf16 *)host_staging(be, n * sizeof(bf16));
+        bf16 *h = (bf16 *)pinned_staging(be, n * sizeof(bf16));
         if (!h) return;
         if (CUDA_CHECK(be, cudaMemcpyAsync(h, src, n * sizeof(bf16), cudaMemcpyDeviceToHost,
                                            c->stream)) ||

@@ -76,8 +76,10 @@ typedef struct {
     unsigned long long graph_clock;
     int capturing; /* graph id being recorded, or -1 */
 
-    void *host_buf; /* staging for bf16 <-> fp32 conversion */
+    void *host_buf; /* pageable staging for uploads that convert to bf16 */
     size_t host_bytes;
+    void *pinned_buf; /* pinned staging for downloads that convert from bf16 */
+    size_t pinned_bytes;
 
     cuda_lt_entry lt_cache[CUDA_LT_CACHE];
 

@@ -12,8 +12,8 @@
 
 #include "cuda_common.cuh"
 
-/* out[b,t,:] = wte[tok,:] + wpe[p,:]; invalid ids or positions read as
- * zero rows. VEC elements per thread (VEC > 1 only when C % VEC == 0 and
+/* out[b,t,:] = wte[tok,:] + wpe[p,:]; an invalid id or position gives a
+ * zero row. VEC elements per thread (VEC > 1 only when C % VEC == 0 and
  * the pointers are 16-byte aligned). */
 template <typename T, int VEC>
 __global__ void encoder_forward_kernel(T *out, const int *tok, const int *pos0, const T *wte,
@@ -28,15 +28,13 @@ __global__ void encoder_forward_kernel(T *out, const int *tok, const int *pos0, 
         int id = tok[row];
         long long p = (long long)(pos0 ? pos0[b] : 0) + t;
         float e[VEC], q[VEC];
-        if (id >= 0 && id < Vp)
+        if (id >= 0 && id < Vp && p >= 0 && p < maxT) {
             load_f<VEC>(e, wte + (size_t)id * C + c);
-        else
-            for (int k = 0; k < VEC; k++) e[k] = 0.f;
-        if (p >= 0 && p < maxT)
             load_f<VEC>(q, wpe + (size_t)p * C + c);
-        else
-            for (int k = 0; k < VEC; k++) q[k] = 0.f;
-        for (int k = 0; k < VEC; k++) e[k] += q[k];
+            for (int k = 0; k < VEC; k++) e[k] += q[k];
+        } else {
+            for (int k = 0; k < VEC; k++) e[k] = 0.f;
+        }
         store_f<VEC>(out + row * C + c, e);
     }
 }

@@ -21,6 +21,8 @@
  * When cuBLASLt has no algorithm for a fused epilogue (or the epilogue's
  * rules fail: aux leading dimension not a multiple of 8, a bias not 16-byte
  * aligned), the plain product runs and misc.cu's kernels do the rest.
+ * Forward products of at most GEMV_MAXN rows (decoding) take our own
+ * weight-streaming kernel instead of cuBLASLt.
  */
 #include <string.h>
 
@@ -195,6 +197,72 @@ static int mm_shape_ok(gpt_backend *be, const char *op, int N, int IC, int OC) {
     return N > 0;
 }
 
+/* ------------------------------------------------ small N (decoding) */
+
+/* With few rows (decoding: N = batch) a product reads the whole weight once
+ * to produce a handful of outputs. cuBLASLt tiles it into OC/128 blocks,
+ * too few to pull the weights at the card's bandwidth; here one warp per
+ * output column spreads the rows of w over every SM. Each lane keeps the
+ * dot products of all N inputs with its slice of the row, then the warp
+ * reduces them; bias and GELU are applied in fp32 before rounding, as in
+ * cuBLASLt's epilogue. */
+enum { GEMV_MAXN = 16, GEMV_WARPS = 8 };
+
+template <typename T, int VEC>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(T *out, T *pre, const T *in, const T *w, const T *bias, int N, int IC, int OC,
+                int gelu) {
+    int o = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (o >= OC) return;
+    float acc[GEMV_MAXN];
+#pragma unroll
+    for (int n = 0; n < GEMV_MAXN; n++) acc[n] = 0.f;
+    const T *wr = w + (size_t)o * IC;
+#pragma unroll 2
+    for (int c = lane * VEC; c < IC; c += 32 * VEC) {
+        float wv[VEC];
+        load_f<VEC>(wv, wr + c);
+#pragma unroll
+        for (int n = 0; n < GEMV_MAXN; n++) {
+            if (n >= N) break;
+            float iv[VEC];
+            load_f<VEC>(iv, in + (size_t)n * IC + c);
+            float d = 0.f;
+#pragma unroll
+            for (int k = 0; k < VEC; k++) d += wv[k] * iv[k];
+            acc[n] += d;
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < GEMV_MAXN; n++) {
+        if (n >= N) break;
+        float y = warp_sum(acc[n]);
+        if (lane == 0) {
+            if (bias) y += to_f(bias[o]);
+            size_t at = (size_t)n * OC + o;
+            if (gelu) {
+                if (pre) pre[at] = from_f<T>(y);
+                out[at] = from_f<T>(gelu_f(y));
+            } else {
+                out[at] = from_f<T>(y);
+            }
+        }
+    }
+}
+
+template <typename T>
+static void gemv_t(gpt_backend *be, T *out, T *pre, const T *in, const T *w, const T *bias, int N,
+                   int IC, int OC, int gelu) {
+    constexpr int V = vec16<T>::n;
+    cudaStream_t st = cuda_ctx_of(be)->stream;
+    unsigned grid = cuda_cdiv(OC, GEMV_WARPS);
+    if (IC % V == 0 && cuda_aligned16(in) && cuda_aligned16(w))
+        gemv_kernel<T, V><<<grid, GEMV_WARPS * 32, 0, st>>>(out, pre, in, w, bias, N, IC, OC, gelu);
+    else
+        gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(out, pre, in, w, bias, N, IC, OC, gelu);
+    CUDA_LAUNCHED(be, "matmul_forward (small N)");
+}
+
 extern "C" void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const void *in,
                                     const void *w, const void *bias, int N, int IC, int OC,
                                     int gelu) {
@@ -202,6 +270,15 @@ extern "C" void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const
     cuda_ctx *c = cuda_ctx_of(be);
     if (!mm_shape_ok(be, "matmul_forward", N, IC, OC)) return;
     if (!gelu) pre = NULL;
+    if (N <= GEMV_MAXN) {
+        if (cuda_bf16(be))
+            gemv_t(be, (bf16 *)out, (bf16 *)pre, (const bf16 *)in, (const bf16 *)w,
+                   (const bf16 *)bias, N, IC, OC, gelu);
+        else
+            gemv_t(be, (float *)out, (float *)pre, (const float *)in, (const float *)w,
+                   (const float *)bias, N, IC, OC, gelu);
+        return;
+    }
     cudaDataType t = cuda_bf16(be) ? CUDA_R_16BF : CUDA_R_32F;
     lt_problem p;
     memset(&p, 0, sizeof p);

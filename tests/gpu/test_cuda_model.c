@@ -16,8 +16,16 @@
  *     layer on the backward path, each ~2^-9 relative RMS, roughly
  *     independent): sqrt(24) * 2^-9 ~ 1e-2 for gradients of two layers, so
  *     3e-2; logits and losses pass through half as many roundings, 1e-2.
- *     Parameters after ten steps: the fp32 master copy moves by lr-sized
- *     steps whose direction bf16 gradients perturb by ~1e-2, 1e-2.
+ *     Parameters after ten steps are compared by how far they moved: the
+ *     difference between the two runs relative to the CPU run's change
+ *     ||p_cuda - p_cpu|| / ||p_cpu - p_start||. AdamW divides each
+ *     gradient by its own running RMS, so a ~1e-2 relative gradient error
+ *     becomes a ~1e-2 error of the step for elements whose gradient stands
+ *     above the rounding noise, and an O(1) error for the few whose
+ *     gradient is of the order of that noise (biases that start at zero
+ *     and get tiny gradients); over whole tensors this was measured at up
+ *     to 0.06 (zero-initialised layernorm and attention biases, H100), so
+ *     0.15. In fp32 the parameters themselves agree to 1e-4.
  */
 #include <math.h>
 #include <stdio.h>
@@ -144,6 +152,12 @@ static void check_training(const shape *s, int precision) {
     int ok = cpu && gpu && !copy_params(cpu, gpu, &err) && !gpt_train_init(cpu, &o, &err) &&
              !gpt_train_init(gpu, &o, &err);
     EXPECT(ok, "%s", err.msg);
+    int nt = ok ? gpt_model_num_tensors(cpu) : 0;
+    float **start = calloc((size_t)nt + 1, sizeof *start);
+    for (int i = 0; i < nt; i++) {
+        start[i] = malloc(gpt_model_tensor(cpu, i)->numel * sizeof(float));
+        gpt_model_get_tensor(cpu, i, start[i], &err);
+    }
     for (int st = 0; ok && st < 10; st++) {
         gpt_step_info ic, ig;
         long s0 = gpt_backend_sync_count(gpu);
@@ -163,18 +177,27 @@ static void check_training(const shape *s, int precision) {
         gpt_model_get_tensor(gpu, i, a, &err);
         gpt_model_get_tensor(cpu, i, b, &err);
         size_t len = strlen(t->name), n = t->numel;
-        double e;
-        if (len > 10 && !strcmp(t->name + len - 10, "attn.qkv.b")) { /* see above */
-            double e1 = test_rel_l2(a, b, n / 3), e2 = test_rel_l2(a + 2 * (n / 3), b + 2 * (n / 3), n / 3);
-            e = e1 > e2 ? e1 : e2;
-        } else {
-            e = test_rel_l2(a, b, n);
+        /* the key bias (see above) is left out: its steps are noise on both sides */
+        size_t lo = 0, hi = n;
+        int kb = len > 10 && !strcmp(t->name + len - 10, "attn.qkv.b");
+        double num = 0, den = 0, ref = 0;
+        for (size_t j = lo; j < hi; j++) {
+            if (kb && j >= n / 3 && j < 2 * (n / 3)) continue;
+            double d = (double)a[j] - b[j], u = (double)b[j] - start[i][j];
+            num += d * d, den += u * u, ref += (double)b[j] * b[j];
         }
-        EXPECT(e <= (precision == GPT_PREC_FP32 ? 1e-4 : 1e-2), "%s after ten steps: rel L2 %.3g",
-               t->name, e);
+        if (precision == GPT_PREC_FP32) {
+            double e = ref > 0 ? sqrt(num / ref) : sqrt(num);
+            EXPECT(e <= 1e-4, "%s after ten steps: rel L2 %.3g", t->name, e);
+        } else {
+            double e = den > 0 ? sqrt(num / den) : sqrt(num);
+            EXPECT(e <= 0.15, "%s after ten steps: difference %.3g of the change", t->name, e);
+        }
         free(a), free(b);
     }
     test_end();
+    for (int i = 0; i < nt; i++) free(start[i]);
+    free(start);
     free(tok);
     gpt_model_free(cpu);
     gpt_model_free(gpu);

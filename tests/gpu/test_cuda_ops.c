@@ -323,7 +323,7 @@ static void t_attention_kv(int B, int Tq, int S, int C, int NH) {
     int pos[8];
     for (int b = 0; b < B; b++) pos[b] = b == B - 1 ? S - Tq / 2 : (b * 7) % (S - Tq);
     float *qkv = rnd(n3, 1.f, GPT_CLS_ACT), *kc = rnd(nc, 1.f, GPT_CLS_ACT), *vc = rnd(nc, 1.f, GPT_CLS_ACT);
-    float *poison = filled(n, 1234.f);
+    float *poison = filled(n, 1024.f); /* exact in bf16 */
     BUF(dqkv); BUF(dk); BUF(dv); BUF(dpos); BUF(out);
     PUT(dqkv, qkv, n3, GPT_CLS_ACT);
     PUT(dk, kc, nc, GPT_CLS_ACT);
@@ -340,8 +340,8 @@ static void t_attention_kv(int B, int Tq, int S, int C, int NH) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < Tq; t++) {
             float v = o[((size_t)b * Tq + t) * C];
-            if (pos[b] + t >= S) untouched &= v == 1234.f;
-            else written &= v != 1234.f;
+            if (pos[b] + t >= S) untouched &= v == 1024.f;
+            else written &= v != 1024.f;
         }
     EXPECT(untouched, "rows past the cache were written");
     EXPECT(written, "rows inside the cache were not written");
@@ -553,6 +553,10 @@ static void run_all(void) {
     t_matmul(37, 100, 1024, 0, 0, 0, 0);  /* the tied head: C=100, Vp=1024 */
     t_matmul(37, 100, 1000, 0, 1, 0, 0);  /* GELU without pre, OC odd to 8 */
     t_matmul(37, 101, 203, 1, 1, 1, 1);   /* nothing aligned */
+    t_matmul(1, 768, 2304, 1, 0, 0, 0);   /* decoding: the small-N forward */
+    t_matmul(5, 100, 400, 1, 1, 1, 0);
+    t_matmul(16, 3072, 768, 1, 1, 0, 0);
+    t_matmul(3, 101, 203, 0, 0, 0, 0);
     t_matmul(128, 768, 2304, 1, 0, 0, 0); /* gpt2 qkv */
     t_matmul(128, 768, 3072, 1, 1, 1, 0); /* gpt2 fc */
     t_matmul(128, 3072, 768, 1, 0, 0, 1); /* gpt2 fc2 */
