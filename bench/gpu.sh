@@ -73,20 +73,20 @@ if want tests; then
     # eager step, recorded step, replayed step
     step=($GPT_BENCH train --preset seed-small -B 4 -T 512 --warmup 2 --steps 1)
     # racecheck cannot follow the TMA/mbarrier synchronisation of cuBLASLt's
-    # Hopper kernels (nvjet_*): it reports hazards inside them; ours are checked.
-    nojet=(--kernel-name-exclude kns=nvjet)
+    # Hopper kernels (nvjet_*) and reports hazards inside them (excluding
+    # them with --kernel-name-exclude made the sanitizer fail on their
+    # launch): the summary counts the hazards reported anywhere else.
     if want sanitize; then
         GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 san memcheck ops build-cuda/tests/gpu/test_cuda_ops
         GPT_TEST_CONFIGS=cuda-bf16-unfused san memcheck ops_unfused build-cuda/tests/gpu/test_cuda_ops
-        GPT_TEST_CONFIGS=cuda-bf16,cuda-bf16-unfused san racecheck ops "${nojet[@]}" build-cuda/tests/gpu/test_cuda_ops
+        GPT_TEST_CONFIGS=cuda-bf16,cuda-bf16-unfused san racecheck ops build-cuda/tests/gpu/test_cuda_ops
+        note "  racecheck ops: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_ops.log" | grep -vc nvjet)"
         GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 san initcheck ops build-cuda/tests/gpu/test_cuda_ops
         san memcheck train "${step[@]}"
         san initcheck train "${step[@]}"
     fi
-    san racecheck train_nojet "${nojet[@]}" "${step[@]}"
-    if ! grep -q "SUMMARY" "$L/san_racecheck_train_nojet.log"; then  # option not understood
-        head -5 "$L/san_racecheck_train_nojet.log"; san racecheck train "${step[@]}"
-    fi
+    san racecheck train "${step[@]}"
+    note "  racecheck train: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_train.log" | grep -vc nvjet)"
 fi
 
 J="$L/bench.jsonl"

@@ -9,6 +9,9 @@
  * BT queries x BT keys, BT chosen (32, 16, 8 or 4) so that the tiles fit
  * the block's shared memory. Neither path writes a T x T matrix.
  *
+ * KV-cache attention (generation) has a fast kernel for even head sizes up
+ * to 256 and a generic one for the rest.
+ *
  * The generic backward is deterministic and uses no atomics: one kernel
  * walks the query tiles below each key tile (dK, dV), another walks the key
  * tiles left of each query tile (dQ), both recomputing P and dS.
@@ -370,6 +373,111 @@ __global__ void __launch_bounds__(KV_THREADS)
         out[(size_t)row * C + (size_t)h * D + d] = from_f<T>(acc[d] / l);
 }
 
+/* The decoding kernel for even head sizes up to 256 (every model here):
+ * one block of 16 warps per (b, t, head), no staging of the cache in
+ * shared memory. Scores: one thread per key, the key row read with 16-byte
+ * loads (KV elements at a time), all in flight together. Values: each warp
+ * takes every 16th key and each lane two adjacent dimensions per 64, so a
+ * warp reads a whole value row per key and the 16 warps' partial sums are
+ * added at the end of the chunk. Keys come KVF_CHUNK at a time with an
+ * online softmax across chunks. */
+enum { KVF_THREADS = 512, KVF_WARPS = KVF_THREADS / 32, KVF_CHUNK = 1024, KVF_MAXP = 4 };
+
+__device__ __forceinline__ void load2(float &x, float &y, const bf16 *p) {
+    __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(p);
+    x = __low2float(v), y = __high2float(v);
+}
+__device__ __forceinline__ void load2(float &x, float &y, const float *p) {
+    float2 v = *reinterpret_cast<const float2 *>(p);
+    x = v.x, y = v.y;
+}
+
+static size_t smem_kvf(int D) {
+    return (size_t)D * (KVF_WARPS + 2) + KVF_CHUNK + 33;
+}
+
+template <typename T, int KV>
+__global__ void __launch_bounds__(KVF_THREADS)
+    attn_kv_fast(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int Tq, int S, int C, int NH,
+                 int store, float scale) {
+    extern __shared__ float sh[];
+    int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
+    int warp = tid >> 5, lane = tid & 31;
+    int D = C / NH;
+    long long pl = (long long)pos0[b] + t;
+    if (pl < 0 || pl >= S) return;
+    int p = (int)pl;
+    float *qs = sh, *o = qs + D, *part = o + D, *sc = part + KVF_WARPS * D, *red = sc + KVF_CHUNK;
+    const T *qrow = qkv + (size_t)row * 3 * C + (size_t)h * D;
+    size_t cbase = (size_t)b * S * C + (size_t)h * D;
+    for (int d = tid; d < D; d += KVF_THREADS) {
+        if (store) {
+            kc[cbase + (size_t)p * C + d] = qrow[C + d];
+            vc[cbase + (size_t)p * C + d] = qrow[2 * C + d];
+        }
+        qs[d] = to_f(qrow[d]) * scale;
+        o[d] = 0.f;
+    }
+    __syncthreads(); /* the stored slice is now visible to the block */
+    float m = -INFINITY, l = 0.f;
+    for (int k0 = 0; k0 <= p; k0 += KVF_CHUNK) {
+        int n = min(KVF_CHUNK, p + 1 - k0);
+        float smax = -INFINITY;
+        for (int kk = tid; kk < n; kk += KVF_THREADS) {
+            const T *kr = kc + cbase + (size_t)(k0 + kk) * C;
+            float s = 0.f;
+            for (int d = 0; d < D; d += KV) {
+                float kv[KV];
+                load_f<KV>(kv, kr + d);
+#pragma unroll
+                for (int e = 0; e < KV; e++) s += qs[d + e] * kv[e];
+            }
+            sc[kk] = s;
+            smax = fmaxf(smax, s);
+        }
+        float mn = fmaxf(m, block_max(smax, red));
+        float a = m == -INFINITY ? 0.f : expf(m - mn), psum = 0.f;
+        for (int kk = tid; kk < n; kk += KVF_THREADS) { /* this thread's own scores */
+            float e = expf(sc[kk] - mn);
+            sc[kk] = e;
+            psum += e;
+        }
+        l = l * a + block_sum(psum, red); /* its barriers publish sc */
+        m = mn;
+        float acc[KVF_MAXP][2];
+#pragma unroll
+        for (int i = 0; i < KVF_MAXP; i++) acc[i][0] = acc[i][1] = 0.f;
+#pragma unroll 4
+        for (int kk = warp; kk < n; kk += KVF_WARPS) {
+            float pk = sc[kk];
+            const T *vr = vc + cbase + (size_t)(k0 + kk) * C;
+#pragma unroll
+            for (int i = 0; i < KVF_MAXP; i++) {
+                int d = 2 * (lane + 32 * i);
+                if (d < D) {
+                    float x, y;
+                    load2(x, y, vr + d);
+                    acc[i][0] += pk * x, acc[i][1] += pk * y;
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < KVF_MAXP; i++) {
+            int d = 2 * (lane + 32 * i);
+            if (d < D) part[warp * D + d] = acc[i][0], part[warp * D + d + 1] = acc[i][1];
+        }
+        __syncthreads();
+        for (int d = tid; d < D; d += KVF_THREADS) {
+            float v = o[d] * a;
+            for (int w = 0; w < KVF_WARPS; w++) v += part[w * D + d];
+            o[d] = v;
+        }
+        __syncthreads();
+    }
+    for (int d = tid; d < D; d += KVF_THREADS)
+        out[(size_t)row * C + (size_t)h * D + d] = from_f<T>(o[d] / l);
+}
+
 /* ----------------------------------------------------------- launchers */
 
 static int kv_chunk(gpt_backend *be, int D) {
@@ -524,8 +632,22 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
         if (CUDA_LAUNCHED(be, "attention_kv_forward (store)")) return;
     }
     dim3 grid(B * Tq, NH);
-    attn_kv_kernel<T><<<grid, KV_THREADS, smem_kv(CH, D) * sizeof(float), c->stream>>>(
-        out, qkv, kc, vc, pos0, Tq, S, C, NH, CH, Tq == 1, 1.f / sqrtf((float)D));
+    float scale = 1.f / sqrtf((float)D);
+    constexpr int V = vec16<T>::n;
+    /* even head sizes up to 256, rows aligned for pairs: the fast kernel */
+    int pairs = D % 2 == 0 && C % 2 == 0 && D <= 64 * KVF_MAXP &&
+                (uintptr_t)kc % (2 * sizeof(T)) == 0 && (uintptr_t)vc % (2 * sizeof(T)) == 0;
+    int wide = D % V == 0 && C % V == 0 && cuda_aligned16(kc);
+    size_t shm = smem_kvf(D) * sizeof(float);
+    if (pairs && wide)
+        attn_kv_fast<T, V><<<grid, KVF_THREADS, shm, c->stream>>>(out, qkv, kc, vc, pos0, Tq, S, C,
+                                                                   NH, Tq == 1, scale);
+    else if (pairs)
+        attn_kv_fast<T, 2><<<grid, KVF_THREADS, shm, c->stream>>>(out, qkv, kc, vc, pos0, Tq, S, C,
+                                                                   NH, Tq == 1, scale);
+    else
+        attn_kv_kernel<T><<<grid, KV_THREADS, smem_kv(CH, D) * sizeof(float), c->stream>>>(
+            out, qkv, kc, vc, pos0, Tq, S, C, NH, CH, Tq == 1, scale);
     CUDA_LAUNCHED(be, "attention_kv_forward");
 }
 

@@ -36,25 +36,32 @@ __global__ void __launch_bounds__(CE_THREADS)
     if (threadIdx.x == 0) sx = valid ? to_f(x[t]) : 0.f; /* before pass 2 overwrites it */
 
     float m = -INFINITY, s = 0.f;
-    for (int j = threadIdx.x * VEC; j < (SMEM && grad ? Vp : V); j += CE_THREADS * VEC) {
-        float u[VEC];
-        if constexpr (SMEM) {
-            if constexpr (VEC * sizeof(T) == 16)
-                *reinterpret_cast<int4 *>(xs + j) = *reinterpret_cast<const int4 *>(x + j);
-            else
-                for (int k = 0; k < VEC; k++) xs[j + k] = x[j + k];
-            load_f<VEC>(u, xs + j);
-        } else {
-            load_f<VEC>(u, x + j);
+    const int lim = SMEM && grad ? Vp : V; /* staging takes the padding too */
+    /* U vectors per thread per round, loaded before any is used, so that
+     * enough bytes are in flight to run at the memory's bandwidth */
+    constexpr int U = 4;
+    for (int j0 = threadIdx.x * VEC; j0 < lim; j0 += CE_THREADS * VEC * U) {
+        float u[U][VEC];
+#pragma unroll
+        for (int q = 0; q < U; q++) {
+            int j = j0 + q * CE_THREADS * VEC;
+            if (j < lim) load_f<VEC>(u[q], x + j);
         }
-        for (int k = 0; k < VEC; k++) {
-            if (j + k >= V) break;
-            float v = u[k];
-            if (v > m) {
-                s = (m == -INFINITY ? 0.f : s * __expf(m - v)) + 1.f;
-                m = v;
-            } else {
-                s += __expf(v - m);
+#pragma unroll
+        for (int q = 0; q < U; q++) {
+            int j = j0 + q * CE_THREADS * VEC;
+            if (j >= lim) break;
+            if constexpr (SMEM) store_f<VEC>(xs + j, u[q]); /* exact: the values came from T */
+#pragma unroll
+            for (int k = 0; k < VEC; k++) {
+                if (j + k >= V) break;
+                float v = u[q][k];
+                if (v > m) {
+                    s = (m == -INFINITY ? 0.f : s * __expf(m - v)) + 1.f;
+                    m = v;
+                } else {
+                    s += __expf(v - m);
+                }
             }
         }
     }

@@ -2,10 +2,11 @@
  * layernorm.cu - layernorm forward, residual add + layernorm forward, and
  * the layernorm backward.
  *
- * One warp per row. A row is read from device memory once; the second and
- * third passes (variance, normalisation) re-read it from L1/L2, which keeps
- * the kernel correct for any C without sizing registers to C. Lanes take
- * 16-byte vectors when C and the pointers allow, else single elements.
+ * One warp per row. Rows of up to 32 x 8 vectors (2048 bf16, 1024 fp32
+ * values) stay in registers between the passes; longer or unaligned rows
+ * are read once from device memory and re-read from L1/L2 for the
+ * variance and the normalisation. Lanes take 16-byte vectors when C and
+ * the pointers allow, else single elements.
  *
  * The backward's weight and bias gradients are sums over rows. Each warp
  * accumulates its rows into a private slice (shared memory, or global
@@ -70,6 +71,62 @@ __global__ void __launch_bounds__(LN_THREADS)
     }
 }
 
+/* The same with the row held in registers: NV vectors of VEC elements per
+ * lane (C <= 32 * VEC * NV), so every element is read from device memory
+ * once and all of a lane's loads are in flight together - one memory
+ * latency per row instead of three, which is what a single-row decoding
+ * step waits on. */
+template <typename T, int VEC, int NV, bool RES>
+__global__ void __launch_bounds__(LN_THREADS)
+    layernorm_forward_reg(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
+                          const T *w, const T *bias, int N, int C, float eps) {
+    int row = blockIdx.x * (LN_THREADS / 32) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N) return;
+    size_t off = (size_t)row * C;
+    float x[NV][VEC];
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = (lane + 32 * j) * VEC;
+        if (c < C) {
+            load_f<VEC>(x[j], a + off + c);
+            if (RES) {
+                float y[VEC];
+                load_f<VEC>(y, b + off + c);
+#pragma unroll
+                for (int k = 0; k < VEC; k++) x[j][k] = to_f(from_f<T>(x[j][k] + y[k]));
+                store_f<VEC>(res + off + c, x[j]);
+            }
+#pragma unroll
+            for (int k = 0; k < VEC; k++) s += x[j][k];
+        }
+    }
+    float m = warp_sum(s) / C, v2 = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; j++)
+        if ((lane + 32 * j) * VEC < C)
+#pragma unroll
+            for (int k = 0; k < VEC; k++) v2 += (x[j][k] - m) * (x[j][k] - m);
+    float rs = rsqrtf(warp_sum(v2) / C + eps);
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = (lane + 32 * j) * VEC;
+        if (c < C) {
+            float g[VEC], h[VEC];
+            load_f<VEC>(g, w + c);
+            load_f<VEC>(h, bias + c);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) x[j][k] = (x[j][k] - m) * rs * g[k] + h[k];
+            store_f<VEC>(out + off + c, x[j]);
+        }
+    }
+    if (lane == 0) {
+        if (mean) mean[row] = m;
+        if (rstd) rstd[row] = rs;
+    }
+}
+
 template <typename T, bool RES>
 static void layernorm_forward_t(gpt_backend *be, T *res, T *out, float *mean, float *rstd,
                                 const T *a, const T *b, const T *w, const T *bias, int N, int C,
@@ -79,12 +136,23 @@ static void layernorm_forward_t(gpt_backend *be, T *res, T *out, float *mean, fl
     int vec = C % V == 0 && cuda_aligned16(out) && cuda_aligned16(a) && cuda_aligned16(w) &&
               cuda_aligned16(bias) && (!RES || (cuda_aligned16(res) && cuda_aligned16(b)));
     unsigned grid = cuda_cdiv(N, LN_THREADS / 32);
-    if (vec)
+    int nv = (C + 32 * V - 1) / (32 * V);
+#define LN_REG(NV)                                                                              \
+    case NV:                                                                                    \
+        layernorm_forward_reg<T, V, NV, RES>                                                    \
+            <<<grid, LN_THREADS, 0, c->stream>>>(res, out, mean, rstd, a, b, w, bias, N, C, eps); \
+        break;
+    if (vec && nv <= 8) {
+        switch (nv) {
+            LN_REG(1) LN_REG(2) LN_REG(3) LN_REG(4) LN_REG(5) LN_REG(6) LN_REG(7) LN_REG(8)
+        }
+    } else if (vec)
         layernorm_forward_kernel<T, V, RES>
             <<<grid, LN_THREADS, 0, c->stream>>>(res, out, mean, rstd, a, b, w, bias, N, C, eps);
     else
         layernorm_forward_kernel<T, 1, RES>
             <<<grid, LN_THREADS, 0, c->stream>>>(res, out, mean, rstd, a, b, w, bias, N, C, eps);
+#undef LN_REG
     CUDA_LAUNCHED(be, RES ? "residual_layernorm_forward" : "layernorm_forward");
 }
 

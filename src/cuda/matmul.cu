@@ -218,18 +218,34 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
     for (int n = 0; n < GEMV_MAXN; n++) acc[n] = 0.f;
     const T *wr = w + (size_t)o * IC;
-#pragma unroll 2
-    for (int c = lane * VEC; c < IC; c += 32 * VEC) {
-        float wv[VEC];
-        load_f<VEC>(wv, wr + c);
+    /* U chunks of the row per round: their loads are all in flight at once
+     * (a row of 768 bf16 is one round) */
+    constexpr int U = 4;
+    for (int c0 = lane * VEC; c0 < IC; c0 += 32 * VEC * U) {
+        float wv[U][VEC];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int c = c0 + u * 32 * VEC;
+            if (c < IC)
+                load_f<VEC>(wv[u], wr + c);
+            else
+#pragma unroll
+                for (int k = 0; k < VEC; k++) wv[u][k] = 0.f;
+        }
 #pragma unroll
         for (int n = 0; n < GEMV_MAXN; n++) {
             if (n >= N) break;
-            float iv[VEC];
-            load_f<VEC>(iv, in + (size_t)n * IC + c);
             float d = 0.f;
 #pragma unroll
-            for (int k = 0; k < VEC; k++) d += wv[k] * iv[k];
+            for (int u = 0; u < U; u++) {
+                int c = c0 + u * 32 * VEC;
+                if (c < IC) {
+                    float iv[VEC];
+                    load_f<VEC>(iv, in + (size_t)n * IC + c);
+#pragma unroll
+                    for (int k = 0; k < VEC; k++) d += wv[u][k] * iv[k];
+                }
+            }
             acc[n] += d;
         }
     }

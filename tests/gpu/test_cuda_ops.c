@@ -568,10 +568,12 @@ static void run_all(void) {
     t_attention(2, 200, 768, 12);
     t_attention(1, 130, 256, 2);
     t_attention(1, 1, 128, 2);
+    t_attention(1, 20, 105, 5); /* odd head size */
     t_attention_kv(3, 1, 40, 100, 5);
     t_attention_kv(3, 5, 40, 100, 5);
     t_attention_kv(2, 1, 300, 768, 12);
     t_attention_kv(2, 7, 100, 1044, 9);
+    t_attention_kv(2, 3, 30, 105, 5); /* odd head size: the generic KV kernel */
     t_crossentropy(37, 1000, 1024, 1);
     t_crossentropy(37, 1000, 1024, 0);
     t_crossentropy(5, 1001, 1001, 1);
