@@ -401,6 +401,7 @@ __global__ void __launch_bounds__(KVF_THREADS)
     attn_kv_fast(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int Tq, int S, int C, int NH,
                  int store, float scale) {
     extern __shared__ float sh[];
+    pdl_wait_and_release();
     int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
     int warp = tid >> 5, lane = tid & 31;
     int D = C / NH;
@@ -639,16 +640,18 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
                 (uintptr_t)kc % (2 * sizeof(T)) == 0 && (uintptr_t)vc % (2 * sizeof(T)) == 0;
     int wide = D % V == 0 && C % V == 0 && cuda_aligned16(kc);
     size_t shm = smem_kvf(D) * sizeof(float);
+    int pdl = Tq == 1; /* decoding: the kernel follows the qkv product directly */
+    cudaError_t e = cudaSuccess;
     if (pairs && wide)
-        attn_kv_fast<T, V><<<grid, KVF_THREADS, shm, c->stream>>>(out, qkv, kc, vc, pos0, Tq, S, C,
-                                                                   NH, Tq == 1, scale);
+        e = launch_k(c->stream, pdl, attn_kv_fast<T, V>, grid, KVF_THREADS, shm, out, qkv, kc, vc,
+                     pos0, Tq, S, C, NH, Tq == 1, scale);
     else if (pairs)
-        attn_kv_fast<T, 2><<<grid, KVF_THREADS, shm, c->stream>>>(out, qkv, kc, vc, pos0, Tq, S, C,
-                                                                   NH, Tq == 1, scale);
+        e = launch_k(c->stream, pdl, attn_kv_fast<T, 2>, grid, KVF_THREADS, shm, out, qkv, kc, vc,
+                     pos0, Tq, S, C, NH, Tq == 1, scale);
     else
         attn_kv_kernel<T><<<grid, KV_THREADS, smem_kv(CH, D) * sizeof(float), c->stream>>>(
             out, qkv, kc, vc, pos0, Tq, S, C, NH, CH, Tq == 1, scale);
-    CUDA_LAUNCHED(be, "attention_kv_forward");
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "attention_kv_forward");
 }
 
 extern "C" void cuda_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *kcache,

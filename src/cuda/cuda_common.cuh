@@ -188,6 +188,39 @@ __device__ __forceinline__ float block_max(float v, float *shm) {
     return v;
 }
 
+/* --------------------------------------- programmatic dependent launch */
+
+/* Decoding runs ~90 small kernels per token back to back, and a kernel's
+ * launch (block scheduling, setup) then costs as much as its work. Hopper
+ * lets a kernel launched with the programmatic-serialization attribute
+ * start while its predecessor still runs: each such kernel first waits
+ * for the predecessor's completion and memory (griddepcontrol.wait, a
+ * no-op when launched normally) and then allows its own successor to be
+ * scheduled (launch_dependents). Stream order is kept: no kernel touches
+ * memory before everything before it has finished. */
+__device__ __forceinline__ void pdl_wait_and_release() {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+/* Launches kernel on the stream, programmatically dependent on the previous
+ * kernel when pdl is set. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t launch_k(cudaStream_t st, int pdl, void (*kernel)(KArgs...), dim3 grid,
+                                   dim3 block, size_t shm, Args... args) {
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute at[1];
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = shm, cfg.stream = st;
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+
+/* Work small enough to be latency-bound (decoding) takes the dependent launch. */
+enum { CUDA_PDL_MAX_ROWS = 64 };
+
 /* GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
 __device__ __forceinline__ float gelu_f(float x) {
     const float k = 0.7978845608028654f;

@@ -24,6 +24,7 @@ template <typename T, int VEC, bool RES>
 __global__ void __launch_bounds__(LN_THREADS)
     layernorm_forward_kernel(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
                              const T *w, const T *bias, int N, int C, float eps) {
+    pdl_wait_and_release();
     int row = blockIdx.x * (LN_THREADS / 32) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;
@@ -80,6 +81,7 @@ template <typename T, int VEC, int NV, bool RES>
 __global__ void __launch_bounds__(LN_THREADS)
     layernorm_forward_reg(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
                           const T *w, const T *bias, int N, int C, float eps) {
+    pdl_wait_and_release();
     int row = blockIdx.x * (LN_THREADS / 32) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N) return;
@@ -136,24 +138,26 @@ static void layernorm_forward_t(gpt_backend *be, T *res, T *out, float *mean, fl
     int vec = C % V == 0 && cuda_aligned16(out) && cuda_aligned16(a) && cuda_aligned16(w) &&
               cuda_aligned16(bias) && (!RES || (cuda_aligned16(res) && cuda_aligned16(b)));
     unsigned grid = cuda_cdiv(N, LN_THREADS / 32);
-    int nv = (C + 32 * V - 1) / (32 * V);
-#define LN_REG(NV)                                                                              \
-    case NV:                                                                                    \
-        layernorm_forward_reg<T, V, NV, RES>                                                    \
-            <<<grid, LN_THREADS, 0, c->stream>>>(res, out, mean, rstd, a, b, w, bias, N, C, eps); \
+    int nv = (C + 32 * V - 1) / (32 * V), pdl = N <= CUDA_PDL_MAX_ROWS;
+    cudaError_t e = cudaSuccess;
+#define LN_LAUNCH(kernel) \
+    e = launch_k(c->stream, pdl, kernel, grid, LN_THREADS, 0, res, out, mean, rstd, a, b, w, bias, N, C, eps)
+#define LN_REG(NV)                                        \
+    case NV:                                              \
+        LN_LAUNCH((layernorm_forward_reg<T, V, NV, RES>)); \
         break;
     if (vec && nv <= 8) {
         switch (nv) {
             LN_REG(1) LN_REG(2) LN_REG(3) LN_REG(4) LN_REG(5) LN_REG(6) LN_REG(7) LN_REG(8)
         }
-    } else if (vec)
-        layernorm_forward_kernel<T, V, RES>
-            <<<grid, LN_THREADS, 0, c->stream>>>(res, out, mean, rstd, a, b, w, bias, N, C, eps);
-    else
-        layernorm_forward_kernel<T, 1, RES>
-            <<<grid, LN_THREADS, 0, c->stream>>>(res, out, mean, rstd, a, b, w, bias, N, C, eps);
+    } else if (vec) {
+        LN_LAUNCH((layernorm_forward_kernel<T, V, RES>));
+    } else {
+        LN_LAUNCH((layernorm_forward_kernel<T, 1, RES>));
+    }
 #undef LN_REG
-    CUDA_LAUNCHED(be, RES ? "residual_layernorm_forward" : "layernorm_forward");
+#undef LN_LAUNCH
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, RES ? "residual_layernorm_forward" : "layernorm_forward");
 }
 
 static int ln_shape_ok(gpt_backend *be, const char *op, int N, int C) {

@@ -212,6 +212,7 @@ template <typename T, int VEC>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(T *out, T *pre, const T *in, const T *w, const T *bias, int N, int IC, int OC,
                 int gelu) {
+    pdl_wait_and_release();
     int o = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (o >= OC) return;
     float acc[GEMV_MAXN];
@@ -272,11 +273,14 @@ static void gemv_t(gpt_backend *be, T *out, T *pre, const T *in, const T *w, con
     constexpr int V = vec16<T>::n;
     cudaStream_t st = cuda_ctx_of(be)->stream;
     unsigned grid = cuda_cdiv(OC, GEMV_WARPS);
+    cudaError_t e;
     if (IC % V == 0 && cuda_aligned16(in) && cuda_aligned16(w))
-        gemv_kernel<T, V><<<grid, GEMV_WARPS * 32, 0, st>>>(out, pre, in, w, bias, N, IC, OC, gelu);
+        e = launch_k(st, 1, gemv_kernel<T, V>, grid, GEMV_WARPS * 32, 0, out, pre, in, w, bias, N, IC,
+                     OC, gelu);
     else
-        gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(out, pre, in, w, bias, N, IC, OC, gelu);
-    CUDA_LAUNCHED(be, "matmul_forward (small N)");
+        e = launch_k(st, 1, gemv_kernel<T, 1>, grid, GEMV_WARPS * 32, 0, out, pre, in, w, bias, N, IC,
+                     OC, gelu);
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "matmul_forward (small N)");
 }
 
 extern "C" void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const void *in,
