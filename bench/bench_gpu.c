@@ -181,6 +181,8 @@ int main(int argc, char **argv) {
             }
             double t1 = gpt_now();
             for (int s = 0; s < gen && prompt + s < ctx; s++) {
+                /* greedy choice on the host, one row per thread */
+#pragma omp parallel for schedule(static)
                 for (int b = 0; b < batch; b++) {
                     const float *l = logits + (size_t)b * cfg.vocab_size;
                     int best = 0;

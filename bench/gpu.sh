@@ -8,7 +8,7 @@
 # $OUT/summary.txt ($OUT defaults to out/gpu).
 #
 #   bash bench/gpu.sh [PHASE...]    PHASE: all (default), check, tests, ours,
-#                                   profile, peers
+#                                   profile, peers, gen (generation only)
 #
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
 # racecheck only); ours = our timings; profile = per-op times
@@ -81,6 +81,8 @@ if want ours; then
     ours train --preset seed-small -B 4 -T 512 --steps 20 --precision fp32
     ours train --preset gpt2 -B 8 -T 1024 --steps 10
     ours train --preset gpt2 -B 8 -T 1024 --steps 10 --precision fp32
+fi
+if want ours || want gen; then
     ours generate --preset gpt2 --batch 1 --prompt 64 --new 256
     ours generate --preset gpt2 --batch 16 --prompt 64 --new 256
 fi
@@ -108,6 +110,8 @@ if want peers; then
         peer torch_gpt.py $SEEDS --batch 64 --steps 20 $mode
         peer torch_gpt.py $SEEDL --batch 4 --steps 50 $mode
     done
+fi
+if want peers || want gen; then
     peer torch_generate.py --batch 1 --prompt 64 --new 256
     peer torch_generate.py --batch 16 --prompt 64 --new 256
 fi
