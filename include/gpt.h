@@ -149,6 +149,10 @@ typedef struct {
 int gpt_memory_estimate(const gpt_config *cfg, const gpt_runtime *rt, int B, int T, int train,
                         int recompute, gpt_memory_plan *plan, gpt_error *err);
 
+/* Refuses (GPT_ERR_INVALID, with the figures and a fix) a plan larger than
+ * the memory the runtime's device has free, or than rt->memory_limit. */
+int gpt_memory_check(const gpt_memory_plan *plan, const gpt_runtime *rt, gpt_error *err);
+
 /* ---------------------------------------------------------------- training */
 
 typedef struct {

@@ -339,6 +339,25 @@ int gpt_memory_estimate(const gpt_config *cfg_in, const gpt_runtime *rt, int B, 
     return GPT_OK;
 }
 
+int gpt_memory_check(const gpt_memory_plan *plan, const gpt_runtime *rt, gpt_error *err) {
+    gpt_backend *be;
+    int rc = gpt_backend_create(&be, rt, err);
+    if (rc) return rc;
+    size_t free_b = 0, total_b = 0;
+    be->ops->mem_info(be, &free_b, &total_b);
+    char dev[16];
+    snprintf(dev, sizeof dev, "%s", be->name);
+    gpt_backend_destroy(be);
+    size_t limit = free_b;
+    if (rt && rt->memory_limit && rt->memory_limit < limit) limit = rt->memory_limit;
+    if (limit && plan->total > limit)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "this run needs %.2f GiB of memory but the %s has %.2f GiB available: use a "
+                        "smaller --batch, --seq or model (or --recompute)",
+                        (double)plan->total / (1 << 30), dev, (double)limit / (1 << 30));
+    return GPT_OK;
+}
+
 /* ------------------------------------------------------------------ load */
 
 int gpt_checkpoint_load(gpt_model **out, const char *path, const gpt_runtime *rt,

@@ -58,10 +58,13 @@ static void usage(FILE *f) {
 "  --max-bad-steps N     stop after N consecutive non-finite steps (default 5)\n"
 "  --seed N              weights and batch order (default 1337)\n"
 "  --time-limit S        stop (and save) after S seconds of training\n"
+"  --stop-after N        stop (and save) after N steps of this run; --resume\n"
+"                        continues exactly where it stopped\n"
 "evaluation and output:\n"
 "  --out DIR             where to write (default runs/<preset>)\n"
 "  --eval-every N        validation loss every N steps (default 200)\n"
-"  --eval-batches N      validation batches per evaluation (default 20; 0 = all)\n"
+"  --eval-batches N      validation batches per evaluation (default 20, and the\n"
+"                        whole split at the end; 0 = always the whole split)\n"
 "  --save-every N        checkpoint every N steps (default: at evaluations)\n"
 "  --resume [CKPT]       continue exactly where a checkpoint stopped\n"
 "                        (default OUT/model.ckpt)\n"
@@ -82,8 +85,8 @@ typedef struct {
     const char *data, *val, *tokenizer, *preset, *out, *init, *resume, *prompt;
     double val_fraction, time_limit;
     long long seed;
-    int eval_every, eval_batches, save_every, sample;
-    int resume_flag;
+    int eval_every, eval_batches, save_every, sample, stop_after;
+    int resume_flag, eval_batches_given;
     gpt_config cfg;
     int cfg_set[8]; /* which config fields were given: L NH C F maxT V */
     gpt_train_opts opts;
@@ -162,9 +165,13 @@ static int parse_args(int argc, char **argv, train_args *a) {
         else if (!strcmp(f, "--max-bad-steps")) INT(1, 1000000, a->opts.max_bad_steps);
         else if (!strcmp(f, "--seed")) INT(0, INT64_MAX, a->seed);
         else if (!strcmp(f, "--time-limit")) FLT(0.001, 1e9, a->time_limit);
+        else if (!strcmp(f, "--stop-after")) INT(1, 1000000000, a->stop_after);
         else if (!strcmp(f, "--out")) { VAL(); a->out = v; }
         else if (!strcmp(f, "--eval-every")) INT(1, 1000000000, a->eval_every);
-        else if (!strcmp(f, "--eval-batches")) INT(0, 1000000000, a->eval_batches);
+        else if (!strcmp(f, "--eval-batches")) {
+            INT(0, 1000000000, a->eval_batches);
+            a->eval_batches_given = 1;
+        }
         else if (!strcmp(f, "--save-every")) INT(1, 1000000000, a->save_every);
         else if (!strcmp(f, "--resume")) {
             a->resume_flag = 1;
@@ -323,6 +330,7 @@ int gpt_cmd_train(int argc, char **argv) {
         if (a.cfg_set[1]) cfg.n_head = a.cfg.n_head;
         if (a.cfg_set[2]) cfg.n_embd = a.cfg.n_embd;
         if (a.cfg_set[4]) cfg.max_seq_len = a.cfg.max_seq_len;
+        if (a.cfg_set[5]) cfg.vocab_size = a.cfg.vocab_size;
         a.cfg = cfg;
     }
     /* Tokenizer: the checkpoint's when resuming or fine-tuning. */
@@ -349,7 +357,7 @@ int gpt_cmd_train(int argc, char **argv) {
         }
     }
     if (!m) {
-        a.cfg.vocab_size = a.cfg_set[5] ? a.cfg.vocab_size : gpt_tokenizer_vocab_size(tok);
+        if (!a.cfg_set[5]) a.cfg.vocab_size = gpt_tokenizer_vocab_size(tok);
         gpt_config_resolve(&a.cfg);
         if ((rc = gpt_config_validate(&a.cfg, &err))) goto lib_fail;
     }
@@ -391,6 +399,7 @@ int gpt_cmd_train(int argc, char **argv) {
                 a.cfg.vocab_size, gpt_config_num_params(&a.cfg) / 1e6, cli_bytes(plan.params, b1),
                 cli_bytes(plan.grads, b2), cli_bytes(plan.optimizer, b3),
                 cli_bytes(plan.activations, b4), cli_bytes(plan.total, b5));
+        if ((rc = gpt_memory_check(&plan, &a.rt, &err))) goto lib_fail;
     }
     if (!m) {
         if ((rc = gpt_model_create(&m, &a.cfg, &a.rt, (uint64_t)a.seed, &err))) goto lib_fail;
@@ -490,10 +499,14 @@ int gpt_cmd_train(int argc, char **argv) {
         }
         int last = s + 1 == a.opts.max_steps;
         double now = gpt_now();
-        int stop = interrupted || (a.time_limit > 0 && now - t_start >= a.time_limit);
+        int stop = interrupted || (a.time_limit > 0 && now - t_start >= a.time_limit) ||
+                   (a.stop_after > 0 && info.step - first >= a.stop_after);
         if (info.step % a.eval_every == 0 || last || stop) {
             double vl = NAN;
-            if ((rc = evaluate(m, data, B, T, (last || stop) ? 0 : a.eval_batches, vbuf, &vl, &err)))
+            /* The final figure covers the whole validation split unless
+             * --eval-batches was given. */
+            int nb = (last || stop) && !a.eval_batches_given ? 0 : a.eval_batches;
+            if ((rc = evaluate(m, data, B, T, nb, vbuf, &vl, &err)))
                 goto lib_fail;
             last_val = vl;
             series_add(&va, info.step, vl);
@@ -520,8 +533,11 @@ int gpt_cmd_train(int argc, char **argv) {
             fflush(stderr);
         }
         if (stop) {
-            fprintf(stderr, "%sgpt train: %s at step %d; checkpoint saved to %s\n", isatty_err ? "\n" : "",
-                    interrupted ? "interrupted" : "time limit reached", info.step, ckpt);
+            fprintf(stderr, "%sgpt train: %s at step %d; checkpoint saved to %s (continue with --resume)\n",
+                    isatty_err ? "\n" : "",
+                    interrupted ? "interrupted" : a.stop_after ? "stopped as asked" : "time limit reached",
+                    info.step, ckpt);
+            if (interrupted) exit_code = EXIT_RUNTIME; /* saved, but not finished */
             break;
         }
     }
@@ -540,7 +556,7 @@ int gpt_cmd_train(int argc, char **argv) {
         if (tpb > 0) printf(", %.4f nats/char", last_val * tpb);
         printf("\n");
     }
-    if (a.sample > 0 && (rc = train_print_sample(m, tok, a.prompt, a.sample, (uint64_t)a.seed, &err)))
+    if (a.sample > 0 && !interrupted && (rc = train_print_sample(m, tok, a.prompt, a.sample, (uint64_t)a.seed, &err)))
         goto lib_fail;
     goto done;
 lib_fail:
