@@ -50,7 +50,11 @@ const char *gpt_tokenizer_token(const gpt_tokenizer *t, int id, size_t *len);
 
 /* Trains a byte-level BPE vocabulary of vocab_size tokens (>= 257: 256
  * bytes, the merges, and <|endoftext|>) on text, with the GPT-2
- * pre-tokenizer. Deterministic. progress may be NULL. */
+ * pre-tokenizer. Deterministic. progress may be NULL. Ids: byte b is b,
+ * merge r is 256 + r, <|endoftext|> is last; occurrences of the text
+ * "<|endoftext|>" separate documents and are not learned from. If the text
+ * runs out of pairs first, the vocabulary is smaller (check
+ * gpt_tokenizer_vocab_size). */
 int gpt_tokenizer_train(gpt_tokenizer **out, const char *text, size_t n, int vocab_size,
                         void (*progress)(void *user, int merges_done, int merges_total),
                         void *user, gpt_error *err);

@@ -461,7 +461,13 @@ static int naive_train(const char *text, size_t n, int vocab, int32_t *merges) {
     for (int i = 0; i < 256; i++) tl[i] = 1;
     const unsigned char *u = (const unsigned char *)text;
     for (size_t i = 0; i < n;) { /* every pre-token is a word of count 1 */
-        size_t j = tok_pretoken_end(u, n, i);
+        if (n - i >= 13 && !memcmp(text + i, "<|endoftext|>", 13)) { /* a separator */
+            i += 13;
+            continue;
+        }
+        size_t end = i;
+        while (end < n && !(n - end >= 13 && !memcmp(text + end, "<|endoftext|>", 13))) end++;
+        size_t j = tok_pretoken_end(u, end, i);
         off[W] = total;
         len[W++] = j - i;
         for (size_t k = i; k < j; k++) sym[total++] = u[k];
@@ -595,6 +601,30 @@ static gpt_tokenizer *test_training(const char *shk, size_t shk_n) {
     }
     EXPECT(agree == cases, "%d of %d agree", agree, cases);
     free(buf);
+    test_end();
+
+    test_begin("train: <|endoftext|> separates documents and is not learned from");
+    {
+        size_t dn = 0;
+        char *docs = malloc(100 * 20);
+        for (int k = 0; k < 100; k++) {
+            memcpy(docs + dn, "<|endoftext|>hello ", 19);
+            dn += 19;
+        }
+        gpt_tokenizer *te = NULL;
+        EXPECT(!gpt_tokenizer_train(&te, docs, dn, 300, NULL, NULL, &err), "%s", err.msg);
+        for (int id = 256; te && id < gpt_tokenizer_vocab_size(te) - 1; id++) {
+            size_t l;
+            const char *tb = gpt_tokenizer_token(te, id, &l);
+            EXPECT(!memchr(tb, '<', l) && !memchr(tb, '|', l) && !memchr(tb, '>', l),
+                   "token %d is '%.*s'", id, (int)l, tb);
+        }
+        size_t m2;
+        /* eot, "hello", " " per document */
+        EXPECT(te && round_trips(te, docs, dn, 1, &m2) && m2 == 300, "%zu tokens", m2);
+        gpt_tokenizer_free(te);
+        free(docs);
+    }
     test_end();
 
     test_begin("train: edge cases (sizes, empty text, long runs)");
