@@ -17,14 +17,15 @@ extern "C" {
 typedef struct gpt_tokenizer gpt_tokenizer;
 
 /* name: "gpt2" (OpenAI's GPT-2 BPE, built into the library), "bytes" (256
- * tokens, one per byte), or the path of a tokenizer file written by
- * gpt_tokenizer_save. */
+ * tokens, one per byte, id = byte value, no <|endoftext|>: eot is -1), or
+ * the path of a tokenizer file written by gpt_tokenizer_save. */
 int gpt_tokenizer_open(gpt_tokenizer **out, const char *name, gpt_error *err);
 /* A tokenizer file's bytes, already in memory (checkpoints, fuzzing). */
 int gpt_tokenizer_load_memory(gpt_tokenizer **out, const void *data, size_t n, gpt_error *err);
 void gpt_tokenizer_free(gpt_tokenizer *t);
 
-/* Name given to open ("gpt2", "bytes", or the file path). */
+/* Name given to open ("gpt2", "bytes", or the file path); "(memory)" after
+ * gpt_tokenizer_load_memory, "(trained)" after gpt_tokenizer_train. */
 const char *gpt_tokenizer_name(const gpt_tokenizer *t);
 int gpt_tokenizer_vocab_size(const gpt_tokenizer *t);
 /* Id of <|endoftext|>, or -1 if the vocabulary has none. */
