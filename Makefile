@@ -123,5 +123,8 @@ test-cuda:
 	$(MAKE) CUDA=1 all
 	BUILD=build-cuda bash tests/run.sh --cuda
 
+fuzz:
+	bash fuzz/run.sh --build
+
 clean:
 	rm -rf build build-san build-cuda build-san-cuda build-fuzz
