@@ -88,6 +88,9 @@ $(BUILD)/%.o: %.cu $(wildcard include/*.h src/*.h src/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
+# The GPT-2 vocabulary files are assembled into this object (.incbin).
+$(BUILD)/src/tokenizer/gpt2_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
+
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -110,6 +110,15 @@ const gpt_config *gpt_model_config(const gpt_model *m);
 size_t gpt_model_num_params(const gpt_model *m);
 const char *gpt_model_device(const gpt_model *m);     /* "cpu" or "cuda" */
 const char *gpt_model_precision(const gpt_model *m);  /* "fp32" or "bf16" */
+/* One line describing the device ("CPU ..., 2 threads, CBLAS"). */
+const char *gpt_model_device_desc(const gpt_model *m);
+
+/* The tokenizer the model goes with: its name ("gpt2", "bytes", a file
+ * path) and, for vocabularies trained with `gpt tokenizer train`, the
+ * tokenizer file's bytes, which checkpoints carry along. */
+int gpt_model_set_tokenizer(gpt_model *m, const char *name, const void *blob, size_t len,
+                            gpt_error *err);
+const char *gpt_model_tokenizer(const gpt_model *m, const void **blob, size_t *len);
 
 /* Named parameter table (in the checkpoint's order). */
 typedef struct {
@@ -187,6 +196,9 @@ float gpt_lr_at(const gpt_train_opts *o, int s);
 
 /* Optimizer steps taken so far. */
 int gpt_model_step(const gpt_model *m);
+/* Sets the step counters back to 0 (fine-tuning a loaded model starts a
+ * new schedule); call before gpt_train_init. */
+void gpt_model_reset_training(gpt_model *m);
 
 /* Test hook: the next train step sees a NaN in its loss (reliability tests). */
 void gpt_debug_inject_nan(gpt_model *m);
@@ -289,7 +301,7 @@ typedef struct {
     gpt_train_opts opts;    /* schedule and optimizer settings */
     uint64_t rng[4];        /* data sampler state */
     int64_t tokens_seen;    /* training tokens consumed */
-    char tokenizer[256];    /* tokenizer the model was trained with ("gpt2", "bytes", file) */
+    float best_val_loss;    /* best validation loss so far (0 = none yet) */
 } gpt_train_state;
 
 /* Writes a checkpoint atomically (temporary file, fsync, rename): on any
@@ -297,9 +309,13 @@ typedef struct {
  * moments and step count; state (may be NULL) adds the trainer's state. */
 int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
                         const gpt_train_state *state, gpt_error *err);
-/* Reads only the trainer state of a checkpoint (no model is created). */
+/* Reads only the configuration and trainer state of a checkpoint (no model
+ * is created). state->has_train is 0 if the file carries none. */
 int gpt_checkpoint_read_state(const char *path, gpt_config *cfg, gpt_train_state *state,
                               gpt_error *err);
+/* After gpt_train_init: restores the AdamW moments and step counters saved
+ * in the checkpoint the model was loaded from, for an exact resume. */
+int gpt_train_resume(gpt_model *m, const char *path, gpt_error *err);
 
 /* ------------------------------------------------------------- profiling */
 

@@ -35,6 +35,12 @@ int gpt_tokenizer_eot(const gpt_tokenizer *t);
  * without it, it is ordinary text. *ids is malloc'd (free it), *n_ids set. */
 int gpt_tokenizer_encode(const gpt_tokenizer *t, const char *text, size_t n, int allow_special,
                          int **ids, size_t *n_ids, gpt_error *err);
+/* gpt_tokenizer_encode that also calls progress (may be NULL) now and then
+ * with the bytes of text encoded so far, and once at the end with n. */
+int gpt_tokenizer_encode_progress(const gpt_tokenizer *t, const char *text, size_t n,
+                                  int allow_special, int **ids, size_t *n_ids,
+                                  void (*progress)(void *user, size_t done, size_t total),
+                                  void *user, gpt_error *err);
 /* Decodes ids to bytes; *text is malloc'd and NUL-terminated (*len excludes
  * the NUL). Ids out of range are an error. */
 int gpt_tokenizer_decode(const gpt_tokenizer *t, const int *ids, size_t n, char **text,

@@ -13,7 +13,9 @@
  * a pointer holds is given by its class (GPT_CLS_*): the backend chooses
  * the element type of PARAM, GRAD and ACT (fp32 on the CPU; bf16 PARAM/ACT
  * and fp32 GRAD in CUDA's mixed precision); F32 is always fp32, I32 int32.
- * Shapes are in comments, row-major, last index fastest.
+ * Shapes are in comments, row-major, last index fastest. Products such as
+ * N*Vp (N = B*T) can exceed 2^31 (gpt2 at B=64, T=1024): index with 64-bit
+ * offsets wherever a product of dimensions is formed.
  *
  * Errors: operations return nothing. A backend records the first failure
  * (a failed launch, a shape its launcher refuses) in be->err and may skip
@@ -211,6 +213,9 @@ typedef struct {
      * Returns 0 otherwise: the caller issues the ops (which the backend
      * may capture) and then calls graph_end(id), which launches them.
      * Nothing issued between begin and end may upload, download or sync.
+     * Ids are arbitrary non-negative ints; the model takes a new id
+     * whenever the buffers it passes change, so a backend may keep a small
+     * table and drop its least recently used graphs.
      * Backends without graphs return 0 and make graph_end a no-op. */
     int (*graph_begin)(gpt_backend *be, int id);
     void (*graph_end)(gpt_backend *be, int id);

@@ -61,7 +61,7 @@ static int test_summary(void) {
 
 /* Largest |a-b| / (|b| + floor) over n elements; floor keeps near-zero
  * reference values from turning rounding noise into huge ratios. */
-static double test_max_rel_err(const float *a, const float *b, size_t n, double floor_) {
+static inline double test_max_rel_err(const float *a, const float *b, size_t n, double floor_) {
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]) / (fabs((double)b[i]) + floor_);
@@ -71,7 +71,7 @@ static double test_max_rel_err(const float *a, const float *b, size_t n, double 
 }
 
 /* ||a - b|| / ||b|| (relative L2 error). */
-static double test_rel_l2(const float *a, const float *b, size_t n) {
+static inline double test_rel_l2(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double d = (double)a[i] - (double)b[i];

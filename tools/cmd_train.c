@@ -1,8 +1,563 @@
-/* cmd_train.c - gpt train (placeholder until its issue lands). */
+/*
+ * cmd_train.c - gpt train: train a model on a text file or token shards,
+ * with a live progress line, validation every N steps, a JSONL metrics
+ * log, atomic checkpoints (exact resume), a loss curve in SVG and a sample
+ * at the end.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cli.h"
 #include "commands.h"
+#include "gpt.h"
+#include "gpt_data.h"
+#include "gpt_tokenizer.h"
+#include "plot.h"
+#include "train_util.h"
+#include "util.h"
+
+static const char *CMD = "train";
+
+static void usage(FILE *f) {
+    fprintf(f,
+"usage: gpt train --data FILE [options]\n"
+"\n"
+"Trains a GPT on a text file (tokenised on the fly) or on token shards made by\n"
+"`gpt tokenize`. Writes OUT/model.ckpt (with optimizer state: resumable),\n"
+"OUT/metrics.jsonl and OUT/loss.svg, and prints a sample at the end.\n"
+"\n"
+"data:\n"
+"  --data FILE           training text or shard file (required unless --resume)\n"
+"  --val FILE            validation text or shard (default: the last part of --data)\n"
+"  --val-fraction F      share of --data held out for validation (default 0.1)\n"
+"  --tokenizer NAME      gpt2 (default), bytes, or a file from `gpt tokenizer train`\n"
+"model (a preset, then any override):\n"
+"  --preset NAME         tiny (default), seed-small, seed-medium, seed-large, gpt2,\n"
+"                        gpt2-medium, gpt2-large, gpt2-xl\n"
+"  --layers N  --heads N  --channels N  --mlp N  --max-seq N  --vocab N\n"
+"                        (the vocabulary defaults to the tokenizer's)\n"
+"  --init CKPT           start from a checkpoint's weights (fine-tuning)\n"
+"training:\n"
+"  -B, --batch N         sequences per micro-batch (default 8)\n"
+"  -T, --seq N           tokens per sequence (default: min(256, max-seq))\n"
+"  --grad-accum N        micro-batches per step (default 1)\n"
+"  --steps N             optimizer steps (default 2000)\n"
+"  --lr X  --min-lr X    peak and final learning rate (cosine; default 1e-3, 1e-4)\n"
+"  --warmup N            linear warmup steps (default 100)\n"
+"  --weight-decay X      AdamW weight decay on matrices (default 0.1)\n"
+"  --beta1 X --beta2 X --eps X   AdamW (default 0.9, 0.95, 1e-8)\n"
+"  --grad-clip X         clip the global gradient norm (default 1.0; 0 = off)\n"
+"  --recompute           recompute GELU in the backward pass (less memory)\n"
+"  --max-bad-steps N     stop after N consecutive non-finite steps (default 5)\n"
+"  --seed N              weights and batch order (default 1337)\n"
+"  --time-limit S        stop (and save) after S seconds of training\n"
+"evaluation and output:\n"
+"  --out DIR             where to write (default runs/<preset>)\n"
+"  --eval-every N        validation loss every N steps (default 200)\n"
+"  --eval-batches N      validation batches per evaluation (default 20; 0 = all)\n"
+"  --save-every N        checkpoint every N steps (default: at evaluations)\n"
+"  --resume [CKPT]       continue exactly where a checkpoint stopped\n"
+"                        (default OUT/model.ckpt)\n"
+"  --sample N            tokens to sample at the end (default 200; 0 = none)\n"
+"  --prompt TEXT         start of the sample (default: newline)\n"
+"device:\n"
+"  --device cpu|cuda|auto   (default auto: a GPU when there is one)\n"
+"  --precision fp32|bf16    (default: fp32 on CPU, bf16 on GPU)\n"
+"  --threads N           CPU threads (default: OpenMP's)\n"
+"  --profile             print a table of time per operation for one step\n"
+"  --check               scan every operation's output for NaN/Inf\n"
+"\n"
+"example:\n"
+"  gpt train --preset tiny --data data/tinyshakespeare.txt --out runs/tiny\n");
+}
+
+typedef struct {
+    const char *data, *val, *tokenizer, *preset, *out, *init, *resume, *prompt;
+    double val_fraction, time_limit;
+    long long seed;
+    int eval_every, eval_batches, save_every, sample;
+    int resume_flag;
+    gpt_config cfg;
+    int cfg_set[8]; /* which config fields were given: L NH C F maxT V */
+    gpt_train_opts opts;
+    int opts_B, opts_T;
+    gpt_runtime rt;
+} train_args;
+
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static int parse_args(int argc, char **argv, train_args *a) {
+    memset(a, 0, sizeof *a);
+    a->tokenizer = "gpt2";
+    a->preset = "tiny";
+    a->val_fraction = 0.1;
+    a->seed = 1337;
+    a->eval_every = 200;
+    a->eval_batches = 20;
+    a->sample = 200;
+    a->prompt = "\n";
+    gpt_train_opts_default(&a->opts);
+    a->opts.batch_size = 8;
+    a->opts.max_steps = 2000;
+    a->opts.lr = 1e-3f;
+    a->opts.min_lr = 1e-4f;
+    a->opts.warmup_steps = 100;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i], *v;
+        long long n;
+        double x;
+#define VAL() \
+    if (!(v = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE
+#define INT(lo, hi, dst)                                     \
+    do {                                                     \
+        VAL();                                               \
+        if (!cli_parse_int(CMD, f, v, lo, hi, &n)) return EXIT_USAGE; \
+        dst = n;                                             \
+    } while (0)
+#define FLT(lo, hi, dst)                                     \
+    do {                                                     \
+        VAL();                                               \
+        if (!cli_parse_float(CMD, f, v, lo, hi, &x)) return EXIT_USAGE; \
+        dst = x;                                             \
+    } while (0)
+        if (cli_is_help(f)) {
+            usage(stdout);
+            exit(EXIT_OK); /* tools/ decides to exit */
+        } else if (!strcmp(f, "--data")) { VAL(); a->data = v; }
+        else if (!strcmp(f, "--val")) { VAL(); a->val = v; }
+        else if (!strcmp(f, "--val-fraction")) FLT(1e-6, 0.5, a->val_fraction);
+        else if (!strcmp(f, "--tokenizer")) { VAL(); a->tokenizer = v; }
+        else if (!strcmp(f, "--preset")) { VAL(); a->preset = v; }
+        else if (!strcmp(f, "--layers")) { INT(1, 100000, a->cfg.n_layer); a->cfg_set[0] = 1; }
+        else if (!strcmp(f, "--heads")) { INT(1, 100000, a->cfg.n_head); a->cfg_set[1] = 1; }
+        else if (!strcmp(f, "--channels")) { INT(1, 1 << 20, a->cfg.n_embd); a->cfg_set[2] = 1; }
+        else if (!strcmp(f, "--mlp")) { INT(1, 1 << 24, a->cfg.mlp_hidden); a->cfg_set[3] = 1; }
+        else if (!strcmp(f, "--max-seq")) { INT(1, 1 << 24, a->cfg.max_seq_len); a->cfg_set[4] = 1; }
+        else if (!strcmp(f, "--vocab")) { INT(1, 1 << 30, a->cfg.vocab_size); a->cfg_set[5] = 1; }
+        else if (!strcmp(f, "--init")) { VAL(); a->init = v; }
+        else if (!strcmp(f, "-B") || !strcmp(f, "--batch")) { INT(1, 1 << 20, a->opts.batch_size); a->opts_B = 1; }
+        else if (!strcmp(f, "-T") || !strcmp(f, "--seq")) { INT(1, 1 << 24, a->opts.seq_len); a->opts_T = 1; }
+        else if (!strcmp(f, "--grad-accum")) INT(1, 1 << 20, a->opts.grad_accum);
+        else if (!strcmp(f, "--steps")) INT(1, 1000000000, a->opts.max_steps);
+        else if (!strcmp(f, "--lr")) FLT(1e-12, 10, a->opts.lr);
+        else if (!strcmp(f, "--min-lr")) FLT(0, 10, a->opts.min_lr);
+        else if (!strcmp(f, "--warmup")) INT(0, 1000000000, a->opts.warmup_steps);
+        else if (!strcmp(f, "--weight-decay")) FLT(0, 10, a->opts.weight_decay);
+        else if (!strcmp(f, "--beta1")) FLT(0, 0.999999, a->opts.beta1);
+        else if (!strcmp(f, "--beta2")) FLT(0, 0.999999999, a->opts.beta2);
+        else if (!strcmp(f, "--eps")) FLT(1e-30, 1, a->opts.eps);
+        else if (!strcmp(f, "--grad-clip")) FLT(0, 1e30, a->opts.grad_clip);
+        else if (!strcmp(f, "--recompute")) a->opts.recompute = 1;
+        else if (!strcmp(f, "--max-bad-steps")) INT(1, 1000000, a->opts.max_bad_steps);
+        else if (!strcmp(f, "--seed")) INT(0, INT64_MAX, a->seed);
+        else if (!strcmp(f, "--time-limit")) FLT(0.001, 1e9, a->time_limit);
+        else if (!strcmp(f, "--out")) { VAL(); a->out = v; }
+        else if (!strcmp(f, "--eval-every")) INT(1, 1000000000, a->eval_every);
+        else if (!strcmp(f, "--eval-batches")) INT(0, 1000000000, a->eval_batches);
+        else if (!strcmp(f, "--save-every")) INT(1, 1000000000, a->save_every);
+        else if (!strcmp(f, "--resume")) {
+            a->resume_flag = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-') a->resume = argv[++i];
+        } else if (!strcmp(f, "--sample")) INT(0, 1000000, a->sample);
+        else if (!strcmp(f, "--prompt")) { VAL(); a->prompt = v; }
+        else if (!strcmp(f, "--device")) { VAL(); a->rt.device = v; }
+        else if (!strcmp(f, "--precision")) {
+            VAL();
+            if (!strcmp(v, "fp32")) a->rt.precision = GPT_PREC_FP32;
+            else if (!strcmp(v, "bf16")) a->rt.precision = GPT_PREC_BF16;
+            else return cli_usage_error(CMD, "--precision expects fp32 or bf16, got '%s'", v);
+        } else if (!strcmp(f, "--threads")) INT(1, 4096, a->rt.threads);
+        else if (!strcmp(f, "--profile")) a->rt.profile = 1;
+        else if (!strcmp(f, "--check")) a->rt.check = 1;
+        else return cli_usage_error(CMD, "unknown option '%s' (see gpt train --help)", f);
+#undef VAL
+#undef INT
+#undef FLT
+    }
+    if (a->rt.device && strcmp(a->rt.device, "cpu") && strcmp(a->rt.device, "cuda") &&
+        strcmp(a->rt.device, "auto"))
+        return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", a->rt.device);
+    if (!a->data && !a->resume_flag)
+        return cli_usage_error(CMD, "--data FILE is required (see gpt train --help)");
+    if (a->init && a->resume_flag)
+        return cli_usage_error(CMD, "--init and --resume cannot be used together");
+    return EXIT_OK;
+}
+
+/* mkdir -p for the output folder. */
+static int make_dirs(const char *path) {
+    char *p = strdup(path);
+    if (!p) return -1;
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                free(p);
+                return -1;
+            }
+            *s = '/';
+        }
+    int rc = (mkdir(p, 0777) != 0 && errno != EEXIST) ? -1 : 0;
+    free(p);
+    struct stat st;
+    return rc || stat(path, &st) != 0 || !S_ISDIR(st.st_mode) ? -1 : 0;
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+/* Mean validation loss over up to max_batches batches (0 = all). */
+static int evaluate(gpt_model *m, const gpt_data *d, int B, int T, int max_batches, int *buf,
+                    double *loss, gpt_error *err) {
+    size_t nb = gpt_data_val_batches(d, B, T);
+    if (nb == 0) return gpt_fail(err, GPT_ERR_INVALID,
+                                 "the validation split (%zu tokens) is shorter than one batch of "
+                                 "%d x %d: use a smaller --batch or --seq",
+                                 gpt_data_val_tokens(d), B, T + 1);
+    if (max_batches > 0 && (size_t)max_batches < nb) nb = (size_t)max_batches;
+    double sum = 0;
+    for (size_t i = 0; i < nb; i++) {
+        double l;
+        int rc = gpt_data_val_batch(d, i, B, T, buf, err);
+        if (!rc) rc = gpt_eval_loss(m, buf, B, T, &l, err);
+        if (rc) return rc;
+        sum += l;
+    }
+    *loss = sum / (double)nb;
+    return GPT_OK;
+}
+
+typedef struct {
+    double *x, *y;
+    size_t n, cap;
+} series_buf;
+
+static void series_add(series_buf *s, double x, double y) {
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 256;
+        double *nx = realloc(s->x, nc * sizeof *nx), *ny = nx ? realloc(s->y, nc * sizeof *ny) : NULL;
+        if (!nx || !ny) {
+            if (nx) s->x = nx;
+            return; /* the plot is a nicety: drop points rather than fail */
+        }
+        s->x = nx;
+        s->y = ny;
+        s->cap = nc;
+    }
+    s->x[s->n] = x;
+    s->y[s->n] = y;
+    s->n++;
+}
 
 int gpt_cmd_train(int argc, char **argv) {
-    (void)argc;
-    return cli_usage_error(argv[0], "not built yet");
+    train_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    gpt_error err = {0};
+    gpt_model *m = NULL;
+    gpt_tokenizer *tok = NULL;
+    gpt_data *data = NULL;
+    int *batch = NULL, *vbuf = NULL;
+    char *ckpt = NULL, *metrics_path = NULL, *svg_path = NULL;
+    FILE *metrics = NULL;
+    series_buf tr = {0}, va = {0};
+    gpt_train_state st = {0};
+    int exit_code = EXIT_OK;
+    const char *out = a.out;
+    char default_out[300];
+    if (!out) {
+        snprintf(default_out, sizeof default_out, "runs/%s", a.preset);
+        out = default_out;
+    }
+    ckpt = join(out, "model.ckpt");
+    metrics_path = join(out, "metrics.jsonl");
+    svg_path = join(out, "loss.svg");
+    if (!ckpt || !metrics_path || !svg_path) {
+        fprintf(stderr, "gpt train: out of memory\n");
+        exit_code = EXIT_RUNTIME;
+        goto done;
+    }
+    const char *resume_path = a.resume ? a.resume : (a.resume_flag ? ckpt : NULL);
+
+    /* ---------------------------------------------- model and trainer state */
+    if (resume_path) {
+        gpt_config rcfg;
+        if ((rc = gpt_checkpoint_read_state(resume_path, &rcfg, &st, &err))) goto lib_fail;
+        if (!st.has_train) {
+            exit_code = cli_usage_error(CMD, "'%s' holds no trainer state: use --init to start from its weights",
+                                        resume_path);
+            goto done;
+        }
+        int steps = a.opts.max_steps;
+        int steps_given = 0;
+        for (int i = 1; i < argc; i++) steps_given |= !strcmp(argv[i], "--steps");
+        a.opts = st.opts;
+        if (steps_given) a.opts.max_steps = steps;
+        if ((rc = gpt_model_load(&m, resume_path, &a.rt, &err))) goto lib_fail;
+        if (gpt_model_step(m) >= a.opts.max_steps) {
+            fprintf(stderr, "gpt train: '%s' already reached step %d of %d: pass --steps N to train longer\n",
+                    resume_path, gpt_model_step(m), a.opts.max_steps);
+        }
+    }
+    if (!resume_path) {
+        gpt_config cfg;
+        if ((rc = gpt_config_preset(a.preset, &cfg, &err))) goto lib_fail;
+        cfg.padded_vocab = 0;
+        cfg.mlp_hidden = a.cfg_set[3] ? a.cfg.mlp_hidden : (a.cfg_set[2] ? 0 : cfg.mlp_hidden);
+        if (a.cfg_set[0]) cfg.n_layer = a.cfg.n_layer;
+        if (a.cfg_set[1]) cfg.n_head = a.cfg.n_head;
+        if (a.cfg_set[2]) cfg.n_embd = a.cfg.n_embd;
+        if (a.cfg_set[4]) cfg.max_seq_len = a.cfg.max_seq_len;
+        a.cfg = cfg;
+    }
+    /* Tokenizer: the checkpoint's when resuming or fine-tuning. */
+    {
+        const char *tname = a.tokenizer;
+        const void *blob = NULL;
+        size_t blen = 0;
+        gpt_model *src = m;
+        gpt_model *init = NULL;
+        if (a.init) {
+            if ((rc = gpt_model_load(&init, a.init, &a.rt, &err))) goto lib_fail;
+            src = init;
+        }
+        if (src) tname = gpt_model_tokenizer(src, &blob, &blen);
+        rc = blob ? gpt_tokenizer_load_memory(&tok, blob, blen, &err)
+                  : gpt_tokenizer_open(&tok, tname, &err);
+        if (rc) {
+            gpt_model_free(init);
+            goto lib_fail;
+        }
+        if (init) {
+            m = init;
+            a.cfg = *gpt_model_config(m);
+        }
+    }
+    if (!m) {
+        a.cfg.vocab_size = a.cfg_set[5] ? a.cfg.vocab_size : gpt_tokenizer_vocab_size(tok);
+        gpt_config_resolve(&a.cfg);
+        if ((rc = gpt_config_validate(&a.cfg, &err))) goto lib_fail;
+    }
+    if (!a.opts_T && !resume_path)
+        a.opts.seq_len = a.cfg.max_seq_len < 256 ? a.cfg.max_seq_len : 256;
+    if (m) a.cfg = *gpt_model_config(m);
+    if ((rc = gpt_train_opts_validate(&a.opts, &a.cfg, &err))) goto lib_fail;
+
+    /* ------------------------------------------------------------- data */
+    if (!a.data) {
+        exit_code = cli_usage_error(CMD, "--data FILE is required to resume (the data is not stored in the checkpoint)");
+        goto done;
+    }
+    fprintf(stderr, "gpt train: reading %s with the %s tokenizer\n", a.data, gpt_tokenizer_name(tok));
+    if ((rc = gpt_data_open(&data, a.data, a.val, tok, a.val_fraction, &err))) goto lib_fail;
+    if (gpt_data_max_id(data) > a.cfg.vocab_size) {
+        exit_code = cli_usage_error(CMD, "the data holds token id %d but the model's vocabulary has %d tokens",
+                                    gpt_data_max_id(data) - 1, a.cfg.vocab_size);
+        goto done;
+    }
+    double tpb = gpt_data_val_tokens_per_byte(data);
+    fprintf(stderr, "gpt train: %zu training tokens, %zu validation tokens%s\n",
+            gpt_data_train_tokens(data), gpt_data_val_tokens(data),
+            tpb > 0 ? "" : " (shards: no per-character loss)");
+
+    /* ------------------------------------------------- memory and model */
+    {
+        gpt_memory_plan plan;
+        if ((rc = gpt_memory_estimate(&a.cfg, &a.rt, a.opts.batch_size, a.opts.seq_len, 1,
+                                      a.opts.recompute, &plan, &err)))
+            goto lib_fail;
+        char b1[32], b2[32], b3[32], b4[32], b5[32];
+        fprintf(stderr,
+                "gpt train: model %d layers, %d heads, %d channels, MLP %d, T<=%d, V=%d: %.2fM "
+                "parameters\n"
+                "gpt train: memory needed: %s parameters + %s gradients + %s optimizer + %s "
+                "activations = %s\n",
+                a.cfg.n_layer, a.cfg.n_head, a.cfg.n_embd, a.cfg.mlp_hidden, a.cfg.max_seq_len,
+                a.cfg.vocab_size, gpt_config_num_params(&a.cfg) / 1e6, cli_bytes(plan.params, b1),
+                cli_bytes(plan.grads, b2), cli_bytes(plan.optimizer, b3),
+                cli_bytes(plan.activations, b4), cli_bytes(plan.total, b5));
+    }
+    if (!m) {
+        if ((rc = gpt_model_create(&m, &a.cfg, &a.rt, (uint64_t)a.seed, &err))) goto lib_fail;
+    }
+    {
+        const void *blob = NULL;
+        size_t blen = 0;
+        void *ser = NULL;
+        const char *tname = gpt_tokenizer_name(tok);
+        /* Vocabularies trained by `gpt tokenizer train` travel inside the checkpoint. */
+        if (strcmp(tname, "gpt2") && strcmp(tname, "bytes")) {
+            if ((rc = gpt_tokenizer_serialize(tok, &ser, &blen, &err))) goto lib_fail;
+            blob = ser;
+        }
+        rc = gpt_model_set_tokenizer(m, tname, blob, blen, &err);
+        free(ser);
+        if (rc) goto lib_fail;
+    }
+    fprintf(stderr, "gpt train: device %s (%s, %s)\n", gpt_model_device(m), gpt_model_device_desc(m),
+            gpt_model_precision(m));
+    if ((rc = gpt_train_init(m, &a.opts, &err))) goto lib_fail;
+    if (resume_path) {
+        if ((rc = gpt_train_resume(m, resume_path, &err))) goto lib_fail;
+        fprintf(stderr, "gpt train: resumed from %s at step %d\n", resume_path, gpt_model_step(m));
+    } else {
+        gpt_rng r;
+        gpt_rng_seed(&r, (uint64_t)a.seed ^ 0x5DEECE66DULL);
+        memcpy(st.rng, r.s, sizeof st.rng);
+        st.tokens_seen = 0;
+        st.best_val_loss = 0;
+        if (a.init) gpt_model_reset_training(m); /* fine-tuning: a new schedule */
+    }
+    st.has_train = 1;
+    st.opts = a.opts;
+    if (make_dirs(out) != 0) {
+        exit_code = cli_usage_error(CMD, "cannot create the output folder '%s': %s", out, strerror(errno));
+        goto done;
+    }
+    metrics = fopen(metrics_path, resume_path ? "a" : "w");
+    if (!metrics) {
+        fprintf(stderr, "gpt train: cannot write '%s': %s\n", metrics_path, strerror(errno));
+        exit_code = EXIT_RUNTIME;
+        goto done;
+    }
+
+    /* ------------------------------------------------------------- loop */
+    int B = a.opts.batch_size, T = a.opts.seq_len, accum = a.opts.grad_accum;
+    size_t per_step = (size_t)accum * B * (T + 1);
+    batch = malloc(per_step * sizeof(int));
+    vbuf = malloc((size_t)B * (T + 1) * sizeof(int));
+    if (!batch || !vbuf) {
+        fprintf(stderr, "gpt train: out of memory\n");
+        exit_code = EXIT_RUNTIME;
+        goto done;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    int save_every = a.save_every ? a.save_every : a.eval_every;
+    double t_start = gpt_now(), t_last = t_start, tokens_done = 0, last_val = NAN;
+    int first = gpt_model_step(m), isatty_err = isatty(2);
+    double smooth = NAN;
+    for (int s = first; s < a.opts.max_steps; s++) {
+        for (int k = 0; k < accum; k++)
+            if ((rc = gpt_data_train_batch(data, st.rng, B, T, batch + (size_t)k * B * (T + 1), &err)))
+                goto lib_fail;
+        gpt_step_info info;
+        double t0 = gpt_now();
+        rc = gpt_train_step(m, batch, &info, &err);
+        double dt = gpt_now() - t0;
+        if (rc) {
+            if (info.bad_streak > 0 || rc == GPT_ERR_RUNTIME) {
+                fprintf(stderr, "\ngpt train: %s\n", err.msg);
+                fprintf(stderr, "gpt train: the last good checkpoint is %s\n", ckpt);
+                exit_code = EXIT_RUNTIME;
+                goto done;
+            }
+            goto lib_fail;
+        }
+        st.tokens_seen += (int64_t)B * T * accum;
+        tokens_done += (double)B * T * accum;
+        if (info.skipped)
+            fprintf(stderr, "%sgpt train: step %d skipped: non-finite loss or gradient norm (%d in a row)\n",
+                    isatty_err ? "\n" : "", info.step, info.bad_streak);
+        else {
+            smooth = isnan(smooth) ? info.loss : 0.9 * smooth + 0.1 * info.loss;
+            series_add(&tr, info.step, info.loss);
+        }
+        double tok_s = (double)B * T * accum / dt;
+        fprintf(metrics,
+                "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"skipped\":%d,"
+                "\"ms\":%.3f,\"tok_s\":%.1f}\n",
+                info.step, info.loss, info.lr, info.grad_norm, info.skipped, dt * 1e3, tok_s);
+        if (a.rt.profile && s == first + (first + 1 < a.opts.max_steps ? 1 : 0)) {
+            char table[8192];
+            gpt_profile_report(m, table, sizeof table);
+            fprintf(stderr, "\ngpt train: time per operation, step %d:\n%s", info.step, table);
+        }
+        int last = s + 1 == a.opts.max_steps;
+        double now = gpt_now();
+        int stop = interrupted || (a.time_limit > 0 && now - t_start >= a.time_limit);
+        if (info.step % a.eval_every == 0 || last || stop) {
+            double vl;
+            if ((rc = evaluate(m, data, B, T, (last || stop) ? 0 : a.eval_batches, vbuf, &vl, &err)))
+                goto lib_fail;
+            last_val = vl;
+            series_add(&va, info.step, vl);
+            if (st.best_val_loss == 0 || vl < st.best_val_loss) st.best_val_loss = (float)vl;
+            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.6f", info.step, vl);
+            if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%.6f", vl * tpb);
+            fprintf(metrics, "}\n");
+            fprintf(stderr, "%sstep %d: val loss %.4f%s", isatty_err ? "\r\033[K" : "", info.step, vl,
+                    tpb > 0 ? "" : "\n");
+            if (tpb > 0) fprintf(stderr, " (%.4f nats/char)\n", vl * tpb);
+        }
+        fflush(metrics);
+        if (info.step % save_every == 0 || last || stop) {
+            st.opts = a.opts;
+            if ((rc = gpt_checkpoint_save(m, ckpt, 1, &st, &err))) goto lib_fail;
+        }
+        if (now - t_last >= (isatty_err ? 0.25 : 5.0) || last || s == first) {
+            t_last = now;
+            double el = now - t_start, rate = tokens_done / el;
+            double remain = (a.opts.max_steps - info.step) * (double)B * T * accum / rate;
+            fprintf(stderr, "%sstep %d/%d | loss %.4f | lr %.2e | norm %.2f | %.0f tok/s | %.0f ms/step | ETA %.0fs%s",
+                    isatty_err ? "\r\033[K" : "", info.step, a.opts.max_steps, smooth, info.lr,
+                    info.grad_norm, rate, dt * 1e3, remain, isatty_err ? "" : "\n");
+            fflush(stderr);
+        }
+        if (stop) {
+            fprintf(stderr, "%sgpt train: %s at step %d; checkpoint saved to %s\n", isatty_err ? "\n" : "",
+                    interrupted ? "interrupted" : "time limit reached", info.step, ckpt);
+            break;
+        }
+    }
+    if (isatty_err) fputc('\n', stderr);
+    {
+        plot_series ps[2] = {{"train loss", "#1f77b4", tr.x, tr.y, tr.n},
+                             {"validation loss", "#d62728", va.x, va.y, va.n}};
+        if (plot_svg(svg_path, "gpt train: loss", "step", "loss (nats/token)", ps, 2, &err))
+            fprintf(stderr, "gpt train: warning: %s\n", err.msg);
+    }
+    double el = gpt_now() - t_start;
+    fprintf(stderr, "gpt train: done in %.1fs (%.0f tokens/s); checkpoint %s, metrics %s, curve %s\n", el,
+            el > 0 ? tokens_done / el : 0, ckpt, metrics_path, svg_path);
+    if (!isnan(last_val)) {
+        printf("final validation loss: %.4f nats/token", last_val);
+        if (tpb > 0) printf(", %.4f nats/char", last_val * tpb);
+        printf("\n");
+    }
+    if (a.sample > 0 && (rc = train_print_sample(m, tok, a.prompt, a.sample, (uint64_t)a.seed, &err)))
+        goto lib_fail;
+    goto done;
+lib_fail:
+    exit_code = cli_lib_error(CMD, &err);
+done:
+    if (metrics) fclose(metrics);
+    free(tr.x);
+    free(tr.y);
+    free(va.x);
+    free(va.y);
+    free(batch);
+    free(vbuf);
+    free(ckpt);
+    free(metrics_path);
+    free(svg_path);
+    gpt_data_free(data);
+    gpt_tokenizer_free(tok);
+    gpt_model_free(m);
+    return exit_code;
 }

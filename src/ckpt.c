@@ -1,0 +1,523 @@
+/*
+ * ckpt.c - our checkpoint format: versioned, self-describing, checksummed,
+ * written atomically.
+ *
+ * Layout (little-endian):
+ *   "GPTCKPT\0"  u32 version (1)  u32 flags (1 optimizer, 2 trainer state, 4 tokenizer file)
+ *   config: i32 V, Vp, maxT, L, NH, C, F; f32 ln_eps
+ *   i64 step, i64 opt_step
+ *   [flags & 2] trainer state: i32 B, T, grad_accum, max_steps, warmup, recompute, max_bad;
+ *               f32 lr, min_lr, weight_decay, beta1, beta2, eps, grad_clip;
+ *               u64 rng[4]; i64 tokens_seen; f32 best_val_loss
+ *   tokenizer: u16 name length, name; [flags & 4] u64 length, tokenizer file bytes
+ *   u32 ntensors; per tensor: u16 name length, name, u32 ndim, i64 shape[2], u64 numel
+ *   data: every tensor in fp32, in table order; [flags & 1] then all of m, then all of v
+ *   u32 CRC-32 of every byte before it; "GPTCKEND"
+ *
+ * Readers check every field against the model the configuration builds,
+ * and the file size against what the table implies, before reading data;
+ * the CRC is checked at the end, before the model is handed out.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model.h"
+#include "util.h"
+
+#define CKPT_MAGIC "GPTCKPT"
+#define CKPT_END "GPTCKEND"
+#define CKPT_VERSION 1u
+enum { F_OPT = 1, F_TRAIN = 2, F_TOKBLOB = 4 };
+
+/* ------------------------------------------------------------- writing */
+
+typedef struct {
+    gpt_atomic_file af;
+    gpt_error *err;
+    int rc;
+} writer;
+
+static void w_bytes(writer *w, const void *p, size_t n) {
+    if (!w->rc) w->rc = gpt_atomic_write(&w->af, p, n, w->err);
+}
+static void w_u16(writer *w, uint16_t v) {
+    unsigned char b[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
+    w_bytes(w, b, 2);
+}
+static void w_u32(writer *w, uint32_t v) {
+    unsigned char b[4];
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (8 * i));
+    w_bytes(w, b, 4);
+}
+static void w_u64(writer *w, uint64_t v) {
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+    w_bytes(w, b, 8);
+}
+static void w_i32(writer *w, int32_t v) { w_u32(w, (uint32_t)v); }
+static void w_f32(writer *w, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    w_u32(w, u);
+}
+static void w_str(writer *w, const char *s) {
+    size_t n = strlen(s);
+    w_u16(w, (uint16_t)n);
+    w_bytes(w, s, n);
+}
+/* n floats from host memory, in little-endian order. */
+static void w_floats(writer *w, const float *x, size_t n) {
+    const uint16_t probe = 1;
+    if (*(const unsigned char *)&probe == 1) {
+        w_bytes(w, x, n * 4);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) w_f32(w, x[i]);
+}
+
+int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
+                        const gpt_train_state *state, gpt_error *err) {
+    if (with_optimizer && !m->train_ready)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "cannot save optimizer state: the model has not been trained");
+    size_t maxn = 0;
+    for (int i = 0; i < m->ntensors; i++)
+        if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
+    float *buf = malloc(maxn * sizeof(float));
+    if (!buf) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory saving '%s'", path);
+    writer w = {.err = err};
+    if ((w.rc = gpt_atomic_open(&w.af, path, err))) {
+        free(buf);
+        return w.rc;
+    }
+    const gpt_config *c = &m->cfg;
+    uint32_t flags = (with_optimizer ? F_OPT : 0) | (state && state->has_train ? F_TRAIN : 0) |
+                     (m->tok_blob ? F_TOKBLOB : 0);
+    w_bytes(&w, CKPT_MAGIC, 8); /* 7 letters and the NUL */
+    w_u32(&w, CKPT_VERSION);
+    w_u32(&w, flags);
+    w_i32(&w, c->vocab_size);
+    w_i32(&w, c->padded_vocab);
+    w_i32(&w, c->max_seq_len);
+    w_i32(&w, c->n_layer);
+    w_i32(&w, c->n_head);
+    w_i32(&w, c->n_embd);
+    w_i32(&w, c->mlp_hidden);
+    w_f32(&w, c->ln_eps);
+    w_u64(&w, (uint64_t)m->step);
+    w_u64(&w, (uint64_t)m->opt_step);
+    if (flags & F_TRAIN) {
+        const gpt_train_opts *o = &state->opts;
+        w_i32(&w, o->batch_size);
+        w_i32(&w, o->seq_len);
+        w_i32(&w, o->grad_accum);
+        w_i32(&w, o->max_steps);
+        w_i32(&w, o->warmup_steps);
+        w_i32(&w, o->recompute);
+        w_i32(&w, o->max_bad_steps);
+        w_f32(&w, o->lr);
+        w_f32(&w, o->min_lr);
+        w_f32(&w, o->weight_decay);
+        w_f32(&w, o->beta1);
+        w_f32(&w, o->beta2);
+        w_f32(&w, o->eps);
+        w_f32(&w, o->grad_clip);
+        for (int i = 0; i < 4; i++) w_u64(&w, state->rng[i]);
+        w_u64(&w, (uint64_t)state->tokens_seen);
+        w_f32(&w, state->best_val_loss);
+    }
+    w_str(&w, m->tokenizer);
+    if (flags & F_TOKBLOB) {
+        w_u64(&w, m->tok_blob_len);
+        w_bytes(&w, m->tok_blob, m->tok_blob_len);
+    }
+    w_u32(&w, (uint32_t)m->ntensors);
+    for (int i = 0; i < m->ntensors; i++) {
+        const gpt_tensor_info *t = &m->tinfo[i];
+        w_str(&w, t->name);
+        w_u32(&w, (uint32_t)t->ndim);
+        w_u64(&w, (uint64_t)t->shape[0]);
+        w_u64(&w, (uint64_t)t->shape[1]);
+        w_u64(&w, t->numel);
+    }
+    for (int i = 0; i < m->ntensors && !w.rc; i++) {
+        if ((w.rc = gpt_model_get_tensor(m, i, buf, err))) break;
+        w_floats(&w, buf, m->tinfo[i].numel);
+    }
+    for (int pass = 0; with_optimizer && pass < 2; pass++)
+        for (int i = 0; i < m->ntensors && !w.rc; i++) {
+            float *src = (pass == 0 ? m->m : m->v) + m->toff[i];
+            m->be->ops->download(m->be, buf, src, m->tinfo[i].numel, GPT_CLS_F32);
+            if ((w.rc = gpt_model_backend_error(m, err))) break;
+            w_floats(&w, buf, m->tinfo[i].numel);
+        }
+    free(buf);
+    if (!w.rc) {
+        w_u32(&w, w.af.crc);
+        w_bytes(&w, CKPT_END, 8);
+    }
+    if (w.rc) {
+        gpt_atomic_abort(&w.af);
+        return w.rc;
+    }
+    return gpt_atomic_commit(&w.af, err);
+}
+
+/* ------------------------------------------------------------- reading */
+
+typedef struct {
+    FILE *f;
+    const char *path;
+    uint64_t remaining; /* bytes left in the file */
+    uint32_t crc;
+    gpt_error *err;
+    int rc;
+} reader;
+
+static int r_fail(reader *r, const char *what) {
+    if (!r->rc)
+        r->rc = gpt_fail(r->err, GPT_ERR_INVALID, "'%s' is not a valid checkpoint: %s", r->path,
+                         what);
+    return r->rc;
+}
+
+static void r_bytes(reader *r, void *p, size_t n, const char *what) {
+    if (r->rc) return;
+    if (n > r->remaining || fread(p, 1, n, r->f) != n) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "truncated while reading %s", what);
+        r_fail(r, msg);
+        return;
+    }
+    r->remaining -= n;
+    r->crc = gpt_crc32(r->crc, p, n);
+}
+static uint64_t r_uint(reader *r, int bytes, const char *what) {
+    unsigned char b[8] = {0};
+    r_bytes(r, b, (size_t)bytes, what);
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--) v = (v << 8) | b[i];
+    return r->rc ? 0 : v;
+}
+static int32_t r_i32(reader *r, const char *what) { return (int32_t)(uint32_t)r_uint(r, 4, what); }
+static float r_f32(reader *r, const char *what) {
+    uint32_t u = (uint32_t)r_uint(r, 4, what);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* Reads a u16-length string into buf (cap bytes with the NUL). */
+static void r_str(reader *r, char *buf, size_t cap, const char *what) {
+    size_t n = (size_t)r_uint(r, 2, what);
+    if (r->rc) return;
+    if (n >= cap) {
+        r_fail(r, "a name is too long");
+        return;
+    }
+    r_bytes(r, buf, n, what);
+    buf[r->rc ? 0 : n] = 0;
+    if (!r->rc && memchr(buf, 0, n)) r_fail(r, "a name holds a NUL byte");
+}
+static void r_floats(reader *r, float *x, size_t n, const char *what) {
+    r_bytes(r, x, n * 4, what);
+    const uint16_t probe = 1;
+    if (r->rc || *(const unsigned char *)&probe == 1) return;
+    for (size_t i = 0; i < n; i++) { /* big-endian hosts: swap */
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        u = (u >> 24) | ((u >> 8) & 0xFF00) | ((u << 8) & 0xFF0000) | (u << 24);
+        memcpy(x + i, &u, 4);
+    }
+}
+
+typedef struct {
+    uint32_t flags;
+    gpt_config cfg;
+    int64_t step, opt_step;
+    gpt_train_state state;
+    char tokenizer[256];
+    void *tok_blob;
+    size_t tok_blob_len;
+} ckpt_header;
+
+static int open_reader(reader *r, const char *path, gpt_error *err) {
+    memset(r, 0, sizeof *r);
+    r->path = path;
+    r->err = err;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return gpt_fail(err, GPT_ERR_INVALID, "cannot open checkpoint '%s': no such file", path);
+    if (S_ISDIR(st.st_mode))
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "'%s' is a directory: give a checkpoint file, or a folder with "
+                        "model.safetensors and config.json",
+                        path);
+    r->f = fopen(path, "rb");
+    if (!r->f) return gpt_fail(err, GPT_ERR_INVALID, "cannot open checkpoint '%s'", path);
+    r->remaining = (uint64_t)st.st_size;
+    return GPT_OK;
+}
+
+/* Reads and checks everything up to the tensor data. Checks the tensor
+ * table against a model built from the configuration when m != NULL. */
+static int read_header(reader *r, ckpt_header *h, gpt_model *m_check) {
+    memset(h, 0, sizeof *h);
+    char magic[8];
+    r_bytes(r, magic, 8, "the magic number");
+    if (r->rc) return r->rc;
+    if (memcmp(magic, CKPT_MAGIC, 8) != 0) return r_fail(r, "wrong magic number");
+    uint32_t version = (uint32_t)r_uint(r, 4, "the version");
+    if (!r->rc && version != CKPT_VERSION) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "version %u is not supported (this build reads version %u)",
+                 version, CKPT_VERSION);
+        return r_fail(r, msg);
+    }
+    h->flags = (uint32_t)r_uint(r, 4, "the flags");
+    if (!r->rc && (h->flags & ~(uint32_t)(F_OPT | F_TRAIN | F_TOKBLOB))) return r_fail(r, "unknown flags");
+    gpt_config *c = &h->cfg;
+    c->vocab_size = r_i32(r, "the configuration");
+    c->padded_vocab = r_i32(r, "the configuration");
+    c->max_seq_len = r_i32(r, "the configuration");
+    c->n_layer = r_i32(r, "the configuration");
+    c->n_head = r_i32(r, "the configuration");
+    c->n_embd = r_i32(r, "the configuration");
+    c->mlp_hidden = r_i32(r, "the configuration");
+    c->ln_eps = r_f32(r, "the configuration");
+    if (r->rc) return r->rc;
+    gpt_error cerr;
+    if (c->padded_vocab == 0 || c->mlp_hidden == 0 || gpt_config_validate(c, &cerr)) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "bad configuration (%.500s)",
+                 c->padded_vocab == 0 || c->mlp_hidden == 0 ? "zero size" : cerr.msg);
+        return r_fail(r, msg);
+    }
+    h->step = (int64_t)r_uint(r, 8, "the step");
+    h->opt_step = (int64_t)r_uint(r, 8, "the step");
+    if (!r->rc && (h->step < 0 || h->step > INT32_MAX || h->opt_step < 0 || h->opt_step > h->step))
+        return r_fail(r, "bad step counters");
+    if (h->flags & F_TRAIN) {
+        gpt_train_opts *o = &h->state.opts;
+        h->state.has_train = 1;
+        o->batch_size = r_i32(r, "the trainer state");
+        o->seq_len = r_i32(r, "the trainer state");
+        o->grad_accum = r_i32(r, "the trainer state");
+        o->max_steps = r_i32(r, "the trainer state");
+        o->warmup_steps = r_i32(r, "the trainer state");
+        o->recompute = r_i32(r, "the trainer state");
+        o->max_bad_steps = r_i32(r, "the trainer state");
+        o->lr = r_f32(r, "the trainer state");
+        o->min_lr = r_f32(r, "the trainer state");
+        o->weight_decay = r_f32(r, "the trainer state");
+        o->beta1 = r_f32(r, "the trainer state");
+        o->beta2 = r_f32(r, "the trainer state");
+        o->eps = r_f32(r, "the trainer state");
+        o->grad_clip = r_f32(r, "the trainer state");
+        for (int i = 0; i < 4; i++) h->state.rng[i] = r_uint(r, 8, "the trainer state");
+        h->state.tokens_seen = (int64_t)r_uint(r, 8, "the trainer state");
+        h->state.best_val_loss = r_f32(r, "the trainer state");
+        if (r->rc) return r->rc;
+        gpt_error oerr;
+        if (gpt_train_opts_validate(o, c, &oerr)) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "bad trainer state (%.500s)", oerr.msg);
+            return r_fail(r, msg);
+        }
+    }
+    r_str(r, h->tokenizer, sizeof h->tokenizer, "the tokenizer name");
+    if (r->rc) return r->rc;
+    if (!h->tokenizer[0]) return r_fail(r, "empty tokenizer name");
+    if (h->flags & F_TOKBLOB) {
+        uint64_t n = r_uint(r, 8, "the tokenizer");
+        if (r->rc) return r->rc;
+        if (n == 0 || n > r->remaining) return r_fail(r, "tokenizer length out of range");
+        h->tok_blob = malloc((size_t)n);
+        if (!h->tok_blob) return r->rc = gpt_fail(r->err, GPT_ERR_NOMEM, "out of memory");
+        h->tok_blob_len = (size_t)n;
+        r_bytes(r, h->tok_blob, (size_t)n, "the tokenizer");
+    }
+    uint32_t nt = (uint32_t)r_uint(r, 4, "the tensor count");
+    if (r->rc) return r->rc;
+    if (m_check && nt != (uint32_t)m_check->ntensors) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "it has %u tensors where the configuration needs %d", nt,
+                 m_check->ntensors);
+        return r_fail(r, msg);
+    }
+    uint64_t data = 0;
+    for (uint32_t i = 0; i < nt && m_check; i++) {
+        const gpt_tensor_info *t = &m_check->tinfo[i];
+        char name[256];
+        r_str(r, name, sizeof name, "the tensor table");
+        uint32_t ndim = (uint32_t)r_uint(r, 4, "the tensor table");
+        uint64_t s0 = r_uint(r, 8, "the tensor table"), s1 = r_uint(r, 8, "the tensor table");
+        uint64_t numel = r_uint(r, 8, "the tensor table");
+        if (r->rc) return r->rc;
+        if (strcmp(name, t->name) || ndim != (uint32_t)t->ndim || s0 != (uint64_t)t->shape[0] ||
+            s1 != (uint64_t)t->shape[1] || numel != t->numel) {
+            char msg[600];
+            snprintf(msg, sizeof msg,
+                     "tensor %u is '%s' (%llu x %llu) where the configuration needs '%s' (%d x %d)",
+                     i, name, (unsigned long long)s0, (unsigned long long)s1, t->name, t->shape[0],
+                     t->shape[1]);
+            return r_fail(r, msg);
+        }
+        data += numel * 4;
+    }
+    if (m_check) {
+        uint64_t expect = data * ((h->flags & F_OPT) ? 3 : 1) + 4 + 8;
+        if (r->remaining != expect) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s: %llu bytes of data where the table needs %llu",
+                     r->remaining < expect ? "truncated" : "trailing bytes",
+                     (unsigned long long)r->remaining, (unsigned long long)expect);
+            return r_fail(r, msg);
+        }
+    }
+    return r->rc;
+}
+
+/* Reads the trailer and checks the CRC. */
+static int read_trailer(reader *r) {
+    uint32_t expect = r->crc;
+    uint32_t got = (uint32_t)r_uint(r, 4, "the checksum");
+    char end[8];
+    r_bytes(r, end, 8, "the end marker");
+    if (r->rc) return r->rc;
+    if (got != expect) return r_fail(r, "checksum mismatch (the file is corrupt)");
+    if (memcmp(end, CKPT_END, 8) != 0) return r_fail(r, "bad end marker");
+    return GPT_OK;
+}
+
+/* Skips n floats (CRC still computed). */
+static void r_skip_floats(reader *r, float *buf, size_t bufn, uint64_t n) {
+    while (n && !r->rc) {
+        size_t k = n < bufn ? (size_t)n : bufn;
+        r_floats(r, buf, k, "the optimizer state");
+        n -= k;
+    }
+}
+
+
+int gpt_checkpoint_load(gpt_model **out, const char *path, const gpt_runtime *rt,
+                        gpt_error *err) {
+    *out = NULL;
+    reader r;
+    int rc = open_reader(&r, path, err);
+    if (rc) return rc;
+    ckpt_header h;
+    /* First pass over the header: learn the configuration. */
+    rc = read_header(&r, &h, NULL);
+    free(h.tok_blob);
+    fclose(r.f);
+    if (rc) return rc;
+    gpt_model *m = NULL;
+    if ((rc = gpt_model_build(&m, &h.cfg, rt, err))) return rc;
+    if ((rc = open_reader(&r, path, err))) {
+        gpt_model_free(m);
+        return rc;
+    }
+    rc = read_header(&r, &h, m);
+    float *buf = NULL;
+    if (!rc) {
+        size_t maxn = 0;
+        for (int i = 0; i < m->ntensors; i++)
+            if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
+        buf = malloc(maxn * sizeof(float));
+        if (!buf) rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory loading '%s'", path);
+        for (int i = 0; i < m->ntensors && !rc; i++) {
+            r_floats(&r, buf, m->tinfo[i].numel, m->tinfo[i].name);
+            if ((rc = r.rc)) break;
+            if (!strcmp(m->tinfo[i].name, "wte")) /* padding rows must stay zero */
+                for (size_t k = (size_t)m->cfg.vocab_size * m->cfg.n_embd; k < m->tinfo[i].numel; k++)
+                    if (buf[k] != 0) {
+                        rc = r_fail(&r, "the padded rows of wte are not zero");
+                        break;
+                    }
+            if (!rc && (rc = gpt_model_set_tensor(m, i, buf, err)) && err)
+                snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
+                         " in '%s'", path);
+        }
+        if (!rc && (h.flags & F_OPT))
+            for (int i = 0; i < m->ntensors; i++) r_skip_floats(&r, buf, maxn, 2 * m->tinfo[i].numel);
+        if (!rc) rc = r.rc ? r.rc : read_trailer(&r);
+    }
+    free(buf);
+    fclose(r.f);
+    if (!rc) {
+        rc = gpt_model_set_tokenizer(m, h.tokenizer, h.tok_blob, h.tok_blob_len, err);
+        m->step = (int)h.step;
+        m->opt_step = (int)h.opt_step;
+    }
+    free(h.tok_blob);
+    if (rc) {
+        gpt_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return GPT_OK;
+}
+
+int gpt_checkpoint_read_state(const char *path, gpt_config *cfg, gpt_train_state *state,
+                              gpt_error *err) {
+    reader r;
+    int rc = open_reader(&r, path, err);
+    if (rc) return rc;
+    ckpt_header h;
+    rc = read_header(&r, &h, NULL);
+    fclose(r.f);
+    free(h.tok_blob);
+    if (rc) return rc;
+    if (cfg) *cfg = h.cfg;
+    if (state) *state = h.state;
+    return GPT_OK;
+}
+
+int gpt_train_resume(gpt_model *m, const char *path, gpt_error *err) {
+    if (!m->train_ready)
+        return gpt_fail(err, GPT_ERR_INVALID, "gpt_train_resume: call gpt_train_init first");
+    reader r;
+    int rc = open_reader(&r, path, err);
+    if (rc) return rc;
+    ckpt_header h;
+    rc = read_header(&r, &h, m);
+    free(h.tok_blob);
+    if (!rc && !(h.flags & F_OPT)) rc = r_fail(&r, "it holds no optimizer state to resume from");
+    float *buf = NULL;
+    if (!rc) {
+        size_t maxn = 0;
+        for (int i = 0; i < m->ntensors; i++)
+            if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
+        buf = malloc(maxn * sizeof(float));
+        if (!buf) rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < m->ntensors && !rc; i++) r_skip_floats(&r, buf, maxn, m->tinfo[i].numel);
+        for (int pass = 0; pass < 2 && !rc; pass++)
+            for (int i = 0; i < m->ntensors && !rc; i++) {
+                r_floats(&r, buf, m->tinfo[i].numel, "the optimizer state");
+                if ((rc = r.rc)) break;
+                for (size_t k = 0; k < m->tinfo[i].numel; k++)
+                    if (!isfinite(buf[k]) || (pass == 1 && buf[k] < 0)) {
+                        rc = r_fail(&r, "the optimizer state holds invalid values");
+                        break;
+                    }
+                if (!rc)
+                    m->be->ops->upload(m->be, (pass == 0 ? m->m : m->v) + m->toff[i], buf,
+                                       m->tinfo[i].numel, GPT_CLS_F32);
+            }
+        if (!rc) rc = read_trailer(&r);
+    }
+    free(buf);
+    fclose(r.f);
+    if (rc) {
+        /* Moments may be half written: start them again from zero. */
+        m->be->ops->memset0(m->be, m->m, m->nparams * 4);
+        m->be->ops->memset0(m->be, m->v, m->nparams * 4);
+        return rc;
+    }
+    m->step = (int)h.step;
+    m->opt_step = (int)h.opt_step;
+    return gpt_model_backend_error(m, err);
+}

@@ -1,0 +1,67 @@
+/*
+ * cpu.h - the CPU backend's operations (C11 + OpenMP, fp32). This is the
+ * readable reference every other backend is tested against: plain loops,
+ * one row or one head per OpenMP iteration, reductions in a fixed order so
+ * that results are bitwise repeatable for a given thread count.
+ */
+#ifndef GPT_CPU_H
+#define GPT_CPU_H
+
+#include "backend.h"
+
+/* Private state: per-thread scratch sized by reserve(). */
+typedef struct {
+    int nthreads;
+    float *scratch;        /* nthreads * scratch_per_thread floats */
+    size_t scratch_per_thread;
+    double *timers;        /* n_timers wall-clock stamps */
+    int n_timers;
+    char desc[160];
+} cpu_ctx;
+
+/* Scratch for the calling OpenMP thread (at least scratch_per_thread). */
+float *cpu_scratch(gpt_backend *be);
+
+/* cpu_matmul.c */
+void cpu_matmul_forward(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
+                        const void *bias, int N, int IC, int OC, int gelu);
+void cpu_matmul_backward(gpt_backend *be, void *din, void *dw, void *dbias, const void *dout,
+                         const void *in, const void *w, const void *gelu_pre, int N, int IC,
+                         int OC);
+void cpu_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n);
+/* C(M,N) = alpha * op(A) op(B) + beta * C, row-major (CBLAS or fallback). */
+void cpu_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The portable blocked fallback behind cpu_sgemm (tested against CBLAS). */
+void cpu_sgemm_fallback(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* cpu_attention.c */
+void cpu_attention_forward(gpt_backend *be, void *out, float *lse, const void *qkv, int B, int T,
+                           int C, int NH);
+void cpu_attention_backward(gpt_backend *be, void *dqkv, const void *dout, const void *qkv,
+                            const void *out, const float *lse, int B, int T, int C, int NH);
+void cpu_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *kcache,
+                              void *vcache, const int *pos0, int B, int Tq, int S, int C, int NH);
+
+/* cpu_ops.c */
+void cpu_encoder_forward(gpt_backend *be, void *out, const int *tok, const int *pos0,
+                         const void *wte, const void *wpe, int B, int T, int C, int Vp, int maxT);
+void cpu_encoder_backward(gpt_backend *be, void *dwte, void *dwpe, const void *dout,
+                          const int *tok, int B, int T, int C, int Vp);
+void cpu_layernorm_forward(gpt_backend *be, void *out, float *mean, float *rstd, const void *x,
+                           const void *w, const void *b, int N, int C, float eps);
+void cpu_residual_layernorm_forward(gpt_backend *be, void *res, void *out, float *mean,
+                                    float *rstd, const void *a, const void *b, const void *w,
+                                    const void *bias, int N, int C, float eps);
+void cpu_layernorm_backward(gpt_backend *be, void *dx, void *dw, void *db, const void *dout,
+                            const void *x, const void *w, const float *mean, const float *rstd,
+                            int N, int C);
+void cpu_crossentropy(gpt_backend *be, float *losses, void *logits, const int *tgt, int N, int V,
+                      int Vp, float dloss, int grad);
+void cpu_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int accumulate);
+void cpu_adamw(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,
+               size_t n, size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats);
+
+#endif

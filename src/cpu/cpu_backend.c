@@ -1,0 +1,248 @@
+/*
+ * cpu_backend.c - the CPU backend's table: memory (plain host memory, so
+ * upload/download are copies), per-thread scratch, timers from the wall
+ * clock, and no graphs. Every class is fp32 (I32 is int32).
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu.h"
+#include "util.h"
+
+#if defined(GPT_HAVE_CBLAS) && !defined(GPT_ACCELERATE)
+void openblas_set_num_threads(int n);
+#endif
+
+static cpu_ctx *ctx_of(gpt_backend *be) { return (cpu_ctx *)be->ctx; }
+
+float *cpu_scratch(gpt_backend *be) {
+    cpu_ctx *c = ctx_of(be);
+    int t = omp_get_thread_num();
+    GPT_ASSERT(c->scratch && t < c->nthreads);
+    return c->scratch + (size_t)t * c->scratch_per_thread;
+}
+
+static void cpu_destroy(gpt_backend *be) {
+    cpu_ctx *c = ctx_of(be);
+    free(c->scratch);
+    free(c->timers);
+    free(c);
+    free(be);
+}
+
+static const char *cpu_device_desc(gpt_backend *be) { return ctx_of(be)->desc; }
+
+static int cpu_mem_info(gpt_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = *total_bytes = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) *total_bytes = (size_t)kb * 1024;
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) *free_bytes = (size_t)kb * 1024;
+        }
+        fclose(f);
+    }
+    if (!*total_bytes) {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && psz > 0) *total_bytes = (size_t)pages * (size_t)psz;
+#endif
+        *free_bytes = *total_bytes;
+    }
+    return GPT_OK;
+}
+
+static size_t scratch_floats(const gpt_shape *s) {
+    size_t n = (size_t)s->maxT;
+    if ((size_t)s->T > n) n = (size_t)s->T;
+    if ((size_t)2 * s->C > n) n = (size_t)2 * s->C;
+    return (n + 15) / 16 * 16; /* keep each thread's slice on its own cache line */
+}
+
+static size_t cpu_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
+    return (size_t)omp_get_max_threads() * scratch_floats(s) * sizeof(float) +
+           (size_t)s->n_timers * sizeof(double);
+}
+
+static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
+    cpu_ctx *c = ctx_of(be);
+    size_t per = scratch_floats(s);
+    int nt = omp_get_max_threads();
+    if (per > c->scratch_per_thread || nt > c->nthreads) {
+        float *ns = aligned_alloc(64, (size_t)nt * per * sizeof(float));
+        if (!ns) {
+            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
+            return GPT_ERR_NOMEM;
+        }
+        free(c->scratch);
+        c->scratch = ns;
+        c->scratch_per_thread = per;
+        c->nthreads = nt;
+    }
+    if (s->n_timers > c->n_timers) {
+        double *nt2 = calloc((size_t)s->n_timers, sizeof(double));
+        if (!nt2) {
+            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for timers");
+            return GPT_ERR_NOMEM;
+        }
+        free(c->timers);
+        c->timers = nt2;
+        c->n_timers = s->n_timers;
+    }
+    return GPT_OK;
+}
+
+static void *cpu_alloc(gpt_backend *be, size_t bytes) {
+    size_t rounded = (bytes + 255) / 256 * 256;
+    void *p = rounded ? aligned_alloc(256, rounded) : NULL;
+    if (!p && bytes) {
+        char b[32];
+        snprintf(b, sizeof b, "%.2f GiB", (double)bytes / (1 << 30));
+        gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory allocating %s on the CPU", b);
+    }
+    return p;
+}
+
+static void cpu_free(gpt_backend *be, void *p) { free(p); }
+
+static void cpu_memset0(gpt_backend *be, void *p, size_t bytes) { memset(p, 0, bytes); }
+
+static void cpu_upload(gpt_backend *be, void *dst, const void *src, size_t n, int cls) {
+    memcpy(dst, src, n * 4);
+}
+
+static void cpu_download(gpt_backend *be, void *dst, const void *src, size_t n, int cls) {
+    be->syncs++;
+    memcpy(dst, src, n * 4);
+}
+
+static int cpu_sync(gpt_backend *be) {
+    be->syncs++;
+    return be->err.code;
+}
+
+static void cpu_gelu_wrapper(gpt_backend *be, void *out, const void *in, size_t n) {
+    cpu_gelu_forward(be, out, in, n);
+}
+
+static long cpu_nonfinite_count(gpt_backend *be, const void *p, size_t n, int cls) {
+    be->syncs++;
+    if (cls == GPT_CLS_I32) return 0;
+    const float *x = p;
+    long bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static)
+    for (size_t i = 0; i < n; i++) bad += !isfinite(x[i]);
+    return bad;
+}
+
+static void cpu_timer_record(gpt_backend *be, int slot) {
+    cpu_ctx *c = ctx_of(be);
+    if (slot >= 0 && slot < c->n_timers) c->timers[slot] = gpt_now();
+}
+
+static double cpu_timer_elapsed_ms(gpt_backend *be, int from, int to) {
+    cpu_ctx *c = ctx_of(be);
+    be->syncs++;
+    if (from < 0 || to < 0 || from >= c->n_timers || to >= c->n_timers) return 0;
+    return 1e3 * (c->timers[to] - c->timers[from]);
+}
+
+static int cpu_graph_begin(gpt_backend *be, int id) { return 0; }
+static void cpu_graph_end(gpt_backend *be, int id) {}
+
+static const gpt_backend_ops cpu_ops = {
+    .destroy = cpu_destroy,
+    .device_desc = cpu_device_desc,
+    .mem_info = cpu_mem_info,
+    .workspace_bytes = cpu_workspace_bytes,
+    .reserve = cpu_reserve,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset0 = cpu_memset0,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .sync = cpu_sync,
+    .encoder_forward = cpu_encoder_forward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .residual_layernorm_forward = cpu_residual_layernorm_forward,
+    .matmul_forward = cpu_matmul_forward,
+    .gelu_forward = cpu_gelu_wrapper,
+    .attention_forward = cpu_attention_forward,
+    .attention_kv_forward = cpu_attention_kv_forward,
+    .crossentropy = cpu_crossentropy,
+    .sum_f32 = cpu_sum_f32,
+    .encoder_backward = cpu_encoder_backward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .matmul_backward = cpu_matmul_backward,
+    .attention_backward = cpu_attention_backward,
+    .adamw = cpu_adamw,
+    .nonfinite_count = cpu_nonfinite_count,
+    .timer_record = cpu_timer_record,
+    .timer_elapsed_ms = cpu_timer_elapsed_ms,
+    .graph_begin = cpu_graph_begin,
+    .graph_end = cpu_graph_end,
+};
+
+static void cpu_model_name(char *buf, size_t n) {
+    snprintf(buf, n, "CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10)) {
+            char *colon = strchr(line, ':');
+            if (colon) {
+                colon++;
+                while (*colon == ' ') colon++;
+                colon[strcspn(colon, "\n")] = 0;
+                snprintf(buf, n, "%s", colon);
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
+    *out = NULL;
+    if (rt && rt->precision == GPT_PREC_BF16)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "--precision bf16 is for GPUs: the CPU backend computes in fp32");
+    if (rt && rt->threads < 0)
+        return gpt_fail(err, GPT_ERR_INVALID, "threads (%d) must be 0 (automatic) or more",
+                        rt->threads);
+    gpt_backend *be = calloc(1, sizeof *be);
+    cpu_ctx *c = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    }
+    if (rt && rt->threads > 0) omp_set_num_threads(rt->threads);
+#if defined(GPT_HAVE_CBLAS) && !defined(GPT_ACCELERATE)
+    openblas_set_num_threads(omp_get_max_threads());
+#endif
+    char model[128];
+    cpu_model_name(model, sizeof model);
+    snprintf(c->desc, sizeof c->desc, "%s, %d threads, %s", model, omp_get_max_threads(),
+#ifdef GPT_HAVE_CBLAS
+             "CBLAS"
+#else
+             "built-in matmul"
+#endif
+    );
+    be->ops = &cpu_ops;
+    be->ctx = c;
+    be->name = "cpu";
+    be->precision = GPT_PREC_FP32;
+    for (int i = 0; i < GPT_CLS_COUNT; i++) be->cls_size[i] = 4;
+    *out = be;
+    return GPT_OK;
+}

@@ -1,0 +1,136 @@
+/*
+ * cpu_matmul.c - matrix products (CBLAS sgemm where the platform has it,
+ * else a blocked C fallback), the fused bias/GELU epilogues and their
+ * backward, on the CPU.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "util.h"
+
+#ifdef GPT_HAVE_CBLAS
+#ifdef GPT_ACCELERATE
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+#endif
+
+/* Blocked fallback, row-major. Each thread owns a block of C's rows, so
+ * the result does not depend on the thread count. */
+void cpu_sgemm_fallback(int transA, int transB, int M, int N, int K, float alpha,
+                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                           int ldc) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0) memset(c, 0, (size_t)N * sizeof(float));
+        else if (beta != 1)
+            for (int j = 0; j < N; j++) c[j] *= beta;
+        if (transB) { /* c[j] += alpha * dot(A row i, B row j) */
+            for (int j = 0; j < N; j++) {
+                const float *b = B + (size_t)j * ldb;
+                float acc = 0;
+                if (!transA) {
+                    const float *a = A + (size_t)i * lda;
+                    for (int k = 0; k < K; k++) acc += a[k] * b[k];
+                } else {
+                    for (int k = 0; k < K; k++) acc += A[(size_t)k * lda + i] * b[k];
+                }
+                c[j] += alpha * acc;
+            }
+        } else { /* c[:] += alpha * A(i,k) * B row k */
+            for (int k0 = 0; k0 < K; k0 += 256) {
+                int k1 = k0 + 256 < K ? k0 + 256 : K;
+                for (int k = k0; k < k1; k++) {
+                    float a = alpha * (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+                    const float *b = B + (size_t)k * ldb;
+                    for (int j = 0; j < N; j++) c[j] += a * b[j];
+                }
+            }
+        }
+    }
+}
+
+void cpu_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+#ifdef GPT_HAVE_CBLAS
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    cpu_sgemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+/* GELU with the tanh approximation (Hendrycks & Gimpel 2016), as GPT-2. */
+#define GELU_S 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+static inline float gelu(float x) {
+    float u = GELU_S * (x + GELU_C * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+static inline float gelu_grad(float x) {
+    float u = GELU_S * (x + GELU_C * x * x * x);
+    float t = tanhf(u);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+}
+
+void cpu_gelu_forward(gpt_backend *be, void *out_, const void *in_, size_t n) {
+    float *out = out_;
+    const float *in = in_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = gelu(in[i]);
+}
+
+void cpu_matmul_forward(gpt_backend *be, void *out_, void *pre_, const void *in, const void *w,
+                        const void *bias_, int N, int IC, int OC, int gelu_on) {
+    float *out = out_, *pre = pre_;
+    const float *bias = bias_;
+    GPT_ASSERT(gelu_on || !pre);
+    /* y goes where the GELU reads it: pre when saved, else out itself. */
+    float *y = pre ? pre : out;
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < N; i++) memcpy(y + (size_t)i * OC, bias, (size_t)OC * sizeof(float));
+    }
+    cpu_sgemm(0, 1, N, OC, IC, 1.0f, in, IC, w, IC, bias ? 1.0f : 0.0f, y, OC);
+    if (gelu_on) cpu_gelu_forward(be, out, y, (size_t)N * OC);
+}
+
+void cpu_matmul_backward(gpt_backend *be, void *din_, void *dw, void *dbias_, const void *dout_,
+                         const void *in, const void *w, const void *gelu_pre_, int N, int IC,
+                         int OC) {
+    float *din = din_, *dbias = dbias_;
+    const float *dout = dout_, *gelu_pre = gelu_pre_;
+    if (din) {
+        /* din (N,IC) = dout (N,OC) @ w (OC,IC) */
+        cpu_sgemm(0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, din, IC);
+        if (gelu_pre) {
+            size_t n = (size_t)N * IC;
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < n; i++) din[i] *= gelu_grad(gelu_pre[i]);
+        }
+    }
+    /* dw (OC,IC) += dout^T (OC,N) @ in (N,IC) */
+    cpu_sgemm(1, 0, OC, IC, N, 1.0f, dout, OC, in, IC, 1.0f, dw, IC);
+    if (dbias) {
+        /* Column sums, each column block owned by one thread (fixed order). */
+        const int BLK = 64;
+        int nblk = (OC + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int j0 = blk * BLK, j1 = j0 + BLK < OC ? j0 + BLK : OC;
+            float acc[64] = {0};
+            for (int i = 0; i < N; i++) {
+                const float *row = dout + (size_t)i * OC;
+                for (int j = j0; j < j1; j++) acc[j - j0] += row[j];
+            }
+            for (int j = j0; j < j1; j++) dbias[j] += acc[j - j0];
+        }
+    }
+}

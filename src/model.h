@@ -1,0 +1,154 @@
+/*
+ * model.h - the model's private layout, shared by the files that build,
+ * train, run and save it (model.c, model_train.c, model_infer.c, ckpt.c,
+ * hf.c). Everything here is device-independent: tensors are pointers the
+ * backend allocated, and element offsets are turned into addresses with the
+ * backend's element size of the tensor's class.
+ */
+#ifndef GPT_MODEL_H
+#define GPT_MODEL_H
+
+#include "backend.h"
+#include "gpt.h"
+
+/* Parameter offsets (in elements, into params/grads/m/v/master) of one layer. */
+typedef struct {
+    size_t ln1_w, ln1_b;   /* (C) */
+    size_t qkv_w, qkv_b;   /* (3C, C), (3C) */
+    size_t proj_w, proj_b; /* (C, C), (C) */
+    size_t ln2_w, ln2_b;   /* (C) */
+    size_t fc_w, fc_b;     /* (F, C), (F) */
+    size_t fc2_w, fc2_b;   /* (C, F), (C) */
+} layer_params;
+
+/* Activation offsets of one layer, in elements of their buffer. */
+typedef struct {
+    size_t ln1, qkv, atty, res2, ln2, fch, fch_gelu; /* ACT */
+    size_t ln1_mean, ln1_rstd, ln2_mean, ln2_rstd;    /* F32 (N) */
+    size_t lse;                                        /* F32 (B, NH, T) */
+} layer_acts;
+
+/* Training activations for (B, T): one ACT, one F32, one I32 allocation. */
+typedef struct {
+    int B, T;
+    void *act;          /* ACT buffer */
+    float *f32;         /* F32 buffer */
+    int *i32;           /* I32 buffer: tokens (N), targets (N) */
+    layer_acts *layers; /* (L) */
+    size_t x;           /* ACT (L+1, N, C): residual stream entering each layer, then its end */
+    size_t lnf;         /* ACT (N, C) */
+    size_t logits;      /* ACT (N, Vp): logits, then their gradient in place */
+    size_t scratch;     /* ACT (N, C): matmul outputs before the residual add; backward temp */
+    size_t dres;        /* ACT (N, C): gradient of the residual stream */
+    size_t dqkv;        /* ACT (N, 3C) */
+    size_t dfch;        /* ACT (N, F) */
+    size_t gelu_buf;    /* ACT (N, F): GELU output when it is recomputed */
+    size_t lnf_mean, lnf_rstd, losses; /* F32 (N) */
+    size_t hyper, stats;               /* F32: gpt_adamw_hyper, gpt_step_stats */
+    size_t act_elems, f32_elems, i32_elems;
+    int *host_i32;      /* host staging for one micro-batch: tokens, targets (2N) */
+    int graph_ready;    /* a step ran eagerly: later steps may be captured */
+} train_acts;
+
+/* Inference activations for up to N = B*T positions (no per-layer storage). */
+typedef struct {
+    size_t cap_N;           /* positions the buffers hold */
+    void *act;              /* ACT buffer */
+    float *f32;             /* F32 buffer: losses (N) */
+    int *i32;               /* I32: tokens (N), targets (N), pos0 (B) */
+    size_t x, ln, qkv, atty, scratch, fch, logits; /* ACT offsets */
+    size_t logits_rows;     /* rows of logits (N, or B for KV decoding) */
+    int cap_B;              /* rows pos0 holds */
+} infer_acts;
+
+/* KV cache: (L, B, S, C) keys and values. */
+typedef struct {
+    int B, S;
+    void *k, *v;  /* ACT */
+    int *len;     /* host (B): positions filled per row */
+    int decode_ready; /* a decode step ran eagerly: later ones may be captured */
+} kv_cache;
+
+typedef struct {
+    const char *name; /* op name */
+    int layer;        /* -1 outside layers */
+} prof_slot;
+
+struct gpt_model {
+    gpt_config cfg;
+    gpt_runtime rt;
+    char device_name[16];
+    gpt_backend *be;
+
+    /* Parameter table: ntensors named tensors in one allocation. */
+    int ntensors;
+    gpt_tensor_info *tinfo; /* (ntensors) */
+    size_t *toff;           /* (ntensors) offsets in elements */
+    char *names;            /* storage of the names */
+    size_t nparams;         /* elements, alignment padding included */
+    size_t ndecay;          /* [0, ndecay) get weight decay */
+    size_t wte, wpe, lnf_w, lnf_b;
+    layer_params *lp; /* (L) */
+
+    void *params;  /* PARAM (nparams) */
+    float *master; /* F32 (nparams) when PARAM is not fp32, else NULL */
+
+    /* Training state (gpt_train_init). */
+    int train_ready;
+    gpt_train_opts topts;
+    void *grads;      /* GRAD (nparams) */
+    float *m, *v;     /* F32 (nparams) */
+    int step;         /* optimizer steps attempted */
+    int opt_step;     /* updates applied (AdamW's t) */
+    int bad_streak;
+    int inject_nan;   /* test hook */
+    train_acts ta;
+
+    infer_acts ia;
+    kv_cache kv;
+
+    /* Tokenizer the model goes with. */
+    char tokenizer[256];
+    void *tok_blob;
+    size_t tok_blob_len;
+
+    /* Diagnostics. */
+    prof_slot *prof;  /* (prof_cap) */
+    int prof_cap, prof_n;
+    char check_msg[256]; /* first non-finite output found by --check */
+    int use_graphs;
+    int graph_epoch; /* bumped whenever buffers move: graph ids = 4*epoch + kind */
+};
+
+/* Graph ids: captured work is only valid for the buffers it was recorded
+ * with, so ids change whenever those are reallocated. */
+enum { GRAPH_MICROSTEP = 1, GRAPH_ADAMW = 2, GRAPH_DECODE = 3 };
+static inline int gpt_graph_id(const gpt_model *m, int kind) { return 4 * m->graph_epoch + kind; }
+
+/* Address of element `off` of a buffer whose elements are of class cls. */
+static inline void *gpt_at(const gpt_model *m, void *base, size_t off, int cls) {
+    return (char *)base + off * m->be->cls_size[cls];
+}
+
+/* model.c */
+int gpt_model_build(gpt_model **out, const gpt_config *cfg, const gpt_runtime *rt,
+                    gpt_error *err);
+/* Backend error as a library error (code and message), or 0. */
+int gpt_model_backend_error(gpt_model *m, gpt_error *err);
+/* Memory check before an allocation of `bytes` more on the device. */
+int gpt_model_check_memory(gpt_model *m, size_t bytes, const char *what, gpt_error *err);
+
+/* Diagnostics around each op (model_train.c). */
+void gpt_op_done(gpt_model *m, const char *name, int layer, const void *out, size_t n, int cls);
+
+/* model_infer.c */
+void gpt_infer_free(gpt_model *m);
+void gpt_kv_free(gpt_model *m);
+
+/* model_train.c */
+void gpt_train_free(gpt_model *m);
+/* Forward + backward only (no update): leaves the gradients of tokens
+ * (grad_accum, B, T+1) in m->grads and the mean loss in *loss. For tests. */
+int gpt_train_grads(gpt_model *m, const int *tokens, float *loss, gpt_error *err);
+
+#endif

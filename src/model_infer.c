@@ -1,0 +1,347 @@
+/*
+ * model_infer.c - forward passes without training state: evaluation loss,
+ * full logits, and KV-cache generation (prefill the prompts in one pass,
+ * then one position per row per call). One set of activations for up to
+ * cap_N positions serves all of them; nothing is stored per layer except
+ * the KV cache (L, B, S, C).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "util.h"
+
+#define ALIGN 64
+
+static size_t take(size_t *off, size_t n) {
+    size_t at = *off;
+    *off += (n + ALIGN - 1) / ALIGN * ALIGN;
+    return at;
+}
+
+/* Layout for N positions, B rows, `rows` logits rows. */
+static size_t layout_infer(const gpt_config *c, size_t N, int B, size_t rows, infer_acts *ia,
+                           size_t *f32, size_t *i32) {
+    size_t C = (size_t)c->n_embd, F = (size_t)c->mlp_hidden, Vp = (size_t)c->padded_vocab;
+    size_t a = 0;
+    ia->x = take(&a, N * C);
+    ia->ln = take(&a, N * C);
+    ia->qkv = take(&a, N * 3 * C);
+    ia->atty = take(&a, N * C);
+    ia->scratch = take(&a, N * C);
+    ia->fch = take(&a, N * F);
+    ia->logits = take(&a, rows * Vp);
+    *f32 = N + 16;          /* losses (N), loss sum */
+    *i32 = 2 * N + (size_t)B; /* tokens (N), targets (N), pos0 (B) */
+    return a;
+}
+
+size_t gpt_infer_act_elems(const gpt_config *c, size_t N, int B, size_t *f32, size_t *i32) {
+    infer_acts ia;
+    return layout_infer(c, N, B, N, &ia, f32, i32);
+}
+
+void gpt_infer_free(gpt_model *m) {
+    if (!m->be) return;
+    if (m->ia.act) m->be->ops->free(m->be, m->ia.act);
+    if (m->ia.f32) m->be->ops->free(m->be, m->ia.f32);
+    if (m->ia.i32) m->be->ops->free(m->be, m->ia.i32);
+    memset(&m->ia, 0, sizeof m->ia);
+}
+
+void gpt_kv_free(gpt_model *m) {
+    if (!m->be) return;
+    if (m->kv.k) m->be->ops->free(m->be, m->kv.k);
+    if (m->kv.v) m->be->ops->free(m->be, m->kv.v);
+    free(m->kv.len);
+    memset(&m->kv, 0, sizeof m->kv);
+}
+
+/* Makes room for N positions in B rows with `rows` logits rows. */
+static int infer_reserve(gpt_model *m, size_t N, int B, size_t rows, gpt_error *err) {
+    infer_acts *ia = &m->ia;
+    if (ia->act && N <= ia->cap_N && B <= ia->cap_B && rows <= ia->logits_rows) return GPT_OK;
+    if (N < ia->cap_N) N = ia->cap_N;
+    if (B < ia->cap_B) B = ia->cap_B;
+    if (rows < ia->logits_rows) rows = ia->logits_rows;
+    gpt_infer_free(m);
+    gpt_backend *be = m->be;
+    const gpt_config *c = &m->cfg;
+    infer_acts n;
+    memset(&n, 0, sizeof n);
+    size_t f32, i32, a = layout_infer(c, N, B, rows, &n, &f32, &i32);
+    int T = (int)((N + (size_t)B - 1) / (size_t)B);
+    gpt_shape s = {B, T, c->n_embd, c->n_head, c->mlp_hidden, c->vocab_size, c->padded_vocab,
+                   c->n_layer, c->max_seq_len, 0, m->nparams, 0};
+    size_t bytes = a * be->cls_size[GPT_CLS_ACT] + (f32 + i32) * 4 + be->ops->workspace_bytes(be, &s);
+    int rc = gpt_model_check_memory(m, bytes, "inference", err);
+    if (rc) return rc;
+    n.act = be->ops->alloc(be, a * be->cls_size[GPT_CLS_ACT]);
+    n.f32 = n.act ? be->ops->alloc(be, f32 * 4) : NULL;
+    n.i32 = n.f32 ? be->ops->alloc(be, i32 * 4) : NULL;
+    n.cap_N = N;
+    n.cap_B = B;
+    n.logits_rows = rows;
+    m->ia = n;
+    m->kv.decode_ready = 0;
+    m->graph_epoch++; /* graphs captured old pointers */
+    if (!n.i32) {
+        rc = gpt_model_backend_error(m, err);
+        gpt_infer_free(m);
+        return rc ? rc : gpt_fail(err, GPT_ERR_NOMEM, "out of memory for inference");
+    }
+    /* Grow the backend's workspaces; keep what training reserved. */
+    if (m->train_ready) {
+        if (s.B < m->ta.B) s.B = m->ta.B;
+        if (s.T < m->ta.T) s.T = m->ta.T;
+        s.train = 1;
+        s.n_timers = m->prof_cap;
+    }
+    if (m->kv.S > s.T) s.T = m->kv.S;
+    if (be->ops->reserve(be, &s) || be->err.code) {
+        rc = gpt_model_backend_error(m, err);
+        gpt_infer_free(m);
+        return rc;
+    }
+    return GPT_OK;
+}
+
+static int check_tokens(const gpt_model *m, const int *t, size_t n, gpt_error *err) {
+    for (size_t i = 0; i < n; i++)
+        if (t[i] < 0 || t[i] >= m->cfg.vocab_size)
+            return gpt_fail(err, GPT_ERR_INVALID,
+                            "token id %d at position %zu is outside the vocabulary [0, %d)", t[i],
+                            i, m->cfg.vocab_size);
+    return GPT_OK;
+}
+
+/* Forward over the B x Tq tokens in ia.i32. With kv, attention reads and
+ * extends the cache at the row positions in pos0 (ia.i32 + 2*cap_N). The
+ * final layernorm output is left in ia.ln; no logits. */
+static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
+    gpt_backend *be = m->be;
+    const gpt_backend_ops *o = be->ops;
+    const gpt_config *c = &m->cfg;
+    infer_acts *ia = &m->ia;
+    int C = c->n_embd, F = c->mlp_hidden, NH = c->n_head, L = c->n_layer;
+    int n = B * Tq;
+    size_t NC = (size_t)n * C;
+    float eps = c->ln_eps;
+#define P(off) gpt_at(m, m->params, (off), GPT_CLS_PARAM)
+#define A(off) gpt_at(m, ia->act, (off), GPT_CLS_ACT)
+    const int *tokens = ia->i32, *pos0 = ia->i32 + 2 * ia->cap_N;
+    size_t kv_layer = (size_t)m->kv.B * m->kv.S * C;
+    o->encoder_forward(be, A(ia->x), tokens, kv ? pos0 : NULL, P(m->wte), P(m->wpe), B, Tq, C,
+                       c->padded_vocab, c->max_seq_len);
+    gpt_op_done(m, "encoder_forward", -1, A(ia->x), NC, GPT_CLS_ACT);
+    o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lp[0].ln1_w), P(m->lp[0].ln1_b),
+                         n, C, eps);
+    for (int l = 0; l < L; l++) {
+        const layer_params *p = &m->lp[l];
+        o->matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), P(p->qkv_w), P(p->qkv_b), n, C, 3 * C,
+                          0);
+        if (kv)
+            o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
+                                    gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
+                                    gpt_at(m, m->kv.v, (size_t)l * kv_layer, GPT_CLS_ACT), pos0, B,
+                                    Tq, m->kv.S, C, NH);
+        else
+            o->attention_forward(be, A(ia->atty), NULL, A(ia->qkv), B, Tq, C, NH);
+        gpt_op_done(m, "attention", l, A(ia->atty), NC, GPT_CLS_ACT);
+        o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b), n, C,
+                          C, 0);
+        o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
+                                      A(ia->scratch), P(p->ln2_w), P(p->ln2_b), n, C, eps);
+        o->matmul_forward(be, A(ia->fch), NULL, A(ia->ln), P(p->fc_w), P(p->fc_b), n, C, F, 1);
+        o->matmul_forward(be, A(ia->scratch), NULL, A(ia->fch), P(p->fc2_w), P(p->fc2_b), n, F, C,
+                          0);
+        int last = l + 1 == L;
+        o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
+                                      A(ia->scratch), P(last ? m->lnf_w : m->lp[l + 1].ln1_w),
+                                      P(last ? m->lnf_b : m->lp[l + 1].ln1_b), n, C, eps);
+        gpt_op_done(m, "block", l, A(ia->x), NC, GPT_CLS_ACT);
+    }
+#undef A
+#undef P
+}
+
+/* logits rows [row0, row0+rows) of ia.logits = ia.ln rows [src, src+rows) @ wte^T. */
+static void infer_head(gpt_model *m, size_t src, size_t row0, int rows) {
+    gpt_backend *be = m->be;
+    const gpt_config *c = &m->cfg;
+    be->ops->matmul_forward(
+        be, gpt_at(m, m->ia.act, m->ia.logits + row0 * c->padded_vocab, GPT_CLS_ACT), NULL,
+        gpt_at(m, m->ia.act, m->ia.ln + src * c->n_embd, GPT_CLS_ACT),
+        gpt_at(m, m->params, m->wte, GPT_CLS_PARAM), NULL, rows, c->n_embd, c->padded_vocab, 0);
+}
+
+/* Downloads `rows` logits rows and keeps the first V columns of each. */
+static int download_logits(gpt_model *m, int rows, float *out, gpt_error *err) {
+    const gpt_config *c = &m->cfg;
+    size_t Vp = (size_t)c->padded_vocab, V = (size_t)c->vocab_size;
+    if (Vp == V) {
+        m->be->ops->download(m->be, out, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT),
+                             (size_t)rows * Vp, GPT_CLS_ACT);
+        return gpt_model_backend_error(m, err);
+    }
+    float *tmp = malloc((size_t)rows * Vp * sizeof(float));
+    if (!tmp) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    m->be->ops->download(m->be, tmp, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT),
+                         (size_t)rows * Vp, GPT_CLS_ACT);
+    for (int r = 0; r < rows; r++)
+        memcpy(out + (size_t)r * V, tmp + (size_t)r * Vp, V * sizeof(float));
+    free(tmp);
+    return gpt_model_backend_error(m, err);
+}
+
+static int check_bt(const gpt_model *m, int B, int T, gpt_error *err) {
+    if (B <= 0) return gpt_fail(err, GPT_ERR_INVALID, "batch (%d) must be positive", B);
+    if (T <= 0 || T > m->cfg.max_seq_len)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "sequence length (%d) must be between 1 and the model's max_seq_len (%d)",
+                        T, m->cfg.max_seq_len);
+    return GPT_OK;
+}
+
+int gpt_forward_logits(gpt_model *m, const int *tokens, int B, int T, float *logits,
+                       gpt_error *err) {
+    int rc = check_bt(m, B, T, err);
+    size_t N = (size_t)B * T;
+    if (rc || (rc = check_tokens(m, tokens, N, err)) || (rc = infer_reserve(m, N, B, N, err)))
+        return rc;
+    m->check_msg[0] = 0;
+    m->be->ops->upload(m->be, m->ia.i32, tokens, N, GPT_CLS_I32);
+    infer_layers(m, B, T, 0);
+    infer_head(m, 0, 0, (int)N);
+    rc = download_logits(m, (int)N, logits, err);
+    if (!rc && m->check_msg[0]) rc = gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
+    return rc;
+}
+
+int gpt_eval_loss(gpt_model *m, const int *tokens, int B, int T, double *loss, gpt_error *err) {
+    int rc = check_bt(m, B, T, err);
+    size_t N = (size_t)B * T;
+    if (rc || (rc = check_tokens(m, tokens, (size_t)B * (T + 1), err)) ||
+        (rc = infer_reserve(m, N, B, N, err)))
+        return rc;
+    gpt_backend *be = m->be;
+    const gpt_config *c = &m->cfg;
+    int *host = malloc(2 * N * sizeof(int));
+    if (!host) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    for (int b = 0; b < B; b++) {
+        memcpy(host + (size_t)b * T, tokens + (size_t)b * (T + 1), (size_t)T * sizeof(int));
+        memcpy(host + N + (size_t)b * T, tokens + (size_t)b * (T + 1) + 1, (size_t)T * sizeof(int));
+    }
+    be->ops->upload(be, m->ia.i32, host, 2 * N, GPT_CLS_I32);
+    free(host);
+    m->check_msg[0] = 0;
+    infer_layers(m, B, T, 0);
+    infer_head(m, 0, 0, (int)N);
+    float *losses = m->ia.f32, *sum = m->ia.f32 + m->ia.cap_N;
+    be->ops->crossentropy(be, losses, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT),
+                          m->ia.i32 + N, (int)N, c->vocab_size, c->padded_vocab, 0, 0);
+    be->ops->sum_f32(be, sum, losses, N, 0);
+    float s;
+    be->ops->download(be, &s, sum, 1, GPT_CLS_F32);
+    if ((rc = gpt_model_backend_error(m, err))) return rc;
+    if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
+    *loss = (double)s / (double)N;
+    return GPT_OK;
+}
+
+/* ------------------------------------------------------------- KV cache */
+
+int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err) {
+    int rc = check_bt(m, B, ctx, err);
+    if (rc) return rc;
+    gpt_backend *be = m->be;
+    const gpt_config *c = &m->cfg;
+    if (!(m->kv.k && m->kv.B == B && m->kv.S == ctx)) {
+        gpt_kv_free(m);
+        size_t n;
+        if (!gpt_mul_size((size_t)c->n_layer * B, (size_t)ctx * c->n_embd, &n))
+            return gpt_fail(err, GPT_ERR_INVALID, "KV cache size overflows");
+        size_t bytes = 2 * n * be->cls_size[GPT_CLS_ACT];
+        if ((rc = gpt_model_check_memory(m, bytes, "the KV cache", err))) return rc;
+        m->kv.len = calloc((size_t)B, sizeof(int));
+        m->kv.k = m->kv.len ? be->ops->alloc(be, n * be->cls_size[GPT_CLS_ACT]) : NULL;
+        m->kv.v = m->kv.k ? be->ops->alloc(be, n * be->cls_size[GPT_CLS_ACT]) : NULL;
+        if (!m->kv.v) {
+            rc = gpt_model_backend_error(m, err);
+            gpt_kv_free(m);
+            return rc ? rc : gpt_fail(err, GPT_ERR_NOMEM, "out of memory for the KV cache");
+        }
+        m->kv.B = B;
+        m->kv.S = ctx;
+        m->graph_epoch++;
+    }
+    memset(m->kv.len, 0, (size_t)B * sizeof(int));
+    /* Prefill needs up to B*ctx positions; decoding keeps B logits rows. */
+    return infer_reserve(m, (size_t)B * ctx, B, (size_t)B, err);
+}
+
+int gpt_kv_length(const gpt_model *m, int b) {
+    return m->kv.len && b >= 0 && b < m->kv.B ? m->kv.len[b] : 0;
+}
+
+int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, float *logits,
+                   gpt_error *err) {
+    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "gpt_kv_prefill: call gpt_kv_begin first");
+    int B = m->kv.B, Tq = 0, rc;
+    for (int b = 0; b < B; b++) {
+        if (lens[b] < 1 || lens[b] > m->kv.S)
+            return gpt_fail(err, GPT_ERR_INVALID,
+                            "prompt %d has %d tokens: it needs 1 to %d (the context)", b, lens[b],
+                            m->kv.S);
+        if ((rc = check_tokens(m, prompts[b], (size_t)lens[b], err))) return rc;
+        if (lens[b] > Tq) Tq = lens[b];
+    }
+    size_t N = (size_t)B * Tq;
+    int *host = calloc(2 * m->ia.cap_N + (size_t)B, sizeof(int));
+    if (!host) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    /* Shorter prompts are padded with id 0 on the right: causal attention
+     * keeps the padding out of the real positions, and decoding overwrites
+     * its cache entries before any query can see them. */
+    for (int b = 0; b < B; b++) memcpy(host + (size_t)b * Tq, prompts[b], (size_t)lens[b] * sizeof(int));
+    m->be->ops->upload(m->be, m->ia.i32, host, 2 * m->ia.cap_N + (size_t)B, GPT_CLS_I32);
+    free(host);
+    m->check_msg[0] = 0;
+    infer_layers(m, B, Tq, 1);
+    for (int b = 0; b < B; b++) infer_head(m, (size_t)b * Tq + (size_t)(lens[b] - 1), (size_t)b, 1);
+    (void)N;
+    if ((rc = download_logits(m, B, logits, err))) return rc;
+    for (int b = 0; b < B; b++) m->kv.len[b] = lens[b];
+    if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
+    return GPT_OK;
+}
+
+int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err) {
+    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "gpt_kv_decode: call gpt_kv_begin first");
+    int B = m->kv.B, rc;
+    for (int b = 0; b < B; b++)
+        if (m->kv.len[b] >= m->kv.S)
+            return gpt_fail(err, GPT_ERR_INVALID,
+                            "row %d has filled its context of %d positions: start again with a "
+                            "shorter prompt, or slide the window",
+                            b, m->kv.S);
+    if ((rc = check_tokens(m, tokens, (size_t)B, err))) return rc;
+    gpt_backend *be = m->be;
+    be->ops->upload(be, m->ia.i32, tokens, (size_t)B, GPT_CLS_I32);
+    be->ops->upload(be, m->ia.i32 + 2 * m->ia.cap_N, m->kv.len, (size_t)B, GPT_CLS_I32);
+    m->check_msg[0] = 0;
+    /* The decode step's shape never changes: a backend with graphs records
+     * it once and replays it per token. */
+    int id = gpt_graph_id(m, GRAPH_DECODE);
+    int graphs = m->use_graphs && m->kv.decode_ready;
+    if (!graphs || !be->ops->graph_begin(be, id)) {
+        infer_layers(m, B, 1, 1);
+        infer_head(m, 0, 0, B);
+        if (graphs) be->ops->graph_end(be, id);
+    }
+    m->kv.decode_ready = 1;
+    if ((rc = download_logits(m, B, logits, err))) return rc;
+    for (int b = 0; b < B; b++) m->kv.len[b]++;
+    if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
+    return GPT_OK;
+}
