@@ -9,7 +9,8 @@ Written (about 2 MB in all):
   ref.json          token sequences, losses, greedy continuations, and where
                     each sequence's logits lie in the .bin files
   logits_*.bin      float32 little-endian logits (T, V) per sequence, back to back
-  greedy_ids.txt    the first greedy continuation as the CLI prints it ("[i,j,k]")
+  greedy_prompt.txt the last greedy prompt as --prompt-tokens takes it ("i,j,k")
+  greedy_ids.txt    its greedy continuation as the CLI prints it ("[i,j,k]")
 
 Every parameter is drawn at random (biases and layernorm gains included), so
 a tensor loaded into the wrong place changes the logits. The model is small
@@ -124,8 +125,10 @@ def main():
     with open(os.path.join(out, "ref.json"), "w") as fo:
         json.dump(ref, fo, indent=1)
         fo.write("\n")
+    with open(os.path.join(out, "greedy_prompt.txt"), "w") as fo:
+        fo.write(",".join(map(str, prompts[-1])) + "\n")
     with open(os.path.join(out, "greedy_ids.txt"), "w") as fo:
-        fo.write("[" + ",".join(map(str, conts[0])) + "]\n")
+        fo.write("[" + ",".join(map(str, conts[-1])) + "]\n")
     print("seed %d, smallest greedy gap %.4f, written to %s" % (seed, min(gaps), out))
 
 
