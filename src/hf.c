@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "model.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -584,7 +585,8 @@ int gpt_hf_load(gpt_model **out, const char *path, const gpt_runtime *rt, gpt_er
     if (rc) return rc;
     gpt_model *m = NULL;
     float *buf = NULL;
-    if ((rc = gpt_model_create(&m, &f->cfg, rt, 0, err))) goto done;
+    /* Built without initialisation: every parameter is read below. */
+    if ((rc = gpt_model_build(&m, &f->cfg, rt, err))) goto done;
     int n = gpt_model_num_tensors(m);
     size_t max = 0;
     for (int i = 0; i < f->n; i++)
