@@ -35,19 +35,25 @@ ifeq ($(NATIVE),1)
 endif
 LDLIBS  += -lm -lpthread
 
-# Matrix products through CBLAS where the platform has it.
+# Matrix products through CBLAS where the platform has it. On Debian and
+# Ubuntu, OpenBLAS built for OpenMP (libopenblas-openmp-dev) is preferred:
+# the pthreads build's worker threads spin between calls and steal the
+# cores our own OpenMP loops need (attention took twice as long with it).
+OPENBLAS_OMP := $(firstword $(wildcard /usr/lib/*/openblas-openmp/pkgconfig/openblas.pc))
+OPENBLAS_PC  := $(if $(OPENBLAS_OMP),PKG_CONFIG_PATH=$(dir $(OPENBLAS_OMP)) ,)pkg-config
 ifeq ($(BLAS),auto)
   ifeq ($(UNAME),Darwin)
     BLAS := accelerate
-  else ifeq ($(shell pkg-config --exists openblas 2>/dev/null && echo yes),yes)
+  else ifeq ($(shell $(OPENBLAS_PC) --exists openblas 2>/dev/null && echo yes),yes)
     BLAS := openblas
   else
     BLAS := none
   endif
 endif
 ifeq ($(BLAS),openblas)
-  CFLAGS += -DGPT_HAVE_CBLAS $(shell pkg-config --cflags openblas)
-  LDLIBS += $(shell pkg-config --libs openblas)
+  OPENBLAS_LIBDIR := $(shell $(OPENBLAS_PC) --variable=libdir openblas)
+  CFLAGS += -DGPT_HAVE_CBLAS $(shell $(OPENBLAS_PC) --cflags openblas)
+  LDLIBS += $(shell $(OPENBLAS_PC) --libs openblas) -Wl,-rpath,$(OPENBLAS_LIBDIR)
 else ifeq ($(BLAS),accelerate)
   CFLAGS += -DGPT_HAVE_CBLAS -DGPT_ACCELERATE -DACCELERATE_NEW_LAPACK
   LDLIBS += -framework Accelerate

@@ -492,7 +492,7 @@ int gpt_cmd_train(int argc, char **argv) {
         double now = gpt_now();
         int stop = interrupted || (a.time_limit > 0 && now - t_start >= a.time_limit);
         if (info.step % a.eval_every == 0 || last || stop) {
-            double vl;
+            double vl = NAN;
             if ((rc = evaluate(m, data, B, T, (last || stop) ? 0 : a.eval_batches, vbuf, &vl, &err)))
                 goto lib_fail;
             last_val = vl;
