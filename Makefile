@@ -29,7 +29,7 @@ ifeq ($(CUDA),1)
 endif
 
 UNAME := $(shell uname -s)
-CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fopenmp -Iinclude -Isrc -Itools -D_DEFAULT_SOURCE
+CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fno-math-errno -fopenmp -Iinclude -Isrc -Itools -D_DEFAULT_SOURCE
 ifeq ($(NATIVE),1)
   CFLAGS += -march=native
 endif

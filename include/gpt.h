@@ -325,6 +325,9 @@ int gpt_train_resume(gpt_model *m, const char *path, gpt_error *err);
 
 /* With rt.profile set, the last step's time per operation as a table. */
 int gpt_profile_report(const gpt_model *m, char *buf, size_t len);
+/* Device memory the model holds now: parameters, gradients, optimizer
+ * state, activations, KV cache and the backend's workspaces. */
+size_t gpt_model_device_bytes(const gpt_model *m);
 /* Host-device synchronisations the backend has made so far. */
 long gpt_backend_sync_count(const gpt_model *m);
 

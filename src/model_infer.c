@@ -91,16 +91,10 @@ static int infer_reserve(gpt_model *m, size_t N, int B, size_t rows, gpt_error *
         gpt_infer_free(m);
         return rc ? rc : gpt_fail(err, GPT_ERR_NOMEM, "out of memory for inference");
     }
-    /* Grow the backend's workspaces; keep what training reserved. */
-    if (m->train_ready) {
-        if (s.B < m->ta.B) s.B = m->ta.B;
-        if (s.T < m->ta.T) s.T = m->ta.T;
-        s.train = 1;
-        s.n_timers = m->prof_cap;
-    }
+    n.bytes = a * be->cls_size[GPT_CLS_ACT] + (f32 + i32) * 4;
+    m->ia.bytes = n.bytes;
     if (m->kv.S > s.T) s.T = m->kv.S;
-    if (be->ops->reserve(be, &s) || be->err.code) {
-        rc = gpt_model_backend_error(m, err);
+    if ((rc = gpt_model_reserve(m, s, err))) {
         gpt_infer_free(m);
         return rc;
     }

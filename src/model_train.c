@@ -259,10 +259,7 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
         m->prof = np;
         m->prof_cap = prof_cap;
     }
-    /* Grow the backend's workspaces to cover training and anything reserved before. */
-    if (m->ia.cap_N > s.B * (size_t)s.T) s.B = (int)((m->ia.cap_N + s.T - 1) / s.T);
-    if (be->ops->reserve(be, &s) || be->err.code) {
-        rc = gpt_model_backend_error(m, err);
+    if ((rc = gpt_model_reserve(m, s, err))) {
         gpt_train_free(m);
         return rc;
     }
