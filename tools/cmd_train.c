@@ -22,10 +22,9 @@
 #include "plot.h"
 #include "train_args.h"
 #include "train_util.h"
-
-static const char *CMD = "train";
 #include "util.h"
 
+static const char *CMD = "train";
 
 static void usage(FILE *f) {
     fprintf(f,
