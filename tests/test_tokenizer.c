@@ -560,7 +560,7 @@ static gpt_tokenizer *test_training(const char *shk, size_t shk_n) {
     EXPECT(!gpt_tokenizer_open(&t3, p1, &err), "%s", err.msg);
     if (t3) {
         EXPECT(!strcmp(gpt_tokenizer_name(t3), p1), "name %s", gpt_tokenizer_name(t3));
-        int *i1, *i2;
+        int *i1 = NULL, *i2 = NULL;
         size_t n1, n2;
         size_t part = shk_n < 200000 ? shk_n : 200000;
         EXPECT(!gpt_tokenizer_encode(t, shk, part, 0, &i1, &n1, &err) &&
@@ -875,7 +875,7 @@ static void test_tokenizer_files(const gpt_tokenizer *gpt2, const char *shk) {
                 break;
             }
         }
-        int *i1, *i2;
+        int *i1 = NULL, *i2 = NULL;
         size_t n1, m2;
         EXPECT(!gpt_tokenizer_encode(gpt2, shk, 300000, 1, &i1, &n1, &err) &&
                    !gpt_tokenizer_encode(g2, shk, 300000, 1, &i2, &m2, &err) && n1 == m2 &&
