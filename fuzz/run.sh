@@ -65,6 +65,7 @@ for src in src/*.c src/*/*.c; do
             skipped="$skipped $src"
             continue
         fi
+        rm -f "${obj%.o}.log"
     fi
     objs="$objs $obj"
 done
