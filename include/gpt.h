@@ -149,6 +149,10 @@ typedef struct {
 int gpt_memory_estimate(const gpt_config *cfg, const gpt_runtime *rt, int B, int T, int train,
                         int recompute, gpt_memory_plan *plan, gpt_error *err);
 
+/* Refuses (GPT_ERR_INVALID, with the figures and a fix) a plan larger than
+ * the memory the runtime's device has free, or than rt->memory_limit. */
+int gpt_memory_check(const gpt_memory_plan *plan, const gpt_runtime *rt, gpt_error *err);
+
 /* ---------------------------------------------------------------- training */
 
 typedef struct {
@@ -222,6 +226,77 @@ int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err
 /* Positions used in row b of the cache. */
 int gpt_kv_length(const gpt_model *m, int b);
 
+/* ------------------------------------------------ sampling and generation
+ * (src/sample.c, src/generate.c) */
+
+/* How the next token is drawn from a row of logits. HF-style order:
+ * temperature, then top-k, then top-p over what top-k kept. */
+typedef struct {
+    float temperature; /* 0 = greedy: the most likely token (lowest id on ties) */
+    int top_k;         /* keep the k most likely tokens; 0 = no limit */
+    float top_p;       /* keep the smallest set of most likely tokens whose
+                          probability reaches top_p; 1 = no limit */
+    uint64_t seed;     /* same seed and logits give the same tokens */
+} gpt_sampler_opts;
+
+/* temperature 1, top_k 0, top_p 1, seed 0. */
+void gpt_sampler_opts_default(gpt_sampler_opts *o);
+/* temperature >= 0 and finite, top_k >= 0, 0 < top_p <= 1. */
+int gpt_sampler_opts_validate(const gpt_sampler_opts *o, gpt_error *err);
+
+typedef struct gpt_sampler gpt_sampler;
+/* A sampler for rows of n_vocab logits with its own random stream. */
+int gpt_sampler_create(gpt_sampler **out, const gpt_sampler_opts *o, int n_vocab,
+                       gpt_error *err);
+void gpt_sampler_free(gpt_sampler *s);
+/* Restarts the random stream as if created with this seed. */
+void gpt_sampler_reseed(gpt_sampler *s, uint64_t seed);
+/* The distribution gpt_sample draws from: probs (n_vocab) is zero outside
+ * the kept tokens and sums to 1 over them. Returns how many tokens are
+ * kept, 0 if no logit is finite (NaN counts as -inf). Draws nothing. */
+int gpt_sampler_probs(gpt_sampler *s, const float *logits, float *probs);
+/* Draws the next token from logits (n_vocab); -1 if no logit is finite. */
+int gpt_sample(gpt_sampler *s, const float *logits);
+
+/* Generation from a batch of prompts with the KV cache. */
+typedef struct {
+    int max_new_tokens;       /* N >= 1: at most this many new tokens a row */
+    gpt_sampler_opts sampler; /* row b draws from its own stream (seed and b) */
+    int eot;                  /* token that ends a row (kept as its last); -1 = none */
+    const char *const *stop;  /* n_stop strings; a row ends with the token that
+                                 completes one in its generated text */
+    int n_stop;
+    /* Bytes of token id (needed for stop strings); NULL for an unknown id. */
+    const char *(*token_bytes)(void *user, int id, size_t *len);
+    /* 0: prompt + N beyond the model's context is an error. 1: when a row
+     * fills the context, every row is prefilled again with the last half
+     * of the context (the window slides by maxT/2 at a time). */
+    int sliding_window;
+    /* Streaming: called for every new token as it is drawn (may be NULL);
+     * a nonzero return stops the whole generation (not an error). */
+    int (*on_token)(void *user, int row, int token);
+    void *user; /* passed to token_bytes and on_token */
+} gpt_generate_opts;
+
+/* max_new_tokens 16, default sampler, no eot, no stop strings. */
+void gpt_generate_opts_default(gpt_generate_opts *o);
+
+typedef struct {
+    double prefill_s;         /* wall time of the prefill passes (re-prefills included) */
+    double decode_s;          /* wall time of the decode steps and their sampling */
+    long long prefill_tokens; /* prompt tokens run through prefill */
+    long long decode_tokens;  /* tokens decoded for rows still generating */
+    long long new_tokens;     /* tokens generated over all rows */
+    int reprefills;           /* sliding-window prefills after the first */
+} gpt_generate_stats;
+
+/* Generates up to N tokens after each of B prompts (row b: lens[b] >= 1
+ * ids in prompts[b]). out (B, N) receives row b's tokens in out[b*N ..],
+ * out_lens (B) how many; stats may be NULL. */
+int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B,
+                 const gpt_generate_opts *o, int *out, int *out_lens,
+                 gpt_generate_stats *stats, gpt_error *err);
+
 /* ---------------------------------------------------------- checkpoints */
 
 /* Trainer state that a checkpoint carries for exact resume. */
@@ -250,6 +325,9 @@ int gpt_train_resume(gpt_model *m, const char *path, gpt_error *err);
 
 /* With rt.profile set, the last step's time per operation as a table. */
 int gpt_profile_report(const gpt_model *m, char *buf, size_t len);
+/* Device memory the model holds now: parameters, gradients, optimizer
+ * state, activations, KV cache and the backend's workspaces. */
+size_t gpt_model_device_bytes(const gpt_model *m);
 /* Host-device synchronisations the backend has made so far. */
 long gpt_backend_sync_count(const gpt_model *m);
 

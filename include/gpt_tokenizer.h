@@ -17,14 +17,15 @@ extern "C" {
 typedef struct gpt_tokenizer gpt_tokenizer;
 
 /* name: "gpt2" (OpenAI's GPT-2 BPE, built into the library), "bytes" (256
- * tokens, one per byte), or the path of a tokenizer file written by
- * gpt_tokenizer_save. */
+ * tokens, one per byte, id = byte value, no <|endoftext|>: eot is -1), or
+ * the path of a tokenizer file written by gpt_tokenizer_save. */
 int gpt_tokenizer_open(gpt_tokenizer **out, const char *name, gpt_error *err);
 /* A tokenizer file's bytes, already in memory (checkpoints, fuzzing). */
 int gpt_tokenizer_load_memory(gpt_tokenizer **out, const void *data, size_t n, gpt_error *err);
 void gpt_tokenizer_free(gpt_tokenizer *t);
 
-/* Name given to open ("gpt2", "bytes", or the file path). */
+/* Name given to open ("gpt2", "bytes", or the file path); "(memory)" after
+ * gpt_tokenizer_load_memory, "(trained)" after gpt_tokenizer_train. */
 const char *gpt_tokenizer_name(const gpt_tokenizer *t);
 int gpt_tokenizer_vocab_size(const gpt_tokenizer *t);
 /* Id of <|endoftext|>, or -1 if the vocabulary has none. */
@@ -50,7 +51,11 @@ const char *gpt_tokenizer_token(const gpt_tokenizer *t, int id, size_t *len);
 
 /* Trains a byte-level BPE vocabulary of vocab_size tokens (>= 257: 256
  * bytes, the merges, and <|endoftext|>) on text, with the GPT-2
- * pre-tokenizer. Deterministic. progress may be NULL. */
+ * pre-tokenizer. Deterministic. progress may be NULL. Ids: byte b is b,
+ * merge r is 256 + r, <|endoftext|> is last; occurrences of the text
+ * "<|endoftext|>" separate documents and are not learned from. If the text
+ * runs out of pairs first, the vocabulary is smaller (check
+ * gpt_tokenizer_vocab_size). */
 int gpt_tokenizer_train(gpt_tokenizer **out, const char *text, size_t n, int vocab_size,
                         void (*progress)(void *user, int merges_done, int merges_total),
                         void *user, gpt_error *err);

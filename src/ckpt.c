@@ -289,10 +289,10 @@ static int read_header(reader *r, ckpt_header *h, gpt_model *m_check) {
     c->ln_eps = r_f32(r, "the configuration");
     if (r->rc) return r->rc;
     gpt_error cerr;
-    if (c->padded_vocab == 0 || c->mlp_hidden == 0 || gpt_config_validate(c, &cerr)) {
+    /* Stored configurations are resolved: 0 is not "default" here. */
+    if (gpt_config_validate(c, &cerr)) {
         char msg[600];
-        snprintf(msg, sizeof msg, "bad configuration (%.500s)",
-                 c->padded_vocab == 0 || c->mlp_hidden == 0 ? "zero size" : cerr.msg);
+        snprintf(msg, sizeof msg, "bad configuration (%.500s)", cerr.msg);
         return r_fail(r, msg);
     }
     h->step = (int64_t)r_uint(r, 8, "the step");

@@ -15,4 +15,33 @@ int gpt_hf_load(gpt_model **out, const char *path, const gpt_runtime *rt, gpt_er
  * GPT2LMHeadModel.from_pretrained loads. */
 int gpt_hf_save(gpt_model *m, const char *dir, gpt_error *err);
 
+/* ------------------------------------------------ reading without a model
+ * A parsed checkpoint: the configuration from config.json and, for each of
+ * our parameter tensors (names and layouts as in gpt_model_tensor), where
+ * its Hugging Face counterpart lies in model.safetensors. Parsing checks
+ * everything that loading will rely on: the container (safetensors.h), the
+ * config fields, every expected tensor present with the right shape and a
+ * readable dtype (F32, F16, BF16), no unexpected tensor, and lm_head.weight
+ * absent or equal to wte. Messages name the file and the tensor. */
+typedef struct gpt_hf_file gpt_hf_file;
+
+/* Parses config.json text and a model.safetensors image in memory. st must
+ * stay valid until gpt_hf_close (tensor bytes are read in place). */
+int gpt_hf_parse_memory(gpt_hf_file **out, const char *config, size_t config_len,
+                        const void *st, size_t st_len, gpt_error *err);
+/* Opens a checkpoint folder (or a .safetensors file beside its
+ * config.json); the safetensors file is memory-mapped read-only. */
+int gpt_hf_open(gpt_hf_file **out, const char *path, gpt_error *err);
+void gpt_hf_close(gpt_hf_file *f);
+
+/* The resolved configuration (padded vocabulary as gpt_config_resolve). */
+const gpt_config *gpt_hf_config(const gpt_hf_file *f);
+/* Our tensors, in GPT-2's parameter order; index by name or -1. */
+int gpt_hf_num_tensors(const gpt_hf_file *f);
+const gpt_tensor_info *gpt_hf_tensor(const gpt_hf_file *f, int i);
+int gpt_hf_find(const gpt_hf_file *f, const char *name);
+/* Tensor i as fp32 in our layout (numel floats): Conv1D weights (in, out)
+ * transposed to (out, in), wte padded with zero rows to Vp. */
+void gpt_hf_read(const gpt_hf_file *f, int i, float *dst);
+
 #endif

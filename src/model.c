@@ -116,6 +116,34 @@ int gpt_model_check_memory(gpt_model *m, size_t bytes, const char *what, gpt_err
     return GPT_OK;
 }
 
+int gpt_model_reserve(gpt_model *m, gpt_shape s, gpt_error *err) {
+    gpt_shape *r = &m->reserved;
+    int grew = !r->C;
+#define GROW(f)                                                                            \
+    if (s.f > r->f) r->f = s.f, grew = 1;
+    GROW(B) GROW(T) GROW(C) GROW(NH) GROW(F) GROW(V) GROW(Vp) GROW(L) GROW(maxT) GROW(train)
+    GROW(n_params) GROW(n_timers)
+#undef GROW
+    if (!grew) return GPT_OK;
+    if (m->be->ops->reserve(m->be, r) || m->be->err.code) return gpt_model_backend_error(m, err);
+    m->graph_epoch++; /* reserve drops captured graphs */
+    return GPT_OK;
+}
+
+size_t gpt_model_device_bytes(const gpt_model *m) {
+    const gpt_backend *be = m->be;
+    size_t n = m->nparams * (be->cls_size[GPT_CLS_PARAM] + (m->master ? 4 : 0));
+    if (m->grads) n += m->nparams * (be->cls_size[GPT_CLS_GRAD] + 8);
+    if (m->ta.act)
+        n += m->ta.act_elems * be->cls_size[GPT_CLS_ACT] + (m->ta.f32_elems + m->ta.i32_elems) * 4;
+    n += m->ia.bytes;
+    if (m->kv.k)
+        n += 2 * (size_t)m->cfg.n_layer * m->kv.B * m->kv.S * m->cfg.n_embd *
+             be->cls_size[GPT_CLS_ACT];
+    if (m->reserved.C) n += be->ops->workspace_bytes(m->be, &m->reserved);
+    return n;
+}
+
 int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime *rt,
                     gpt_error *err) {
     *out = NULL;
@@ -336,6 +364,25 @@ int gpt_memory_estimate(const gpt_config *cfg_in, const gpt_runtime *rt, int B, 
     }
     plan->activations = act * sz[GPT_CLS_ACT] + f32 * 4 + i32 * 4;
     plan->total = plan->params + plan->grads + plan->optimizer + plan->activations;
+    return GPT_OK;
+}
+
+int gpt_memory_check(const gpt_memory_plan *plan, const gpt_runtime *rt, gpt_error *err) {
+    gpt_backend *be;
+    int rc = gpt_backend_create(&be, rt, err);
+    if (rc) return rc;
+    size_t free_b = 0, total_b = 0;
+    be->ops->mem_info(be, &free_b, &total_b);
+    char dev[16];
+    snprintf(dev, sizeof dev, "%s", be->name);
+    gpt_backend_destroy(be);
+    size_t limit = free_b;
+    if (rt && rt->memory_limit && rt->memory_limit < limit) limit = rt->memory_limit;
+    if (limit && plan->total > limit)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "this run needs %.2f GiB of memory but the %s has %.2f GiB available: use a "
+                        "smaller --batch, --seq or model (or --recompute)",
+                        (double)plan->total / (1 << 30), dev, (double)limit / (1 << 30));
     return GPT_OK;
 }
 

@@ -59,6 +59,7 @@ typedef struct {
     size_t x, ln, qkv, atty, scratch, fch, logits; /* ACT offsets */
     size_t logits_rows;     /* rows of logits (N, or B for KV decoding) */
     int cap_B;              /* rows pos0 holds */
+    size_t bytes;           /* device bytes of the three buffers */
 } infer_acts;
 
 /* KV cache: (L, B, S, C) keys and values. */
@@ -117,6 +118,7 @@ struct gpt_model {
     int prof_cap, prof_n;
     char check_msg[256]; /* first non-finite output found by --check */
     int use_graphs;
+    gpt_shape reserved; /* largest shapes the backend's workspaces cover */
     int graph_epoch; /* bumped whenever buffers move: graph ids = 4*epoch + kind */
 };
 
@@ -135,6 +137,9 @@ int gpt_model_build(gpt_model **out, const gpt_config *cfg, const gpt_runtime *r
                     gpt_error *err);
 /* Backend error as a library error (code and message), or 0. */
 int gpt_model_backend_error(gpt_model *m, gpt_error *err);
+/* Grows the backend's workspaces to cover s as well as everything
+ * reserved before (elementwise maximum). */
+int gpt_model_reserve(gpt_model *m, gpt_shape s, gpt_error *err);
 /* Memory check before an allocation of `bytes` more on the device. */
 int gpt_model_check_memory(gpt_model *m, size_t bytes, const char *what, gpt_error *err);
 

@@ -1,8 +1,216 @@
-/* cmd_bench.c - gpt bench (placeholder until its issue lands). */
+/*
+ * cmd_bench.c - gpt bench: time training steps or KV-cache generation on
+ * this machine, with random weights and random tokens (as the PyTorch peers
+ * in bench/peers do), and print one JSON line in the peers' form.
+ *
+ * Training: warm-up steps (the first runs eagerly, the second lets a GPU
+ * backend record its graphs), then the median wall time of gpt_train_step
+ * over --steps, which ends with the host reading the loss. FLOPs per token
+ * as the peers count them: 6 N + 6 L T C, N without the position embedding.
+ * Memory: the device memory the model holds (parameters, gradients,
+ * optimizer, activations, workspaces) and, on the CPU, the process's peak
+ * resident set.
+ *
+ * Generation: greedy decoding of --new tokens after --prompt random ids per
+ * row; prefill and decode are timed separately; median of --runs.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
 #include "commands.h"
+#include "gpt.h"
+#include "util.h"
+
+static const char *CMD = "bench";
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: gpt bench train    [--preset P] [-B N] [-T N] [--steps N] [--warmup N]\n"
+            "                          [--recompute] [--profile] [device options]\n"
+            "       gpt bench generate [--preset P] [-B N] [--prompt N] [--new N] [--runs N]\n"
+            "                          [device options]\n"
+            "\n"
+            "Times training steps or greedy KV-cache generation with random weights and\n"
+            "tokens; prints one JSON line (stdout) and a summary (stderr).\n"
+            "  --preset P      model (default gpt2; see gpt info)\n"
+            "  -B, -T          batch and sequence length (train: 4 and 64; generate: B 1)\n"
+            "  --steps N       timed steps (default 10); --warmup N (default 2)\n"
+            "  --prompt N, --new N   prompt and generated tokens (default 64, 256)\n"
+            "  --runs N        timed generation runs (default 3)\n"
+            "  --recompute     recompute GELU in the backward pass\n"
+            "  --profile       print the time per operation of the last step\n"
+            "  --device cpu|cuda|auto  --precision fp32|bf16  --threads N\n");
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Peak resident set of this process in bytes (Linux), or 0. */
+static size_t peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %zu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
 
 int gpt_cmd_bench(int argc, char **argv) {
-    (void)argc;
-    return cli_usage_error(argv[0], "not built yet");
+    if (argc < 2 || cli_is_help(argv[1])) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    const char *mode = argv[1], *preset = "gpt2";
+    int train = !strcmp(mode, "train");
+    if (!train && strcmp(mode, "generate"))
+        return cli_usage_error(CMD, "expects 'train' or 'generate', got '%s'", mode);
+    long long B = train ? 4 : 1, T = 64, steps = 10, warm = 2, prompt = 64, gen = 256, runs = 3;
+    long long threads = 0;
+    int recompute = 0;
+    gpt_runtime rt = {0};
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i], *v;
+        if (cli_is_help(f)) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        if (!strcmp(f, "--recompute")) {
+            recompute = 1;
+            continue;
+        }
+        if (!strcmp(f, "--profile")) {
+            rt.profile = 1;
+            continue;
+        }
+        if (!(v = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE;
+        long long *dst = NULL, lo = 1, hi = 1 << 24;
+        if (!strcmp(f, "--preset")) preset = v;
+        else if (!strcmp(f, "-B") || !strcmp(f, "--batch")) dst = &B;
+        else if (!strcmp(f, "-T") || !strcmp(f, "--seq")) dst = &T;
+        else if (!strcmp(f, "--steps")) dst = &steps;
+        else if (!strcmp(f, "--warmup")) dst = &warm, lo = 0;
+        else if (!strcmp(f, "--prompt")) dst = &prompt;
+        else if (!strcmp(f, "--new")) dst = &gen;
+        else if (!strcmp(f, "--runs")) dst = &runs;
+        else if (!strcmp(f, "--threads")) dst = &threads, hi = 4096;
+        else if (!strcmp(f, "--device")) rt.device = v;
+        else if (!strcmp(f, "--precision")) {
+            if (!strcmp(v, "fp32")) rt.precision = GPT_PREC_FP32;
+            else if (!strcmp(v, "bf16")) rt.precision = GPT_PREC_BF16;
+            else return cli_usage_error(CMD, "--precision expects fp32 or bf16, got '%s'", v);
+        } else return cli_usage_error(CMD, "unknown option '%s' (see gpt bench --help)", f);
+        if (dst && !cli_parse_int(CMD, f, v, lo, hi, dst)) return EXIT_USAGE;
+    }
+    rt.threads = (int)threads;
+    gpt_error err = {0};
+    gpt_config cfg;
+    if (gpt_config_preset(preset, &cfg, &err)) return cli_lib_error(CMD, &err);
+    gpt_model *m = NULL;
+    int rc = gpt_model_create(&m, &cfg, &rt, 1, &err);
+    if (rc) return cli_lib_error(CMD, &err);
+    gpt_rng r;
+    gpt_rng_seed(&r, 7);
+    int code = EXIT_OK;
+    if (train) {
+        gpt_train_opts o;
+        gpt_train_opts_default(&o);
+        o.batch_size = (int)B;
+        o.seq_len = (int)T;
+        o.recompute = recompute;
+        o.max_steps = (int)(steps + warm + 1);
+        size_t n = (size_t)B * (T + 1);
+        int *tok = malloc(n * sizeof(int));
+        double *times = malloc((size_t)steps * sizeof(double));
+        if (!tok || !times) rc = gpt_fail(&err, GPT_ERR_NOMEM, "out of memory");
+        if (!rc) rc = gpt_train_init(m, &o, &err);
+        gpt_step_info info = {0};
+        long syncs0 = 0;
+        for (long long s = 0; !rc && s < warm + steps; s++) {
+            for (size_t i = 0; i < n; i++) tok[i] = (int)gpt_rng_below(&r, (uint64_t)cfg.vocab_size);
+            if (s == warm) syncs0 = gpt_backend_sync_count(m);
+            double t0 = gpt_now();
+            rc = gpt_train_step(m, tok, &info, &err);
+            if (s >= warm) times[s - warm] = gpt_now() - t0;
+        }
+        if (!rc) {
+            double syncs = (double)(gpt_backend_sync_count(m) - syncs0) / (double)steps;
+            double t = median(times, (int)steps), tokens = (double)B * T;
+            double N = (double)gpt_config_num_params(&cfg) - (double)cfg.max_seq_len * cfg.n_embd;
+            double flops = (6 * N + 6.0 * cfg.n_layer * T * cfg.n_embd) * tokens;
+            double dev = (double)gpt_model_device_bytes(m), rss = (double)peak_rss();
+            printf("{\"peer\": \"gpt\", \"mode\": \"train\", \"preset\": \"%s\", \"device\": \"%s\", "
+                   "\"precision\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"params\": %.0f, "
+                   "\"step_ms\": %.3f, \"tok_s\": %.0f, \"tflops\": %.3f, \"mem_gib\": %.3f, "
+                   "\"peak_rss_gib\": %.3f, \"syncs_per_step\": %.2f, \"loss\": %.4f, "
+                   "\"recompute\": %d}\n",
+                   preset, gpt_model_device(m), gpt_model_precision(m), B, T, N, t * 1e3,
+                   tokens / t, flops / t / 1e12, dev / (1 << 30), rss / (1 << 30), syncs,
+                   info.loss, recompute);
+            fprintf(stderr, "gpt bench: %s on %s (%s): %.1f ms/step, %.0f tokens/s, %.2f TFLOP/s, "
+                            "%.2f GiB device memory, peak RSS %.2f GiB\n",
+                    preset, gpt_model_device_desc(m), gpt_model_precision(m), t * 1e3, tokens / t,
+                    flops / t / 1e12, dev / (1 << 30), rss / (1 << 30));
+            if (rt.profile) {
+                char table[8192];
+                gpt_profile_report(m, table, sizeof table);
+                fprintf(stderr, "%s", table);
+            }
+        }
+        free(tok);
+        free(times);
+    } else {
+        int nb = (int)B, np = (int)prompt, ng = (int)gen;
+        int *prompts = malloc((size_t)nb * np * sizeof(int)), *lens = malloc((size_t)nb * sizeof(int));
+        const int **rows = malloc((size_t)nb * sizeof(int *));
+        int *out = malloc((size_t)nb * ng * sizeof(int)), *out_lens = malloc((size_t)nb * sizeof(int));
+        double *pre = malloc((size_t)runs * sizeof(double)), *dec = malloc((size_t)runs * sizeof(double));
+        if (!prompts || !lens || !rows || !out || !out_lens || !pre || !dec)
+            rc = gpt_fail(&err, GPT_ERR_NOMEM, "out of memory");
+        for (int b = 0; !rc && b < nb; b++) {
+            for (int t = 0; t < np; t++)
+                prompts[(size_t)b * np + t] = (int)gpt_rng_below(&r, (uint64_t)cfg.vocab_size);
+            rows[b] = prompts + (size_t)b * np;
+            lens[b] = np;
+        }
+        gpt_generate_opts o;
+        gpt_generate_opts_default(&o);
+        o.max_new_tokens = ng;
+        o.sampler.temperature = 0;
+        if (!rc && np + ng > cfg.max_seq_len)
+            rc = gpt_fail(&err, GPT_ERR_INVALID, "--prompt + --new (%d) exceeds the model's context (%d)",
+                          np + ng, cfg.max_seq_len);
+        for (long long k = -1; !rc && k < runs; k++) { /* run -1 warms up */
+            gpt_generate_stats st;
+            rc = gpt_generate(m, rows, lens, nb, &o, out, out_lens, &st, &err);
+            if (k >= 0) pre[k] = st.prefill_s, dec[k] = st.decode_s;
+        }
+        if (!rc) {
+            double tp = median(pre, (int)runs), td = median(dec, (int)runs);
+            printf("{\"peer\": \"gpt\", \"mode\": \"generate\", \"preset\": \"%s\", \"device\": \"%s\", "
+                   "\"precision\": \"%s\", \"batch\": %d, \"prompt\": %d, \"new\": %d, "
+                   "\"prefill_tok_s\": %.1f, \"decode_tok_s\": %.1f, \"tok_s\": %.1f, "
+                   "\"ms_per_token\": %.4f}\n",
+                   preset, gpt_model_device(m), gpt_model_precision(m), nb, np, ng,
+                   nb * np / tp, nb * (ng - 1) / td, nb * ng / (tp + td), (tp + td) / ng * 1e3);
+            fprintf(stderr, "gpt bench: %s generate on %s (%s), batch %d: prefill %.0f tok/s, decode %.1f tok/s\n",
+                    preset, gpt_model_device_desc(m), gpt_model_precision(m), nb, nb * np / tp,
+                    nb * (ng - 1) / td);
+        }
+        free(prompts), free(lens), free(rows), free(out), free(out_lens), free(pre), free(dec);
+    }
+    if (rc) code = cli_lib_error(CMD, &err);
+    gpt_model_free(m);
+    return code;
 }

@@ -80,7 +80,8 @@ static const char train_help[] =
     "text runs out of pairs to merge first, the vocabulary is smaller (it says so).\n"
     "\n"
     "options:\n"
-    "  --input FILE...   training text (files are concatenated)\n"
+    "  --input FILE...   training text; files are documents (nothing is learned across\n"
+    "                    two files, nor from the text <|endoftext|>)\n"
     "  --vocab-size N    tokens in the vocabulary, 257 to 16777216\n"
     "  --out FILE        where to write the tokenizer file (atomically)\n"
     "  -q, --quiet       no progress line\n"
@@ -514,9 +515,12 @@ static int tokenizer_train(int argc, char **argv) {
         goto usage;
     }
 
+    /* Files are documents: joined with <|endoftext|>, which training cuts
+     * out, so no pair is learned across two files. */
     gpt_error err = {0};
     char *text = NULL;
     size_t len = 0;
+    const char *sep = "<|endoftext|>";
     for (int f = 0; f < n_files; f++) {
         char *part;
         size_t pl;
@@ -525,7 +529,8 @@ static int tokenizer_train(int argc, char **argv) {
             free(files);
             return cli_lib_error(cmd, &err);
         }
-        char *nt = realloc(text, len + pl + 1);
+        size_t sl = f ? strlen(sep) : 0;
+        char *nt = realloc(text, len + sl + pl + 1);
         if (!nt) {
             free(part);
             free(text);
@@ -534,8 +539,9 @@ static int tokenizer_train(int argc, char **argv) {
             return EXIT_RUNTIME;
         }
         text = nt;
-        memcpy(text + len, part, pl);
-        len += pl;
+        memcpy(text + len, sep, sl);
+        memcpy(text + len + sl, part, pl);
+        len += sl + pl;
         free(part);
     }
     free(files);
@@ -560,7 +566,7 @@ static int tokenizer_train(int argc, char **argv) {
     size_t n_ids;
     int rc = EXIT_OK;
     if (gpt_tokenizer_save(tok, out, &err) ||
-        gpt_tokenizer_encode(tok, text, len, 0, &ids, &n_ids, &err)) {
+        gpt_tokenizer_encode(tok, text, len, 1, &ids, &n_ids, &err)) {
         rc = cli_lib_error(cmd, &err);
     } else {
         printf("trained %d tokens (%d merges) on %zu bytes in %.2f s; wrote %s\n", V, V - 257,

@@ -20,6 +20,7 @@
 #include "gpt_data.h"
 #include "gpt_tokenizer.h"
 #include "plot.h"
+#include "train_args.h"
 #include "train_util.h"
 #include "util.h"
 
@@ -58,10 +59,13 @@ static void usage(FILE *f) {
 "  --max-bad-steps N     stop after N consecutive non-finite steps (default 5)\n"
 "  --seed N              weights and batch order (default 1337)\n"
 "  --time-limit S        stop (and save) after S seconds of training\n"
+"  --stop-after N        stop (and save) after N steps of this run; --resume\n"
+"                        continues exactly where it stopped\n"
 "evaluation and output:\n"
 "  --out DIR             where to write (default runs/<preset>)\n"
 "  --eval-every N        validation loss every N steps (default 200)\n"
-"  --eval-batches N      validation batches per evaluation (default 20; 0 = all)\n"
+"  --eval-batches N      validation batches per evaluation (default 20, and the\n"
+"                        whole split at the end; 0 = always the whole split)\n"
 "  --save-every N        checkpoint every N steps (default: at evaluations)\n"
 "  --resume [CKPT]       continue exactly where a checkpoint stopped\n"
 "                        (default OUT/model.ckpt)\n"
@@ -78,121 +82,10 @@ static void usage(FILE *f) {
 "  gpt train --preset tiny --data data/tinyshakespeare.txt --out runs/tiny\n");
 }
 
-typedef struct {
-    const char *data, *val, *tokenizer, *preset, *out, *init, *resume, *prompt;
-    double val_fraction, time_limit;
-    long long seed;
-    int eval_every, eval_batches, save_every, sample;
-    int resume_flag;
-    gpt_config cfg;
-    int cfg_set[8]; /* which config fields were given: L NH C F maxT V */
-    gpt_train_opts opts;
-    int opts_B, opts_T;
-    gpt_runtime rt;
-} train_args;
-
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig) {
     (void)sig;
     interrupted = 1;
-}
-
-static int parse_args(int argc, char **argv, train_args *a) {
-    memset(a, 0, sizeof *a);
-    a->tokenizer = "gpt2";
-    a->preset = "tiny";
-    a->val_fraction = 0.1;
-    a->seed = 1337;
-    a->eval_every = 200;
-    a->eval_batches = 20;
-    a->sample = 200;
-    a->prompt = "\n";
-    gpt_train_opts_default(&a->opts);
-    a->opts.batch_size = 8;
-    a->opts.max_steps = 2000;
-    a->opts.lr = 1e-3f;
-    a->opts.min_lr = 1e-4f;
-    a->opts.warmup_steps = 100;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *v;
-        long long n;
-        double x;
-#define VAL() \
-    if (!(v = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE
-#define INT(lo, hi, dst)                                     \
-    do {                                                     \
-        VAL();                                               \
-        if (!cli_parse_int(CMD, f, v, lo, hi, &n)) return EXIT_USAGE; \
-        dst = n;                                             \
-    } while (0)
-#define FLT(lo, hi, dst)                                     \
-    do {                                                     \
-        VAL();                                               \
-        if (!cli_parse_float(CMD, f, v, lo, hi, &x)) return EXIT_USAGE; \
-        dst = x;                                             \
-    } while (0)
-        if (cli_is_help(f)) {
-            usage(stdout);
-            exit(EXIT_OK); /* tools/ decides to exit */
-        } else if (!strcmp(f, "--data")) { VAL(); a->data = v; }
-        else if (!strcmp(f, "--val")) { VAL(); a->val = v; }
-        else if (!strcmp(f, "--val-fraction")) FLT(1e-6, 0.5, a->val_fraction);
-        else if (!strcmp(f, "--tokenizer")) { VAL(); a->tokenizer = v; }
-        else if (!strcmp(f, "--preset")) { VAL(); a->preset = v; }
-        else if (!strcmp(f, "--layers")) { INT(1, 100000, a->cfg.n_layer); a->cfg_set[0] = 1; }
-        else if (!strcmp(f, "--heads")) { INT(1, 100000, a->cfg.n_head); a->cfg_set[1] = 1; }
-        else if (!strcmp(f, "--channels")) { INT(1, 1 << 20, a->cfg.n_embd); a->cfg_set[2] = 1; }
-        else if (!strcmp(f, "--mlp")) { INT(1, 1 << 24, a->cfg.mlp_hidden); a->cfg_set[3] = 1; }
-        else if (!strcmp(f, "--max-seq")) { INT(1, 1 << 24, a->cfg.max_seq_len); a->cfg_set[4] = 1; }
-        else if (!strcmp(f, "--vocab")) { INT(1, 1 << 30, a->cfg.vocab_size); a->cfg_set[5] = 1; }
-        else if (!strcmp(f, "--init")) { VAL(); a->init = v; }
-        else if (!strcmp(f, "-B") || !strcmp(f, "--batch")) { INT(1, 1 << 20, a->opts.batch_size); a->opts_B = 1; }
-        else if (!strcmp(f, "-T") || !strcmp(f, "--seq")) { INT(1, 1 << 24, a->opts.seq_len); a->opts_T = 1; }
-        else if (!strcmp(f, "--grad-accum")) INT(1, 1 << 20, a->opts.grad_accum);
-        else if (!strcmp(f, "--steps")) INT(1, 1000000000, a->opts.max_steps);
-        else if (!strcmp(f, "--lr")) FLT(1e-12, 10, a->opts.lr);
-        else if (!strcmp(f, "--min-lr")) FLT(0, 10, a->opts.min_lr);
-        else if (!strcmp(f, "--warmup")) INT(0, 1000000000, a->opts.warmup_steps);
-        else if (!strcmp(f, "--weight-decay")) FLT(0, 10, a->opts.weight_decay);
-        else if (!strcmp(f, "--beta1")) FLT(0, 0.999999, a->opts.beta1);
-        else if (!strcmp(f, "--beta2")) FLT(0, 0.999999999, a->opts.beta2);
-        else if (!strcmp(f, "--eps")) FLT(1e-30, 1, a->opts.eps);
-        else if (!strcmp(f, "--grad-clip")) FLT(0, 1e30, a->opts.grad_clip);
-        else if (!strcmp(f, "--recompute")) a->opts.recompute = 1;
-        else if (!strcmp(f, "--max-bad-steps")) INT(1, 1000000, a->opts.max_bad_steps);
-        else if (!strcmp(f, "--seed")) INT(0, INT64_MAX, a->seed);
-        else if (!strcmp(f, "--time-limit")) FLT(0.001, 1e9, a->time_limit);
-        else if (!strcmp(f, "--out")) { VAL(); a->out = v; }
-        else if (!strcmp(f, "--eval-every")) INT(1, 1000000000, a->eval_every);
-        else if (!strcmp(f, "--eval-batches")) INT(0, 1000000000, a->eval_batches);
-        else if (!strcmp(f, "--save-every")) INT(1, 1000000000, a->save_every);
-        else if (!strcmp(f, "--resume")) {
-            a->resume_flag = 1;
-            if (i + 1 < argc && argv[i + 1][0] != '-') a->resume = argv[++i];
-        } else if (!strcmp(f, "--sample")) INT(0, 1000000, a->sample);
-        else if (!strcmp(f, "--prompt")) { VAL(); a->prompt = v; }
-        else if (!strcmp(f, "--device")) { VAL(); a->rt.device = v; }
-        else if (!strcmp(f, "--precision")) {
-            VAL();
-            if (!strcmp(v, "fp32")) a->rt.precision = GPT_PREC_FP32;
-            else if (!strcmp(v, "bf16")) a->rt.precision = GPT_PREC_BF16;
-            else return cli_usage_error(CMD, "--precision expects fp32 or bf16, got '%s'", v);
-        } else if (!strcmp(f, "--threads")) INT(1, 4096, a->rt.threads);
-        else if (!strcmp(f, "--profile")) a->rt.profile = 1;
-        else if (!strcmp(f, "--check")) a->rt.check = 1;
-        else return cli_usage_error(CMD, "unknown option '%s' (see gpt train --help)", f);
-#undef VAL
-#undef INT
-#undef FLT
-    }
-    if (a->rt.device && strcmp(a->rt.device, "cpu") && strcmp(a->rt.device, "cuda") &&
-        strcmp(a->rt.device, "auto"))
-        return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", a->rt.device);
-    if (!a->data && !a->resume_flag)
-        return cli_usage_error(CMD, "--data FILE is required (see gpt train --help)");
-    if (a->init && a->resume_flag)
-        return cli_usage_error(CMD, "--init and --resume cannot be used together");
-    return EXIT_OK;
 }
 
 /* mkdir -p for the output folder. */
@@ -266,7 +159,11 @@ static void series_add(series_buf *s, double x, double y) {
 
 int gpt_cmd_train(int argc, char **argv) {
     train_args a;
-    int rc = parse_args(argc, argv, &a);
+    int rc = train_args_parse(argc, argv, &a);
+    if (rc == TRAIN_ARGS_HELP) {
+        usage(stdout);
+        return EXIT_OK;
+    }
     if (rc) return rc;
     gpt_error err = {0};
     gpt_model *m = NULL;
@@ -323,6 +220,7 @@ int gpt_cmd_train(int argc, char **argv) {
         if (a.cfg_set[1]) cfg.n_head = a.cfg.n_head;
         if (a.cfg_set[2]) cfg.n_embd = a.cfg.n_embd;
         if (a.cfg_set[4]) cfg.max_seq_len = a.cfg.max_seq_len;
+        if (a.cfg_set[5]) cfg.vocab_size = a.cfg.vocab_size;
         a.cfg = cfg;
     }
     /* Tokenizer: the checkpoint's when resuming or fine-tuning. */
@@ -349,7 +247,7 @@ int gpt_cmd_train(int argc, char **argv) {
         }
     }
     if (!m) {
-        a.cfg.vocab_size = a.cfg_set[5] ? a.cfg.vocab_size : gpt_tokenizer_vocab_size(tok);
+        if (!a.cfg_set[5]) a.cfg.vocab_size = gpt_tokenizer_vocab_size(tok);
         gpt_config_resolve(&a.cfg);
         if ((rc = gpt_config_validate(&a.cfg, &err))) goto lib_fail;
     }
@@ -391,6 +289,7 @@ int gpt_cmd_train(int argc, char **argv) {
                 a.cfg.vocab_size, gpt_config_num_params(&a.cfg) / 1e6, cli_bytes(plan.params, b1),
                 cli_bytes(plan.grads, b2), cli_bytes(plan.optimizer, b3),
                 cli_bytes(plan.activations, b4), cli_bytes(plan.total, b5));
+        if ((rc = gpt_memory_check(&plan, &a.rt, &err))) goto lib_fail;
     }
     if (!m) {
         if ((rc = gpt_model_create(&m, &a.cfg, &a.rt, (uint64_t)a.seed, &err))) goto lib_fail;
@@ -490,10 +389,14 @@ int gpt_cmd_train(int argc, char **argv) {
         }
         int last = s + 1 == a.opts.max_steps;
         double now = gpt_now();
-        int stop = interrupted || (a.time_limit > 0 && now - t_start >= a.time_limit);
+        int stop = interrupted || (a.time_limit > 0 && now - t_start >= a.time_limit) ||
+                   (a.stop_after > 0 && info.step - first >= a.stop_after);
         if (info.step % a.eval_every == 0 || last || stop) {
-            double vl;
-            if ((rc = evaluate(m, data, B, T, (last || stop) ? 0 : a.eval_batches, vbuf, &vl, &err)))
+            double vl = NAN;
+            /* The final figure covers the whole validation split unless
+             * --eval-batches was given. */
+            int nb = (last || stop) && !a.eval_batches_given ? 0 : a.eval_batches;
+            if ((rc = evaluate(m, data, B, T, nb, vbuf, &vl, &err)))
                 goto lib_fail;
             last_val = vl;
             series_add(&va, info.step, vl);
@@ -520,8 +423,11 @@ int gpt_cmd_train(int argc, char **argv) {
             fflush(stderr);
         }
         if (stop) {
-            fprintf(stderr, "%sgpt train: %s at step %d; checkpoint saved to %s\n", isatty_err ? "\n" : "",
-                    interrupted ? "interrupted" : "time limit reached", info.step, ckpt);
+            fprintf(stderr, "%sgpt train: %s at step %d; checkpoint saved to %s (continue with --resume)\n",
+                    isatty_err ? "\n" : "",
+                    interrupted ? "interrupted" : a.stop_after ? "stopped as asked" : "time limit reached",
+                    info.step, ckpt);
+            if (interrupted) exit_code = EXIT_RUNTIME; /* saved, but not finished */
             break;
         }
     }
@@ -540,7 +446,7 @@ int gpt_cmd_train(int argc, char **argv) {
         if (tpb > 0) printf(", %.4f nats/char", last_val * tpb);
         printf("\n");
     }
-    if (a.sample > 0 && (rc = train_print_sample(m, tok, a.prompt, a.sample, (uint64_t)a.seed, &err)))
+    if (a.sample > 0 && !interrupted && (rc = train_print_sample(m, tok, a.prompt, a.sample, (uint64_t)a.seed, &err)))
         goto lib_fail;
     goto done;
 lib_fail:

@@ -8,7 +8,8 @@
 #include "gpt.h"
 #include "gpt_tokenizer.h"
 
-/* Prints prompt and n sampled tokens (temperature 0.8, top-k 40) to stdout. */
+/* Prints prompt and n sampled tokens (temperature 0.8, top-k 40) to stdout,
+ * as they are drawn. */
 int train_print_sample(gpt_model *m, const gpt_tokenizer *tok, const char *prompt, int n,
                        uint64_t seed, gpt_error *err);
 

@@ -59,9 +59,11 @@ static int cpu_mem_info(gpt_backend *be, size_t *free_bytes, size_t *total_bytes
     return GPT_OK;
 }
 
+/* Per thread: two (T,T) score matrices (attention), a KV row of maxT
+ * scores, or 2C layernorm partials, whichever is largest. */
 static size_t scratch_floats(const gpt_shape *s) {
     size_t n = (size_t)s->maxT;
-    if ((size_t)s->T > n) n = (size_t)s->T;
+    if (2 * (size_t)s->T * (size_t)s->T > n) n = 2 * (size_t)s->T * (size_t)s->T;
     if ((size_t)2 * s->C > n) n = (size_t)2 * s->C;
     return (n + 15) / 16 * 16; /* keep each thread's slice on its own cache line */
 }
@@ -128,10 +130,6 @@ static int cpu_sync(gpt_backend *be) {
     return be->err.code;
 }
 
-static void cpu_gelu_wrapper(gpt_backend *be, void *out, const void *in, size_t n) {
-    cpu_gelu_forward(be, out, in, n);
-}
-
 static long cpu_nonfinite_count(gpt_backend *be, const void *p, size_t n, int cls) {
     be->syncs++;
     if (cls == GPT_CLS_I32) return 0;
@@ -173,7 +171,7 @@ static const gpt_backend_ops cpu_ops = {
     .layernorm_forward = cpu_layernorm_forward,
     .residual_layernorm_forward = cpu_residual_layernorm_forward,
     .matmul_forward = cpu_matmul_forward,
-    .gelu_forward = cpu_gelu_wrapper,
+    .gelu_forward = cpu_gelu_forward,
     .attention_forward = cpu_attention_forward,
     .attention_kv_forward = cpu_attention_kv_forward,
     .crossentropy = cpu_crossentropy,

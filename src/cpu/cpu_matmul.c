@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "cpu_math.h"
 #include "util.h"
 
 #ifdef GPT_HAVE_CBLAS
@@ -65,26 +66,11 @@ void cpu_sgemm(int transA, int transB, int M, int N, int K, float alpha, const f
 #endif
 }
 
-/* GELU with the tanh approximation (Hendrycks & Gimpel 2016), as GPT-2. */
-#define GELU_S 0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_C 0.044715f
-
-static inline float gelu(float x) {
-    float u = GELU_S * (x + GELU_C * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
-}
-
-static inline float gelu_grad(float x) {
-    float u = GELU_S * (x + GELU_C * x * x * x);
-    float t = tanhf(u);
-    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
-}
-
 void cpu_gelu_forward(gpt_backend *be, void *out_, const void *in_, size_t n) {
     float *out = out_;
     const float *in = in_;
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = gelu(in[i]);
+    for (size_t i = 0; i < n; i++) out[i] = cpu_gelu(in[i]);
 }
 
 void cpu_matmul_forward(gpt_backend *be, void *out_, void *pre_, const void *in, const void *w,
@@ -113,7 +99,7 @@ void cpu_matmul_backward(gpt_backend *be, void *din_, void *dw, void *dbias_, co
         if (gelu_pre) {
             size_t n = (size_t)N * IC;
 #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) din[i] *= gelu_grad(gelu_pre[i]);
+            for (size_t i = 0; i < n; i++) din[i] *= cpu_gelu_grad(gelu_pre[i]);
         }
     }
     /* dw (OC,IC) += dout^T (OC,N) @ in (N,IC) */

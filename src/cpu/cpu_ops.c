@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "cpu_math.h"
 
 /* Scratch of thread t (valid after reserve). */
 static float *scratch_of(gpt_backend *be, int t) {
@@ -167,11 +168,13 @@ void cpu_crossentropy(gpt_backend *be, float *losses, void *logits_, const int *
         for (int j = 0; j < V; j++)
             if (row[j] > maxv) maxv = row[j];
         float sum = 0;
-        for (int j = 0; j < V; j++) sum += expf(row[j] - maxv);
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) sum += cpu_expf(row[j] - maxv);
         float lse = maxv + logf(sum);
         losses[i] = lse - row[y];
         if (grad) {
-            for (int j = 0; j < V; j++) row[j] = dloss * expf(row[j] - lse);
+#pragma omp simd
+            for (int j = 0; j < V; j++) row[j] = dloss * cpu_expf(row[j] - lse);
             row[y] -= dloss;
             for (int j = V; j < Vp; j++) row[j] = 0;
         }

@@ -200,11 +200,13 @@ const char *gpt_tokenizer_token(const gpt_tokenizer *t, int id, size_t *len) {
 
 /* ------------------------------------------------------------ encoding */
 
-/* A candidate merge: the pair starting at symbol pos has merge rank. */
-typedef struct {
-    uint32_t rank;
-    size_t pos;
-} bpe_item;
+/* A candidate merge, rank << 40 | pos: the pair starting at symbol pos has
+ * that merge rank. One integer compare orders by rank, then position.
+ * Ranks fit 24 bits (TOK_MAX_VOCAB); positions 40 (a terabyte). */
+typedef uint64_t bpe_item;
+#define ITEM_POS_BITS 40
+#define ITEM_POS_MASK ((UINT64_C(1) << ITEM_POS_BITS) - 1)
+_Static_assert(TOK_MAX_VOCAB <= (1 << 24), "merge ranks must fit 24 bits");
 
 typedef struct {
     const gpt_tokenizer *t;
@@ -259,39 +261,39 @@ static int ensure_scratch(enc_state *e, size_t L) {
     return 0;
 }
 
-static int item_less(bpe_item a, bpe_item b) {
-    return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
-}
-
 static void heap_push(bpe_item *h, size_t *n, bpe_item x) {
     size_t i = (*n)++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!item_less(x, h[p])) break;
+        if (x >= h[p]) break;
         h[i] = h[p];
         i = p;
     }
     h[i] = x;
 }
 
-static bpe_item heap_pop(bpe_item *h, size_t *n) {
-    bpe_item top = h[0], x = h[--*n];
-    size_t i = 0, m = *n;
+/* Moves x down from slot i of the heap h[0..m) to its place. */
+static void sift_down(bpe_item *h, size_t m, size_t i, bpe_item x) {
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= m) break;
-        if (c + 1 < m && item_less(h[c + 1], h[c])) c++;
-        if (!item_less(h[c], x)) break;
+        if (c + 1 < m && h[c + 1] < h[c]) c++;
+        if (h[c] >= x) break;
         h[i] = h[c];
         i = c;
     }
-    if (m) h[i] = x;
+    h[i] = x;
+}
+
+static bpe_item heap_pop(bpe_item *h, size_t *n) {
+    bpe_item top = h[0], x = h[--*n];
+    if (*n) sift_down(h, *n, 0, x);
     return top;
 }
 
 static void push_pair(enc_state *e, size_t *hn, size_t pos) {
     int32_t r = tok_pair_rank(e->t, e->sym[pos], e->sym[e->next[pos]]);
-    if (r >= 0) heap_push(e->heap, hn, (bpe_item){(uint32_t)r, pos});
+    if (r >= 0) heap_push(e->heap, hn, (uint64_t)r << ITEM_POS_BITS | pos);
 }
 
 /* BPE of one pre-token w[0..L), ids appended to the output. */
@@ -305,6 +307,7 @@ static int bpe_word(enc_state *e, const unsigned char *w, size_t L) {
     size_t ent = tok_map_find(&e->cache, w, L, h);
     if (ent != SIZE_MAX)
         return push_ids(e, e->cache_ids + e->cache.val[2 * ent], e->cache.val[2 * ent + 1]);
+    if ((uint64_t)L > ITEM_POS_MASK) return GPT_ERR_INVALID;
     if (ensure_scratch(e, L)) return GPT_ERR_NOMEM;
     int32_t *sym = e->sym;
     size_t *prev = e->prev, *next = e->next, hn = 0;
@@ -313,14 +316,19 @@ static int bpe_word(enc_state *e, const unsigned char *w, size_t L) {
         prev[i] = i - 1; /* SIZE_MAX for the first */
         next[i] = i + 1 < L ? i + 1 : SIZE_MAX;
     }
-    for (size_t i = 0; i + 1 < L; i++) push_pair(e, &hn, i);
+    for (size_t i = 0; i + 1 < L; i++) { /* the first pairs, heapified in O(L) */
+        int32_t r = tok_pair_rank(t, sym[i], sym[i + 1]);
+        if (r >= 0) e->heap[hn++] = (uint64_t)r << ITEM_POS_BITS | i;
+    }
+    for (size_t k = hn / 2; k-- > 0;) sift_down(e->heap, hn, k, e->heap[k]);
     while (hn) {
         bpe_item it = heap_pop(e->heap, &hn);
-        size_t i = it.pos, j = next[i];
-        if (sym[i] < 0 || j == SIZE_MAX || sym[i] != t->merges[2 * it.rank] ||
-            sym[j] != t->merges[2 * it.rank + 1])
+        size_t i = (size_t)(it & ITEM_POS_MASK), j = next[i];
+        int32_t rank = (int32_t)(it >> ITEM_POS_BITS);
+        if (sym[i] < 0 || j == SIZE_MAX || sym[i] != t->merges[2 * rank] ||
+            sym[j] != t->merges[2 * rank + 1])
             continue; /* stale: one of the two symbols has been merged since */
-        sym[i] = 256 + (int32_t)it.rank;
+        sym[i] = 256 + rank;
         sym[j] = -1;
         next[i] = next[j];
         if (next[i] != SIZE_MAX) prev[next[i]] = i;
@@ -431,6 +439,8 @@ int gpt_tokenizer_encode_progress(const gpt_tokenizer *t, const char *text, size
     free(e.heap);
     if (rc) {
         free(e.ids);
+        if (rc == GPT_ERR_INVALID)
+            return gpt_fail(err, rc, "encode: a single pre-token of over 2^40 bytes");
         return gpt_fail(err, GPT_ERR_NOMEM, "out of memory encoding %zu bytes of text", n);
     }
     *ids = e.ids;

@@ -13,6 +13,7 @@
  *
  * Deterministic: ties go to the pair with the smaller left id, then the
  * smaller right id; nothing depends on hash order or memory addresses.
+ * "<|endoftext|>" in the text separates documents and is not learned from.
  * Ids: bytes are 0..255 (id = byte value), merge r makes 256 + r, and
  * <|endoftext|> comes last.
  */
@@ -244,15 +245,34 @@ static void trainer_free(trainer *tr) {
     free(tr->tok_len);
 }
 
-/* Distinct pre-tokens of two or more bytes and their counts. */
+/* Start of the next "<|endoftext|>" at or after i, or n. */
+static size_t next_eot(const char *s, size_t n, size_t i) {
+    const size_t m = sizeof TOK_EOT_TEXT - 1;
+    while (i < n && n - i >= m) {
+        const char *p = memchr(s + i, '<', n - i - m + 1);
+        if (!p) break;
+        if (!memcmp(p, TOK_EOT_TEXT, m)) return (size_t)(p - s);
+        i = (size_t)(p - s) + 1;
+    }
+    return n;
+}
+
+/* Distinct pre-tokens of two or more bytes and their counts. The text
+ * "<|endoftext|>" separates documents: it has its own id, so it is cut out
+ * and nothing is learned from it or across it. */
 static int count_words(trainer *tr, const char *text, size_t n) {
     tok_map words;
     if (tok_map_init(&words, 1024)) return GPT_ERR_NOMEM;
     int64_t *counts = NULL;
     size_t cap = 0;
     const unsigned char *s = (const unsigned char *)text;
-    for (size_t i = 0; i < n;) {
-        size_t j = tok_pretoken_end(s, n, i);
+    for (size_t i = 0, end = next_eot(text, n, 0); i < n;) {
+        if (i == end) { /* skip the separator */
+            i += sizeof TOK_EOT_TEXT - 1;
+            end = next_eot(text, n, i);
+            continue;
+        }
+        size_t j = tok_pretoken_end(s, end, i);
         if (j - i >= 2) {
             uint64_t h = tok_hash(s + i, j - i);
             size_t e = tok_map_find(&words, s + i, j - i, h);

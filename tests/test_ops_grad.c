@@ -1,0 +1,532 @@
+/*
+ * test_ops_grad.c - every CPU backend operation against an independent
+ * double-precision reference written here: forward outputs, and backward
+ * passes against central finite differences of the reference in double.
+ *
+ * Each backward is checked as a vector-Jacobian product: with a random
+ * upstream gradient R, the op's backward must give the gradient of
+ * L = sum(out * R) with respect to each input. Finite differences of the
+ * double reference (h = 1e-6, error O(h^2) ~ 1e-12) are exact for our
+ * purpose, so the error measured is the fp32 op's own.
+ *
+ * Tolerances: fp32 has a unit roundoff of 6e-8; the ops here sum at most a
+ * few hundred terms, so forward outputs carry relative errors around 1e-6
+ * and we allow 1e-5 (scaled by the tensor's largest value, since elements
+ * near zero have no meaningful relative error). Backward outputs chain two
+ * or three such sums: we allow 1e-4. A wrong index or a missing term gives
+ * errors of 1e-2 or more.
+ *
+ * Shapes are odd on purpose (T=7, C=12, NH=3, V=37, ...): nothing is a
+ * multiple of a vector width or block size.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu/cpu.h"
+#include "test.h"
+#include "util.h"
+
+static gpt_backend *be;
+static gpt_rng rng;
+
+/* ------------------------------------------------------------- helpers */
+
+static float *frand(size_t n, float scale) {
+    float *x = malloc(n * sizeof(float) + 4);
+    for (size_t i = 0; i < n; i++) x[i] = scale * (2 * gpt_rng_float(&rng) - 1);
+    return x;
+}
+static float *fzeros(size_t n) { return calloc(n + 1, sizeof(float)); }
+static float *fpoison(size_t n) {
+    float *x = malloc(n * sizeof(float) + 4);
+    for (size_t i = 0; i < n; i++) x[i] = NAN; /* every output element must be written */
+    return x;
+}
+static double *to_d(const float *x, size_t n) {
+    double *d = malloc(n * sizeof(double) + 8);
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+static double dmax_abs(const double *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+/* max |got - ref| / max|ref| (NaN if any got is not finite). */
+static double scaled_err(const float *got, const double *ref, size_t n) {
+    double worst = 0, scale = dmax_abs(ref, n);
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= worst)) worst = d;
+    }
+    return worst / (scale > 0 ? scale : 1);
+}
+
+/* Reference function: f(inputs) -> out, all double. */
+typedef void (*ref_fn)(void *ctx, double *const *in, double *out);
+
+/* Gradient of L = sum(f(in) * R) w.r.t. in[which] by central differences. */
+static void fd_grad(ref_fn f, void *ctx, double **in, int which, size_t n_in, size_t n_out,
+                    const double *R, double *grad) {
+    const double h = 1e-6;
+    double *out = malloc(n_out * sizeof(double));
+    for (size_t i = 0; i < n_in; i++) {
+        double keep = in[which][i];
+        double lp = 0, lm = 0;
+        in[which][i] = keep + h;
+        f(ctx, in, out);
+        for (size_t k = 0; k < n_out; k++) lp += out[k] * R[k];
+        in[which][i] = keep - h;
+        f(ctx, in, out);
+        for (size_t k = 0; k < n_out; k++) lm += out[k] * R[k];
+        in[which][i] = keep;
+        grad[i] = (lp - lm) / (2 * h);
+    }
+    free(out);
+}
+
+static void check_grad(const char *what, ref_fn f, void *ctx, double **in, int which, size_t n_in,
+                       size_t n_out, const double *R, const float *got) {
+    double *g = malloc(n_in * sizeof(double));
+    fd_grad(f, ctx, in, which, n_in, n_out, R, g);
+    double e = scaled_err(got, g, n_in);
+    EXPECT(e <= 1e-4, "%s: scaled error %.3g vs finite differences", what, e);
+    free(g);
+}
+
+static void check_fwd(const char *what, const float *got, const double *ref, size_t n) {
+    double e = scaled_err(got, ref, n);
+    EXPECT(e <= 1e-5, "%s: scaled error %.3g vs the double reference", what, e);
+}
+
+static double gelu_d(double x) {
+    return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+/* ----------------------------------------------------------- layernorm */
+
+typedef struct {
+    int N, C;
+} ln_ctx;
+
+static void ln_ref(void *vc, double *const *in, double *out) { /* in: x, w, b */
+    ln_ctx *c = vc;
+    for (int i = 0; i < c->N; i++) {
+        const double *x = in[0] + (size_t)i * c->C;
+        double m = 0, v = 0;
+        for (int k = 0; k < c->C; k++) m += x[k];
+        m /= c->C;
+        for (int k = 0; k < c->C; k++) v += (x[k] - m) * (x[k] - m);
+        v /= c->C;
+        double s = 1 / sqrt(v + 1e-5);
+        for (int k = 0; k < c->C; k++) out[(size_t)i * c->C + k] = (x[k] - m) * s * in[1][k] + in[2][k];
+    }
+}
+
+static void test_layernorm(int N, int C) {
+    test_begin("layernorm forward/backward N=%d C=%d", N, C);
+    ln_ctx c = {N, C};
+    size_t NC = (size_t)N * C;
+    float *x = frand(NC, 2), *w = frand(C, 1), *b = frand(C, 1), *R = frand(NC, 1);
+    for (int k = 0; k < C; k++) w[k] += 1.0f;
+    float *out = fpoison(NC), *mean = fpoison(N), *rstd = fpoison(N);
+    be->ops->layernorm_forward(be, out, mean, rstd, x, w, b, N, C, 1e-5f);
+    double *in[3] = {to_d(x, NC), to_d(w, C), to_d(b, C)}, *ref = malloc(NC * sizeof(double));
+    ln_ref(&c, in, ref);
+    check_fwd("layernorm out", out, ref, NC);
+    /* Backward accumulates: start dx, dw, db from known values. */
+    float *dx = frand(NC, 1), *dw = frand(C, 1), *db = frand(C, 1);
+    float *dx0 = malloc(NC * 4), *dw0 = malloc(C * 4), *db0 = malloc(C * 4);
+    memcpy(dx0, dx, NC * 4), memcpy(dw0, dw, C * 4), memcpy(db0, db, C * 4);
+    be->ops->layernorm_backward(be, dx, dw, db, R, x, w, mean, rstd, N, C);
+    for (size_t i = 0; i < NC; i++) dx[i] -= dx0[i];
+    for (int i = 0; i < C; i++) dw[i] -= dw0[i], db[i] -= db0[i];
+    double *Rd = to_d(R, NC);
+    check_grad("layernorm dx", ln_ref, &c, in, 0, NC, NC, Rd, dx);
+    check_grad("layernorm dw", ln_ref, &c, in, 1, C, NC, Rd, dw);
+    check_grad("layernorm db", ln_ref, &c, in, 2, C, NC, Rd, db);
+    /* The fused residual version: res = a + b2, out = LN(res). */
+    float *a = frand(NC, 1), *b2 = frand(NC, 1), *res = fpoison(NC), *out2 = fpoison(NC);
+    be->ops->residual_layernorm_forward(be, res, out2, NULL, NULL, a, b2, w, b, N, C, 1e-5f);
+    double *sum = malloc(NC * sizeof(double));
+    for (size_t i = 0; i < NC; i++) sum[i] = (double)a[i] + b2[i];
+    check_fwd("residual", res, sum, NC);
+    double *in2[3] = {sum, in[1], in[2]};
+    ln_ref(&c, in2, ref);
+    check_fwd("residual + layernorm out", out2, ref, NC);
+    /* In place (res == a) gives the same. */
+    be->ops->residual_layernorm_forward(be, a, out, NULL, NULL, a, b2, w, b, N, C, 1e-5f);
+    check_fwd("residual in place", a, sum, NC);
+    test_end();
+    free(x), free(w), free(b), free(R), free(out), free(mean), free(rstd), free(dx), free(dw);
+    free(db), free(dx0), free(dw0), free(db0), free(a), free(b2), free(res), free(out2);
+    free(sum), free(ref), free(Rd);
+    for (int i = 0; i < 3; i++) free(in[i]);
+}
+
+/* ------------------------------------------------------------- matmul */
+
+typedef struct {
+    int N, IC, OC, gelu_in; /* gelu_in: the input is gelu(P) */
+} mm_ctx;
+
+static void mm_ref(void *vc, double *const *in, double *out) { /* in: x (N,IC), w, bias */
+    mm_ctx *c = vc;
+    for (int i = 0; i < c->N; i++)
+        for (int o = 0; o < c->OC; o++) {
+            double acc = in[2] ? in[2][o] : 0;
+            for (int k = 0; k < c->IC; k++) {
+                double x = in[0][(size_t)i * c->IC + k];
+                acc += (c->gelu_in ? gelu_d(x) : x) * in[1][(size_t)o * c->IC + k];
+            }
+            out[(size_t)i * c->OC + o] = acc;
+        }
+}
+
+static void test_matmul(int N, int IC, int OC, int with_bias, int gelu) {
+    test_begin("matmul forward/backward N=%d IC=%d OC=%d bias=%d gelu_in=%d", N, IC, OC, with_bias,
+               gelu);
+    size_t nx = (size_t)N * IC, nw = (size_t)OC * IC, no = (size_t)N * OC;
+    float *x = frand(nx, 1), *w = frand(nw, 0.5), *bias = with_bias ? frand(OC, 1) : NULL;
+    float *R = frand(no, 1), *out = fpoison(no);
+    float *in_used = x;
+    float *gx = NULL;
+    if (gelu) { /* the op's input is gelu(x), made with the backend's GELU */
+        gx = fpoison(nx);
+        be->ops->gelu_forward(be, gx, x, nx);
+        double *xd = to_d(x, nx), *gref = malloc(nx * sizeof(double));
+        for (size_t i = 0; i < nx; i++) gref[i] = gelu_d(xd[i]);
+        check_fwd("gelu_forward", gx, gref, nx);
+        free(xd), free(gref);
+        in_used = gx;
+    }
+    be->ops->matmul_forward(be, out, NULL, in_used, w, bias, N, IC, OC, 0);
+    mm_ctx c = {N, IC, OC, gelu};
+    double *in[3] = {to_d(x, nx), to_d(w, nw), bias ? to_d(bias, OC) : NULL};
+    double *ref = malloc(no * sizeof(double));
+    mm_ref(&c, in, ref);
+    check_fwd("matmul out", out, ref, no);
+    float *din = fpoison(nx), *dw = frand(nw, 1), *db = with_bias ? frand(OC, 1) : NULL;
+    float *dw0 = malloc(nw * 4), *db0 = malloc(OC * 4);
+    memcpy(dw0, dw, nw * 4);
+    if (db) memcpy(db0, db, OC * 4);
+    be->ops->matmul_backward(be, din, dw, db, R, in_used, w, gelu ? x : NULL, N, IC, OC);
+    for (size_t i = 0; i < nw; i++) dw[i] -= dw0[i];
+    for (int i = 0; db && i < OC; i++) db[i] -= db0[i];
+    double *Rd = to_d(R, no);
+    check_grad(gelu ? "matmul din (through GELU)" : "matmul din", mm_ref, &c, in, 0, nx, no, Rd, din);
+    check_grad("matmul dw", mm_ref, &c, in, 1, nw, no, Rd, dw);
+    if (db) check_grad("matmul dbias", mm_ref, &c, in, 2, OC, no, Rd, db);
+    /* Fused GELU forward: out = gelu(x w^T + b), pre = x w^T + b. */
+    float *pre = fpoison(no);
+    be->ops->matmul_forward(be, out, pre, x, w, bias, N, IC, OC, 1);
+    c.gelu_in = 0;
+    mm_ref(&c, in, ref);
+    check_fwd("matmul pre-activation", pre, ref, no);
+    for (size_t i = 0; i < no; i++) ref[i] = gelu_d(ref[i]);
+    check_fwd("matmul + GELU out", out, ref, no);
+    test_end();
+    free(x), free(w), free(bias), free(R), free(out), free(gx), free(din), free(dw), free(db);
+    free(dw0), free(db0), free(ref), free(Rd), free(pre);
+    for (int i = 0; i < 3; i++) free(in[i]);
+}
+
+/* ---------------------------------------------------------- attention */
+
+typedef struct {
+    int B, T, C, NH;
+} att_ctx;
+
+static void att_ref(void *vc, double *const *in, double *out) { /* in: qkv (B,T,3C) */
+    att_ctx *c = vc;
+    int HS = c->C / c->NH;
+    double *s = malloc((size_t)c->T * sizeof(double));
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->NH; h++)
+            for (int t = 0; t < c->T; t++) {
+                const double *q = in[0] + ((size_t)b * c->T + t) * 3 * c->C + h * HS;
+                double mx = -1e300, sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    const double *k = in[0] + ((size_t)b * c->T + j) * 3 * c->C + c->C + h * HS;
+                    double d = 0;
+                    for (int e = 0; e < HS; e++) d += q[e] * k[e];
+                    s[j] = d / sqrt((double)HS);
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j <= t; j++) sum += s[j] = exp(s[j] - mx);
+                double *o = out + ((size_t)b * c->T + t) * c->C + h * HS;
+                for (int e = 0; e < HS; e++) {
+                    double acc = 0;
+                    for (int j = 0; j <= t; j++)
+                        acc += s[j] / sum * in[0][((size_t)b * c->T + j) * 3 * c->C + 2 * c->C + h * HS + e];
+                    o[e] = acc;
+                }
+            }
+    free(s);
+}
+
+static void test_attention(int B, int T, int C, int NH) {
+    test_begin("attention forward/backward B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+    float *qkv = frand(nq, 1.5), *out = fpoison(no), *lse = fpoison((size_t)B * NH * T);
+    be->ops->attention_forward(be, out, lse, qkv, B, T, C, NH);
+    att_ctx c = {B, T, C, NH};
+    double *in[1] = {to_d(qkv, nq)}, *ref = malloc(no * sizeof(double));
+    att_ref(&c, in, ref);
+    check_fwd("attention out", out, ref, no);
+    float *R = frand(no, 1), *dqkv = fpoison(nq);
+    be->ops->attention_backward(be, dqkv, R, qkv, out, lse, B, T, C, NH);
+    double *Rd = to_d(R, no);
+    check_grad("attention dqkv", att_ref, &c, in, 0, nq, no, Rd, dqkv);
+
+    /* KV cache: prefill everything at once, then one position at a time,
+     * must both give the full forward's outputs. */
+    int S = T + 3; /* cache longer than used */
+    size_t ncache = (size_t)B * S * C;
+    float *kc = fzeros(ncache), *vc = fzeros(ncache), *o2 = fpoison(no);
+    int *pos0 = calloc((size_t)B, sizeof(int));
+    be->ops->attention_kv_forward(be, o2, qkv, kc, vc, pos0, B, T, S, C, NH);
+    check_fwd("KV prefill out", o2, ref, no);
+    memset(kc, 0, ncache * 4), memset(vc, 0, ncache * 4);
+    float *step_qkv = malloc((size_t)B * 3 * C * 4), *step_out = fpoison((size_t)B * C);
+    float *o3 = fpoison(no);
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            memcpy(step_qkv + (size_t)b * 3 * C, qkv + ((size_t)b * T + t) * 3 * C, (size_t)3 * C * 4);
+            pos0[b] = t;
+        }
+        be->ops->attention_kv_forward(be, step_out, step_qkv, kc, vc, pos0, B, 1, S, C, NH);
+        for (int b = 0; b < B; b++)
+            memcpy(o3 + ((size_t)b * T + t) * C, step_out + (size_t)b * C, (size_t)C * 4);
+    }
+    check_fwd("KV decode out", o3, ref, no);
+    test_end();
+    free(qkv), free(out), free(lse), free(ref), free(R), free(dqkv), free(Rd), free(in[0]);
+    free(kc), free(vc), free(o2), free(pos0), free(step_qkv), free(step_out), free(o3);
+}
+
+/* -------------------------------------------------------- cross-entropy */
+
+typedef struct {
+    int N, V, Vp;
+    const int *tgt;
+} ce_ctx;
+
+static void ce_ref(void *vc, double *const *in, double *out) { /* in: logits (N,Vp) -> losses (N) */
+    ce_ctx *c = vc;
+    for (int i = 0; i < c->N; i++) {
+        const double *r = in[0] + (size_t)i * c->Vp;
+        if (c->tgt[i] < 0 || c->tgt[i] >= c->V) {
+            out[i] = 0;
+            continue;
+        }
+        double mx = -1e300, s = 0;
+        for (int j = 0; j < c->V; j++) mx = fmax(mx, r[j]);
+        for (int j = 0; j < c->V; j++) s += exp(r[j] - mx);
+        out[i] = mx + log(s) - r[c->tgt[i]];
+    }
+}
+
+static void test_crossentropy(int N, int V, int Vp) {
+    test_begin("crossentropy forward/backward N=%d V=%d Vp=%d", N, V, Vp);
+    int *tgt = malloc((size_t)N * sizeof(int));
+    for (int i = 0; i < N; i++) tgt[i] = (int)gpt_rng_below(&rng, (uint64_t)V);
+    tgt[N / 2] = -1; /* an ignored position */
+    size_t nl = (size_t)N * Vp;
+    float *logits = frand(nl, 4), *losses = fpoison(N);
+    for (size_t i = 0; i < (size_t)N; i++)
+        for (int j = V; j < Vp; j++) logits[i * Vp + j] = 1e3f; /* padding must not count */
+    double *in[1] = {to_d(logits, nl)}, *ref = malloc((size_t)N * sizeof(double));
+    ce_ctx c = {N, V, Vp, tgt};
+    ce_ref(&c, in, ref);
+    float dloss = 0.37f;
+    be->ops->crossentropy(be, losses, logits, tgt, N, V, Vp, dloss, 1);
+    check_fwd("losses", losses, ref, (size_t)N);
+    double *R = malloc((size_t)N * sizeof(double));
+    for (int i = 0; i < N; i++) R[i] = dloss;
+    check_grad("dlogits", ce_ref, &c, in, 0, nl, (size_t)N, R, logits);
+    int pad_zero = 1;
+    for (int i = 0; i < N; i++)
+        for (int j = V; j < Vp; j++) pad_zero &= logits[(size_t)i * Vp + j] == 0;
+    EXPECT(pad_zero, "padding columns of the gradient must be zero");
+    test_end();
+    free(tgt), free(logits), free(losses), free(in[0]), free(ref), free(R);
+}
+
+/* ------------------------------------------------------------ encoder */
+
+typedef struct {
+    int B, T, C, Vp, maxT;
+    const int *tok;
+} enc_ctx;
+
+static void enc_ref(void *vc, double *const *in, double *out) { /* in: wte, wpe */
+    enc_ctx *c = vc;
+    for (int b = 0; b < c->B; b++)
+        for (int t = 0; t < c->T; t++)
+            for (int k = 0; k < c->C; k++)
+                out[((size_t)b * c->T + t) * c->C + k] =
+                    in[0][(size_t)c->tok[b * c->T + t] * c->C + k] + in[1][(size_t)t * c->C + k];
+}
+
+static void test_encoder(int B, int T, int C, int Vp) {
+    test_begin("encoder forward/backward B=%d T=%d C=%d Vp=%d", B, T, C, Vp);
+    int maxT = T + 2;
+    int *tok = malloc((size_t)B * T * sizeof(int));
+    for (int i = 0; i < B * T; i++) tok[i] = (int)gpt_rng_below(&rng, 4); /* repeats on purpose */
+    size_t nw = (size_t)Vp * C, np = (size_t)maxT * C, no = (size_t)B * T * C;
+    float *wte = frand(nw, 1), *wpe = frand(np, 1), *out = fpoison(no);
+    be->ops->encoder_forward(be, out, tok, NULL, wte, wpe, B, T, C, Vp, maxT);
+    enc_ctx c = {B, T, C, Vp, maxT, tok};
+    double *in[2] = {to_d(wte, nw), to_d(wpe, np)}, *ref = malloc(no * sizeof(double));
+    enc_ref(&c, in, ref);
+    check_fwd("encoder out", out, ref, no);
+    float *R = frand(no, 1), *dwte = fzeros(nw), *dwpe = fzeros(np);
+    be->ops->encoder_backward(be, dwte, dwpe, R, tok, B, T, C, Vp);
+    double *Rd = to_d(R, no);
+    check_grad("encoder dwte", enc_ref, &c, in, 0, nw, no, Rd, dwte);
+    check_grad("encoder dwpe", enc_ref, &c, in, 1, np, no, Rd, dwpe);
+    /* Out-of-range ids and positions give zero rows, not a crash. */
+    int bad[2] = {-3, Vp + 5}, pos[1] = {maxT - 1};
+    float *o2 = fpoison(2 * (size_t)C);
+    be->ops->encoder_forward(be, o2, bad, NULL, wte, wpe, 1, 2, C, Vp, maxT);
+    int zero = 1;
+    for (int k = 0; k < 2 * C; k++) zero &= o2[k] == 0;
+    EXPECT(zero, "out-of-range ids must give zero rows");
+    be->ops->encoder_forward(be, o2, tok, pos, wte, wpe, 1, 2, C, Vp, maxT);
+    zero = 1;
+    for (int k = C; k < 2 * C; k++) zero &= o2[k] == 0; /* position maxT is out of range */
+    EXPECT(zero, "positions past maxT must give zero rows");
+    test_end();
+    free(tok), free(wte), free(wpe), free(out), free(in[0]), free(in[1]), free(ref), free(R);
+    free(dwte), free(dwpe), free(Rd), free(o2);
+}
+
+/* --------------------------------------------------------- AdamW, sums */
+
+static void test_adamw(size_t n, size_t n_decay) {
+    test_begin("adamw n=%zu n_decay=%zu (PyTorch's update, clipping, skip on NaN)", n, n_decay);
+    float *p = frand(n, 1), *g = frand(n, 3), *m = frand(n, 0.1), *v = frand(n, 0.1);
+    for (size_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+    double *pd = to_d(p, n), *gd = to_d(g, n), *md = to_d(m, n), *vd = to_d(v, n);
+    gpt_adamw_hyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1 - 0.9f * 0.9f, 1 - 0.95f * 0.95f};
+    gpt_step_stats st = {1.0f, 0, 0, 0};
+    be->ops->adamw(be, p, NULL, g, m, v, n, n_decay, &h, &st);
+    double norm = 0;
+    for (size_t i = 0; i < n; i++) norm += gd[i] * gd[i];
+    norm = sqrt(norm);
+    double s = fmin(1.0, h.grad_clip / (norm + 1e-6));
+    for (size_t i = 0; i < n; i++) {
+        double gi = gd[i] * s;
+        md[i] = 0.9 * md[i] + 0.1 * gi;
+        vd[i] = 0.95 * vd[i] + 0.05 * gi * gi;
+        if (i < n_decay) pd[i] *= 1 - (double)h.lr * h.weight_decay;
+        pd[i] -= h.lr / h.bias_corr1 * md[i] / (sqrt(vd[i]) / sqrt((double)h.bias_corr2) + h.eps);
+    }
+    EXPECT(fabs(st.grad_norm - norm) <= 1e-6 * norm, "norm %.8g vs %.8g", st.grad_norm, norm);
+    EXPECT(st.skipped == 0, "skipped %g", st.skipped);
+    check_fwd("params", p, pd, n);
+    check_fwd("m", m, md, n);
+    check_fwd("v", v, vd, n);
+    int zero = 1;
+    for (size_t i = 0; i < n; i++) zero &= g[i] == 0;
+    EXPECT(zero, "gradients must be zeroed");
+    /* A non-finite loss skips the update and still zeroes the gradients. */
+    float *p2 = malloc(n * 4), *m2 = malloc(n * 4), *v2 = malloc(n * 4);
+    memcpy(p2, p, n * 4), memcpy(m2, m, n * 4), memcpy(v2, v, n * 4);
+    for (size_t i = 0; i < n; i++) g[i] = 1;
+    st.loss_sum = NAN;
+    be->ops->adamw(be, p, NULL, g, m, v, n, n_decay, &h, &st);
+    EXPECT(st.skipped == 1, "a NaN loss must skip the update");
+    EXPECT(!memcmp(p, p2, n * 4) && !memcmp(m, m2, n * 4) && !memcmp(v, v2, n * 4),
+           "a skipped update must leave parameters and moments untouched");
+    /* A non-finite gradient does too. */
+    st.loss_sum = 1;
+    g[n / 2] = INFINITY;
+    be->ops->adamw(be, p, NULL, g, m, v, n, n_decay, &h, &st);
+    EXPECT(st.skipped == 1 && !memcmp(p, p2, n * 4), "an infinite gradient must skip the update");
+    test_end();
+    free(p), free(g), free(m), free(v), free(pd), free(gd), free(md), free(vd), free(p2), free(m2);
+    free(v2);
+}
+
+static void test_sum(size_t n) {
+    test_begin("sum_f32 n=%zu", n);
+    float *x = frand(n, 1), out[2] = {5, 0};
+    double ref = 0;
+    for (size_t i = 0; i < n; i++) ref += x[i];
+    be->ops->sum_f32(be, out, x, n, 0);
+    EXPECT(fabs(out[0] - ref) <= 1e-5 * (fabs(ref) + 1), "sum %.8g vs %.8g", out[0], ref);
+    be->ops->sum_f32(be, out, x, n, 1);
+    EXPECT(fabs(out[0] - 2 * ref) <= 1e-5 * (fabs(ref) + 1), "accumulated %.8g", out[0]);
+    long bad = be->ops->nonfinite_count(be, x, n, GPT_CLS_F32);
+    x[n - 1] = NAN;
+    x[0] = -INFINITY;
+    EXPECT(bad == 0 && be->ops->nonfinite_count(be, x, n, GPT_CLS_F32) == 2, "nonfinite_count");
+    test_end();
+    free(x);
+}
+
+/* The portable matmul against CBLAS (or itself against a naive loop). */
+static void test_sgemm(int M, int N, int K) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            test_begin("sgemm fallback M=%d N=%d K=%d transA=%d transB=%d", M, N, K, ta, tb);
+            float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
+            float *Cm = frand((size_t)M * N, 1);
+            double *ref = malloc((size_t)M * N * sizeof(double));
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)(ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k]) *
+                               (tb ? Bm[(size_t)j * K + k] : Bm[(size_t)k * N + j]);
+                    ref[(size_t)i * N + j] = 0.5 * acc + 2.0 * Cm[(size_t)i * N + j];
+                }
+            cpu_sgemm_fallback(ta, tb, M, N, K, 0.5f, A, ta ? M : K, Bm, tb ? K : N, 2.0f, Cm, N);
+            check_fwd("C", Cm, ref, (size_t)M * N);
+            test_end();
+            free(A), free(Bm), free(Cm), free(ref);
+        }
+}
+
+int main(void) {
+    gpt_error err;
+    gpt_runtime rt = {0};
+    rt.device = "cpu";
+    if (gpt_backend_create(&be, &rt, &err)) {
+        printf("FAIL create CPU backend: %s\n0 passed, 1 failed\n", err.msg);
+        return 1;
+    }
+    gpt_shape s = {4, 40, 100, 5, 400, 1000, 1024, 2, 64, 1, 0, 0};
+    be->ops->reserve(be, &s);
+    gpt_rng_seed(&rng, 42);
+    struct {
+        int N, C;
+    } ln[] = {{7, 12}, {1, 1}, {13, 37}, {3, 100}};
+    for (size_t i = 0; i < sizeof ln / sizeof ln[0]; i++) test_layernorm(ln[i].N, ln[i].C);
+    struct {
+        int N, IC, OC, bias, gelu;
+    } mm[] = {{7, 12, 36, 1, 0}, {7, 12, 36, 1, 1}, {5, 48, 12, 1, 1}, {3, 12, 37, 0, 0},
+              {1, 5, 3, 1, 0},   {9, 17, 11, 0, 1}};
+    for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++)
+        test_matmul(mm[i].N, mm[i].IC, mm[i].OC, mm[i].bias, mm[i].gelu);
+    struct {
+        int B, T, C, NH;
+    } at[] = {{2, 7, 12, 3}, {1, 1, 4, 2}, {3, 5, 10, 5}, {1, 13, 9, 1}, {2, 37, 20, 5}};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) test_attention(at[i].B, at[i].T, at[i].C, at[i].NH);
+    test_crossentropy(7, 37, 40);
+    test_crossentropy(3, 5, 5);
+    test_crossentropy(4, 64, 128);
+    test_encoder(2, 7, 12, 37);
+    test_encoder(1, 3, 5, 4);
+    test_adamw(1000, 600);
+    test_adamw(37, 0);
+    test_sum(12345);
+    test_sgemm(7, 13, 5);
+    test_sgemm(33, 9, 70);
+    gpt_backend_destroy(be);
+    return test_summary();
+}

@@ -1,0 +1,31 @@
+/*
+ * train_args.h - the options of gpt train and their parsing, kept apart
+ * from the command so that the parser can be fuzzed on its own.
+ */
+#ifndef GPT_TRAIN_ARGS_H
+#define GPT_TRAIN_ARGS_H
+
+#include "gpt.h"
+
+typedef struct {
+    const char *data, *val, *tokenizer, *preset, *out, *init, *resume, *prompt;
+    double val_fraction, time_limit;
+    long long seed;
+    int eval_every, eval_batches, save_every, sample, stop_after;
+    int resume_flag, eval_batches_given;
+    gpt_config cfg;
+    int cfg_set[8]; /* which config fields were given: L NH C F maxT V */
+    gpt_train_opts opts;
+    int opts_B, opts_T;
+    gpt_runtime rt;
+} train_args;
+
+/* Returned by train_args_parse when --help was asked for. */
+#define TRAIN_ARGS_HELP (-1)
+
+/* Fills *a from argv (argv[0] is "train"): EXIT_OK, EXIT_USAGE after
+ * printing the problem on stderr, or TRAIN_ARGS_HELP. No other side
+ * effects; strings in *a point into argv. */
+int train_args_parse(int argc, char **argv, train_args *a);
+
+#endif
