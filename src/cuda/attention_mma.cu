@@ -3,7 +3,7 @@
  * operands, fp32 accumulation) for head sizes 64 and 128: the fast path of
  * attention.cu, which falls back on its generic kernels for anything else.
  *
- * Forward (Dao, "FlashAttention-2", 2023): a block of 4 warps owns 64
+ * Forward (Dao, "FlashAttention-2", 2023): a block of 8 warps owns 128
  * queries of one (batch, head), 16 per warp, and walks the key tiles up to
  * the diagonal, 64 keys at a time, double-buffered through cp.async. Each
  * warp computes S = Q K^T with mma.sync m16n8k16, keeps an online softmax
@@ -11,8 +11,8 @@
  * straight from the S accumulators (the C fragment of two n8 tiles is the A
  * fragment of one k16 step). Only O and the row log-sum-exp are written.
  *
- * Backward: a block owns 64 keys (16 per warp) and walks the query tiles
- * from the diagonal down, recomputing P^T = exp(K Q^T * scale - lse) and
+ * Backward: a block of 8 warps owns 128 keys (16 per warp) and walks the
+ * 64-query tiles from the diagonal down, recomputing P^T = exp(K Q^T * scale - lse) and
  * dP^T = V dO^T, then dS^T = P^T (dP^T - D) with D = rowsum(dO * O);
  * dV += P^T dO and dK += dS^T Q stay in registers. dQ += dS K needs all 64
  * keys: dS^T goes through shared memory and each warp adds its 16 query

@@ -10,7 +10,6 @@
  * pageable host memory, which the driver stages before returning, so the
  * caller may reuse the source at once without a device wait.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
