@@ -12,11 +12,12 @@
  * fragment of one k16 step). Only O and the row log-sum-exp are written.
  *
  * Backward: a block of 8 warps owns 128 keys (16 per warp) and walks the
- * 64-query tiles from the diagonal down, recomputing P^T = exp(K Q^T * scale - lse) and
- * dP^T = V dO^T, then dS^T = P^T (dP^T - D) with D = rowsum(dO * O);
- * dV += P^T dO and dK += dS^T Q stay in registers. dQ += dS K needs all 64
- * keys: dS^T goes through shared memory and each warp adds its 16 query
- * rows into an fp32 accumulator with atomics (dq_acc, zeroed by the
+ * 64-query tiles from the diagonal down, recomputing
+ * P^T = exp(K Q^T * scale - lse) and dP^T = V dO^T, then
+ * dS^T = P^T (dP^T - D) with D = rowsum(dO * O); dV += P^T dO and
+ * dK += dS^T Q stay in registers. dQ += dS K needs all 128 keys: dS^T goes
+ * through shared memory and each warp adds its share of the query tile
+ * into an fp32 accumulator with atomics (dq_acc, zeroed by the
  * preprocessing kernel), converted to bf16 afterwards.
  *
  * Fragment layouts (PTX ISA, mma.m16n8k16 .bf16): lane = 4 g + t;
