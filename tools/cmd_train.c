@@ -46,7 +46,7 @@ static void usage(FILE *f) {
 "                        (the vocabulary defaults to the tokenizer's)\n"
 "  --init CKPT           start from a checkpoint's weights (fine-tuning)\n"
 "training (the tiny preset's own defaults: -T 128, --steps 600, --lr 2e-3,\n"
-"--min-lr 2e-4, --warmup 30, --eval-every 100):\n"
+"--min-lr 2e-4, --warmup 30, --eval-every 100, --eval-batches 0):\n"
 "  -B, --batch N         sequences per micro-batch (default 8)\n"
 "  -T, --seq N           tokens per sequence (default: min(256, max-seq))\n"
 "  --grad-accum N        micro-batches per step (default 1)\n"
@@ -108,6 +108,9 @@ static void tiny_defaults(train_args *a, int argc, char **argv) {
     if (!given(argc, argv, "--min-lr", NULL)) a->opts.min_lr = 2e-4f;
     if (!given(argc, argv, "--warmup", NULL)) a->opts.warmup_steps = 30;
     if (!given(argc, argv, "--eval-every", NULL)) a->eval_every = 100;
+    /* Every evaluation covers the whole (small) validation split, so the
+     * figures along the way compare with the final one. */
+    if (!given(argc, argv, "--eval-batches", NULL)) a->eval_batches = 0;
 }
 
 /* mkdir -p for the output folder. */
