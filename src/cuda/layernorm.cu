@@ -87,6 +87,21 @@ __global__ void __launch_bounds__(LN_THREADS)
     if (row >= N) return;
     size_t off = (size_t)row * C;
     float x[NV][VEC];
+    /* Short rows (gpt2: NV = 3) also load the weight and bias up front, so
+     * that their latency overlaps the row's instead of following the
+     * reductions; long rows would spill. */
+    constexpr bool HOIST = NV <= 4;
+    float g[HOIST ? NV : 1][VEC], h[HOIST ? NV : 1][VEC];
+    if (HOIST) {
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            int c = (lane + 32 * j) * VEC;
+            if (c < C) {
+                load_f<VEC>(g[HOIST ? j : 0], w + c);
+                load_f<VEC>(h[HOIST ? j : 0], bias + c);
+            }
+        }
+    }
     float s = 0.f;
 #pragma unroll
     for (int j = 0; j < NV; j++) {
@@ -115,11 +130,13 @@ __global__ void __launch_bounds__(LN_THREADS)
     for (int j = 0; j < NV; j++) {
         int c = (lane + 32 * j) * VEC;
         if (c < C) {
-            float g[VEC], h[VEC];
-            load_f<VEC>(g, w + c);
-            load_f<VEC>(h, bias + c);
+            const int jj = HOIST ? j : 0;
+            if (!HOIST) {
+                load_f<VEC>(g[jj], w + c);
+                load_f<VEC>(h[jj], bias + c);
+            }
 #pragma unroll
-            for (int k = 0; k < VEC; k++) x[j][k] = (x[j][k] - m) * rs * g[k] + h[k];
+            for (int k = 0; k < VEC; k++) x[j][k] = (x[j][k] - m) * rs * g[jj][k] + h[jj][k];
             store_f<VEC>(out + off + c, x[j]);
         }
     }
@@ -157,6 +174,7 @@ static void layernorm_forward_t(gpt_backend *be, T *res, T *out, float *mean, fl
     }
 #undef LN_REG
 #undef LN_LAUNCH
+    c->params_written = 0; /* waits for its predecessor before releasing: see gemv.cu */
     if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, RES ? "residual_layernorm_forward" : "layernorm_forward");
 }
 
