@@ -60,7 +60,7 @@ gen() { # label, env..., then -- bench_gpu [args]
         local line
         left || { note "  $label B=$B: skipped (time)"; continue; }
         line=$(env "${envs[@]}" timeout 25 "$bin" generate --preset gpt2 --batch $B --prompt 64 --new 256 "$@" 2>>"$L/gen_err.log" | grep '^{')
-        echo "{\"label\":\"$label\",\"card\":\"$(head -1 "$L/device.txt" | cut -d, -f1)\",\"r\":$line}" | tee -a "$J"
+        echo "{\"label\":\"$label\",\"card\":\"$(head -1 "$L/device.txt" | cut -d, -f1)\",\"r\":${line:-null}}" | tee -a "$J"
     done
 }
 note "[$(el) s] decode timings"
@@ -71,7 +71,6 @@ gen no-fused GPT_CUDA_NO_FUSED_DECODE=1 -- "$BIN/bench_gpu"
 gen no-cluster GPT_CUDA_SN_SPLIT=1 GPT_CUDA_KV_SPLIT=1 -- "$BIN/bench_gpu"
 gen no-prefetch GPT_CUDA_NO_PREFETCH=1 -- "$BIN/bench_gpu"
 gen old-kernels GPT_CUDA_NO_SN=1 GPT_CUDA_KV_OLD=1 GPT_CUDA_NO_FUSED_DECODE=1 -- "$BIN/bench_gpu"
-gen new-host-argmax X=1 -- "$BIN/bench_gpu" --host-argmax
 [ -n "$BASE" ] && gen base-again X=1 -- "$BASE/bench_gpu"
 pack
 note "[$(el) s] gpt bench generate (the tool)"
@@ -102,7 +101,7 @@ if left; then
             [ $who = base ] && [ -z "$BASE" ] && continue
             left || continue
             line=$(timeout 40 $b train --preset $w 2>>"$L/train_err.log" | grep '^{')
-            echo "{\"label\":\"$who\",\"r\":$line}" | tee -a "$L/train.jsonl"
+            echo "{\"label\":\"$who\",\"r\":${line:-null}}" | tee -a "$L/train.jsonl"
         done
     done
     pack
@@ -143,10 +142,16 @@ note "[$(el) s] done"
 python3 - "$J" "$L/peer.jsonl" "$L/tool.jsonl" "$L/train.jsonl" <<'EOF' | tee -a "$summary"
 import json, sys
 def rows(p):
+    out = []
     try:
-        return [json.loads(l) for l in open(p) if l.strip().startswith("{")]
-    except Exception:
-        return []
+        for l in open(p):
+            try:
+                out.append(json.loads(l))
+            except Exception:
+                pass
+    except OSError:
+        pass
+    return out
 print("%-18s %6s %12s %12s %10s" % ("label", "batch", "tok_s", "decode_tok_s", "us/step"))
 for r in rows(sys.argv[1]):
     x = r.get("r") or {}
