@@ -231,27 +231,6 @@ typedef struct {
     /* Device-to-device copy of bytes, in issue order (may run between
      * graph replays). */
     void (*copy)(gpt_backend *be, void *dst, const void *src, size_t bytes);
-
-    /* ------------------------------------ optional: fused decoding ops */
-    /* A decoding step is latency-bound: each op is a kernel that waits for
-     * the one before. These two let a backend fold the residual add into
-     * the product that feeds it and the layernorm into the product that
-     * reads it. A backend may leave them NULL; the model then issues the
-     * ops they stand for. */
-    /* res += in @ w^T + bias, rounded once (stands for matmul_forward into
-     * a scratch buffer, then the residual add of residual_layernorm).
-     * res ACT (N,OC); in ACT (N,IC); w PARAM (OC,IC); bias PARAM (OC) or
-     * NULL. */
-    void (*matmul_residual_forward)(gpt_backend *be, void *res, const void *in, const void *w,
-                                    const void *bias, int N, int IC, int OC);
-    /* out = layernorm(x) * lnw + lnb (over IC, eps; rounded to ACT), then
-     * @ w^T + bias with gelu and pre as in matmul_forward. ln ACT (N,IC)
-     * is scratch: the backend may leave the normalised rows there or not
-     * write it at all. x ACT (N,IC); lnw, lnb PARAM (IC). */
-    void (*layernorm_matmul_forward)(gpt_backend *be, void *out, void *pre, void *ln,
-                                     const void *x, const void *lnw, const void *lnb, float eps,
-                                     const void *w, const void *bias, int N, int IC, int OC,
-                                     int gelu);
 } gpt_backend_ops;
 
 struct gpt_backend {

@@ -133,26 +133,15 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
 #define A(off) gpt_at(m, ia->act, (off), GPT_CLS_ACT)
     const int *tokens = ia->i32, *pos0 = ia->i32 + 2 * ia->cap_N;
     size_t kv_layer = (size_t)m->kv.B * m->kv.S * C;
-    /* Decoding steps (one position per row) take the backend's fused ops
-     * where it has them: the residual add folded into the product before
-     * it, each layernorm into the product after it (5 kernels a layer
-     * instead of 7). */
-    int fuse = kv && Tq == 1 && o->matmul_residual_forward && o->layernorm_matmul_forward;
     o->encoder_forward(be, A(ia->x), tokens, kv ? pos0 : NULL, P(m->wte), P(m->wpe), B, Tq, C,
                        c->padded_vocab, c->max_seq_len);
     gpt_op_done(m, "encoder_forward", -1, A(ia->x), NC, GPT_CLS_ACT);
-    if (!fuse)
-        o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lp[0].ln1_w),
-                             P(m->lp[0].ln1_b), n, C, eps);
+    o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lp[0].ln1_w), P(m->lp[0].ln1_b),
+                         n, C, eps);
     for (int l = 0; l < L; l++) {
         const layer_params *p = &m->lp[l];
-        int last = l + 1 == L;
-        if (fuse)
-            o->layernorm_matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), A(ia->x), P(p->ln1_w),
-                                        P(p->ln1_b), eps, P(p->qkv_w), P(p->qkv_b), n, C, 3 * C, 0);
-        else
-            o->matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), P(p->qkv_w), P(p->qkv_b), n, C,
-                              3 * C, 0);
+        o->matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), P(p->qkv_w), P(p->qkv_b), n, C, 3 * C,
+                          0);
         if (kv)
             o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
                                     gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
@@ -161,18 +150,6 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
         else
             o->attention_forward(be, A(ia->atty), NULL, A(ia->qkv), B, Tq, C, NH);
         gpt_op_done(m, "attention", l, A(ia->atty), NC, GPT_CLS_ACT);
-        if (fuse) {
-            o->matmul_residual_forward(be, A(ia->x), A(ia->atty), P(p->proj_w), P(p->proj_b), n, C,
-                                       C);
-            o->layernorm_matmul_forward(be, A(ia->fch), NULL, A(ia->ln), A(ia->x), P(p->ln2_w),
-                                        P(p->ln2_b), eps, P(p->fc_w), P(p->fc_b), n, C, F, 1);
-            o->matmul_residual_forward(be, A(ia->x), A(ia->fch), P(p->fc2_w), P(p->fc2_b), n, F, C);
-            if (last)
-                o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lnf_w),
-                                     P(m->lnf_b), n, C, eps);
-            gpt_op_done(m, "block", l, A(ia->x), NC, GPT_CLS_ACT);
-            continue;
-        }
         o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b), n, C,
                           C, 0);
         o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
@@ -180,6 +157,7 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
         o->matmul_forward(be, A(ia->fch), NULL, A(ia->ln), P(p->fc_w), P(p->fc_b), n, C, F, 1);
         o->matmul_forward(be, A(ia->scratch), NULL, A(ia->fch), P(p->fc2_w), P(p->fc2_b), n, F, C,
                           0);
+        int last = l + 1 == L;
         o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
                                       A(ia->scratch), P(last ? m->lnf_w : m->lp[l + 1].ln1_w),
                                       P(last ? m->lnf_b : m->lp[l + 1].ln1_b), n, C, eps);

@@ -147,7 +147,6 @@ extern "C" void cuda_adamw(gpt_backend *be, void *params, float *master, void *g
                            gpt_step_stats *stats) {
     CUDA_SKIP_IF_FAILED(be);
     if (!n) return;
-    cuda_ctx_of(be)->params_written = 1; /* gemv.cu: no early weight loads right after this */
     if (cuda_bf16(be))
         adamw_t(be, (bf16 *)params, master, (float *)grad, m, v, n, n_decay, hyper, stats);
     else

@@ -834,7 +834,6 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
     else
         attn_kv_kernel<T><<<grid, KV_THREADS, smem_kv(CH, D) * sizeof(float), c->stream>>>(
             out, qkv, kc, vc, pos0, Tq, S, C, NH, CH, Tq == 1, scale);
-    c->params_written = 0; /* waits for its predecessor before releasing: see gemv.cu */
     if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "attention_kv_forward");
 }
 

@@ -204,7 +204,6 @@ static void cu_free(gpt_backend *be, void *p) {
 static void cu_memset0(gpt_backend *be, void *p, size_t bytes) {
     CUDA_SKIP_IF_FAILED(be);
     if (!bytes) return;
-    cuda_ctx_of(be)->params_written = 1; /* may be parameters (gemv.cu) */
     CUDA_CHECK(be, cudaMemsetAsync(p, 0, bytes, cuda_ctx_of(be)->stream));
 }
 
@@ -253,7 +252,6 @@ static void cu_upload(gpt_backend *be, void *dst, const void *src, size_t n, int
         gpt_backend_fail(be, GPT_ERR_INVALID, "cuda upload: bad class %d", cls);
         return;
     }
-    c->params_written = 1; /* may be parameters (gemv.cu) */
     if (converts(be, cls)) {
         bf16 *h = (bf16 *)host_staging(be, n * sizeof(bf16));
         if (!h) return;
@@ -427,13 +425,7 @@ static const gpt_backend_ops cuda_ops = {
     cuda_argmax,
     cuda_add_i32,
     cuda_copy,
-    cuda_matmul_residual_forward,
-    cuda_layernorm_matmul_forward,
 };
-
-/* The same table without the optional fused decoding ops
- * (GPT_CUDA_NO_FUSED_DECODE=1): the model then issues the unfused ones. */
-static gpt_backend_ops cuda_ops_unfused_decode;
 
 static int env_int(const char *name, int dflt) {
     const char *v = getenv(name);
@@ -497,15 +489,8 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->no_epilogue = env_flag("GPT_CUDA_NO_EPILOGUE");
     c->no_sn = env_flag("GPT_CUDA_NO_SN");
     c->sn_max_split = env_int("GPT_CUDA_SN_SPLIT", 8);
-    c->no_prefetch = env_flag("GPT_CUDA_NO_PREFETCH");
     c->kv_old = env_flag("GPT_CUDA_KV_OLD");
     c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
-    if (env_flag("GPT_CUDA_NO_FUSED_DECODE")) {
-        cuda_ops_unfused_decode = cuda_ops;
-        cuda_ops_unfused_decode.matmul_residual_forward = NULL;
-        cuda_ops_unfused_decode.layernorm_matmul_forward = NULL;
-        be->ops = &cuda_ops_unfused_decode;
-    }
 
     c->device = 0;
     if (!CUDA_CHECK(be, cudaSetDevice(c->device)) &&

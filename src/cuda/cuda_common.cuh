@@ -92,18 +92,10 @@ typedef struct {
      *                       gemv_kernel) instead of the tensor cores;
      * GPT_CUDA_SN_SPLIT=k   at most k blocks (a cluster) share one product's
      *                       K (default 8; 1 = no clusters);
-     * GPT_CUDA_NO_PREFETCH=1 no weight loads before the predecessor ends;
      * GPT_CUDA_KV_OLD=1     the previous single-block KV attention;
      * GPT_CUDA_KV_SPLIT=k   at most k blocks (a cluster) share one query's
-     *                       keys (default 8);
-     * GPT_CUDA_NO_FUSED_DECODE=1 the table leaves the fused decoding ops
-     *                       NULL (the model issues the unfused ones). */
-    int no_sn, sn_max_split, no_prefetch, kv_old, kv_max_split;
-    /* Set by every op that may write parameters (adamw, upload, copy,
-     * memset0), cleared by kernels that wait for their predecessor before
-     * letting their successor start: the small-N products read weights
-     * before their own wait only when this is clear (gemv.cu). */
-    int params_written;
+     *                       keys (default 8). */
+    int no_sn, sn_max_split, kv_old, kv_max_split;
 } cuda_ctx;
 
 static inline cuda_ctx *cuda_ctx_of(gpt_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -217,13 +209,9 @@ __device__ __forceinline__ float block_max(float v, float *shm) {
  * no-op when launched normally) and then allows its own successor to be
  * scheduled (launch_dependents). Stream order is kept: no kernel touches
  * memory before everything before it has finished. */
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
-__device__ __forceinline__ void pdl_release() {
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
 __device__ __forceinline__ void pdl_wait_and_release() {
-    pdl_wait();
-    pdl_release();
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
 
 /* Launches kernel on the stream, programmatically dependent on the previous
@@ -294,23 +282,15 @@ void cuda_layernorm_backward(gpt_backend *be, void *dx, void *dw, void *db, cons
                              int N, int C);
 size_t cuda_layernorm_scratch(const cudaDeviceProp *prop, int C);
 
-/* gemv.cu: products of N <= 16 rows on the tensor cores, optionally with
- * the layernorm of the input rows folded in (MODE LN) or the result added
- * to out (MODE RES). Returns 0 when the shape, precision or alignment is
- * not one it takes (nothing launched), else 1. */
-enum { CUDA_SN_PLAIN = 0, CUDA_SN_LN = 1, CUDA_SN_RES = 2 };
+/* gemv.cu: forward products of N <= 16 rows on the tensor cores. Returns 0
+ * when the shape, precision or alignment is not one it takes (nothing
+ * launched), else 1. */
 int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
-                   const void *bias, const void *lnw, const void *lnb, float eps, int N, int IC,
-                   int OC, int gelu, int mode);
+                   const void *bias, int N, int IC, int OC, int gelu);
 /* At creation: clusters off if the device refuses a clustered dependent launch. */
 void cuda_decode_probe(gpt_backend *be);
 
 /* matmul.cu */
-void cuda_matmul_residual_forward(gpt_backend *be, void *res, const void *in, const void *w,
-                                  const void *bias, int N, int IC, int OC);
-void cuda_layernorm_matmul_forward(gpt_backend *be, void *out, void *pre, void *ln, const void *x,
-                                   const void *lnw, const void *lnb, float eps, const void *w,
-                                   const void *bias, int N, int IC, int OC, int gelu);
 void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
                          const void *bias, int N, int IC, int OC, int gelu);
 void cuda_matmul_backward(gpt_backend *be, void *din, void *dw, void *dbias, const void *dout,

@@ -123,7 +123,6 @@ extern "C" void cuda_add_i32(gpt_backend *be, int *p, int n, int delta) {
 extern "C" void cuda_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) {
     CUDA_SKIP_IF_FAILED(be);
     if (!bytes) return;
-    cuda_ctx_of(be)->params_written = 1; /* may be parameters (gemv.cu) */
     CUDA_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
                                    cuda_ctx_of(be)->stream));
 }

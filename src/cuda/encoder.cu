@@ -55,7 +55,6 @@ static void encoder_forward_t(gpt_backend *be, T *out, const int *tok, const int
     else
         encoder_forward_kernel<T, 1><<<grid, 256, 0, c->stream>>>(out, tok, pos0, wte, wpe, B, T_,
                                                                   C, Vp, maxT);
-    c->params_written = 0; /* a full-dependency launch: see gemv.cu */
     CUDA_LAUNCHED(be, "encoder_forward");
 }
 

@@ -26,24 +26,9 @@
  *   memory (distributed shared memory), in rank order: deterministic, no
  *   atomics, no global scratch.
  *
- *   Early weights. Decoding kernels are launched as programmatic dependents
- *   (cuda_common.cuh): a block may start while the kernel before it ends.
- *   Weights are not written by that kernel, so a block issues its first
- *   round of weight loads before griddepcontrol.wait and only the input
- *   waits. This needs the kernel before to be one that does not write
- *   parameters: the context's params_written flag is set by every op that
- *   may (adamw, upload, copy, memset0) and cleared by the encoder,
- *   layernorm and attention launchers, whose kernels wait for their own
- *   predecessor before releasing their successor - so when the flag is
- *   clear, whatever wrote parameters last has finished before our block
- *   can start.
- *
- * Modes: PLAIN out = in @ w^T + bias (GELU optional, pre-activation to
- * pre); LN in is x and each lane normalises its input vectors on the way
- * into the B fragment (x - mean) * rstd * lnw + lnb, rounded to bf16 as
- * the layernorm op would store them, after the block has computed the
- * rows' mean and rstd (two passes over x, from L1/L2); RES out += in @ w^T
- * + bias, read and written by the thread that owns the element.
+ * The bias and GELU are applied in fp32 before rounding, as in cuBLASLt's
+ * epilogue. Kernels are programmatic dependents (cuda_common.cuh): they
+ * wait for the kernel before them, then let the next one be scheduled.
  */
 #include <cooperative_groups.h>
 #include <stdio.h>
@@ -55,8 +40,7 @@ namespace cg = cooperative_groups;
 
 enum { SN_WARPS = 4, SN_THREADS = SN_WARPS * 32, SN_MAXN = 16, SN_MAXSPLIT = 8 };
 
-/* 16 bytes of weights, read once per step: not kept in L1. Volatile keeps
- * them in program order before griddepcontrol.wait. */
+/* 16 bytes of weights, read once per step: not kept in L1. */
 __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
     uint4 r;
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -69,22 +53,6 @@ __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
  * after griddepcontrol.wait. */
 __device__ __forceinline__ uint4 ld_act(const bf16 *p) { return *reinterpret_cast<const uint4 *>(p); }
 
-__device__ __forceinline__ uint32_t pack_bf16(float a, float b) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    return *reinterpret_cast<uint32_t *>(&h);
-}
-
-/* (x - m) * rs * g + h over 8 bf16, rounded to bf16. */
-__device__ __forceinline__ uint4 ln_apply(uint4 x, uint4 g, uint4 h, float m, float rs) {
-    const bf16 *xe = reinterpret_cast<const bf16 *>(&x), *ge = reinterpret_cast<const bf16 *>(&g),
-               *he = reinterpret_cast<const bf16 *>(&h);
-    float y[8];
-#pragma unroll
-    for (int k = 0; k < 8; k++) y[k] = (to_f(xe[k]) - m) * rs * to_f(ge[k]) + to_f(he[k]);
-    return make_uint4(pack_bf16(y[0], y[1]), pack_bf16(y[2], y[3]), pack_bf16(y[4], y[5]),
-                      pack_bf16(y[6], y[7]));
-}
-
 __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
@@ -95,15 +63,13 @@ __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, u
 
 /* NT tiles of 8 batch rows (N <= 8 * NT), U k blocks per warp per round.
  * Grid (ceil(OC / 16), splits); a cluster of (1, splits, 1) when splits > 1. */
-template <int NT, int U, int MODE>
+template <int NT, int U>
 __global__ void __launch_bounds__(SN_THREADS)
-    sn_kernel(bf16 *out, bf16 *pre, const bf16 *in, const bf16 *w, const bf16 *bias,
-              const bf16 *lnw, const bf16 *lnb, float eps, int N, int IC, int OC, int gelu,
-              int prefetch) {
+    sn_kernel(bf16 *out, bf16 *pre, const bf16 *in, const bf16 *w, const bf16 *bias, int N, int IC,
+              int OC, int gelu) {
     constexpr int E = NT * 8 * 16; /* elements of the block's output tile */
     __shared__ float red[SN_WARPS][E];
     __shared__ float part[E];
-    __shared__ float stat[2][SN_MAXN];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int m0 = blockIdx.x * 16, ns = gridDim.y;
     const int KB = IC >> 5, per = (KB + ns - 1) / ns;
@@ -114,48 +80,16 @@ __global__ void __launch_bounds__(SN_THREADS)
     const uint4 z = make_uint4(0u, 0u, 0u, 0u);
     uint4 wa[U], wb[U];
     int kb = kb0 + warp;
-    if (!prefetch) pdl_wait();
+    pdl_wait_and_release();
 #pragma unroll
     for (int u = 0; u < U; u++) {
         int k = kb + u * SN_WARPS;
         wa[u] = z, wb[u] = z;
         if (k < kb1) wa[u] = ld_weights(w0 + (size_t)k * 32), wb[u] = ld_weights(w1 + (size_t)k * 32);
     }
-    if (prefetch) pdl_wait();
-    pdl_release();
-
-    if (MODE == CUDA_SN_LN) {
-        /* mean and rstd of the N input rows, one warp per row, as the
-         * layernorm kernels compute them */
-        for (int n = warp; n < N; n += SN_WARPS) {
-            const bf16 *xr = in + (size_t)n * IC;
-            float s = 0.f;
-            for (int c = lane * 8; c < IC; c += 256) {
-                float v[8];
-                load_f<8>(v, xr + c);
-#pragma unroll
-                for (int k = 0; k < 8; k++) s += v[k];
-            }
-            float m = warp_sum(s) / IC, v2 = 0.f;
-            for (int c = lane * 8; c < IC; c += 256) {
-                float v[8];
-                load_f<8>(v, xr + c);
-#pragma unroll
-                for (int k = 0; k < 8; k++) v2 += (v[k] - m) * (v[k] - m);
-            }
-            float rs = rsqrtf(warp_sum(v2) / IC + eps);
-            if (lane == 0) stat[0][n] = m, stat[1][n] = rs;
-        }
-        __syncthreads();
-    }
     const bool h0 = g < N, h1 = NT == 2 && g + 8 < N; /* batch rows g, g+8 exist */
     const bf16 *x0 = in + (size_t)(h0 ? g : 0) * IC + 8 * t;
     const bf16 *x1 = in + (size_t)(h1 ? g + 8 : 0) * IC + 8 * t;
-    float mu0 = 0.f, rs0 = 0.f, mu1 = 0.f, rs1 = 0.f;
-    if (MODE == CUDA_SN_LN) {
-        if (h0) mu0 = stat[0][g], rs0 = stat[1][g];
-        if (h1) mu1 = stat[0][g + 8], rs1 = stat[1][g + 8];
-    }
     float acc[NT][4];
 #pragma unroll
     for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
@@ -167,11 +101,6 @@ __global__ void __launch_bounds__(SN_THREADS)
             bool kin = k < kb1;
             xf[u][0] = kin && h0 ? ld_act(x0 + (size_t)k * 32) : z;
             if (NT == 2) xf[u][NT - 1] = kin && h1 ? ld_act(x1 + (size_t)k * 32) : z;
-            if (MODE == CUDA_SN_LN && kin) {
-                uint4 gw = ld_act(lnw + (size_t)k * 32 + 8 * t), gb = ld_act(lnb + (size_t)k * 32 + 8 * t);
-                if (h0) xf[u][0] = ln_apply(xf[u][0], gw, gb, mu0, rs0);
-                if (NT == 2 && h1) xf[u][NT - 1] = ln_apply(xf[u][NT - 1], gw, gb, mu1, rs1);
-            }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -224,7 +153,6 @@ __global__ void __launch_bounds__(SN_THREADS)
             if (n < N && o < OC) {
                 float y = s + (bias ? to_f(bias[o]) : 0.f);
                 size_t at = (size_t)n * OC + o;
-                if (MODE == CUDA_SN_RES) y += to_f(out[at]);
                 if (gelu) {
                     if (pre) pre[at] = __float2bfloat16(y);
                     out[at] = __float2bfloat16(gelu_f(y));
@@ -238,27 +166,16 @@ __global__ void __launch_bounds__(SN_THREADS)
 }
 
 template <int NT, int U>
-static cudaError_t sn_launch_u(const cudaLaunchConfig_t *cfg, int mode, bf16 *out, bf16 *pre,
-                               const bf16 *in, const bf16 *w, const bf16 *bias, const bf16 *lnw,
-                               const bf16 *lnb, float eps, int N, int IC, int OC, int gelu,
-                               int prefetch) {
-    if (mode == CUDA_SN_LN)
-        return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, CUDA_SN_LN>, out, pre, in, w, bias, lnw, lnb,
-                                  eps, N, IC, OC, gelu, prefetch);
-    if (mode == CUDA_SN_RES)
-        return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, CUDA_SN_RES>, out, pre, in, w, bias, lnw,
-                                  lnb, eps, N, IC, OC, gelu, prefetch);
-    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, CUDA_SN_PLAIN>, out, pre, in, w, bias, lnw, lnb,
-                              eps, N, IC, OC, gelu, prefetch);
+static cudaError_t sn_launch_u(const cudaLaunchConfig_t *cfg, bf16 *out, bf16 *pre, const bf16 *in,
+                               const bf16 *w, const bf16 *bias, int N, int IC, int OC, int gelu) {
+    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U>, out, pre, in, w, bias, N, IC, OC, gelu);
 }
 
 extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
-                              const void *bias, const void *lnw, const void *lnb, float eps, int N,
-                              int IC, int OC, int gelu, int mode) {
+                              const void *bias, int N, int IC, int OC, int gelu) {
     cuda_ctx *c = cuda_ctx_of(be);
     if (!cuda_bf16(be) || c->no_sn || N < 1 || N > SN_MAXN || IC < 32 || IC % 32 || OC < 1 ||
-        !cuda_aligned16(in) || !cuda_aligned16(w) ||
-        (mode == CUDA_SN_LN && (!cuda_aligned16(lnw) || !cuda_aligned16(lnb))))
+        !cuda_aligned16(in) || !cuda_aligned16(w))
         return 0;
     if (be->err.code) return 1;
     int mt = (int)cuda_cdiv((size_t)OC, 16), KB = IC / 32, ns = 1;
@@ -273,8 +190,6 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
     int per = (KB + ns - 1) / ns;
     ns = (KB + per - 1) / per; /* no empty split */
     int rounds = (per + SN_WARPS - 1) / SN_WARPS;
-    int prefetch = !c->no_prefetch && !c->params_written;
-    c->params_written = 0;
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute at[2];
     memset(&cfg, 0, sizeof cfg);
@@ -295,14 +210,13 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
     cfg.attrs = at;
     bf16 *o = (bf16 *)out, *p = gelu ? (bf16 *)pre : NULL;
     const bf16 *x = (const bf16 *)in, *wt = (const bf16 *)w, *bi = (const bf16 *)bias;
-    const bf16 *g = (const bf16 *)lnw, *h = (const bf16 *)lnb;
     cudaError_t e;
     if (N <= 8)
-        e = rounds > 4 ? sn_launch_u<1, 8>(&cfg, mode, o, p, x, wt, bi, g, h, eps, N, IC, OC, gelu, prefetch)
-                       : sn_launch_u<1, 4>(&cfg, mode, o, p, x, wt, bi, g, h, eps, N, IC, OC, gelu, prefetch);
+        e = rounds > 4 ? sn_launch_u<1, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
+                       : sn_launch_u<1, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
     else
-        e = rounds > 4 ? sn_launch_u<2, 8>(&cfg, mode, o, p, x, wt, bi, g, h, eps, N, IC, OC, gelu, prefetch)
-                       : sn_launch_u<2, 4>(&cfg, mode, o, p, x, wt, bi, g, h, eps, N, IC, OC, gelu, prefetch);
+        e = rounds > 4 ? sn_launch_u<2, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
+                       : sn_launch_u<2, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
     if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "matmul (small N, tensor cores)");
     return 1;
 }
@@ -336,10 +250,8 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
         cfg.attrs = at;
         cfg.numAttrs = 2;
         bf16 *w = buf, *in = buf + (size_t)OC * IC, *out = in + IC;
-        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4, CUDA_SN_PLAIN>, out, (bf16 *)NULL,
-                               (const bf16 *)in, (const bf16 *)w, (const bf16 *)NULL,
-                               (const bf16 *)NULL, (const bf16 *)NULL, 0.f, 1, (int)IC, (int)OC, 0,
-                               0);
+        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4>, out, (bf16 *)NULL, (const bf16 *)in,
+                               (const bf16 *)w, (const bf16 *)NULL, 1, (int)IC, (int)OC, 0);
         if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     }
     if (e != cudaSuccess) {

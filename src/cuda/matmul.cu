@@ -24,8 +24,7 @@
  * Forward products of at most GEMV_MAXN rows (decoding) take our own
  * weight-streaming kernels instead of cuBLASLt: gemv.cu's tensor-core
  * kernel in bf16 (K a multiple of 32, 16-byte aligned operands), else the
- * CUDA-core gemv_kernel below. The two fused decoding ops (residual
- * accumulate, layernorm folded into the product) are here too.
+ * CUDA-core gemv_kernel below.
  */
 #include <string.h>
 
@@ -293,9 +292,7 @@ extern "C" void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const
     cuda_ctx *c = cuda_ctx_of(be);
     if (!mm_shape_ok(be, "matmul_forward", N, IC, OC)) return;
     if (!gelu) pre = NULL;
-    if (N <= GEMV_MAXN && cuda_sn_matmul(be, out, pre, in, w, bias, NULL, NULL, 0.f, N, IC, OC, gelu,
-                                         CUDA_SN_PLAIN))
-        return;
+    if (N <= GEMV_MAXN && cuda_sn_matmul(be, out, pre, in, w, bias, N, IC, OC, gelu)) return;
     if (N <= GEMV_MAXN) {
         if (cuda_bf16(be))
             gemv_t(be, (bf16 *)out, (bf16 *)pre, (const bf16 *)in, (const bf16 *)w,
@@ -334,53 +331,6 @@ extern "C" void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const
         return;
     }
     if (bias || gelu) cuda_bias_act(be, out, pre, p.d, bias, N, OC, gelu);
-}
-
-/* res += in @ w^T + bias: the small-N kernel's RES mode, else cuBLASLt with
- * beta = 1 and C = D = res (bias in the epilogue, or added after). */
-extern "C" void cuda_matmul_residual_forward(gpt_backend *be, void *res, const void *in,
-                                             const void *w, const void *bias, int N, int IC,
-                                             int OC) {
-    CUDA_SKIP_IF_FAILED(be);
-    cuda_ctx *c = cuda_ctx_of(be);
-    if (!mm_shape_ok(be, "matmul_residual_forward", N, IC, OC)) return;
-    if (N <= GEMV_MAXN && cuda_sn_matmul(be, res, NULL, in, w, bias, NULL, NULL, 0.f, N, IC, OC, 0,
-                                         CUDA_SN_RES))
-        return;
-    lt_problem p;
-    memset(&p, 0, sizeof p);
-    cudaDataType t = cuda_bf16(be) ? CUDA_R_16BF : CUDA_R_32F;
-    p.ab_t = t, p.d_t = t, p.bias_t = t;
-    p.transa = 1, p.transb = 0;
-    p.m = OC, p.n = N, p.k = IC, p.lda = IC, p.ldb = IC, p.ldd = OC;
-    p.a = w, p.b = in, p.d = res;
-    p.beta = 1.f;
-    if (!c->no_epilogue && bias && cuda_aligned16(bias)) {
-        p.epi = CUBLASLT_EPILOGUE_BIAS, p.bias = bias;
-        if (lt_run(be, &p) || be->err.code) return;
-    }
-    p.epi = CUBLASLT_EPILOGUE_DEFAULT, p.bias = NULL;
-    if (!lt_run(be, &p)) {
-        no_algo(be, "matmul_residual_forward", &p);
-        return;
-    }
-    if (bias) cuda_bias_act(be, res, NULL, res, bias, N, OC, 0);
-}
-
-/* out = layernorm(x) @ w^T + bias (GELU optional): the small-N kernel's LN
- * mode, which leaves ln unwritten, else the two ops through ln. */
-extern "C" void cuda_layernorm_matmul_forward(gpt_backend *be, void *out, void *pre, void *ln,
-                                              const void *x, const void *lnw, const void *lnb,
-                                              float eps, const void *w, const void *bias, int N,
-                                              int IC, int OC, int gelu) {
-    CUDA_SKIP_IF_FAILED(be);
-    if (!mm_shape_ok(be, "layernorm_matmul_forward", N, IC, OC)) return;
-    if (!gelu) pre = NULL;
-    if (N <= GEMV_MAXN && cuda_sn_matmul(be, out, pre, x, w, bias, lnw, lnb, eps, N, IC, OC, gelu,
-                                         CUDA_SN_LN))
-        return;
-    cuda_layernorm_forward(be, ln, NULL, NULL, x, lnw, lnb, N, IC, eps);
-    cuda_matmul_forward(be, out, pre, ln, w, bias, N, IC, OC, gelu);
 }
 
 extern "C" void cuda_matmul_backward(gpt_backend *be, void *din, void *dw, void *dbias,

@@ -262,80 +262,6 @@ static void t_matmul(int N, int IC, int OC, int has_bias, int gelu, int with_pre
     test_end();
 }
 
-/* The fused decoding ops (optional in the table): res += in @ w^T + bias,
- * and out = layernorm(x) @ w^T + bias (GELU optional), against the CPU's
- * unfused ops. Small N takes the tensor-core kernel (K a multiple of 32),
- * the rest cuBLASLt (beta = 1) or layernorm + matmul. */
-static void t_matmul_residual(int N, int IC, int OC, int has_bias) {
-    test_begin("%s: matmul_residual_forward N=%d IC=%d OC=%d bias=%d", K->name, N, IC, OC, has_bias);
-    if (!K->be->ops->matmul_residual_forward) {
-        EXPECT(0, "the CUDA table has no matmul_residual_forward");
-        test_end();
-        return;
-    }
-    float s = 1.f / sqrtf((float)IC);
-    size_t no = (size_t)N * OC;
-    float *in = rnd((size_t)N * IC, 1.f, GPT_CLS_ACT), *w = rnd((size_t)OC * IC, s, GPT_CLS_PARAM);
-    float *bias = rnd((size_t)OC, 1.f, GPT_CLS_PARAM), *res0 = rnd(no, 1.f, GPT_CLS_ACT);
-    float *nan = filled(no, NAN);
-    BUF(din); BUF(dw); BUF(db); BUF(res); BUF(tmp);
-    PUT(din, in, (size_t)N * IC, GPT_CLS_ACT);
-    PUT(dw, w, (size_t)OC * IC, GPT_CLS_PARAM);
-    PUT(db, bias, (size_t)OC, GPT_CLS_PARAM);
-    PUT(res, res0, no, GPT_CLS_ACT);
-    PUT(tmp, nan, no, GPT_CLS_ACT);
-    K->be->ops->matmul_residual_forward(K->be, res[0], din[0], dw[0], has_bias ? db[0] : NULL, N,
-                                        IC, OC);
-    ref->ops->matmul_forward(ref, tmp[1], NULL, din[1], dw[1], has_bias ? db[1] : NULL, N, IC, OC, 0);
-    expect_ok();
-    float *y = get(ref, tmp[1], no, GPT_CLS_ACT);
-    for (size_t i = 0; i < no; i++) y[i] += res0[i];
-    float *a = get(K->be, res[0], no, GPT_CLS_ACT);
-    double e = test_rel_l2(a, y, no);
-    EXPECT(e <= tol(), "res: rel L2 %.3g > %.3g", e, tol());
-    free(a), free(y);
-    FREE(din); FREE(dw); FREE(db); FREE(res); FREE(tmp);
-    free(in), free(w), free(bias), free(res0), free(nan);
-    test_end();
-}
-
-static void t_layernorm_matmul(int N, int IC, int OC, int has_bias, int gelu, int with_pre) {
-    test_begin("%s: layernorm_matmul_forward N=%d IC=%d OC=%d bias=%d gelu=%d pre=%d", K->name, N,
-               IC, OC, has_bias, gelu, with_pre);
-    if (!K->be->ops->layernorm_matmul_forward) {
-        EXPECT(0, "the CUDA table has no layernorm_matmul_forward");
-        test_end();
-        return;
-    }
-    float s = 1.f / sqrtf((float)IC);
-    size_t no = (size_t)N * OC, ni = (size_t)N * IC;
-    float *x = rnd(ni, 1.f, GPT_CLS_ACT), *w = rnd((size_t)OC * IC, s, GPT_CLS_PARAM);
-    for (size_t i = 0; i < ni; i += 5) x[i] += 2.f; /* an offset mean */
-    float *lw = rnd((size_t)IC, 1.f, GPT_CLS_PARAM), *lb = rnd((size_t)IC, 1.f, GPT_CLS_PARAM);
-    float *bias = rnd((size_t)OC, 1.f, GPT_CLS_PARAM), *nan = filled(no > ni ? no : ni, NAN);
-    BUF(dx); BUF(dw); BUF(dlw); BUF(dlb); BUF(db); BUF(out); BUF(pre); BUF(ln);
-    PUT(dx, x, ni, GPT_CLS_ACT);
-    PUT(dw, w, (size_t)OC * IC, GPT_CLS_PARAM);
-    PUT(dlw, lw, (size_t)IC, GPT_CLS_PARAM);
-    PUT(dlb, lb, (size_t)IC, GPT_CLS_PARAM);
-    PUT(db, bias, (size_t)OC, GPT_CLS_PARAM);
-    PUT(out, nan, no, GPT_CLS_ACT);
-    PUT(pre, nan, no, GPT_CLS_ACT);
-    PUT(ln, nan, ni, GPT_CLS_ACT);
-    void *p0 = gelu && with_pre ? pre[0] : NULL, *p1 = gelu && with_pre ? pre[1] : NULL;
-    K->be->ops->layernorm_matmul_forward(K->be, out[0], p0, ln[0], dx[0], dlw[0], dlb[0], 1e-5f,
-                                         dw[0], has_bias ? db[0] : NULL, N, IC, OC, gelu);
-    ref->ops->layernorm_forward(ref, ln[1], NULL, NULL, dx[1], dlw[1], dlb[1], N, IC, 1e-5f);
-    ref->ops->matmul_forward(ref, out[1], p1, ln[1], dw[1], has_bias ? db[1] : NULL, N, IC, OC,
-                             gelu);
-    expect_ok();
-    expect_same("out", out[0], out[1], no, GPT_CLS_ACT, tol());
-    if (p0) expect_same("pre", pre[0], pre[1], no, GPT_CLS_ACT, tol());
-    FREE(dx); FREE(dw); FREE(dlw); FREE(dlb); FREE(db); FREE(out); FREE(pre); FREE(ln);
-    free(x), free(w), free(lw), free(lb), free(bias), free(nan);
-    test_end();
-}
-
 /* ------------------------------------------------------------ decoding */
 
 /* argmax over the first V of Vp columns: the device's answer against the
@@ -678,12 +604,6 @@ static void run_decode(void) {
     t_matmul(16, 768, 3072, 1, 1, 1, 0);
     t_matmul(9, 64, 1000, 0, 0, 0, 0);
     t_matmul(3, 101, 203, 0, 0, 0, 0);
-    t_matmul_residual(1, 768, 768, 1);
-    t_matmul_residual(16, 3072, 768, 1);
-    t_matmul_residual(3, 96, 100, 0);
-    t_layernorm_matmul(1, 768, 2304, 1, 0, 0);
-    t_layernorm_matmul(16, 768, 3072, 1, 1, 1);
-    t_layernorm_matmul(11, 256, 1000, 1, 1, 0);
     t_argmax(5, 1000, 1024);
     t_argmax(2, 50257, 50304);
     t_argmax(4, 1001, 1001);
@@ -731,16 +651,6 @@ static void run_all(void) {
     t_matmul(2, 96, 100, 1, 1, 1, 0);
     t_matmul(4, 768, 5000, 0, 0, 0, 0);
     t_matmul(8, 256, 33, 1, 0, 0, 0);
-    t_matmul_residual(1, 768, 768, 1);
-    t_matmul_residual(16, 3072, 768, 1);
-    t_matmul_residual(3, 96, 100, 0);
-    t_matmul_residual(37, 100, 300, 1); /* cuBLASLt, beta = 1 */
-    t_matmul_residual(5, 101, 203, 1);  /* K odd: cuBLASLt */
-    t_layernorm_matmul(1, 768, 2304, 1, 0, 0);
-    t_layernorm_matmul(16, 768, 3072, 1, 1, 1);
-    t_layernorm_matmul(11, 256, 1000, 1, 1, 0);
-    t_layernorm_matmul(2, 64, 50, 0, 0, 0);
-    t_layernorm_matmul(37, 100, 300, 1, 1, 1); /* layernorm + cuBLASLt */
     t_argmax(5, 1000, 1024);
     t_argmax(2, 50257, 50304);
     t_argmax(4, 1001, 1001); /* Vp odd: the scalar kernel */
