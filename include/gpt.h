@@ -333,6 +333,8 @@ int gpt_profile_report(const gpt_model *m, char *buf, size_t len);
 /* Device memory the model holds now: parameters, gradients, optimizer
  * state, activations, KV cache and the backend's workspaces. */
 size_t gpt_model_device_bytes(const gpt_model *m);
+/* Free and total memory of the model's device, in bytes. */
+int gpt_model_mem_info(const gpt_model *m, size_t *free_bytes, size_t *total_bytes);
 /* Host-device synchronisations the backend has made so far. */
 long gpt_backend_sync_count(const gpt_model *m);
 

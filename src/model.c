@@ -144,6 +144,10 @@ size_t gpt_model_device_bytes(const gpt_model *m) {
     return n;
 }
 
+int gpt_model_mem_info(const gpt_model *m, size_t *free_bytes, size_t *total_bytes) {
+    return m->be->ops->mem_info(m->be, free_bytes, total_bytes);
+}
+
 int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime *rt,
                     gpt_error *err) {
     *out = NULL;

@@ -8,8 +8,10 @@
  * over --steps, which ends with the host reading the loss. FLOPs per token
  * as the peers count them: 6 N + 6 L T C, N without the position embedding.
  * Memory: the device memory the model holds (parameters, gradients,
- * optimizer, activations, workspaces) and, on the CPU, the process's peak
- * resident set.
+ * optimizer, activations, workspaces: mem_gib), the drop in the device's
+ * free memory from model creation to the end, plus the parameters
+ * (mem_used_gib: also what libraries allocated on their own), and the
+ * process's peak resident set (peak_rss_gib: the figure for the CPU).
  *
  * Generation: greedy decoding of --new tokens after --prompt random ids per
  * row; prefill and decode are timed separately; median of --runs.
@@ -123,6 +125,9 @@ int gpt_cmd_bench(int argc, char **argv) {
     gpt_rng r;
     gpt_rng_seed(&r, 7);
     int code = EXIT_OK;
+    size_t free0 = 0, free1 = 0, total = 0;
+    gpt_model_mem_info(m, &free0, &total);
+    size_t param_bytes = gpt_model_device_bytes(m); /* parameters only, so far */
     if (train) {
         gpt_train_opts o;
         gpt_train_opts_default(&o);
@@ -150,14 +155,16 @@ int gpt_cmd_bench(int argc, char **argv) {
             double N = (double)gpt_config_num_params(&cfg) - (double)cfg.max_seq_len * cfg.n_embd;
             double flops = (6 * N + 6.0 * cfg.n_layer * T * cfg.n_embd) * tokens;
             double dev = (double)gpt_model_device_bytes(m), rss = (double)peak_rss();
-            printf("{\"peer\": \"gpt\", \"mode\": \"train\", \"preset\": \"%s\", \"device\": \"%s\", "
+            gpt_model_mem_info(m, &free1, &total);
+            double used = (double)param_bytes + (free0 > free1 ? (double)(free0 - free1) : 0);
+            printf("{\"bench\": \"train\", \"impl\": \"gpt\", \"preset\": \"%s\", \"device\": \"%s\", "
                    "\"precision\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"params\": %.0f, "
                    "\"step_ms\": %.3f, \"tok_s\": %.0f, \"tflops\": %.3f, \"mem_gib\": %.3f, "
-                   "\"peak_rss_gib\": %.3f, \"syncs_per_step\": %.2f, \"loss\": %.4f, "
-                   "\"recompute\": %d}\n",
+                   "\"mem_used_gib\": %.3f, \"peak_rss_gib\": %.3f, \"syncs_per_step\": %.2f, "
+                   "\"loss\": %.4f, \"recompute\": %d}\n",
                    preset, gpt_model_device(m), gpt_model_precision(m), B, T, N, t * 1e3,
-                   tokens / t, flops / t / 1e12, dev / (1 << 30), rss / (1 << 30), syncs,
-                   info.loss, recompute);
+                   tokens / t, flops / t / 1e12, dev / (1 << 30), used / (1 << 30),
+                   rss / (1 << 30), syncs, info.loss, recompute);
             fprintf(stderr, "gpt bench: %s on %s (%s): %.1f ms/step, %.0f tokens/s, %.2f TFLOP/s, "
                             "%.2f GiB device memory, peak RSS %.2f GiB\n",
                     preset, gpt_model_device_desc(m), gpt_model_precision(m), t * 1e3, tokens / t,
@@ -198,7 +205,7 @@ int gpt_cmd_bench(int argc, char **argv) {
         }
         if (!rc) {
             double tp = median(pre, (int)runs), td = median(dec, (int)runs);
-            printf("{\"peer\": \"gpt\", \"mode\": \"generate\", \"preset\": \"%s\", \"device\": \"%s\", "
+            printf("{\"bench\": \"generate\", \"impl\": \"gpt\", \"preset\": \"%s\", \"device\": \"%s\", "
                    "\"precision\": \"%s\", \"batch\": %d, \"prompt\": %d, \"new\": %d, "
                    "\"prefill_tok_s\": %.1f, \"decode_tok_s\": %.1f, \"tok_s\": %.1f, "
                    "\"ms_per_token\": %.4f}\n",
