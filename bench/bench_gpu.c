@@ -6,7 +6,7 @@
  *   bench_gpu train --preset P -B b -T t [--steps n] [--warmup n] [--device cuda]
  *                   [--precision bf16|fp32] [--recompute] [--profile]
  *   bench_gpu generate --preset P --batch b [--prompt 64] [--new 256] [--runs n]
- *                      [--device cuda] [--precision bf16|fp32]
+ *                      [--device cuda] [--precision bf16|fp32] [--host-argmax]
  *
  * --profile times every operation of the last step with device events (no
  * graphs) and prints the model's table on stderr.
@@ -22,7 +22,10 @@
  *
  * Generation: greedy, one prompt of --prompt random ids per row, then --new
  * tokens; the time of prefill + all decode steps (the peer's generate()
- * call), median of three after one warm-up.
+ * call), median of three after one warm-up. The decode steps run on the
+ * device (gpt_kv_decode_greedy: one host wait for all of them); with
+ * --host-argmax, one gpt_kv_decode per token with the logits read back and
+ * the argmax taken on the host, as before the device-side greedy path.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +61,7 @@ static int usage(void) {
             "usage: bench_gpu train --preset P -B b -T t [--steps n] [--warmup n] [--device d] "
             "[--precision bf16|fp32] [--recompute] [--profile]\n"
             "       bench_gpu generate --preset P --batch b [--prompt n] [--new n] [--runs n] "
-            "[--device d] [--precision bf16|fp32]\n");
+            "[--device d] [--precision bf16|fp32] [--host-argmax]\n");
     return 2;
 }
 
@@ -66,11 +69,12 @@ int main(int argc, char **argv) {
     if (argc < 2) return usage();
     const char *mode = argv[1], *preset = "gpt2", *device = "cuda", *prec = "bf16";
     int B = 4, T = 512, steps = 20, recompute = 0, batch = 1, prompt = 64, gen = 256;
-    int warm = 3, runs = 4, profile = 0;
+    int warm = 3, runs = 4, profile = 0, host_argmax = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--recompute")) recompute = 1;
         else if (!strcmp(a, "--profile")) profile = 1;
+        else if (!strcmp(a, "--host-argmax")) host_argmax = 1;
         else if (!v) return usage();
         else if (!strcmp(a, "--preset")) preset = v, i++;
         else if (!strcmp(a, "-B")) B = atoi(v), i++;
@@ -173,39 +177,56 @@ int main(int argc, char **argv) {
             lens[b] = prompt;
         }
         double times[16], decode_ms[16];
+        int *out = malloc((size_t)batch * (gen > 0 ? gen : 1) * sizeof(int));
         for (int r = 0; r < runs; r++) {
             double t0 = gpt_now();
             if (gpt_kv_begin(m, batch, ctx, &err) || gpt_kv_prefill(m, prompts, lens, logits, &err)) {
                 fprintf(stderr, "bench_gpu: %s\n", err.msg);
                 return 1;
             }
+            /* the first choice from the prefill's logits, on the host */
+            for (int b = 0; b < batch; b++) {
+                const float *l = logits + (size_t)b * cfg.vocab_size;
+                int best = 0;
+                for (int j = 1; j < cfg.vocab_size; j++)
+                    if (l[j] > l[best]) best = j;
+                next[b] = best;
+            }
             double t1 = gpt_now();
-            for (int s = 0; s < gen && prompt + s < ctx; s++) {
-                /* greedy choice on the host, one row per thread */
+            int nd = gen < ctx - prompt ? gen : ctx - prompt;
+            if (host_argmax) {
+                for (int s = 0; s < nd; s++) {
+                    if (gpt_kv_decode(m, next, logits, &err)) {
+                        fprintf(stderr, "bench_gpu: decode %d: %s\n", s, err.msg);
+                        return 1;
+                    }
 #pragma omp parallel for schedule(static)
-                for (int b = 0; b < batch; b++) {
-                    const float *l = logits + (size_t)b * cfg.vocab_size;
-                    int best = 0;
-                    for (int j = 1; j < cfg.vocab_size; j++)
-                        if (l[j] > l[best]) best = j;
-                    next[b] = best;
+                    for (int b = 0; b < batch; b++) {
+                        const float *l = logits + (size_t)b * cfg.vocab_size;
+                        int best = 0;
+                        for (int j = 1; j < cfg.vocab_size; j++)
+                            if (l[j] > l[best]) best = j;
+                        next[b] = best;
+                    }
                 }
-                if (gpt_kv_decode(m, next, logits, &err)) {
-                    fprintf(stderr, "bench_gpu: decode %d: %s\n", s, err.msg);
-                    return 1;
-                }
+            } else if (nd > 0 && gpt_kv_decode_greedy(m, next, nd, out, &err)) {
+                fprintf(stderr, "bench_gpu: decode: %s\n", err.msg);
+                return 1;
             }
             double t2 = gpt_now();
             times[r] = t2 - t0;
-            decode_ms[r] = (t2 - t1) * 1e3 / gen;
+            decode_ms[r] = (t2 - t1) * 1e3 / (nd > 0 ? nd : 1);
         }
         int skip = runs > 1; /* the first run warms up */
         double t = median(times + skip, runs - skip), dms = median(decode_ms + skip, runs - skip);
         printf("{\"bench\":\"generate\",\"impl\":\"gpt\",\"preset\":\"%s\",\"device\":\"%s\","
-               "\"precision\":\"%s\",\"batch\":%d,\"prompt\":%d,\"new\":%d,\"tok_s\":%.1f,"
-               "\"ms_per_token\":%.3f,\"decode_ms_per_step\":%.3f}\n",
-               preset, device, gpt_model_precision(m), batch, prompt, gen, batch * gen / t,
+               "\"precision\":\"%s\",\"batch\":%d,\"prompt\":%d,\"new\":%d,\"greedy\":\"%s\","
+               "\"tok_s\":%.1f,\"decode_tok_s\":%.1f,\"ms_per_token\":%.3f,"
+               "\"decode_ms_per_step\":%.4f}\n",
+               preset, device, gpt_model_precision(m), batch, prompt, gen,
+               host_argmax ? "host" : "device", batch * gen / t, batch / (dms * 1e-3),
                t / gen * 1e3, dms);
+        free(out);
         free(ids), free(prompts), free(lens), free(next), free(logits);
     } else {
         return usage();
