@@ -50,7 +50,7 @@ fi
 if ! make -j"$(nproc)" CUDA=1 NATIVE=0 BLAS=none >"$L/build.log" 2>&1; then
     note "BUILD FAILED"; tail -30 "$L/build.log"; pack; exit 1
 fi
-GPT_BENCH=build-cuda/bench/bench_gpu
+GPT_BENCH="build-cuda/gpt bench"
 
 if want tests || want sanitize; then
     stamp "GPU tests"

@@ -39,7 +39,7 @@ static void usage(FILE *f) {
             "tokens; prints one JSON line (stdout) and a summary (stderr).\n"
             "  --preset P      model (default gpt2; see gpt info)\n"
             "  -B, -T          batch and sequence length (train: 4 and 64; generate: B 1)\n"
-            "  --steps N       timed steps (default 10); --warmup N (default 2)\n"
+            "  --steps N       timed steps (default 10); --warmup N (default 3)\n"
             "  --prompt N, --new N   prompt and generated tokens (default 64, 256)\n"
             "  --runs N        timed generation runs (default 3)\n"
             "  --recompute     recompute GELU in the backward pass\n"
@@ -78,7 +78,7 @@ int gpt_cmd_bench(int argc, char **argv) {
     int train = !strcmp(mode, "train");
     if (!train && strcmp(mode, "generate"))
         return cli_usage_error(CMD, "expects 'train' or 'generate', got '%s'", mode);
-    long long B = train ? 4 : 1, T = 64, steps = 10, warm = 2, prompt = 64, gen = 256, runs = 3;
+    long long B = train ? 4 : 1, T = 64, steps = 10, warm = 3, prompt = 64, gen = 256, runs = 3;
     long long threads = 0;
     int recompute = 0;
     gpt_runtime rt = {0};
