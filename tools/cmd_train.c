@@ -213,14 +213,7 @@ int gpt_cmd_train(int argc, char **argv) {
     }
     if (!resume_path) {
         gpt_config cfg;
-        if ((rc = gpt_config_preset(a.preset, &cfg, &err))) goto lib_fail;
-        cfg.padded_vocab = 0;
-        cfg.mlp_hidden = a.cfg_set[3] ? a.cfg.mlp_hidden : (a.cfg_set[2] ? 0 : cfg.mlp_hidden);
-        if (a.cfg_set[0]) cfg.n_layer = a.cfg.n_layer;
-        if (a.cfg_set[1]) cfg.n_head = a.cfg.n_head;
-        if (a.cfg_set[2]) cfg.n_embd = a.cfg.n_embd;
-        if (a.cfg_set[4]) cfg.max_seq_len = a.cfg.max_seq_len;
-        if (a.cfg_set[5]) cfg.vocab_size = a.cfg.vocab_size;
+        if ((rc = train_args_config(&a, &cfg, &err))) goto lib_fail;
         a.cfg = cfg;
     }
     /* Tokenizer: the checkpoint's when resuming or fine-tuning. */
