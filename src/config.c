@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gpt.h"
+#include "model.h"
 #include "util.h"
 
 typedef struct {
@@ -134,6 +135,21 @@ int gpt_config_validate(const gpt_config *c, gpt_error *err) {
     return GPT_OK;
 }
 
+int gpt_config_check_positions(const gpt_config *c, long long B, long long T, gpt_error *err) {
+    /* Elements per position, an upper bound over the training and the
+     * inference layouts: logits, then per layer (and the final one) the
+     * residual stream, layernorm, qkv, attention and MLP buffers with their
+     * gradients, and the float statistics. */
+    double N = (double)B * (double)T;
+    double W = (double)c->padded_vocab +
+               ((double)c->n_layer + 1) * (8.0 * c->n_embd + 2.0 * c->mlp_hidden + c->n_head + 8);
+    if (N <= INT32_MAX && N * W <= (double)((size_t)1 << 40)) return GPT_OK;
+    return gpt_fail(err, GPT_ERR_INVALID,
+                    "batch x sequence length (%lld x %lld) is too large for this model: its "
+                    "activations would need %.3g values; use a smaller --batch or --seq",
+                    B, T, N * W);
+}
+
 size_t gpt_config_num_params(const gpt_config *c) {
     size_t C = (size_t)c->n_embd, F = (size_t)c->mlp_hidden, L = (size_t)c->n_layer;
     size_t per_layer = 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + F * C + F + C * F + C;
@@ -193,6 +209,7 @@ int gpt_train_opts_validate(const gpt_train_opts *o, const gpt_config *cfg, gpt_
         return gpt_fail(err, GPT_ERR_INVALID,
                         "batch_size x seq_len x grad_accum (%d x %d x %d) is too large",
                         o->batch_size, o->seq_len, o->grad_accum);
+    if (cfg) return gpt_config_check_positions(cfg, o->batch_size, o->seq_len, err);
     return GPT_OK;
 }
 

@@ -344,6 +344,7 @@ int gpt_memory_estimate(const gpt_config *cfg_in, const gpt_runtime *rt, int B, 
     if (B <= 0 || T <= 0)
         return gpt_fail(err, GPT_ERR_INVALID, "batch (%d) and sequence length (%d) must be positive",
                         B, T);
+    if ((rc = gpt_config_check_positions(&cfg, B, T, err))) return rc;
     size_t sz[GPT_CLS_COUNT];
     int gpu;
     class_sizes(rt, sz, &gpu);
