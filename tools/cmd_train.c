@@ -135,6 +135,14 @@ static int evaluate(gpt_model *m, const gpt_data *d, int B, int T, int max_batch
     return GPT_OK;
 }
 
+/* A number for metrics.jsonl: JSON has no NaN or Infinity, so a skipped
+ * step's non-finite loss is written as null. buf holds 32 bytes. */
+static const char *json_num(char *buf, const char *fmt, double v) {
+    if (!isfinite(v)) return "null";
+    snprintf(buf, 32, fmt, v);
+    return buf;
+}
+
 typedef struct {
     double *x, *y;
     size_t n, cap;
@@ -344,11 +352,18 @@ int gpt_cmd_train(int argc, char **argv) {
     double t_start = gpt_now(), t_last = t_start, tokens_done = 0, last_val = NAN;
     int first = gpt_model_step(m), isatty_err = isatty(2);
     double smooth = NAN;
+    /* Test hook for tests/test_bad_numbers_cli.sh: GPT_TEST_INJECT_NAN_AT=S[:K]
+     * gives steps S to S+K-1 (as numbered in the output) a NaN loss through
+     * gpt_debug_inject_nan, as if the numbers had gone bad there. */
+    long nan_at = 0, nan_count = 1;
+    const char *inject = getenv("GPT_TEST_INJECT_NAN_AT");
+    if (inject && sscanf(inject, "%ld:%ld", &nan_at, &nan_count) < 1) nan_at = 0;
     for (int s = first; s < a.opts.max_steps; s++) {
         for (int k = 0; k < accum; k++)
             if ((rc = gpt_data_train_batch(data, st.rng, B, T, batch + (size_t)k * B * (T + 1), &err)))
                 goto lib_fail;
         gpt_step_info info;
+        if (nan_at > 0 && s + 1 >= nan_at && s + 1 < nan_at + nan_count) gpt_debug_inject_nan(m);
         double t0 = gpt_now();
         rc = gpt_train_step(m, batch, &info, &err);
         double dt = gpt_now() - t0;
@@ -371,10 +386,12 @@ int gpt_cmd_train(int argc, char **argv) {
             series_add(&tr, info.step, info.loss);
         }
         double tok_s = (double)B * T * accum / dt;
+        char jl[32], jn[32];
         fprintf(metrics,
-                "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"skipped\":%d,"
+                "{\"step\":%d,\"loss\":%s,\"lr\":%.6g,\"grad_norm\":%s,\"skipped\":%d,"
                 "\"ms\":%.3f,\"tok_s\":%.1f}\n",
-                info.step, info.loss, info.lr, info.grad_norm, info.skipped, dt * 1e3, tok_s);
+                info.step, json_num(jl, "%.6f", info.loss), info.lr,
+                json_num(jn, "%.6g", info.grad_norm), info.skipped, dt * 1e3, tok_s);
         if (a.rt.profile && s == first + (first + 1 < a.opts.max_steps ? 1 : 0)) {
             char table[8192];
             gpt_profile_report(m, table, sizeof table);
@@ -394,8 +411,9 @@ int gpt_cmd_train(int argc, char **argv) {
             last_val = vl;
             series_add(&va, info.step, vl);
             if (st.best_val_loss == 0 || vl < st.best_val_loss) st.best_val_loss = (float)vl;
-            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.6f", info.step, vl);
-            if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%.6f", vl * tpb);
+            char jv[32];
+            fprintf(metrics, "{\"step\":%d,\"val_loss\":%s", info.step, json_num(jv, "%.6f", vl));
+            if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%s", json_num(jv, "%.6f", vl * tpb));
             fprintf(metrics, "}\n");
             fprintf(stderr, "%sstep %d: val loss %.4f%s", isatty_err ? "\r\033[K" : "", info.step, vl,
                     tpb > 0 ? "" : "\n");
