@@ -422,7 +422,13 @@ int gpt_cmd_train(int argc, char **argv) {
         fflush(metrics);
         if (info.step % save_every == 0 || last || stop) {
             st.opts = a.opts;
-            if ((rc = gpt_checkpoint_save(m, ckpt, 1, &st, &err))) goto lib_fail;
+            if ((rc = gpt_checkpoint_save(m, ckpt, 1, &st, &err))) {
+                /* Saves are atomic: say that the last one is still there. */
+                fprintf(stderr, "%sgpt train: %s (step %d not saved; the previous checkpoint is unchanged)\n",
+                        isatty_err ? "\n" : "", err.msg, info.step);
+                exit_code = gpt_status_exit_code(rc);
+                goto done;
+            }
         }
         if (now - t_last >= (isatty_err ? 0.25 : 5.0) || last || s == first) {
             t_last = now;
