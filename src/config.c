@@ -155,7 +155,8 @@ int gpt_config_check_positions(const gpt_config *c, long long B, long long T, gp
     if (N <= INT32_MAX && N * W <= (double)((size_t)1 << 40)) return GPT_OK;
     return gpt_fail(err, GPT_ERR_INVALID,
                     "batch x sequence length (%lld x %lld) is too large for this model: its "
-                    "activations would need %.3g values; use a smaller --batch or --seq",
+                    "activations would need %.3g values, more memory than any machine has: use a smaller "
+                    "--batch or --seq",
                     B, T, N * W);
 }
 
