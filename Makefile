@@ -1,6 +1,8 @@
 # gpt - build rules.
 #
 #   make               library, the gpt command and the tests (CPU only)
+#   make run           build, then the default run: train the tiny model on
+#                      Tiny Shakespeare and print a sample
 #   make test          build and run the test suite
 #   make CUDA=1        also the CUDA backend (sm_90 + PTX); needs nvcc
 #   make test-cuda     CUDA op tests against the CPU backend (GPU machine)
@@ -83,7 +85,7 @@ ifeq ($(CUDA),1)
 endif
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-cuda bench clean fuzz
+.PHONY: all run test test-cuda bench clean fuzz
 all: $(LIB) $(GPT) $(TESTS) $(BENCHES)
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
@@ -115,6 +117,10 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+RUN_ARGS ?=
+run: $(GPT)
+	$(GPT) train --data data/tinyshakespeare.txt --out runs/tiny $(RUN_ARGS)
 
 test: all
 	BUILD=$(BUILD) bash tests/run.sh

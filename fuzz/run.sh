@@ -66,6 +66,7 @@ for src in src/*.c src/*/*.c tools/cli.c tools/train_args.c; do
             skipped="$skipped $src"
             continue
         fi
+        rm -f "${obj%.o}.log"
     fi
     objs="$objs $obj"
 done

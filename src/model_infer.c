@@ -44,16 +44,13 @@ size_t gpt_infer_act_elems(const gpt_config *c, size_t N, int B, size_t *f32, si
 
 void gpt_infer_free(gpt_model *m) {
     if (!m->be) return;
-    if (m->ia.act) m->be->ops->free(m->be, m->ia.act);
-    if (m->ia.f32) m->be->ops->free(m->be, m->ia.f32);
-    if (m->ia.i32) m->be->ops->free(m->be, m->ia.i32);
+    if (m->ia.act) m->be->ops->free(m->be, m->ia.act); /* f32 and i32 live in it too */
     memset(&m->ia, 0, sizeof m->ia);
 }
 
 void gpt_kv_free(gpt_model *m) {
     if (!m->be) return;
-    if (m->kv.k) m->be->ops->free(m->be, m->kv.k);
-    if (m->kv.v) m->be->ops->free(m->be, m->kv.v);
+    if (m->kv.k) m->be->ops->free(m->be, m->kv.k); /* v lives in the same allocation */
     free(m->kv.len);
     memset(&m->kv, 0, sizeof m->kv);
 }
@@ -77,21 +74,23 @@ static int infer_reserve(gpt_model *m, size_t N, int B, size_t rows, gpt_error *
     size_t bytes = a * be->cls_size[GPT_CLS_ACT] + (f32 + i32) * 4 + be->ops->workspace_bytes(be, &s);
     int rc = gpt_model_check_memory(m, bytes, "inference", err);
     if (rc) return rc;
-    n.act = be->ops->alloc(be, a * be->cls_size[GPT_CLS_ACT]);
-    n.f32 = n.act ? be->ops->alloc(be, f32 * 4) : NULL;
-    n.i32 = n.f32 ? be->ops->alloc(be, i32 * 4) : NULL;
+    /* One allocation: ACT, then F32, then I32. */
+    size_t a_bytes = (a * be->cls_size[GPT_CLS_ACT] + 255) / 256 * 256, f_bytes = (f32 * 4 + 255) / 256 * 256;
+    n.act = be->ops->alloc(be, a_bytes + f_bytes + i32 * 4);
+    n.f32 = n.act ? (float *)((char *)n.act + a_bytes) : NULL;
+    n.i32 = n.act ? (int *)((char *)n.act + a_bytes + f_bytes) : NULL;
     n.cap_N = N;
     n.cap_B = B;
     n.logits_rows = rows;
     m->ia = n;
     m->kv.decode_ready = 0;
     m->graph_epoch++; /* graphs captured old pointers */
-    if (!n.i32) {
+    if (!n.act) {
         rc = gpt_model_backend_error(m, err);
         gpt_infer_free(m);
         return rc ? rc : gpt_fail(err, GPT_ERR_NOMEM, "out of memory for inference");
     }
-    n.bytes = a * be->cls_size[GPT_CLS_ACT] + (f32 + i32) * 4;
+    n.bytes = a_bytes + f_bytes + i32 * 4;
     m->ia.bytes = n.bytes;
     if (m->kv.S > s.T) s.T = m->kv.S;
     if ((rc = gpt_model_reserve(m, s, err))) {
@@ -259,8 +258,9 @@ int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err) {
         size_t bytes = 2 * n * be->cls_size[GPT_CLS_ACT];
         if ((rc = gpt_model_check_memory(m, bytes, "the KV cache", err))) return rc;
         m->kv.len = calloc((size_t)B, sizeof(int));
-        m->kv.k = m->kv.len ? be->ops->alloc(be, n * be->cls_size[GPT_CLS_ACT]) : NULL;
-        m->kv.v = m->kv.k ? be->ops->alloc(be, n * be->cls_size[GPT_CLS_ACT]) : NULL;
+        /* Keys and values: one allocation, values after keys. */
+        m->kv.k = m->kv.len ? be->ops->alloc(be, 2 * n * be->cls_size[GPT_CLS_ACT]) : NULL;
+        m->kv.v = m->kv.k ? gpt_at(m, m->kv.k, n, GPT_CLS_ACT) : NULL;
         if (!m->kv.v) {
             rc = gpt_model_backend_error(m, err);
             gpt_kv_free(m);

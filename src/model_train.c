@@ -83,11 +83,8 @@ void gpt_train_free(gpt_model *m) {
     gpt_backend *be = m->be;
     if (!be) return;
     if (m->grads) be->ops->free(be, m->grads);
-    if (m->m) be->ops->free(be, m->m);
-    if (m->v) be->ops->free(be, m->v);
-    if (m->ta.act) be->ops->free(be, m->ta.act);
-    if (m->ta.f32) be->ops->free(be, m->ta.f32);
-    if (m->ta.i32) be->ops->free(be, m->ta.i32);
+    if (m->m) be->ops->free(be, m->m); /* m and v share one allocation */
+    if (m->ta.act) be->ops->free(be, m->ta.act); /* and so do the activations */
     free(m->ta.layers);
     free(m->ta.host_i32);
     m->grads = NULL;
@@ -197,8 +194,6 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
     }
     /* Activations are re-laid out; gradients and moments survive. */
     if (m->ta.act) be->ops->free(be, m->ta.act);
-    if (m->ta.f32) be->ops->free(be, m->ta.f32);
-    if (m->ta.i32) be->ops->free(be, m->ta.i32);
     free(m->ta.layers);
     free(m->ta.host_i32);
     memset(&m->ta, 0, sizeof m->ta);
@@ -231,21 +226,24 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
     }
     if (!m->grads) {
         m->grads = be->ops->alloc(be, m->nparams * be->cls_size[GPT_CLS_GRAD]);
-        m->m = m->grads ? be->ops->alloc(be, m->nparams * 4) : NULL;
-        m->v = m->m ? be->ops->alloc(be, m->nparams * 4) : NULL;
+        /* The optimizer state is one lifetime: m then v in one buffer. */
+        m->m = m->grads ? be->ops->alloc(be, 2 * m->nparams * 4) : NULL;
+        m->v = m->m ? m->m + m->nparams : NULL;
         if (m->v) {
             be->ops->memset0(be, m->grads, m->nparams * be->cls_size[GPT_CLS_GRAD]);
-            be->ops->memset0(be, m->m, m->nparams * 4);
-            be->ops->memset0(be, m->v, m->nparams * 4);
+            be->ops->memset0(be, m->m, 2 * m->nparams * 4);
         }
     }
     if (m->v) {
-        ta.act = be->ops->alloc(be, ta.act_elems * be->cls_size[GPT_CLS_ACT]);
-        ta.f32 = ta.act ? be->ops->alloc(be, ta.f32_elems * 4) : NULL;
-        ta.i32 = ta.f32 ? be->ops->alloc(be, ta.i32_elems * 4) : NULL;
+        /* One allocation for the activations: ACT, then F32, then I32. */
+        size_t a_bytes = (ta.act_elems * be->cls_size[GPT_CLS_ACT] + 255) / 256 * 256;
+        size_t f_bytes = (ta.f32_elems * 4 + 255) / 256 * 256;
+        ta.act = be->ops->alloc(be, a_bytes + f_bytes + ta.i32_elems * 4);
+        ta.f32 = ta.act ? (float *)((char *)ta.act + a_bytes) : NULL;
+        ta.i32 = ta.act ? (int *)((char *)ta.act + a_bytes + f_bytes) : NULL;
     }
     m->ta = ta;
-    if (!m->v || !ta.i32) {
+    if (!m->v || !ta.act) {
         rc = gpt_model_backend_error(m, err);
         gpt_train_free(m);
         return rc ? rc : gpt_fail(err, GPT_ERR_NOMEM, "out of memory for training");

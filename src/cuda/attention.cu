@@ -1,0 +1,675 @@
+/*
+ * attention.cu - causal self-attention: forward (saves the row
+ * log-sum-exp), backward, and KV-cache attention for generation.
+ *
+ * bf16 with head size 64 or 128 runs on the tensor cores
+ * (attention_mma.cu). Everything else - fp32 mode, any other head size
+ * (e.g. 116), odd C - runs the generic kernels here: the same flash
+ * algorithm in fp32 arithmetic through shared memory, with square tiles of
+ * BT queries x BT keys, BT chosen (32, 16, 8 or 4) so that the tiles fit
+ * the block's shared memory. Neither path writes a T x T matrix.
+ *
+ * KV-cache attention (generation) has a fast kernel for even head sizes up
+ * to 256 and a generic one for the rest.
+ *
+ * The generic backward is deterministic and uses no atomics: one kernel
+ * walks the query tiles below each key tile (dK, dV), another walks the key
+ * tiles left of each query tile (dQ), both recomputing P and dS.
+ */
+#include <math.h>
+
+#include "cuda_common.cuh"
+
+extern "C" {
+int cuda_attn_mma_setup(gpt_backend *be);
+int cuda_attn_mma_ok(gpt_backend *be, int C, int NH, const void *a, const void *b, const void *c);
+void cuda_attn_mma_forward(gpt_backend *be, void *out, float *lse, const void *qkv, int B, int T,
+                           int C, int NH);
+void cuda_attn_mma_backward(gpt_backend *be, void *dqkv, float *dq_acc, const void *dout,
+                            const void *qkv, const float *lse, const float *dd, int B, int T, int C,
+                            int NH);
+}
+
+enum { GEN_THREADS = 128, KV_THREADS = 256, KV_CHUNK_MAX = 128 };
+
+/* Shared-memory floats of each generic kernel for tile BT and head size D. */
+static size_t smem_fwd(int BT, int D) {
+    return (size_t)2 * BT * (D + 1) + (size_t)2 * BT * D + (size_t)BT * (BT + 1) + 3 * BT;
+}
+static size_t smem_dkv(int BT, int D) {
+    return (size_t)4 * BT * (D + 1) + (size_t)2 * BT * D + (size_t)2 * BT * (BT + 1) + 2 * BT;
+}
+static size_t smem_dq(int BT, int D) {
+    return (size_t)4 * BT * (D + 1) + (size_t)BT * D + (size_t)BT * (BT + 1) + 2 * BT;
+}
+static size_t smem_kv(int CH, int D) {
+    int nsub = KV_THREADS / D > 1 ? KV_THREADS / D : 1;
+    return (size_t)2 * D + (size_t)CH * (2 * D + 1) + CH + (size_t)nsub * D + 64;
+}
+
+/* Largest tile whose shared memory fits; 0 if even BT = 4 does not. */
+static int pick_tile(gpt_backend *be, size_t (*smem)(int, int), int D) {
+    size_t limit = cuda_ctx_of(be)->prop.sharedMemPerBlockOptin;
+    for (int BT = 32; BT >= 4; BT /= 2)
+        if (smem(BT, D) * sizeof(float) <= limit) return BT;
+    return 0;
+}
+
+/* ------------------------------------------------------ generic forward */
+
+template <typename T>
+__global__ void __launch_bounds__(GEN_THREADS)
+    attn_fwd_generic(T *out, float *lse, const T *qkv, int T_, int C, int NH, int BT, float scale) {
+    extern __shared__ float sh[];
+    int D = C / NH, DP = D + 1, SP = BT + 1;
+    float *Qs = sh, *Ks = Qs + BT * DP, *Vs = Ks + BT * DP, *Os = Vs + BT * D, *Ss = Os + BT * D;
+    float *mr = Ss + BT * SP, *lr = mr + BT, *ar = lr + BT;
+    int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    int tid = threadIdx.x;
+    size_t rs = (size_t)3 * C;
+    const T *base = qkv + (size_t)b * T_ * rs + (size_t)h * D;
+    int q0 = qt * BT;
+    for (int i = tid; i < BT * D; i += GEN_THREADS) {
+        int r = i / D, d = i % D, q = q0 + r;
+        Qs[r * DP + d] = q < T_ ? to_f(base[(size_t)q * rs + d]) * scale : 0.f;
+        Os[i] = 0.f;
+    }
+    for (int r = tid; r < BT; r += GEN_THREADS) mr[r] = -INFINITY, lr[r] = 0.f;
+    for (int kt = 0; kt <= qt; kt++) {
+        int k0 = kt * BT;
+        __syncthreads();
+        for (int i = tid; i < BT * D; i += GEN_THREADS) {
+            int r = i / D, d = i % D, k = k0 + r;
+            Ks[r * DP + d] = k < T_ ? to_f(base[(size_t)k * rs + C + d]) : 0.f;
+            Vs[i] = k < T_ ? to_f(base[(size_t)k * rs + 2 * C + d]) : 0.f;
+        }
+        __syncthreads();
+        for (int i = tid; i < BT * BT; i += GEN_THREADS) {
+            int r = i / BT, c = i % BT, q = q0 + r, k = k0 + c;
+            float s = -INFINITY;
+            if (k <= q && k < T_) {
+                s = 0.f;
+                for (int d = 0; d < D; d++) s += Qs[r * DP + d] * Ks[c * DP + d];
+            }
+            Ss[r * SP + c] = s;
+        }
+        __syncthreads();
+        /* every row has a visible key in every tile it reaches (key k0 <= q) */
+        for (int r = tid; r < BT; r += GEN_THREADS) {
+            float mx = -INFINITY;
+            for (int c = 0; c < BT; c++) mx = fmaxf(mx, Ss[r * SP + c]);
+            float mo = mr[r], mn = fmaxf(mo, mx);
+            float a = mo == -INFINITY ? 0.f : expf(mo - mn), sum = 0.f;
+            for (int c = 0; c < BT; c++) {
+                float p = expf(Ss[r * SP + c] - mn);
+                Ss[r * SP + c] = p;
+                sum += p;
+            }
+            lr[r] = lr[r] * a + sum;
+            mr[r] = mn;
+            ar[r] = a;
+        }
+        __syncthreads();
+        for (int i = tid; i < BT * D; i += GEN_THREADS) {
+            int r = i / D, d = i % D;
+            float o = Os[i] * ar[r];
+            for (int c = 0; c < BT; c++) o += Ss[r * SP + c] * Vs[c * D + d];
+            Os[i] = o;
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < BT * D; i += GEN_THREADS) {
+        int r = i / D, d = i % D, q = q0 + r;
+        if (q < T_) out[((size_t)b * T_ + q) * C + (size_t)h * D + d] = from_f<T>(Os[i] / lr[r]);
+    }
+    if (lse)
+        for (int r = tid; r < BT; r += GEN_THREADS)
+            if (q0 + r < T_) lse[(size_t)bh * T_ + q0 + r] = mr[r] + logf(lr[r]);
+}
+
+/* ----------------------------------------------------- generic backward */
+
+/* dd[b,h,t] = sum over d of dout * out; zeroes dq_acc's (b,t,h) slice if
+ * given (the fast backward accumulates into it). One warp per (b,t,h). */
+template <typename T>
+__global__ void attn_bwd_pre(float *dd, float *dq_acc, const T *dout, const T *out, int B, int T_,
+                             int C, int NH) {
+    size_t w = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (w >= (size_t)B * T_ * NH) return;
+    int h = (int)(w % NH);
+    size_t bt = w / NH;
+    int D = C / NH;
+    size_t off = bt * C + (size_t)h * D;
+    float s = 0.f;
+    for (int d = lane; d < D; d += 32) {
+        s += to_f(dout[off + d]) * to_f(out[off + d]);
+        if (dq_acc) dq_acc[off + d] = 0.f;
+    }
+    s = warp_sum(s);
+    int b = (int)(bt / T_), t = (int)(bt % T_);
+    if (lane == 0) dd[((size_t)b * NH + h) * T_ + t] = s;
+}
+
+/* Loads a BT x D tile of one head (column offset col within rows of
+ * `stride` elements) into shared memory with row pitch pitch; rows at or
+ * past T read as zero. */
+template <typename T>
+__device__ __forceinline__ void gen_load(float *dst, int pitch, const T *base, size_t stride,
+                                         int col, int row0, int BT, int D, int T_) {
+    for (int i = threadIdx.x; i < BT * D; i += GEN_THREADS) {
+        int r = i / D, d = i % D, row = row0 + r;
+        dst[r * pitch + d] = row < T_ ? to_f(base[(size_t)row * stride + col + d]) : 0.f;
+    }
+}
+
+/* P and dS of a (query tile, key tile) pair: P = exp(scale q.k - lse_q),
+ * dS = P (dO_q . v_k - dd_q); zero where masked or out of range. */
+__device__ __forceinline__ void gen_pds(float *Ps, float *dSs, const float *Qs, const float *Ks,
+                                        const float *Vs, const float *dOs, const float *ls,
+                                        const float *dsv, int q0, int k0, int BT, int D, int T_,
+                                        float scale) {
+    int DP = D + 1, SP = BT + 1;
+    for (int i = threadIdx.x; i < BT * BT; i += GEN_THREADS) {
+        int r = i / BT, c = i % BT, q = q0 + r, k = k0 + c;
+        float p = 0.f, ds = 0.f;
+        if (k <= q && q < T_) {
+            float s = 0.f, dp = 0.f;
+            for (int d = 0; d < D; d++) {
+                s += Qs[r * DP + d] * Ks[c * DP + d];
+                dp += dOs[r * DP + d] * Vs[c * DP + d];
+            }
+            p = expf(s * scale - ls[r]);
+            ds = p * (dp - dsv[r]);
+        }
+        if (Ps) Ps[r * SP + c] = p;
+        dSs[r * SP + c] = ds;
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(GEN_THREADS)
+    attn_bwd_dkv_generic(T *dqkv, const T *dout, const T *qkv, const float *lse, const float *dd,
+                         int T_, int C, int NH, int BT, float scale) {
+    extern __shared__ float sh[];
+    int D = C / NH, DP = D + 1, SP = BT + 1;
+    float *Ks = sh, *Vs = Ks + BT * DP, *Qs = Vs + BT * DP, *dOs = Qs + BT * DP;
+    float *dKs = dOs + BT * DP, *dVs = dKs + BT * D, *Ps = dVs + BT * D, *dSs = Ps + BT * SP;
+    float *ls = dSs + BT * SP, *dsv = ls + BT;
+    int kt = blockIdx.x, nqt = gridDim.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    size_t rs = (size_t)3 * C;
+    const T *qb = qkv + (size_t)b * T_ * rs;
+    const T *ob = dout + (size_t)b * T_ * C;
+    int k0 = kt * BT;
+    gen_load(Ks, DP, qb, rs, C + h * D, k0, BT, D, T_);
+    gen_load(Vs, DP, qb, rs, 2 * C + h * D, k0, BT, D, T_);
+    for (int i = threadIdx.x; i < BT * D; i += GEN_THREADS) dKs[i] = dVs[i] = 0.f;
+    for (int qt = kt; qt < nqt; qt++) {
+        int q0 = qt * BT;
+        __syncthreads();
+        gen_load(Qs, DP, qb, rs, h * D, q0, BT, D, T_);
+        gen_load(dOs, DP, ob, (size_t)C, h * D, q0, BT, D, T_);
+        for (int r = threadIdx.x; r < BT; r += GEN_THREADS) {
+            int q = q0 + r;
+            ls[r] = q < T_ ? lse[(size_t)bh * T_ + q] : 0.f;
+            dsv[r] = q < T_ ? dd[(size_t)bh * T_ + q] : 0.f;
+        }
+        __syncthreads();
+        gen_pds(Ps, dSs, Qs, Ks, Vs, dOs, ls, dsv, q0, k0, BT, D, T_, scale);
+        __syncthreads();
+        for (int i = threadIdx.x; i < BT * D; i += GEN_THREADS) {
+            int c = i / D, d = i % D;
+            float dv = 0.f, dk = 0.f;
+            for (int r = 0; r < BT; r++) {
+                dv += Ps[r * SP + c] * dOs[r * DP + d];
+                dk += dSs[r * SP + c] * Qs[r * DP + d];
+            }
+            dVs[i] += dv;
+            dKs[i] += dk * scale;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < BT * D; i += GEN_THREADS) {
+        int c = i / D, d = i % D, k = k0 + c;
+        if (k >= T_) continue;
+        T *row = dqkv + ((size_t)b * T_ + k) * rs + (size_t)h * D + d;
+        row[C] = from_f<T>(dKs[i]);
+        row[2 * C] = from_f<T>(dVs[i]);
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(GEN_THREADS)
+    attn_bwd_dq_generic(T *dqkv, const T *dout, const T *qkv, const float *lse, const float *dd,
+                        int T_, int C, int NH, int BT, float scale) {
+    extern __shared__ float sh[];
+    int D = C / NH, DP = D + 1, SP = BT + 1;
+    float *Ks = sh, *Vs = Ks + BT * DP, *Qs = Vs + BT * DP, *dOs = Qs + BT * DP;
+    float *dQs = dOs + BT * DP, *dSs = dQs + BT * D, *ls = dSs + BT * SP, *dsv = ls + BT;
+    int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    size_t rs = (size_t)3 * C;
+    const T *qb = qkv + (size_t)b * T_ * rs;
+    const T *ob = dout + (size_t)b * T_ * C;
+    int q0 = qt * BT;
+    gen_load(Qs, DP, qb, rs, h * D, q0, BT, D, T_);
+    gen_load(dOs, DP, ob, (size_t)C, h * D, q0, BT, D, T_);
+    for (int r = threadIdx.x; r < BT; r += GEN_THREADS) {
+        int q = q0 + r;
+        ls[r] = q < T_ ? lse[(size_t)bh * T_ + q] : 0.f;
+        dsv[r] = q < T_ ? dd[(size_t)bh * T_ + q] : 0.f;
+    }
+    for (int i = threadIdx.x; i < BT * D; i += GEN_THREADS) dQs[i] = 0.f;
+    for (int kt = 0; kt <= qt; kt++) {
+        int k0 = kt * BT;
+        __syncthreads();
+        gen_load(Ks, DP, qb, rs, C + h * D, k0, BT, D, T_);
+        gen_load(Vs, DP, qb, rs, 2 * C + h * D, k0, BT, D, T_);
+        __syncthreads();
+        gen_pds(NULL, dSs, Qs, Ks, Vs, dOs, ls, dsv, q0, k0, BT, D, T_, scale);
+        __syncthreads();
+        for (int i = threadIdx.x; i < BT * D; i += GEN_THREADS) {
+            int r = i / D, d = i % D;
+            float s = 0.f;
+            for (int c = 0; c < BT; c++) s += dSs[r * SP + c] * Ks[c * DP + d];
+            dQs[i] += s * scale;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < BT * D; i += GEN_THREADS) {
+        int r = i / D, d = i % D, q = q0 + r;
+        if (q < T_) dqkv[((size_t)b * T_ + q) * rs + (size_t)h * D + d] = from_f<T>(dQs[i]);
+    }
+}
+
+/* dqkv[:, :, 0:C] = dq_acc (the fast backward's fp32 accumulator). */
+__global__ void dq_convert(bf16 *dqkv, const float *dq, size_t rows, int C) {
+    size_t n = rows * C;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dqkv[(i / C) * 3 * C + i % C] = __float2bfloat16(dq[i]);
+}
+
+/* ------------------------------------------------------------ KV cache */
+
+template <typename T>
+__global__ void kv_store(T *kc, T *vc, const T *qkv, const int *pos0, int B, int Tq, int S, int C) {
+    size_t n = (size_t)B * Tq * C;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t row = i / C;
+        int c = (int)(i % C), b = (int)(row / Tq), t = (int)(row % Tq);
+        long long p = (long long)pos0[b] + t;
+        if (p < 0 || p >= S) continue;
+        size_t dst = ((size_t)b * S + p) * C + c;
+        kc[dst] = qkv[row * 3 * C + C + c];
+        vc[dst] = qkv[row * 3 * C + 2 * C + c];
+    }
+}
+
+/* One block per (b, t, head): the query at p = pos0[b] + t attends over
+ * cache positions 0..p, CH keys at a time through shared memory with an
+ * online softmax. With store set (Tq == 1) the block first writes its own
+ * k, v slice into the caches. */
+template <typename T>
+__global__ void __launch_bounds__(KV_THREADS)
+    attn_kv_kernel(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int Tq, int S, int C,
+                   int NH, int CH, int store, float scale) {
+    extern __shared__ float sh[];
+    int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
+    int D = C / NH, DP = D + 1;
+    int nsub = KV_THREADS / D > 1 ? KV_THREADS / D : 1;
+    long long pl = (long long)pos0[b] + t;
+    if (pl < 0 || pl >= S) return;
+    int p = (int)pl;
+    float *qs = sh, *acc = qs + D, *Kc = acc + D, *Vc = Kc + CH * DP, *sc = Vc + CH * D,
+          *red = sc + CH, *red_shm = red + nsub * D; /* 33 floats for block_max/sum */
+    const T *qrow = qkv + (size_t)row * 3 * C + (size_t)h * D;
+    size_t cbase = (size_t)b * S * C + (size_t)h * D;
+    for (int d = tid; d < D; d += KV_THREADS) {
+        if (store) {
+            kc[cbase + (size_t)p * C + d] = qrow[C + d];
+            vc[cbase + (size_t)p * C + d] = qrow[2 * C + d];
+        }
+        qs[d] = to_f(qrow[d]) * scale;
+        acc[d] = 0.f;
+    }
+    __syncthreads(); /* the stored slice is now visible to the block */
+    float m = -INFINITY, l = 0.f;
+    for (int k0 = 0; k0 <= p; k0 += CH) {
+        int n = min(CH, p + 1 - k0);
+        for (int i = tid; i < n * D; i += KV_THREADS) {
+            int kk = i / D, d = i % D;
+            size_t off = cbase + (size_t)(k0 + kk) * C + d;
+            Kc[kk * DP + d] = to_f(kc[off]);
+            Vc[kk * D + d] = to_f(vc[off]);
+        }
+        __syncthreads();
+        float s = -INFINITY;
+        if (tid < n) {
+            s = 0.f;
+            for (int d = 0; d < D; d++) s += qs[d] * Kc[tid * DP + d];
+        }
+        float mn = fmaxf(m, block_max(s, red_shm));
+        float a = m == -INFINITY ? 0.f : expf(m - mn);
+        float pe = tid < n ? expf(s - mn) : 0.f;
+        if (tid < CH) sc[tid] = pe;
+        l = l * a + block_sum(pe, red_shm);
+        m = mn;
+        for (int i = tid; i < nsub * D; i += KV_THREADS) {
+            int sub = i / D, d = i % D;
+            float part = 0.f;
+            for (int kk = sub; kk < n; kk += nsub) part += sc[kk] * Vc[kk * D + d];
+            red[i] = part;
+        }
+        __syncthreads();
+        for (int d = tid; d < D; d += KV_THREADS) {
+            float v = acc[d] * a;
+            for (int sub = 0; sub < nsub; sub++) v += red[sub * D + d];
+            acc[d] = v;
+        }
+        __syncthreads();
+    }
+    for (int d = tid; d < D; d += KV_THREADS)
+        out[(size_t)row * C + (size_t)h * D + d] = from_f<T>(acc[d] / l);
+}
+
+/* The decoding kernel for even head sizes up to 256 (every model here):
+ * one block of 16 warps per (b, t, head), no staging of the cache in
+ * shared memory. Scores: one thread per key, the key row read with 16-byte
+ * loads (KV elements at a time), all in flight together. Values: each warp
+ * takes every 16th key and each lane two adjacent dimensions per 64, so a
+ * warp reads a whole value row per key and the 16 warps' partial sums are
+ * added at the end of the chunk. Keys come KVF_CHUNK at a time with an
+ * online softmax across chunks. */
+enum { KVF_THREADS = 512, KVF_WARPS = KVF_THREADS / 32, KVF_CHUNK = 1024, KVF_MAXP = 4 };
+
+__device__ __forceinline__ void load2(float &x, float &y, const bf16 *p) {
+    __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(p);
+    x = __low2float(v), y = __high2float(v);
+}
+__device__ __forceinline__ void load2(float &x, float &y, const float *p) {
+    float2 v = *reinterpret_cast<const float2 *>(p);
+    x = v.x, y = v.y;
+}
+
+static size_t smem_kvf(int D) {
+    return (size_t)D * (KVF_WARPS + 2) + KVF_CHUNK + 33;
+}
+
+template <typename T, int KV>
+__global__ void __launch_bounds__(KVF_THREADS)
+    attn_kv_fast(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int Tq, int S, int C, int NH,
+                 int store, float scale) {
+    extern __shared__ float sh[];
+    pdl_wait_and_release();
+    int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
+    int warp = tid >> 5, lane = tid & 31;
+    int D = C / NH;
+    long long pl = (long long)pos0[b] + t;
+    if (pl < 0 || pl >= S) return;
+    int p = (int)pl;
+    float *qs = sh, *o = qs + D, *part = o + D, *sc = part + KVF_WARPS * D, *red = sc + KVF_CHUNK;
+    const T *qrow = qkv + (size_t)row * 3 * C + (size_t)h * D;
+    size_t cbase = (size_t)b * S * C + (size_t)h * D;
+    for (int d = tid; d < D; d += KVF_THREADS) {
+        if (store) {
+            kc[cbase + (size_t)p * C + d] = qrow[C + d];
+            vc[cbase + (size_t)p * C + d] = qrow[2 * C + d];
+        }
+        qs[d] = to_f(qrow[d]) * scale;
+        o[d] = 0.f;
+    }
+    __syncthreads(); /* the stored slice is now visible to the block */
+    float m = -INFINITY, l = 0.f;
+    for (int k0 = 0; k0 <= p; k0 += KVF_CHUNK) {
+        int n = min(KVF_CHUNK, p + 1 - k0);
+        float smax = -INFINITY;
+        for (int kk = tid; kk < n; kk += KVF_THREADS) {
+            const T *kr = kc + cbase + (size_t)(k0 + kk) * C;
+            float s = 0.f;
+            for (int d = 0; d < D; d += KV) {
+                float kv[KV];
+                load_f<KV>(kv, kr + d);
+#pragma unroll
+                for (int e = 0; e < KV; e++) s += qs[d + e] * kv[e];
+            }
+            sc[kk] = s;
+            smax = fmaxf(smax, s);
+        }
+        float mn = fmaxf(m, block_max(smax, red));
+        float a = m == -INFINITY ? 0.f : expf(m - mn), psum = 0.f;
+        for (int kk = tid; kk < n; kk += KVF_THREADS) { /* this thread's own scores */
+            float e = expf(sc[kk] - mn);
+            sc[kk] = e;
+            psum += e;
+        }
+        l = l * a + block_sum(psum, red); /* its barriers publish sc */
+        m = mn;
+        float acc[KVF_MAXP][2];
+#pragma unroll
+        for (int i = 0; i < KVF_MAXP; i++) acc[i][0] = acc[i][1] = 0.f;
+#pragma unroll 4
+        for (int kk = warp; kk < n; kk += KVF_WARPS) {
+            float pk = sc[kk];
+            const T *vr = vc + cbase + (size_t)(k0 + kk) * C;
+#pragma unroll
+            for (int i = 0; i < KVF_MAXP; i++) {
+                int d = 2 * (lane + 32 * i);
+                if (d < D) {
+                    float x, y;
+                    load2(x, y, vr + d);
+                    acc[i][0] += pk * x, acc[i][1] += pk * y;
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < KVF_MAXP; i++) {
+            int d = 2 * (lane + 32 * i);
+            if (d < D) part[warp * D + d] = acc[i][0], part[warp * D + d + 1] = acc[i][1];
+        }
+        __syncthreads();
+        for (int d = tid; d < D; d += KVF_THREADS) {
+            float v = o[d] * a;
+            for (int w = 0; w < KVF_WARPS; w++) v += part[w * D + d];
+            o[d] = v;
+        }
+        __syncthreads();
+    }
+    for (int d = tid; d < D; d += KVF_THREADS)
+        out[(size_t)row * C + (size_t)h * D + d] = from_f<T>(o[d] / l);
+}
+
+/* ----------------------------------------------------------- launchers */
+
+static int kv_chunk(gpt_backend *be, int D) {
+    size_t limit = cuda_ctx_of(be)->prop.sharedMemPerBlockOptin;
+    for (int CH = KV_CHUNK_MAX; CH >= 8; CH /= 2)
+        if (smem_kv(CH, D) * sizeof(float) <= limit) return CH;
+    return 0;
+}
+
+/* Lets kernel k take all the shared memory a block may opt in to, less
+ * what it declares statically. */
+template <typename K> static int optin_smem(gpt_backend *be, K *k) {
+    cudaFuncAttributes a;
+    if (CUDA_CHECK(be, cudaFuncGetAttributes(&a, k))) return 1;
+    int n = (int)(cuda_ctx_of(be)->prop.sharedMemPerBlockOptin - a.sharedSizeBytes);
+    return CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, n));
+}
+
+extern "C" int cuda_attention_setup(gpt_backend *be) {
+#define OPTIN(k) optin_smem(be, k)
+    if (OPTIN(attn_fwd_generic<float>) || OPTIN(attn_fwd_generic<bf16>) ||
+        OPTIN(attn_bwd_dkv_generic<float>) || OPTIN(attn_bwd_dkv_generic<bf16>) ||
+        OPTIN(attn_bwd_dq_generic<float>) || OPTIN(attn_bwd_dq_generic<bf16>) ||
+        OPTIN(attn_kv_kernel<float>) || OPTIN(attn_kv_kernel<bf16>))
+        return be->err.code;
+#undef OPTIN
+    return cuda_attn_mma_setup(be);
+}
+
+static int attn_shape_ok(gpt_backend *be, const char *op, int B, int T, int C, int NH) {
+    if (B < 0 || T < 0 || C < 1 || NH < 1 || C % NH) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda %s: bad shape B=%d T=%d C=%d NH=%d", op, B, T, C,
+                         NH);
+        return 0;
+    }
+    if ((size_t)B * NH > 65535) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda %s: B*NH=%lld exceeds the grid limit 65535", op,
+                         (long long)B * NH);
+        return 0;
+    }
+    return B > 0 && T > 0;
+}
+
+static int tile_or_fail(gpt_backend *be, const char *op, size_t (*smem)(int, int), int D) {
+    int BT = pick_tile(be, smem, D);
+    if (!BT)
+        gpt_backend_fail(be, GPT_ERR_INVALID,
+                         "cuda %s: head size %d needs more shared memory than the device has", op, D);
+    return BT;
+}
+
+template <typename T>
+static void fwd_generic(gpt_backend *be, T *out, float *lse, const T *qkv, int B, int T_, int C,
+                        int NH) {
+    int D = C / NH, BT = tile_or_fail(be, "attention_forward", smem_fwd, D);
+    if (!BT) return;
+    dim3 grid(cuda_cdiv(T_, BT), B * NH);
+    attn_fwd_generic<T><<<grid, GEN_THREADS, smem_fwd(BT, D) * sizeof(float), cuda_ctx_of(be)->stream>>>(
+        out, lse, qkv, T_, C, NH, BT, 1.f / sqrtf((float)D));
+    CUDA_LAUNCHED(be, "attention_forward");
+}
+
+extern "C" void cuda_attention_forward(gpt_backend *be, void *out, float *lse, const void *qkv,
+                                       int B, int T, int C, int NH) {
+    CUDA_SKIP_IF_FAILED(be);
+    if (!attn_shape_ok(be, "attention_forward", B, T, C, NH)) return;
+    if (cuda_attn_mma_ok(be, C, NH, out, qkv, NULL))
+        cuda_attn_mma_forward(be, out, lse, qkv, B, T, C, NH);
+    else if (cuda_bf16(be))
+        fwd_generic(be, (bf16 *)out, lse, (const bf16 *)qkv, B, T, C, NH);
+    else
+        fwd_generic(be, (float *)out, lse, (const float *)qkv, B, T, C, NH);
+}
+
+template <typename T>
+static void bwd_generic(gpt_backend *be, T *dqkv, const T *dout, const T *qkv, const T *out,
+                        const float *lse, int B, int T_, int C, int NH) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    int D = C / NH;
+    int BT1 = tile_or_fail(be, "attention_backward", smem_dkv, D);
+    int BT2 = tile_or_fail(be, "attention_backward", smem_dq, D);
+    if (!BT1 || !BT2) return;
+    float scale = 1.f / sqrtf((float)D);
+    size_t warps = (size_t)B * T_ * NH;
+    attn_bwd_pre<T><<<cuda_cdiv(warps * 32, 256), 256, 0, c->stream>>>(c->attn_dd, NULL, dout, out, B,
+                                                                        T_, C, NH);
+    if (CUDA_LAUNCHED(be, "attention_backward (dd)")) return;
+    dim3 g1(cuda_cdiv(T_, BT1), B * NH), g2(cuda_cdiv(T_, BT2), B * NH);
+    attn_bwd_dkv_generic<T><<<g1, GEN_THREADS, smem_dkv(BT1, D) * sizeof(float), c->stream>>>(
+        dqkv, dout, qkv, lse, c->attn_dd, T_, C, NH, BT1, scale);
+    if (CUDA_LAUNCHED(be, "attention_backward (dk, dv)")) return;
+    attn_bwd_dq_generic<T><<<g2, GEN_THREADS, smem_dq(BT2, D) * sizeof(float), c->stream>>>(
+        dqkv, dout, qkv, lse, c->attn_dd, T_, C, NH, BT2, scale);
+    CUDA_LAUNCHED(be, "attention_backward (dq)");
+}
+
+extern "C" void cuda_attention_backward(gpt_backend *be, void *dqkv, const void *dout,
+                                        const void *qkv, const void *out, const float *lse, int B,
+                                        int T, int C, int NH) {
+    CUDA_SKIP_IF_FAILED(be);
+    cuda_ctx *c = cuda_ctx_of(be);
+    if (!attn_shape_ok(be, "attention_backward", B, T, C, NH)) return;
+    if (!lse) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda attention_backward: needs the forward's lse");
+        return;
+    }
+    size_t BT = (size_t)B * T;
+    if (BT * NH > c->attn_dd_elems || BT * C > c->attn_dq_elems) {
+        gpt_backend_fail(be, GPT_ERR_INVALID,
+                         "cuda attention_backward: B*T=%zu C=%d exceed what reserve() sized; call "
+                         "reserve with train=1 and these shapes first",
+                         BT, C);
+        return;
+    }
+    if (cuda_attn_mma_ok(be, C, NH, dqkv, qkv, dout) && cuda_aligned16(out)) {
+        attn_bwd_pre<bf16><<<cuda_cdiv(BT * NH * 32, 256), 256, 0, c->stream>>>(
+            c->attn_dd, c->attn_dq, (const bf16 *)dout, (const bf16 *)out, B, T, C, NH);
+        if (CUDA_LAUNCHED(be, "attention_backward (dd)")) return;
+        cuda_attn_mma_backward(be, dqkv, c->attn_dq, dout, qkv, lse, c->attn_dd, B, T, C, NH);
+        if (be->err.code) return;
+        size_t n = BT * C;
+        unsigned grid = (unsigned)((n + 255) / 256);
+        unsigned cap = (unsigned)c->prop.multiProcessorCount * 16;
+        dq_convert<<<grid < cap ? grid : cap, 256, 0, c->stream>>>((bf16 *)dqkv, c->attn_dq, BT, C);
+        CUDA_LAUNCHED(be, "attention_backward (dq convert)");
+    } else if (cuda_bf16(be)) {
+        bwd_generic(be, (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, (const bf16 *)out, lse,
+                    B, T, C, NH);
+    } else {
+        bwd_generic(be, (float *)dqkv, (const float *)dout, (const float *)qkv, (const float *)out,
+                    lse, B, T, C, NH);
+    }
+}
+
+template <typename T>
+static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, const int *pos0, int B,
+                       int Tq, int S, int C, int NH) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    int D = C / NH, CH = kv_chunk(be, D);
+    if (!CH) {
+        gpt_backend_fail(be, GPT_ERR_INVALID,
+                         "cuda attention_kv_forward: head size %d needs more shared memory than "
+                         "the device has",
+                         D);
+        return;
+    }
+    if (Tq > 1) {
+        size_t n = (size_t)B * Tq * C;
+        unsigned grid = (unsigned)((n + 255) / 256);
+        unsigned cap = (unsigned)c->prop.multiProcessorCount * 16;
+        kv_store<T><<<grid < cap ? grid : cap, 256, 0, c->stream>>>(kc, vc, qkv, pos0, B, Tq, S, C);
+        if (CUDA_LAUNCHED(be, "attention_kv_forward (store)")) return;
+    }
+    dim3 grid(B * Tq, NH);
+    float scale = 1.f / sqrtf((float)D);
+    constexpr int V = vec16<T>::n;
+    /* even head sizes up to 256, rows aligned for pairs: the fast kernel */
+    int pairs = D % 2 == 0 && C % 2 == 0 && D <= 64 * KVF_MAXP &&
+                (uintptr_t)kc % (2 * sizeof(T)) == 0 && (uintptr_t)vc % (2 * sizeof(T)) == 0;
+    int wide = D % V == 0 && C % V == 0 && cuda_aligned16(kc);
+    size_t shm = smem_kvf(D) * sizeof(float);
+    int pdl = Tq == 1; /* decoding: the kernel follows the qkv product directly */
+    cudaError_t e = cudaSuccess;
+    if (pairs && wide)
+        e = launch_k(c->stream, pdl, attn_kv_fast<T, V>, grid, KVF_THREADS, shm, out, qkv, kc, vc,
+                     pos0, Tq, S, C, NH, Tq == 1, scale);
+    else if (pairs)
+        e = launch_k(c->stream, pdl, attn_kv_fast<T, 2>, grid, KVF_THREADS, shm, out, qkv, kc, vc,
+                     pos0, Tq, S, C, NH, Tq == 1, scale);
+    else
+        attn_kv_kernel<T><<<grid, KV_THREADS, smem_kv(CH, D) * sizeof(float), c->stream>>>(
+            out, qkv, kc, vc, pos0, Tq, S, C, NH, CH, Tq == 1, scale);
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "attention_kv_forward");
+}
+
+extern "C" void cuda_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *kcache,
+                                          void *vcache, const int *pos0, int B, int Tq, int S,
+                                          int C, int NH) {
+    CUDA_SKIP_IF_FAILED(be);
+    if (B < 0 || Tq < 0 || S < 0 || C < 1 || NH < 1 || C % NH || NH > 65535 ||
+        (size_t)B * Tq > 0x7fffffff) {
+        gpt_backend_fail(be, GPT_ERR_INVALID,
+                         "cuda attention_kv_forward: bad shape B=%d Tq=%d S=%d C=%d NH=%d", B, Tq, S,
+                         C, NH);
+        return;
+    }
+    if (!B || !Tq || !S) return;
+    if (cuda_bf16(be))
+        kv_forward(be, (bf16 *)out, (const bf16 *)qkv, (bf16 *)kcache, (bf16 *)vcache, pos0, B, Tq,
+                   S, C, NH);
+    else
+        kv_forward(be, (float *)out, (const float *)qkv, (float *)kcache, (float *)vcache, pos0, B,
+                   Tq, S, C, NH);
+}

@@ -1,0 +1,348 @@
+/*
+ * layernorm.cu - layernorm forward, residual add + layernorm forward, and
+ * the layernorm backward.
+ *
+ * One warp per row. Rows of up to 32 x 8 vectors (2048 bf16, 1024 fp32
+ * values) stay in registers between the passes; longer or unaligned rows
+ * are read once from device memory and re-read from L1/L2 for the
+ * variance and the normalisation. Lanes take 16-byte vectors when C and
+ * the pointers allow, else single elements.
+ *
+ * The backward's weight and bias gradients are sums over rows. Each warp
+ * accumulates its rows into a private slice (shared memory, or global
+ * scratch when C is too large for it), each block adds its warps' slices in
+ * order, and a second kernel adds the blocks' partials in order: no atomics,
+ * the same bits every run.
+ */
+#include "cuda_common.cuh"
+
+enum { LN_THREADS = 256, LN_BWD_WARPS = 4, LN_BWD_SMEM_MAX = 48 * 1024 };
+
+/* ------------------------------------------------------------- forward */
+
+template <typename T, int VEC, bool RES>
+__global__ void __launch_bounds__(LN_THREADS)
+    layernorm_forward_kernel(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
+                             const T *w, const T *bias, int N, int C, float eps) {
+    pdl_wait_and_release();
+    int row = blockIdx.x * (LN_THREADS / 32) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N) return;
+    size_t off = (size_t)row * C;
+    const T *x = a + off;
+    float s = 0.f;
+    if (RES) {
+        /* res = a + b, rounded to T; the statistics are of the rounded sum so
+         * that the backward, which reads res, sees the same numbers. */
+        for (int c = lane * VEC; c < C; c += 32 * VEC) {
+            float u[VEC], v[VEC];
+            load_f<VEC>(u, a + off + c);
+            load_f<VEC>(v, b + off + c);
+            for (int k = 0; k < VEC; k++) u[k] = to_f(from_f<T>(u[k] + v[k]));
+            store_f<VEC>(res + off + c, u);
+            for (int k = 0; k < VEC; k++) s += u[k];
+        }
+        x = res + off;
+    } else {
+        for (int c = lane * VEC; c < C; c += 32 * VEC) {
+            float u[VEC];
+            load_f<VEC>(u, x + c);
+            for (int k = 0; k < VEC; k++) s += u[k];
+        }
+    }
+    float m = warp_sum(s) / C;
+    float v2 = 0.f;
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        float u[VEC];
+        load_f<VEC>(u, x + c);
+        for (int k = 0; k < VEC; k++) v2 += (u[k] - m) * (u[k] - m);
+    }
+    float rs = rsqrtf(warp_sum(v2) / C + eps);
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        float u[VEC], g[VEC], h[VEC];
+        load_f<VEC>(u, x + c);
+        load_f<VEC>(g, w + c);
+        load_f<VEC>(h, bias + c);
+        for (int k = 0; k < VEC; k++) u[k] = (u[k] - m) * rs * g[k] + h[k];
+        store_f<VEC>(out + off + c, u);
+    }
+    if (lane == 0) {
+        if (mean) mean[row] = m;
+        if (rstd) rstd[row] = rs;
+    }
+}
+
+/* The same with the row held in registers: NV vectors of VEC elements per
+ * lane (C <= 32 * VEC * NV), so every element is read from device memory
+ * once and all of a lane's loads are in flight together - one memory
+ * latency per row instead of three, which is what a single-row decoding
+ * step waits on. */
+template <typename T, int VEC, int NV, bool RES>
+__global__ void __launch_bounds__(LN_THREADS)
+    layernorm_forward_reg(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
+                          const T *w, const T *bias, int N, int C, float eps) {
+    pdl_wait_and_release();
+    int row = blockIdx.x * (LN_THREADS / 32) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N) return;
+    size_t off = (size_t)row * C;
+    float x[NV][VEC];
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = (lane + 32 * j) * VEC;
+        if (c < C) {
+            load_f<VEC>(x[j], a + off + c);
+            if (RES) {
+                float y[VEC];
+                load_f<VEC>(y, b + off + c);
+#pragma unroll
+                for (int k = 0; k < VEC; k++) x[j][k] = to_f(from_f<T>(x[j][k] + y[k]));
+                store_f<VEC>(res + off + c, x[j]);
+            }
+#pragma unroll
+            for (int k = 0; k < VEC; k++) s += x[j][k];
+        }
+    }
+    float m = warp_sum(s) / C, v2 = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; j++)
+        if ((lane + 32 * j) * VEC < C)
+#pragma unroll
+            for (int k = 0; k < VEC; k++) v2 += (x[j][k] - m) * (x[j][k] - m);
+    float rs = rsqrtf(warp_sum(v2) / C + eps);
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        int c = (lane + 32 * j) * VEC;
+        if (c < C) {
+            float g[VEC], h[VEC];
+            load_f<VEC>(g, w + c);
+            load_f<VEC>(h, bias + c);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) x[j][k] = (x[j][k] - m) * rs * g[k] + h[k];
+            store_f<VEC>(out + off + c, x[j]);
+        }
+    }
+    if (lane == 0) {
+        if (mean) mean[row] = m;
+        if (rstd) rstd[row] = rs;
+    }
+}
+
+template <typename T, bool RES>
+static void layernorm_forward_t(gpt_backend *be, T *res, T *out, float *mean, float *rstd,
+                                const T *a, const T *b, const T *w, const T *bias, int N, int C,
+                                float eps) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    constexpr int V = vec16<T>::n;
+    int vec = C % V == 0 && cuda_aligned16(out) && cuda_aligned16(a) && cuda_aligned16(w) &&
+              cuda_aligned16(bias) && (!RES || (cuda_aligned16(res) && cuda_aligned16(b)));
+    unsigned grid = cuda_cdiv(N, LN_THREADS / 32);
+    int nv = (C + 32 * V - 1) / (32 * V), pdl = N <= CUDA_PDL_MAX_ROWS;
+    cudaError_t e = cudaSuccess;
+#define LN_LAUNCH(kernel) \
+    e = launch_k(c->stream, pdl, kernel, grid, LN_THREADS, 0, res, out, mean, rstd, a, b, w, bias, N, C, eps)
+#define LN_REG(NV)                                        \
+    case NV:                                              \
+        LN_LAUNCH((layernorm_forward_reg<T, V, NV, RES>)); \
+        break;
+    if (vec && nv <= 8) {
+        switch (nv) {
+            LN_REG(1) LN_REG(2) LN_REG(3) LN_REG(4) LN_REG(5) LN_REG(6) LN_REG(7) LN_REG(8)
+        }
+    } else if (vec) {
+        LN_LAUNCH((layernorm_forward_kernel<T, V, RES>));
+    } else {
+        LN_LAUNCH((layernorm_forward_kernel<T, 1, RES>));
+    }
+#undef LN_REG
+#undef LN_LAUNCH
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, RES ? "residual_layernorm_forward" : "layernorm_forward");
+}
+
+static int ln_shape_ok(gpt_backend *be, const char *op, int N, int C) {
+    if (N < 0 || C < 1) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda %s: bad shape N=%d C=%d", op, N, C);
+        return 0;
+    }
+    return N > 0;
+}
+
+extern "C" void cuda_layernorm_forward(gpt_backend *be, void *out, float *mean, float *rstd,
+                                       const void *x, const void *w, const void *b, int N, int C,
+                                       float eps) {
+    CUDA_SKIP_IF_FAILED(be);
+    if (!ln_shape_ok(be, "layernorm_forward", N, C)) return;
+    if (cuda_bf16(be))
+        layernorm_forward_t<bf16, false>(be, NULL, (bf16 *)out, mean, rstd, (const bf16 *)x, NULL,
+                                         (const bf16 *)w, (const bf16 *)b, N, C, eps);
+    else
+        layernorm_forward_t<float, false>(be, NULL, (float *)out, mean, rstd, (const float *)x,
+                                          NULL, (const float *)w, (const float *)b, N, C, eps);
+}
+
+extern "C" void cuda_residual_layernorm_forward(gpt_backend *be, void *res, void *out, float *mean,
+                                                float *rstd, const void *a, const void *b,
+                                                const void *w, const void *bias, int N, int C,
+                                                float eps) {
+    CUDA_SKIP_IF_FAILED(be);
+    if (!ln_shape_ok(be, "residual_layernorm_forward", N, C)) return;
+    if (cuda_bf16(be))
+        layernorm_forward_t<bf16, true>(be, (bf16 *)res, (bf16 *)out, mean, rstd, (const bf16 *)a,
+                                        (const bf16 *)b, (const bf16 *)w, (const bf16 *)bias, N, C,
+                                        eps);
+    else
+        layernorm_forward_t<float, true>(be, (float *)res, (float *)out, mean, rstd,
+                                         (const float *)a, (const float *)b, (const float *)w,
+                                         (const float *)bias, N, C, eps);
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* Grid of the backward: a fixed function of N and the device, so that the
+ * partial sums (and the result's bits) do not depend on timing. */
+static int ln_bwd_grid(const cudaDeviceProp *prop, int N) {
+    int g = prop->multiProcessorCount * 2;
+    int need = (N + LN_BWD_WARPS - 1) / LN_BWD_WARPS;
+    return need < g ? (need > 0 ? need : 1) : g;
+}
+
+static int ln_bwd_in_smem(int C) {
+    return (size_t)LN_BWD_WARPS * 2 * C * sizeof(float) <= LN_BWD_SMEM_MAX;
+}
+
+extern "C" size_t cuda_layernorm_scratch(const cudaDeviceProp *prop, int C) {
+    size_t g = (size_t)prop->multiProcessorCount * 2;
+    size_t n = g * 2 * (size_t)C; /* per-block partials */
+    if (!ln_bwd_in_smem(C)) n += g * LN_BWD_WARPS * 2 * (size_t)C; /* per-warp slices */
+    return n;
+}
+
+/* acc[0..N) += v; float4 accesses when N allows (a lane's 8 consecutive
+ * floats as single words would put 8 lanes on one shared-memory bank). */
+template <int N> __device__ __forceinline__ void acc_add(float *acc, const float *v) {
+    if constexpr (N % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < N; k += 4) {
+            float4 a = *reinterpret_cast<float4 *>(acc + k);
+            a.x += v[k], a.y += v[k + 1], a.z += v[k + 2], a.w += v[k + 3];
+            *reinterpret_cast<float4 *>(acc + k) = a;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < N; k++) acc[k] += v[k];
+    }
+}
+
+/* dx += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd with
+ * dnorm = dout * w, xhat = (x - mean) * rstd; partial dw, db per block.
+ * acc: this warp's slice, [0,C) for dw and [C,2C) for db. */
+template <typename T, int VEC>
+__global__ void __launch_bounds__(LN_BWD_WARPS * 32)
+    layernorm_backward_kernel(T *dx, float *part, float *wscratch, const T *dout, const T *x,
+                              const T *w, const float *mean, const float *rstd, int N, int C) {
+    extern __shared__ float shm[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float *acc = wscratch ? wscratch + ((size_t)blockIdx.x * LN_BWD_WARPS + warp) * 2 * C
+                          : shm + (size_t)warp * 2 * C;
+    for (int c = lane * VEC; c < C; c += 32 * VEC)
+        for (int k = 0; k < VEC; k++) acc[c + k] = 0.f, acc[C + c + k] = 0.f;
+    for (int row = blockIdx.x * LN_BWD_WARPS + warp; row < N; row += gridDim.x * LN_BWD_WARPS) {
+        size_t off = (size_t)row * C;
+        float m = mean[row], rs = rstd[row];
+        float s1 = 0.f, s2 = 0.f;
+        for (int c = lane * VEC; c < C; c += 32 * VEC) {
+            float d[VEC], u[VEC], g[VEC];
+            load_f<VEC>(d, dout + off + c);
+            load_f<VEC>(u, x + off + c);
+            load_f<VEC>(g, w + c);
+            float pw[VEC];
+            for (int k = 0; k < VEC; k++) {
+                float xh = (u[k] - m) * rs, dn = d[k] * g[k];
+                s1 += dn;
+                s2 += dn * xh;
+                pw[k] = d[k] * xh;
+            }
+            acc_add<VEC>(acc + c, pw);
+            acc_add<VEC>(acc + C + c, d);
+        }
+        s1 = warp_sum(s1) / C;
+        s2 = warp_sum(s2) / C;
+        for (int c = lane * VEC; c < C; c += 32 * VEC) {
+            float d[VEC], u[VEC], g[VEC], o[VEC];
+            load_f<VEC>(d, dout + off + c);
+            load_f<VEC>(u, x + off + c);
+            load_f<VEC>(g, w + c);
+            load_f<VEC>(o, dx + off + c);
+            for (int k = 0; k < VEC; k++) {
+                float xh = (u[k] - m) * rs;
+                o[k] += (d[k] * g[k] - s1 - xh * s2) * rs;
+            }
+            store_f<VEC>(dx + off + c, o);
+        }
+    }
+    __syncthreads();
+    float *base = wscratch ? wscratch + (size_t)blockIdx.x * LN_BWD_WARPS * 2 * C : shm;
+    for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
+        float s = 0.f;
+        for (int k = 0; k < LN_BWD_WARPS; k++) s += base[(size_t)k * 2 * C + c];
+        part[(size_t)blockIdx.x * 2 * C + c] = s;
+    }
+}
+
+__global__ void layernorm_backward_reduce(float *dw, float *db, const float *part, int G, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float sw = 0.f, sb = 0.f;
+    for (int g = 0; g < G; g++) {
+        sw += part[(size_t)g * 2 * C + c];
+        sb += part[(size_t)g * 2 * C + C + c];
+    }
+    if (dw) dw[c] += sw;
+    if (db) db[c] += sb;
+}
+
+template <typename T>
+static void layernorm_backward_t(gpt_backend *be, T *dx, float *dw, float *db, const T *dout,
+                                 const T *x, const T *w, const float *mean, const float *rstd,
+                                 int N, int C) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    int G = ln_bwd_grid(&c->prop, N);
+    int smem = ln_bwd_in_smem(C);
+    size_t need = (size_t)G * 2 * C + (smem ? 0 : (size_t)G * LN_BWD_WARPS * 2 * C);
+    if (need > c->scratch_elems) {
+        gpt_backend_fail(be, GPT_ERR_INVALID,
+                         "cuda layernorm_backward: C=%d exceeds what reserve() sized; call "
+                         "reserve with train=1 and the model's shapes first",
+                         C);
+        return;
+    }
+    float *part = c->scratch;
+    float *wscratch = smem ? NULL : c->scratch + (size_t)G * 2 * C;
+    size_t shm = smem ? (size_t)LN_BWD_WARPS * 2 * C * sizeof(float) : 0;
+    constexpr int V = vec16<T>::n;
+    int vec = C % V == 0 && cuda_aligned16(dx) && cuda_aligned16(dout) && cuda_aligned16(x) &&
+              cuda_aligned16(w);
+    if (vec)
+        layernorm_backward_kernel<T, V><<<G, LN_BWD_WARPS * 32, shm, c->stream>>>(
+            dx, part, wscratch, dout, x, w, mean, rstd, N, C);
+    else
+        layernorm_backward_kernel<T, 1><<<G, LN_BWD_WARPS * 32, shm, c->stream>>>(
+            dx, part, wscratch, dout, x, w, mean, rstd, N, C);
+    if (CUDA_LAUNCHED(be, "layernorm_backward")) return;
+    layernorm_backward_reduce<<<cuda_cdiv(C, 256), 256, 0, c->stream>>>(dw, db, part, G, C);
+    CUDA_LAUNCHED(be, "layernorm_backward_reduce");
+}
+
+extern "C" void cuda_layernorm_backward(gpt_backend *be, void *dx, void *dw, void *db,
+                                        const void *dout, const void *x, const void *w,
+                                        const float *mean, const float *rstd, int N, int C) {
+    CUDA_SKIP_IF_FAILED(be);
+    if (!ln_shape_ok(be, "layernorm_backward", N, C)) return;
+    if (cuda_bf16(be))
+        layernorm_backward_t(be, (bf16 *)dx, (float *)dw, (float *)db, (const bf16 *)dout,
+                             (const bf16 *)x, (const bf16 *)w, mean, rstd, N, C);
+    else
+        layernorm_backward_t(be, (float *)dx, (float *)dw, (float *)db, (const float *)dout,
+                             (const float *)x, (const float *)w, mean, rstd, N, C);
+}

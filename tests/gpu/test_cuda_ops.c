@@ -1,0 +1,634 @@
+/*
+ * test_cuda_ops.c - every backend operation on CUDA against the CPU
+ * backend (the fp32 reference), on shapes that are not multiples of any
+ * block size (T=37, C=100, NH=5, V=1000, Vp=1024, head size 116, ...),
+ * forward and backward, for three CUDA configurations:
+ *   fp32           GPT_PREC_FP32: the same arithmetic as the CPU, up to
+ *                  summation order;
+ *   bf16           mixed precision: bf16 PARAM/ACT, fp32 GRAD/F32, the
+ *                  tensor-core attention and fused cuBLASLt epilogues;
+ *   bf16-unfused   the same with GPT_CUDA_NO_EPILOGUE=1 and
+ *                  GPT_CUDA_NO_FAST_ATTN=1: the fallback kernels.
+ *
+ * Every case draws fresh random inputs, fills outputs that an op overwrites
+ * with NaN first (an unwritten element then fails the comparison), and
+ * starts outputs that an op accumulates into (+=) from the same random
+ * values on both sides.
+ *
+ * Tolerances, as relative L2 error ||dev - ref|| / ||ref|| (METHOD.md):
+ *   fp32: 1e-5. Both sides round every operation to fp32 (unit roundoff
+ *     6e-8); they differ only in summation order, which over sums of up to
+ *     a few thousand terms moves results by ~1e-6 relative.
+ *   bf16: 1e-2. Inputs are rounded to bf16 on the host for BOTH sides, so
+ *     what is measured is the device's own rounding: bf16 outputs (relative
+ *     spacing 2^-8, RMS error ~2^-9/sqrt(3) ~ 1e-3) and bf16 intermediates
+ *     (attention probabilities and dS, matmul results before the bias and
+ *     GELU on the unfused path), a handful of roundings in a row: a few 1e-3.
+ *     1e-2 is about 3x that; a wrong index or a missing term gives 1e-1 or
+ *     more. fp32 results of bf16 mode (gradients of parameters, losses,
+ *     AdamW's master weights) are held to 1e-2 too, since they are sums of
+ *     products of bf16 values that were themselves rounded.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "../test.h"
+#include "util.h"
+
+typedef struct {
+    const char *name;
+    int precision;
+    int unfused;
+    gpt_backend *be;
+} dev_cfg;
+
+static gpt_backend *ref;  /* CPU */
+static const dev_cfg *K;  /* the CUDA configuration under test */
+static gpt_rng rng;
+
+static double tol(void) { return K->precision == GPT_PREC_FP32 ? 1e-5 : 1e-2; }
+static int bf16(void) { return K->precision == GPT_PREC_BF16; }
+
+/* Round to bf16 (nearest even), as the device does on upload. */
+static float round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* Fresh random host data; PARAM/ACT data is rounded to bf16 in bf16 mode so
+ * that both sides see the same inputs. */
+static float *rnd(size_t n, float scale, int cls) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        h[i] = scale * gpt_rng_normal(&rng);
+        if (bf16() && (cls == GPT_CLS_PARAM || cls == GPT_CLS_ACT)) h[i] = round_bf16(h[i]);
+    }
+    return h;
+}
+static float *filled(size_t n, float v) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = v;
+    return h;
+}
+
+/* Device buffer of n elements of cls holding h (n floats or ints). */
+static void *put(gpt_backend *be, const void *h, size_t n, int cls) {
+    void *d = be->ops->alloc(be, (n ? n : 1) * be->cls_size[cls]);
+    if (d && n) be->ops->upload(be, d, h, n, cls);
+    return d;
+}
+static float *get(gpt_backend *be, const void *d, size_t n, int cls) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    be->ops->download(be, h, d, n, cls);
+    return h;
+}
+static void drop(gpt_backend *be, void *d) { be->ops->free(be, d); }
+
+/* Compares n elements of a device tensor on both sides. */
+static void expect_same(const char *what, const void *dev_p, const void *ref_p, size_t n, int cls,
+                        double t) {
+    float *a = get(K->be, dev_p, n, cls), *b = get(ref, ref_p, n, cls);
+    double e = test_rel_l2(a, b, n);
+    EXPECT(e <= t, "%s: rel L2 %.3g > %.3g (first: dev %g ref %g)", what, e, t, n ? a[0] : 0.,
+           n ? b[0] : 0.);
+    free(a);
+    free(b);
+}
+
+static void expect_ok(void) {
+    int e1 = K->be->ops->sync(K->be), e2 = ref->ops->sync(ref);
+    EXPECT(e1 == 0, "device error: %s", K->be->err.msg);
+    EXPECT(e2 == 0, "cpu error: %s", ref->err.msg);
+}
+
+/* Runs a statement once per side with `be` bound to the side's backend and
+ * `X(name)` naming that side's copy of a buffer declared with BUF. */
+#define BUF(name) void *name[2]
+#define BOTH(stmt)                                    \
+    for (int side = 0; side < 2; side++) {           \
+        gpt_backend *be = side ? ref : K->be;         \
+        (void)be;                                     \
+        stmt;                                         \
+    }
+#define X(name) name[side]
+#define PUT(name, h, n, cls) BOTH(X(name) = put(be, h, n, cls))
+#define FREE(name) BOTH(drop(be, X(name)))
+
+/* ------------------------------------------------------------- encoder */
+
+static void t_encoder(int B, int T, int C, int Vp, int maxT, int with_pos) {
+    test_begin("%s: encoder forward+backward B=%d T=%d C=%d Vp=%d pos0=%d", K->name, B, T, C, Vp,
+               with_pos);
+    size_t N = (size_t)B * T;
+    int *tok = malloc(N * sizeof(int)), pos[8];
+    for (size_t i = 0; i < N; i++) tok[i] = (int)gpt_rng_below(&rng, (uint64_t)Vp / 8); /* repeats */
+    tok[0] = -1, tok[N / 2] = Vp + 5, tok[N - 1] = Vp - 1; /* invalid ids read as zero rows */
+    for (int b = 0; b < B; b++) pos[b] = b == 1 ? maxT - T / 2 : b * 3; /* row 1 runs past maxT */
+    float *wte = rnd((size_t)Vp * C, 0.5f, GPT_CLS_PARAM), *wpe = rnd((size_t)maxT * C, 0.5f, GPT_CLS_PARAM);
+    float *nan = filled(N * C, NAN), *dout = rnd(N * C, 1.f, GPT_CLS_ACT);
+    float *dwte0 = rnd((size_t)Vp * C, 1.f, GPT_CLS_GRAD), *dwpe0 = rnd((size_t)maxT * C, 1.f, GPT_CLS_GRAD);
+    BUF(dtok); BUF(dpos); BUF(dwte); BUF(dwpe); BUF(out); BUF(ddout); BUF(gwte); BUF(gwpe);
+    PUT(dtok, tok, N, GPT_CLS_I32);
+    PUT(dpos, pos, (size_t)B, GPT_CLS_I32);
+    PUT(dwte, wte, (size_t)Vp * C, GPT_CLS_PARAM);
+    PUT(dwpe, wpe, (size_t)maxT * C, GPT_CLS_PARAM);
+    PUT(out, nan, N * C, GPT_CLS_ACT);
+    PUT(ddout, dout, N * C, GPT_CLS_ACT);
+    PUT(gwte, dwte0, (size_t)Vp * C, GPT_CLS_GRAD);
+    PUT(gwpe, dwpe0, (size_t)maxT * C, GPT_CLS_GRAD);
+    BOTH(be->ops->encoder_forward(be, X(out), X(dtok), with_pos ? X(dpos) : NULL, X(dwte), X(dwpe),
+                                  B, T, C, Vp, maxT));
+    BOTH(be->ops->encoder_backward(be, X(gwte), X(gwpe), X(ddout), X(dtok), B, T, C, Vp));
+    expect_ok();
+    expect_same("out", out[0], out[1], N * C, GPT_CLS_ACT, tol());
+    expect_same("dwte", gwte[0], gwte[1], (size_t)Vp * C, GPT_CLS_GRAD, tol());
+    expect_same("dwpe", gwpe[0], gwpe[1], (size_t)maxT * C, GPT_CLS_GRAD, tol());
+    FREE(dtok); FREE(dpos); FREE(dwte); FREE(dwpe); FREE(out); FREE(ddout); FREE(gwte); FREE(gwpe);
+    free(tok), free(wte), free(wpe), free(nan), free(dout), free(dwte0), free(dwpe0);
+    test_end();
+}
+
+/* ----------------------------------------------------------- layernorm */
+
+static void t_layernorm(int N, int C, int residual, int inplace) {
+    test_begin("%s: %slayernorm forward+backward N=%d C=%d%s", K->name, residual ? "residual " : "",
+               N, C, inplace ? " (res == a)" : "");
+    size_t n = (size_t)N * C;
+    float *a = rnd(n, 1.f, GPT_CLS_ACT), *b = rnd(n, 1.f, GPT_CLS_ACT);
+    float *w = rnd((size_t)C, 1.f, GPT_CLS_PARAM), *bias = rnd((size_t)C, 1.f, GPT_CLS_PARAM);
+    float *nan = filled(n, NAN), *nanN = filled((size_t)N, NAN);
+    float *dout = rnd(n, 1.f, GPT_CLS_ACT), *dx0 = rnd(n, 1.f, GPT_CLS_ACT);
+    float *dw0 = rnd((size_t)C, 1.f, GPT_CLS_GRAD), *db0 = rnd((size_t)C, 1.f, GPT_CLS_GRAD);
+    for (size_t i = 0; i < n; i += 7) a[i] += 3.f; /* an offset mean: the variance must be centred */
+    BUF(da); BUF(db); BUF(dw); BUF(dbias); BUF(res); BUF(out); BUF(mean); BUF(rstd);
+    BUF(ddout); BUF(dx); BUF(gw); BUF(gb);
+    PUT(da, a, n, GPT_CLS_ACT);
+    PUT(db, b, n, GPT_CLS_ACT);
+    PUT(dw, w, (size_t)C, GPT_CLS_PARAM);
+    PUT(dbias, bias, (size_t)C, GPT_CLS_PARAM);
+    PUT(res, nan, n, GPT_CLS_ACT);
+    PUT(out, nan, n, GPT_CLS_ACT);
+    PUT(mean, nanN, (size_t)N, GPT_CLS_F32);
+    PUT(rstd, nanN, (size_t)N, GPT_CLS_F32);
+    PUT(ddout, dout, n, GPT_CLS_ACT);
+    PUT(dx, dx0, n, GPT_CLS_ACT);
+    PUT(gw, dw0, (size_t)C, GPT_CLS_GRAD);
+    PUT(gb, db0, (size_t)C, GPT_CLS_GRAD);
+    if (residual) {
+        BOTH(be->ops->residual_layernorm_forward(be, inplace ? X(da) : X(res), X(out), X(mean),
+                                                 X(rstd), X(da), X(db), X(dw), X(dbias), N, C,
+                                                 1e-5f));
+    } else {
+        BOTH(be->ops->layernorm_forward(be, X(out), X(mean), X(rstd), X(da), X(dw), X(dbias), N, C,
+                                        1e-5f));
+    }
+    expect_ok();
+    expect_same("out", out[0], out[1], n, GPT_CLS_ACT, tol());
+    expect_same("mean", mean[0], mean[1], (size_t)N, GPT_CLS_F32, tol());
+    expect_same("rstd", rstd[0], rstd[1], (size_t)N, GPT_CLS_F32, tol());
+    if (residual) expect_same("res", inplace ? da[0] : res[0], inplace ? da[1] : res[1], n, GPT_CLS_ACT, tol());
+    /* backward from the CPU's x, mean and rstd on both sides */
+    void *x_ref = residual ? (inplace ? da[1] : res[1]) : da[1];
+    float *x = get(ref, x_ref, n, GPT_CLS_ACT), *mh = get(ref, mean[1], (size_t)N, GPT_CLS_F32),
+          *rh = get(ref, rstd[1], (size_t)N, GPT_CLS_F32);
+    if (bf16())
+        for (size_t i = 0; i < n; i++) x[i] = round_bf16(x[i]);
+    BUF(dxin); BUF(dm); BUF(dr);
+    PUT(dxin, x, n, GPT_CLS_ACT);
+    PUT(dm, mh, (size_t)N, GPT_CLS_F32);
+    PUT(dr, rh, (size_t)N, GPT_CLS_F32);
+    BOTH(be->ops->layernorm_backward(be, X(dx), X(gw), X(gb), X(ddout), X(dxin), X(dw), X(dm),
+                                     X(dr), N, C));
+    expect_ok();
+    expect_same("dx", dx[0], dx[1], n, GPT_CLS_ACT, tol());
+    expect_same("dw", gw[0], gw[1], (size_t)C, GPT_CLS_GRAD, tol());
+    expect_same("db", gb[0], gb[1], (size_t)C, GPT_CLS_GRAD, tol());
+    FREE(da); FREE(db); FREE(dw); FREE(dbias); FREE(res); FREE(out); FREE(mean); FREE(rstd);
+    FREE(ddout); FREE(dx); FREE(gw); FREE(gb); FREE(dxin); FREE(dm); FREE(dr);
+    free(a), free(b), free(w), free(bias), free(nan), free(nanN), free(dout), free(dx0);
+    free(dw0), free(db0), free(x), free(mh), free(rh);
+    test_end();
+}
+
+/* -------------------------------------------------------------- matmul */
+
+static void t_matmul(int N, int IC, int OC, int has_bias, int gelu, int with_pre, int din_gelu) {
+    test_begin("%s: matmul N=%d IC=%d OC=%d bias=%d gelu=%d pre=%d dgelu=%d", K->name, N, IC, OC,
+               has_bias, gelu, with_pre, din_gelu);
+    float s = 1.f / sqrtf((float)IC);
+    float *in = rnd((size_t)N * IC, 1.f, GPT_CLS_ACT), *w = rnd((size_t)OC * IC, s, GPT_CLS_PARAM);
+    float *bias = rnd((size_t)OC, 1.f, GPT_CLS_PARAM), *nan = filled((size_t)N * (OC > IC ? OC : IC), NAN);
+    float *dout = rnd((size_t)N * OC, 1.f, GPT_CLS_ACT), *pre_in = rnd((size_t)N * IC, 1.f, GPT_CLS_ACT);
+    float *dw0 = rnd((size_t)OC * IC, 1.f, GPT_CLS_GRAD), *db0 = rnd((size_t)OC, 1.f, GPT_CLS_GRAD);
+    BUF(din_); BUF(dw_); BUF(bias_); BUF(out); BUF(pre); BUF(ddout); BUF(dpre); BUF(din); BUF(gw); BUF(gb);
+    PUT(din_, in, (size_t)N * IC, GPT_CLS_ACT);
+    PUT(dw_, w, (size_t)OC * IC, GPT_CLS_PARAM);
+    PUT(bias_, bias, (size_t)OC, GPT_CLS_PARAM);
+    PUT(out, nan, (size_t)N * OC, GPT_CLS_ACT);
+    PUT(pre, nan, (size_t)N * OC, GPT_CLS_ACT);
+    PUT(ddout, dout, (size_t)N * OC, GPT_CLS_ACT);
+    PUT(dpre, pre_in, (size_t)N * IC, GPT_CLS_ACT);
+    PUT(din, nan, (size_t)N * IC, GPT_CLS_ACT);
+    PUT(gw, dw0, (size_t)OC * IC, GPT_CLS_GRAD);
+    PUT(gb, db0, (size_t)OC, GPT_CLS_GRAD);
+    BOTH(be->ops->matmul_forward(be, X(out), gelu && with_pre ? X(pre) : NULL, X(din_), X(dw_),
+                                 has_bias ? X(bias_) : NULL, N, IC, OC, gelu));
+    expect_ok();
+    expect_same("out", out[0], out[1], (size_t)N * OC, GPT_CLS_ACT, tol());
+    if (gelu && with_pre) expect_same("pre", pre[0], pre[1], (size_t)N * OC, GPT_CLS_ACT, tol());
+    BOTH(be->ops->matmul_backward(be, X(din), X(gw), has_bias ? X(gb) : NULL, X(ddout), X(din_),
+                                  X(dw_), din_gelu ? X(dpre) : NULL, N, IC, OC));
+    expect_ok();
+    expect_same("din", din[0], din[1], (size_t)N * IC, GPT_CLS_ACT, tol());
+    expect_same("dw", gw[0], gw[1], (size_t)OC * IC, GPT_CLS_GRAD, tol());
+    if (has_bias) expect_same("dbias", gb[0], gb[1], (size_t)OC, GPT_CLS_GRAD, tol());
+    /* din = NULL: only the weight (and bias) gradients */
+    BOTH(be->ops->matmul_backward(be, NULL, X(gw), has_bias ? X(gb) : NULL, X(ddout), X(din_),
+                                  X(dw_), NULL, N, IC, OC));
+    expect_ok();
+    expect_same("dw (second, din NULL)", gw[0], gw[1], (size_t)OC * IC, GPT_CLS_GRAD, tol());
+    FREE(din_); FREE(dw_); FREE(bias_); FREE(out); FREE(pre); FREE(ddout); FREE(dpre); FREE(din);
+    FREE(gw); FREE(gb);
+    free(in), free(w), free(bias), free(nan), free(dout), free(pre_in), free(dw0), free(db0);
+    test_end();
+}
+
+static void t_gelu(size_t n) {
+    test_begin("%s: gelu_forward n=%zu", K->name, n);
+    float *in = rnd(n, 2.f, GPT_CLS_ACT), *nan = filled(n, NAN);
+    BUF(din); BUF(out);
+    PUT(din, in, n, GPT_CLS_ACT);
+    PUT(out, nan, n, GPT_CLS_ACT);
+    BOTH(be->ops->gelu_forward(be, X(out), X(din), n));
+    expect_ok();
+    expect_same("out", out[0], out[1], n, GPT_CLS_ACT, tol());
+    FREE(din); FREE(out);
+    free(in), free(nan);
+    test_end();
+}
+
+/* ----------------------------------------------------------- attention */
+
+static void t_attention(int B, int T, int C, int NH) {
+    test_begin("%s: attention forward+backward B=%d T=%d C=%d NH=%d (head size %d)", K->name, B,
+               T, C, NH, C / NH);
+    size_t n3 = (size_t)B * T * 3 * C, n = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    float *qkv = rnd(n3, 1.f, GPT_CLS_ACT), *dout = rnd(n, 1.f, GPT_CLS_ACT);
+    float *nan = filled(n3, NAN);
+    BUF(dqkv_in); BUF(out); BUF(lse); BUF(ddout); BUF(dqkv);
+    PUT(dqkv_in, qkv, n3, GPT_CLS_ACT);
+    PUT(out, nan, n, GPT_CLS_ACT);
+    PUT(lse, nan, nl, GPT_CLS_F32);
+    PUT(ddout, dout, n, GPT_CLS_ACT);
+    PUT(dqkv, nan, n3, GPT_CLS_ACT);
+    BOTH(be->ops->attention_forward(be, X(out), X(lse), X(dqkv_in), B, T, C, NH));
+    expect_ok();
+    expect_same("out", out[0], out[1], n, GPT_CLS_ACT, tol());
+    expect_same("lse", lse[0], lse[1], nl, GPT_CLS_F32, tol());
+    BOTH(be->ops->attention_backward(be, X(dqkv), X(ddout), X(dqkv_in), X(out), X(lse), B, T, C, NH));
+    expect_ok();
+    float *a = get(K->be, dqkv[0], n3, GPT_CLS_ACT), *b = get(ref, dqkv[1], n3, GPT_CLS_ACT);
+    /* q, k and v gradients separately: each has its own scale and path */
+    const char *part[3] = {"dq", "dk", "dv"};
+    for (int p = 0; p < 3; p++) {
+        float *pa = malloc(n * sizeof(float)), *pb = malloc(n * sizeof(float));
+        for (size_t r = 0; r < (size_t)B * T; r++) {
+            memcpy(pa + r * C, a + r * 3 * C + (size_t)p * C, (size_t)C * sizeof(float));
+            memcpy(pb + r * C, b + r * 3 * C + (size_t)p * C, (size_t)C * sizeof(float));
+        }
+        double e = test_rel_l2(pa, pb, n);
+        EXPECT(e <= tol(), "%s: rel L2 %.3g > %.3g", part[p], e, tol());
+        free(pa), free(pb);
+    }
+    free(a), free(b);
+    FREE(dqkv_in); FREE(out); FREE(lse); FREE(ddout); FREE(dqkv);
+    free(qkv), free(dout), free(nan);
+    test_end();
+}
+
+/* KV-cache attention: one call with Tq positions per row at pos0[b]; rows
+ * whose positions run past S keep their poison; caches compared too. */
+static void t_attention_kv(int B, int Tq, int S, int C, int NH) {
+    test_begin("%s: attention_kv_forward B=%d Tq=%d S=%d C=%d NH=%d", K->name, B, Tq, S, C, NH);
+    size_t n3 = (size_t)B * Tq * 3 * C, n = (size_t)B * Tq * C, nc = (size_t)B * S * C;
+    int pos[8];
+    for (int b = 0; b < B; b++) pos[b] = b == B - 1 ? S - Tq / 2 : (b * 7) % (S - Tq);
+    float *qkv = rnd(n3, 1.f, GPT_CLS_ACT), *kc = rnd(nc, 1.f, GPT_CLS_ACT), *vc = rnd(nc, 1.f, GPT_CLS_ACT);
+    float *poison = filled(n, 1024.f); /* exact in bf16 */
+    BUF(dqkv); BUF(dk); BUF(dv); BUF(dpos); BUF(out);
+    PUT(dqkv, qkv, n3, GPT_CLS_ACT);
+    PUT(dk, kc, nc, GPT_CLS_ACT);
+    PUT(dv, vc, nc, GPT_CLS_ACT);
+    PUT(dpos, pos, (size_t)B, GPT_CLS_I32);
+    PUT(out, poison, n, GPT_CLS_ACT);
+    BOTH(be->ops->attention_kv_forward(be, X(out), X(dqkv), X(dk), X(dv), X(dpos), B, Tq, S, C, NH));
+    expect_ok();
+    expect_same("out", out[0], out[1], n, GPT_CLS_ACT, tol());
+    expect_same("kcache", dk[0], dk[1], nc, GPT_CLS_ACT, tol());
+    expect_same("vcache", dv[0], dv[1], nc, GPT_CLS_ACT, tol());
+    float *o = get(K->be, out[0], n, GPT_CLS_ACT);
+    int untouched = 1, written = 1;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < Tq; t++) {
+            float v = o[((size_t)b * Tq + t) * C];
+            if (pos[b] + t >= S) untouched &= v == 1024.f;
+            else written &= v != 1024.f;
+        }
+    EXPECT(untouched, "rows past the cache were written");
+    EXPECT(written, "rows inside the cache were not written");
+    free(o);
+    FREE(dqkv); FREE(dk); FREE(dv); FREE(dpos); FREE(out);
+    free(qkv), free(kc), free(vc), free(poison);
+    test_end();
+}
+
+/* ------------------------------------------------------- cross-entropy */
+
+static void t_crossentropy(int N, int V, int Vp, int grad) {
+    test_begin("%s: crossentropy N=%d V=%d Vp=%d grad=%d", K->name, N, V, Vp, grad);
+    size_t n = (size_t)N * Vp;
+    float *logits = rnd(n, 3.f, GPT_CLS_ACT), *nanN = filled((size_t)N, NAN);
+    int *tgt = malloc((size_t)N * sizeof(int));
+    for (int i = 0; i < N; i++) tgt[i] = (int)gpt_rng_below(&rng, (uint64_t)V);
+    tgt[1] = -1, tgt[N - 2] = V; /* ignored rows: loss 0, zero gradient */
+    BUF(dl); BUF(dt); BUF(loss);
+    PUT(dl, logits, n, GPT_CLS_ACT);
+    PUT(dt, tgt, (size_t)N, GPT_CLS_I32);
+    PUT(loss, nanN, (size_t)N, GPT_CLS_F32);
+    BOTH(be->ops->crossentropy(be, X(loss), X(dl), X(dt), N, V, Vp, 1.f / N, grad));
+    expect_ok();
+    expect_same("losses", loss[0], loss[1], (size_t)N, GPT_CLS_F32, tol());
+    expect_same(grad ? "dlogits" : "logits (unchanged)", dl[0], dl[1], n, GPT_CLS_ACT, tol());
+    FREE(dl); FREE(dt); FREE(loss);
+    free(logits), free(nanN), free(tgt);
+    test_end();
+}
+
+static void t_sum(size_t n, int accumulate) {
+    test_begin("%s: sum_f32 n=%zu accumulate=%d", K->name, n, accumulate);
+    float *in = rnd(n, 1.f, GPT_CLS_F32), start = 2.5f;
+    BUF(din); BUF(out);
+    PUT(din, in, n, GPT_CLS_F32);
+    PUT(out, &start, 1, GPT_CLS_F32);
+    BOTH(be->ops->sum_f32(be, X(out), X(din), n, accumulate));
+    expect_ok();
+    expect_same("sum", out[0], out[1], 1, GPT_CLS_F32, 1e-5);
+    /* deterministic: the same inputs give the same bits */
+    float first, again;
+    K->be->ops->download(K->be, &first, out[0], 1, GPT_CLS_F32);
+    K->be->ops->sum_f32(K->be, out[0], din[0], n, 0);
+    K->be->ops->download(K->be, &again, out[0], 1, GPT_CLS_F32);
+    if (!accumulate) EXPECT(first == again, "sum changed between runs: %.9g vs %.9g", first, again);
+    FREE(din); FREE(out);
+    free(in);
+    test_end();
+}
+
+/* --------------------------------------------------------------- AdamW */
+
+static void t_adamw(size_t n, size_t n_decay, float clip, int poison_loss) {
+    test_begin("%s: adamw n=%zu n_decay=%zu clip=%g%s", K->name, n, n_decay, clip,
+               poison_loss ? " (non-finite loss: skipped)" : "");
+    float *p = rnd(n, 1.f, GPT_CLS_PARAM), *g = rnd(n, 0.01f, GPT_CLS_GRAD);
+    float *m0 = rnd(n, 0.001f, GPT_CLS_F32), *v0 = rnd(n, 0.001f, GPT_CLS_F32);
+    for (size_t i = 0; i < n; i++) v0[i] = fabsf(v0[i]) * 1e-3f;
+    gpt_adamw_hyper h = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, clip, 1.f - powf(0.9f, 3), 1.f - powf(0.95f, 3)};
+    gpt_step_stats st = {poison_loss ? NAN : 1.f, NAN, NAN, 0};
+    BUF(dp); BUF(dg); BUF(dm); BUF(dv); BUF(dh); BUF(ds); BUF(master);
+    PUT(dp, p, n, GPT_CLS_PARAM);
+    PUT(dg, g, n, GPT_CLS_GRAD);
+    PUT(dm, m0, n, GPT_CLS_F32);
+    PUT(dv, v0, n, GPT_CLS_F32);
+    PUT(dh, &h, 8, GPT_CLS_F32);
+    PUT(ds, &st, 4, GPT_CLS_F32);
+    /* bf16 mode keeps an fp32 master copy; the CPU (fp32 params) has none */
+    master[0] = bf16() ? put(K->be, p, n, GPT_CLS_F32) : NULL;
+    master[1] = NULL;
+    BOTH(be->ops->adamw(be, X(dp), X(master), X(dg), X(dm), X(dv), n, n_decay,
+                        (const gpt_adamw_hyper *)X(dh), (gpt_step_stats *)X(ds)));
+    expect_ok();
+    float t = bf16() ? 1e-2 : 1e-5;
+    expect_same("params", dp[0], dp[1], n, GPT_CLS_PARAM, t);
+    if (master[0]) expect_same("master", master[0], dp[1], n, GPT_CLS_F32, 1e-5);
+    expect_same("m", dm[0], dm[1], n, GPT_CLS_F32, 1e-5);
+    expect_same("v", dv[0], dv[1], n, GPT_CLS_F32, 1e-5);
+    float sa[4], sb[4];
+    K->be->ops->download(K->be, sa, ds[0], 4, GPT_CLS_F32);
+    ref->ops->download(ref, sb, ds[1], 4, GPT_CLS_F32);
+    EXPECT(fabsf(sa[1] - sb[1]) <= 1e-5f * sb[1], "grad_norm %g vs %g", sa[1], sb[1]);
+    EXPECT(sa[2] == sb[2] && sa[2] == (poison_loss ? 1.f : 0.f), "skipped %g vs %g", sa[2], sb[2]);
+    float *gz = get(K->be, dg[0], n, GPT_CLS_GRAD);
+    int zero = 1;
+    for (size_t i = 0; i < n; i++) zero &= gz[i] == 0.f;
+    EXPECT(zero, "gradient not zeroed");
+    if (poison_loss) {
+        float *pp = get(K->be, dp[0], n, GPT_CLS_PARAM);
+        EXPECT(!memcmp(pp, p, n * sizeof(float)), "a skipped update changed the parameters");
+        free(pp);
+    }
+    free(gz);
+    FREE(dp); FREE(dg); FREE(dm); FREE(dv); FREE(dh); FREE(ds);
+    if (master[0]) drop(K->be, master[0]);
+    free(p), free(g), free(m0), free(v0);
+    test_end();
+}
+
+/* ------------------------------------------------- diagnostics, graphs */
+
+static void t_nonfinite(void) {
+    test_begin("%s: nonfinite_count, upload/download, sync counting", K->name);
+    gpt_backend *be = K->be;
+    size_t n = 100003;
+    float *h = rnd(n, 1.f, GPT_CLS_ACT);
+    h[5] = NAN, h[n - 1] = INFINITY, h[777] = -INFINITY;
+    void *d = put(be, h, n, GPT_CLS_ACT);
+    long s0 = be->syncs;
+    long bad = be->ops->nonfinite_count(be, d, n, GPT_CLS_ACT);
+    EXPECT(bad == 3, "counted %ld non-finite values, planted 3", bad);
+    EXPECT(be->syncs == s0 + 1, "nonfinite_count made %ld host waits", be->syncs - s0);
+    float *back = get(be, d, n, GPT_CLS_ACT);
+    EXPECT(be->syncs == s0 + 2, "download made %ld host waits", be->syncs - s0 - 1);
+    int same = 1;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(h[i])) same &= back[i] == h[i];
+    EXPECT(same, "upload/download round trip changed values");
+    be->ops->memset0(be, d, n * be->cls_size[GPT_CLS_ACT]);
+    EXPECT(be->ops->nonfinite_count(be, d, n, GPT_CLS_ACT) == 0, "memset0 left non-finite values");
+    drop(be, d);
+    free(h), free(back);
+    expect_ok();
+    test_end();
+}
+
+/* A captured layernorm + matmul replays on new inputs exactly as an eager run. */
+static void t_graph(void) {
+    test_begin("%s: graph capture and replay, timers", K->name);
+    gpt_backend *be = K->be;
+    int N = 37, C = 100, OC = 300;
+    float *x1 = rnd((size_t)N * C, 1.f, GPT_CLS_ACT), *x2 = rnd((size_t)N * C, 1.f, GPT_CLS_ACT);
+    float *w = rnd((size_t)OC * C, 0.1f, GPT_CLS_PARAM), *g = filled((size_t)C, 1.f), *z = filled((size_t)C, 0.f);
+    void *dx = put(be, x1, (size_t)N * C, GPT_CLS_ACT), *dw = put(be, w, (size_t)OC * C, GPT_CLS_PARAM);
+    void *dg = put(be, g, (size_t)C, GPT_CLS_PARAM), *dz = put(be, z, (size_t)C, GPT_CLS_PARAM);
+    void *ln = put(be, x1, (size_t)N * C, GPT_CLS_ACT), *out = be->ops->alloc(be, (size_t)N * OC * be->cls_size[GPT_CLS_ACT]);
+    float *eager[2], *graph[2];
+    for (int k = 0; k < 2; k++) { /* eager on x1, x2 */
+        be->ops->upload(be, dx, k ? x2 : x1, (size_t)N * C, GPT_CLS_ACT);
+        be->ops->layernorm_forward(be, ln, NULL, NULL, dx, dg, dz, N, C, 1e-5f);
+        be->ops->matmul_forward(be, out, NULL, ln, dw, NULL, N, C, OC, 0);
+        eager[k] = get(be, out, (size_t)N * OC, GPT_CLS_ACT);
+    }
+    int replayed[2];
+    for (int k = 0; k < 2; k++) { /* recorded on x1, replayed on x2 */
+        be->ops->upload(be, dx, k ? x2 : x1, (size_t)N * C, GPT_CLS_ACT);
+        replayed[k] = be->ops->graph_begin(be, 7);
+        if (!replayed[k]) {
+            be->ops->timer_record(be, 0);
+            be->ops->layernorm_forward(be, ln, NULL, NULL, dx, dg, dz, N, C, 1e-5f);
+            be->ops->matmul_forward(be, out, NULL, ln, dw, NULL, N, C, OC, 0);
+            be->ops->timer_record(be, 1);
+            be->ops->graph_end(be, 7);
+        }
+        graph[k] = get(be, out, (size_t)N * OC, GPT_CLS_ACT);
+    }
+    EXPECT(!replayed[0] && replayed[1], "graph_begin returned %d then %d", replayed[0], replayed[1]);
+    for (int k = 0; k < 2; k++)
+        EXPECT(!memcmp(eager[k], graph[k], (size_t)N * OC * sizeof(float)),
+               "graph run %d differs from the eager run", k);
+    double ms = be->ops->timer_elapsed_ms(be, 0, 1);
+    EXPECT(ms >= 0 && ms < 1000, "timer gave %g ms", ms);
+    expect_ok();
+    for (int k = 0; k < 2; k++) free(eager[k]), free(graph[k]);
+    drop(be, dx), drop(be, dw), drop(be, dg), drop(be, dz), drop(be, ln), drop(be, out);
+    free(x1), free(x2), free(w), free(g), free(z);
+    test_end();
+}
+
+/* Shape refusals are recorded errors, never crashes. */
+static void t_errors(void) {
+    test_begin("%s: bad shapes are refused with an error", K->name);
+    gpt_error e;
+    gpt_runtime rt = {0};
+    rt.device = "cuda";
+    rt.precision = K->precision;
+    gpt_backend *be;
+    int rc = gpt_backend_create(&be, &rt, &e);
+    EXPECT(rc == 0, "create: %s", e.msg);
+    if (!rc) {
+        be->ops->layernorm_forward(be, NULL, NULL, NULL, NULL, NULL, NULL, 5, 0, 1e-5f);
+        EXPECT(be->err.code == GPT_ERR_INVALID, "C=0 accepted");
+        EXPECT(be->ops->sync(be) == GPT_ERR_INVALID, "sync did not return the error");
+        gpt_backend_destroy(be);
+    }
+    test_end();
+}
+
+/* ----------------------------------------------------------------- main */
+
+static void run_all(void) {
+    t_nonfinite();
+    t_graph();
+    t_errors();
+    t_encoder(3, 37, 100, 1024, 64, 0);
+    t_encoder(3, 37, 100, 1024, 64, 1);
+    t_encoder(2, 64, 768, 512, 128, 0);
+    int ln_c[] = {100, 768, 1044, 2000};
+    for (int i = 0; i < 4; i++) {
+        t_layernorm(111, ln_c[i], 0, 0);
+        t_layernorm(111, ln_c[i], 1, 0);
+    }
+    t_layernorm(37, 100, 1, 1);
+    /* N, IC, OC, bias, gelu, pre, dgelu */
+    t_matmul(111, 100, 300, 1, 0, 0, 0);
+    t_matmul(111, 100, 400, 1, 1, 1, 0);
+    t_matmul(111, 400, 100, 1, 0, 0, 1);
+    t_matmul(37, 100, 1024, 0, 0, 0, 0);  /* the tied head: C=100, Vp=1024 */
+    t_matmul(37, 100, 1000, 0, 1, 0, 0);  /* GELU without pre, OC odd to 8 */
+    t_matmul(37, 101, 203, 1, 1, 1, 1);   /* nothing aligned */
+    t_matmul(1, 768, 2304, 1, 0, 0, 0);   /* decoding: the small-N forward */
+    t_matmul(5, 100, 400, 1, 1, 1, 0);
+    t_matmul(16, 3072, 768, 1, 1, 0, 0);
+    t_matmul(3, 101, 203, 0, 0, 0, 0);
+    t_matmul(128, 768, 2304, 1, 0, 0, 0); /* gpt2 qkv */
+    t_matmul(128, 768, 3072, 1, 1, 1, 0); /* gpt2 fc */
+    t_matmul(128, 3072, 768, 1, 0, 0, 1); /* gpt2 fc2 */
+    t_gelu(1001);
+    /* B, T, C, NH: generic (head size 20, 116) and tensor-core (64, 128) */
+    t_attention(2, 37, 100, 5);
+    t_attention(1, 70, 1044, 9);
+    t_attention(2, 37, 128, 2);
+    t_attention(2, 200, 768, 12);
+    t_attention(1, 130, 256, 2);
+    t_attention(1, 1, 128, 2);
+    t_attention(1, 20, 105, 5); /* odd head size */
+    t_attention_kv(3, 1, 40, 100, 5);
+    t_attention_kv(3, 5, 40, 100, 5);
+    t_attention_kv(2, 1, 300, 768, 12);
+    t_attention_kv(2, 7, 100, 1044, 9);
+    t_attention_kv(2, 3, 30, 105, 5); /* odd head size: the generic KV kernel */
+    t_crossentropy(37, 1000, 1024, 1);
+    t_crossentropy(37, 1000, 1024, 0);
+    t_crossentropy(5, 1001, 1001, 1);
+    t_sum(1001, 0);
+    t_sum(100000, 1);
+    t_adamw(10007, 5000, 1.f, 0);
+    t_adamw(10007, 5000, 0.f, 0);
+    t_adamw(4096, 4096, 1e-6f, 0); /* the clip binds */
+    t_adamw(1001, 10, 1.f, 1);
+}
+
+int main(void) {
+    gpt_error err;
+    gpt_runtime rt = {0};
+    rt.device = "cpu";
+    gpt_rng_seed(&rng, 1234);
+    if (gpt_backend_create(&ref, &rt, &err)) {
+        printf("cpu backend: %s\n", err.msg);
+        return 1;
+    }
+    /* Workspaces for every case below (the largest of each dimension). */
+    gpt_shape s = {4, 256, 2048, 16, 8192, 1001, 1024, 1, 1100, 1, 200000, 8};
+    static dev_cfg cfgs[] = {{"cuda-fp32", GPT_PREC_FP32, 0, NULL},
+                             {"cuda-bf16", GPT_PREC_BF16, 0, NULL},
+                             {"cuda-bf16-unfused", GPT_PREC_BF16, 1, NULL}};
+    if (ref->ops->reserve(ref, &s)) {
+        printf("cpu reserve: %s\n", ref->err.msg);
+        return 1;
+    }
+    /* GPT_TEST_CONFIGS=name,name limits the run (the sanitizers use it) */
+    const char *only = getenv("GPT_TEST_CONFIGS");
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        dev_cfg *c = &cfgs[i];
+        if (only && *only) {
+            const char *f = strstr(only, c->name);
+            size_t l = strlen(c->name);
+            if (!f || (f[l] && f[l] != ',')) continue;
+        }
+        setenv("GPT_CUDA_NO_EPILOGUE", c->unfused ? "1" : "0", 1);
+        setenv("GPT_CUDA_NO_FAST_ATTN", c->unfused ? "1" : "0", 1);
+        rt.device = "cuda";
+        rt.precision = c->precision;
+        test_begin("%s: create and reserve", c->name);
+        int rc = gpt_backend_create(&c->be, &rt, &err);
+        EXPECT(rc == 0, "create: %s", err.msg);
+        if (!rc) {
+            EXPECT(c->be->ops->reserve(c->be, &s) == 0, "reserve: %s", c->be->err.msg);
+            printf("     device: %s\n", c->be->ops->device_desc(c->be));
+        }
+        test_end();
+        if (rc) continue;
+        K = c;
+        run_all();
+        gpt_backend_destroy(c->be);
+    }
+    gpt_backend_destroy(ref);
+    return test_summary();
+}
