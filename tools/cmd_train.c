@@ -5,6 +5,7 @@
  * at the end.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -113,6 +114,31 @@ static char *join(const char *dir, const char *name) {
     if (s) snprintf(s, n, "%s/%s", dir, name);
     return s;
 }
+
+/* A save killed before its rename (SIGKILL, power loss) leaves
+ * model.ckpt.tmp.PID beside the checkpoint, as large as a checkpoint.
+ * Those of processes that no longer exist are removed; a live process's
+ * (another trainer writing here) is left alone. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const char prefix[] = "model.ckpt.tmp.";
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, sizeof prefix - 1)) continue;
+        const char *digits = e->d_name + sizeof prefix - 1;
+        char *end;
+        long pid = strtol(digits, &end, 10);
+        if (!*digits || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *p = join(dir, e->d_name);
+        if (p && unlink(p) == 0)
+            fprintf(stderr, "gpt train: removed %s, left by an interrupted save\n", p);
+        free(p);
+    }
+    closedir(d);
+}
+
 
 /* Mean validation loss over up to max_batches batches (0 = all). */
 static int evaluate(gpt_model *m, const gpt_data *d, int B, int T, int max_batches, int *buf,
@@ -329,6 +355,7 @@ int gpt_cmd_train(int argc, char **argv) {
         exit_code = cli_usage_error(CMD, "cannot create the output folder '%s': %s", out, strerror(errno));
         goto done;
     }
+    remove_stale_temporaries(out);
     metrics = fopen(metrics_path, resume_path ? "a" : "w");
     if (!metrics) {
         fprintf(stderr, "gpt train: cannot write '%s': %s\n", metrics_path, strerror(errno));
