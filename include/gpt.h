@@ -223,6 +223,11 @@ int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err);
 int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, float *logits,
                    gpt_error *err);
 int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err);
+/* Greedy decoding of n steps with the choice made on the device: step 0
+ * appends tokens (B), each later step appends the previous step's most
+ * likely token (lowest id on ties). ids (n, B) receives the n chosen ids of
+ * each row (ids[k*B + b]); the host waits once, at the end. */
+int gpt_kv_decode_greedy(gpt_model *m, const int *tokens, int n, int *ids, gpt_error *err);
 /* Positions used in row b of the cache. */
 int gpt_kv_length(const gpt_model *m, int b);
 

@@ -219,6 +219,18 @@ typedef struct {
      * Backends without graphs return 0 and make graph_end a no-op. */
     int (*graph_begin)(gpt_backend *be, int id);
     void (*graph_end)(gpt_backend *be, int id);
+
+    /* --------------------------------------------------------- decoding */
+    /* Greedy choice on the device, so that decoding steps can feed each
+     * other without the host: out[i] = index of the largest of logits[i,
+     * 0..V) (the lowest index on ties; NaN never wins; 0 if every value is
+     * NaN). out I32 (N); logits ACT (N, Vp). */
+    void (*argmax)(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp);
+    /* p[i] += delta for n elements of I32 (advances KV positions). */
+    void (*add_i32)(gpt_backend *be, int *p, int n, int delta);
+    /* Device-to-device copy of bytes, in issue order (may run between
+     * graph replays). */
+    void (*copy)(gpt_backend *be, void *dst, const void *src, size_t bytes);
 } gpt_backend_ops;
 
 struct gpt_backend {

@@ -2,7 +2,9 @@
  * generate.c - the generation loop: prefill a batch of prompts into the KV
  * cache in one pass, then draw and decode one token a row at a time, with
  * stop tokens, stop strings, streaming, a sliding window, and separate
- * prefill and decode timing. Written against the model's KV-cache calls
+ * prefill and decode timing. Greedy decoding (temperature 0) runs chunks
+ * of steps on the device (gpt_kv_decode_greedy) and the host reads the
+ * chosen ids once a chunk. Written against the model's KV-cache calls
  * only, so every backend that implements them generates the same way.
  */
 #include <stdlib.h>
@@ -62,6 +64,22 @@ static int stop_hit(gen_row *r, const gpt_generate_opts *o, int tok, int *oom) {
     return 0;
 }
 
+/* Appends the drawn token to row b: output, streaming, end conditions. */
+static int take_token(gen_row *r, int b, int tok, const gpt_generate_opts *o, int *out,
+                      int *out_lens, int N, gpt_generate_stats *st, int *stop_all,
+                      gpt_error *err) {
+    int oom = 0;
+    r->ctx[r->len++] = tok;
+    out[(size_t)b * N + r->n_new++] = tok;
+    out_lens[b] = r->n_new;
+    st->new_tokens++;
+    if (o->on_token && o->on_token(o->user, b, tok)) *stop_all = 1;
+    if (tok == o->eot || r->n_new == N) r->done = 1;
+    else if (o->n_stop && stop_hit(r, o, tok, &oom)) r->done = 1;
+    if (oom) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory for stop strings");
+    return GPT_OK;
+}
+
 static int check_args(gpt_model *m, const int *const *prompts, const int *lens, int B,
                       const gpt_generate_opts *o, gpt_error *err) {
     const gpt_config *c = gpt_model_config(m);
@@ -116,7 +134,8 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
     float *logits = malloc((size_t)B * (size_t)V * sizeof *logits);
     const int **ptrs = malloc((size_t)B * sizeof *ptrs);
     int *plen = malloc((size_t)B * sizeof *plen), *next = malloc((size_t)B * sizeof *next);
-    if (!rows || !logits || !ptrs || !plen || !next) {
+    int *ids = malloc((size_t)B * 64 * sizeof *ids); /* a greedy chunk's ids (<= 64, B) */
+    if (!rows || !logits || !ptrs || !plen || !next || !ids) {
         rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory for generation (batch %d)", B);
         goto done;
     }
@@ -146,7 +165,9 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
     if (kv_ctx > maxT) kv_ctx = maxT;
     if ((rc = gpt_kv_begin(m, B, kv_ctx, err))) goto done;
 
-    int from_prefill = 1, stop_all = 0, oom = 0;
+    /* Greedy chunks: shorter when tokens stream, so text appears steadily. */
+    const int greedy = o->sampler.temperature == 0, chunk = o->on_token ? 8 : 64;
+    int from_prefill = 1, stop_all = 0, K = 0; /* K: ids rows of a greedy chunk to draw from */
     double t0 = gpt_now();
     for (int b = 0; b < B; b++) {
         ptrs[b] = rows[b].ctx + rows[b].start;
@@ -155,29 +176,25 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
     }
     if ((rc = gpt_kv_prefill(m, ptrs, plen, logits, err))) goto done;
     for (;;) {
-        /* Draw a token for every row still generating. */
+        /* Draw the next token of every row still generating: from the
+         * logits, or from each step of a greedy chunk in turn. */
         int active = 0;
-        for (int b = 0; b < B && !stop_all; b++) {
-            gen_row *r = &rows[b];
-            if (r->done) continue;
-            int tok = gpt_sample(r->s, logits + (size_t)b * V);
-            if (tok < 0) {
-                rc = gpt_fail(err, GPT_ERR_RUNTIME,
-                              "the model produced no finite logit (NaN or infinite weights?)");
-                goto done;
+        for (int k = 0; k < (K ? K : 1) && !stop_all; k++) {
+            active = 0;
+            for (int b = 0; b < B && !stop_all; b++) {
+                gen_row *r = &rows[b];
+                if (r->done) continue;
+                int tok = K ? ids[(size_t)k * B + b] : gpt_sample(r->s, logits + (size_t)b * V);
+                if (tok < 0) {
+                    rc = gpt_fail(err, GPT_ERR_RUNTIME,
+                                  "the model produced no finite logit (NaN or infinite weights?)");
+                    goto done;
+                }
+                if ((rc = take_token(r, b, tok, o, out, out_lens, N, &st, &stop_all, err)))
+                    goto done;
+                active += !r->done;
             }
-            r->ctx[r->len++] = tok;
-            out[(size_t)b * N + r->n_new++] = tok;
-            out_lens[b] = r->n_new;
-            st.new_tokens++;
-            if (o->on_token && o->on_token(o->user, b, tok)) stop_all = 1;
-            if (tok == o->eot || r->n_new == N) r->done = 1;
-            else if (o->n_stop && stop_hit(r, o, tok, &oom)) r->done = 1;
-            if (oom) {
-                rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory for stop strings");
-                goto done;
-            }
-            active += !r->done;
+            if (!active) break;
         }
         double t1 = gpt_now();
         if (from_prefill) st.prefill_s += t1 - t0;
@@ -207,15 +224,30 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
             st.reprefills++;
             if ((rc = gpt_kv_prefill(m, ptrs, plen, logits, err))) goto done;
             from_prefill = 1;
+            K = 0;
             continue;
         }
-        for (int b = 0; b < B; b++) {
-            next[b] = rows[b].ctx[rows[b].len - 1];
-            rows[b].fed++;
-        }
-        if ((rc = gpt_kv_decode(m, next, logits, err))) goto done;
-        st.decode_tokens += active;
+        for (int b = 0; b < B; b++) next[b] = rows[b].ctx[rows[b].len - 1];
         from_prefill = 0;
+        if (greedy) {
+            /* As many steps as every row has room for and some active row
+             * still wants. Rows do not see each other, so a row that ends
+             * inside a chunk changes nothing for the rest. */
+            int room = kv_ctx, want = 0;
+            for (int b = 0; b < B; b++) {
+                if (kv_ctx - rows[b].fed < room) room = kv_ctx - rows[b].fed;
+                if (!rows[b].done && N - rows[b].n_new > want) want = N - rows[b].n_new;
+            }
+            K = room < want ? room : want;
+            if (K > chunk) K = chunk;
+            if ((rc = gpt_kv_decode_greedy(m, next, K, ids, err))) goto done;
+            for (int b = 0; b < B; b++) rows[b].fed += K;
+            st.decode_tokens += (long long)active * K;
+        } else {
+            for (int b = 0; b < B; b++) rows[b].fed++;
+            if ((rc = gpt_kv_decode(m, next, logits, err))) goto done;
+            st.decode_tokens += active;
+        }
     }
 done:
     if (rows)
@@ -229,6 +261,7 @@ done:
     free(ptrs);
     free(plen);
     free(next);
+    free(ids);
     if (stats) *stats = st;
     return rc;
 }

@@ -476,9 +476,16 @@ static int ends_with(const char *s, const char *t) {
 int gpt_hf_is_checkpoint(const char *path) {
     if (!path) return 0;
     if (is_dir(path)) {
-        char *p = path_join(path, "model.safetensors");
-        int ok = p && is_file(p);
-        free(p);
+        /* A folder with any of these is meant as a Hugging Face checkpoint:
+         * gpt_hf_open then says what is missing (or that it is sharded). */
+        static const char *const names[] = {"model.safetensors", "config.json",
+                                            "model.safetensors.index.json"};
+        int ok = 0;
+        for (int i = 0; i < 3 && !ok; i++) {
+            char *p = path_join(path, names[i]);
+            ok = p && is_file(p);
+            free(p);
+        }
         return ok;
     }
     return ends_with(path, ".safetensors");

@@ -7,7 +7,8 @@
 #include "gpt.h"
 
 /* 1 if path looks like a Hugging Face checkpoint: a folder holding
- * model.safetensors, or a file ending in .safetensors. */
+ * model.safetensors or config.json (or a sharded index, which loading
+ * refuses by name), or a file ending in .safetensors. */
 int gpt_hf_is_checkpoint(const char *path);
 /* Loads a GPT2LMHeadModel (F32, F16 or BF16 tensors) into a new model. */
 int gpt_hf_load(gpt_model **out, const char *path, const gpt_runtime *rt, gpt_error *err);

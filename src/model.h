@@ -60,12 +60,14 @@ typedef struct {
     size_t logits_rows;     /* rows of logits (N, or B for KV decoding) */
     int cap_B;              /* rows pos0 holds */
     size_t bytes;           /* device bytes of the three buffers */
+    float *host_logits;     /* host staging (logits_rows, Vp) when Vp != V */
 } infer_acts;
 
 /* KV cache: (L, B, S, C) keys and values. */
 typedef struct {
     int B, S;
     void *k, *v;  /* ACT */
+    int *history; /* I32 (S, B): ids chosen by greedy decoding, step by step */
     int *len;     /* host (B): positions filled per row */
     int decode_ready; /* a decode step ran eagerly: later ones may be captured */
 } kv_cache;

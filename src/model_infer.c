@@ -45,6 +45,7 @@ size_t gpt_infer_act_elems(const gpt_config *c, size_t N, int B, size_t *f32, si
 void gpt_infer_free(gpt_model *m) {
     if (!m->be) return;
     if (m->ia.act) m->be->ops->free(m->be, m->ia.act); /* f32 and i32 live in it too */
+    free(m->ia.host_logits);
     memset(&m->ia, 0, sizeof m->ia);
 }
 
@@ -82,6 +83,13 @@ static int infer_reserve(gpt_model *m, size_t N, int B, size_t rows, gpt_error *
     n.cap_N = N;
     n.cap_B = B;
     n.logits_rows = rows;
+    if (n.act && c->padded_vocab != c->vocab_size) {
+        n.host_logits = malloc(rows * (size_t)c->padded_vocab * sizeof(float));
+        if (!n.host_logits) {
+            be->ops->free(be, n.act);
+            n.act = NULL;
+        }
+    }
     m->ia = n;
     m->kv.decode_ready = 0;
     m->graph_epoch++; /* graphs captured old pointers */
@@ -178,13 +186,12 @@ static int download_logits(gpt_model *m, int rows, float *out, gpt_error *err) {
                              (size_t)rows * Vp, GPT_CLS_ACT);
         return gpt_model_backend_error(m, err);
     }
-    float *tmp = malloc((size_t)rows * Vp * sizeof(float));
-    if (!tmp) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    float *tmp = m->ia.host_logits; /* (logits_rows, Vp), allocated with the activations */
+    GPT_ASSERT(tmp && (size_t)rows <= m->ia.logits_rows);
     m->be->ops->download(m->be, tmp, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT),
                          (size_t)rows * Vp, GPT_CLS_ACT);
     for (int r = 0; r < rows; r++)
         memcpy(out + (size_t)r * V, tmp + (size_t)r * Vp, V * sizeof(float));
-    free(tmp);
     return gpt_model_backend_error(m, err);
 }
 
@@ -258,9 +265,11 @@ int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err) {
         size_t bytes = 2 * n * be->cls_size[GPT_CLS_ACT];
         if ((rc = gpt_model_check_memory(m, bytes, "the KV cache", err))) return rc;
         m->kv.len = calloc((size_t)B, sizeof(int));
-        /* Keys and values: one allocation, values after keys. */
-        m->kv.k = m->kv.len ? be->ops->alloc(be, 2 * n * be->cls_size[GPT_CLS_ACT]) : NULL;
+        /* Keys, values and the greedy history: one allocation. */
+        size_t kv_bytes = (2 * n * be->cls_size[GPT_CLS_ACT] + 255) / 256 * 256;
+        m->kv.k = m->kv.len ? be->ops->alloc(be, kv_bytes + (size_t)ctx * B * sizeof(int)) : NULL;
         m->kv.v = m->kv.k ? gpt_at(m, m->kv.k, n, GPT_CLS_ACT) : NULL;
+        m->kv.history = m->kv.k ? (int *)((char *)m->kv.k + kv_bytes) : NULL;
         if (!m->kv.v) {
             rc = gpt_model_backend_error(m, err);
             gpt_kv_free(m);
@@ -310,32 +319,68 @@ int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, flo
     return GPT_OK;
 }
 
-int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err) {
-    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "gpt_kv_decode: call gpt_kv_begin first");
-    int B = m->kv.B, rc;
-    for (int b = 0; b < B; b++)
-        if (m->kv.len[b] >= m->kv.S)
-            return gpt_fail(err, GPT_ERR_INVALID,
-                            "row %d has filled its context of %d positions: start again with a "
-                            "shorter prompt, or slide the window",
-                            b, m->kv.S);
-    if ((rc = check_tokens(m, tokens, (size_t)B, err))) return rc;
+/* One decoding step over the tokens and positions already on the device
+ * (ia tokens (B), pos0 (B)): logits of the new positions, their argmax
+ * written back as the next step's tokens, positions advanced by one. The
+ * step's shape never changes: a backend with graphs records it once and
+ * replays it per token. */
+static void decode_step(gpt_model *m) {
     gpt_backend *be = m->be;
-    be->ops->upload(be, m->ia.i32, tokens, (size_t)B, GPT_CLS_I32);
-    be->ops->upload(be, m->ia.i32 + 2 * m->ia.cap_N, m->kv.len, (size_t)B, GPT_CLS_I32);
-    m->check_msg[0] = 0;
-    /* The decode step's shape never changes: a backend with graphs records
-     * it once and replays it per token. */
-    int id = gpt_graph_id(m, GRAPH_DECODE);
+    int B = m->kv.B, id = gpt_graph_id(m, GRAPH_DECODE);
     int graphs = m->use_graphs && m->kv.decode_ready;
     if (!graphs || !be->ops->graph_begin(be, id)) {
         infer_layers(m, B, 1, 1);
         infer_head(m, 0, 0, B);
+        be->ops->argmax(be, m->ia.i32, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), B,
+                        m->cfg.vocab_size, m->cfg.padded_vocab);
+        be->ops->add_i32(be, m->ia.i32 + 2 * m->ia.cap_N, B, 1);
         if (graphs) be->ops->graph_end(be, id);
     }
     m->kv.decode_ready = 1;
-    if ((rc = download_logits(m, B, logits, err))) return rc;
-    for (int b = 0; b < B; b++) m->kv.len[b]++;
+}
+
+/* Checks that every row has room for n more positions and uploads the
+ * step's tokens and positions. */
+static int decode_begin(gpt_model *m, const int *tokens, int n, gpt_error *err) {
+    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "decoding: call gpt_kv_begin first");
+    int B = m->kv.B, rc;
+    if (n < 1) return gpt_fail(err, GPT_ERR_INVALID, "decoding: %d steps asked for", n);
+    for (int b = 0; b < B; b++)
+        if (m->kv.len[b] + n > m->kv.S)
+            return gpt_fail(err, GPT_ERR_INVALID,
+                            "row %d has %d of its %d context positions filled, too few for %d "
+                            "more: start again with a shorter prompt, or slide the window",
+                            b, m->kv.len[b], m->kv.S, n);
+    if ((rc = check_tokens(m, tokens, (size_t)B, err))) return rc;
+    m->be->ops->upload(m->be, m->ia.i32, tokens, (size_t)B, GPT_CLS_I32);
+    m->be->ops->upload(m->be, m->ia.i32 + 2 * m->ia.cap_N, m->kv.len, (size_t)B, GPT_CLS_I32);
+    m->check_msg[0] = 0;
+    return GPT_OK;
+}
+
+int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err) {
+    int rc = decode_begin(m, tokens, 1, err);
+    if (rc) return rc;
+    decode_step(m);
+    if ((rc = download_logits(m, m->kv.B, logits, err))) return rc;
+    for (int b = 0; b < m->kv.B; b++) m->kv.len[b]++;
+    if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
+    return GPT_OK;
+}
+
+int gpt_kv_decode_greedy(gpt_model *m, const int *tokens, int n, int *ids, gpt_error *err) {
+    int rc = decode_begin(m, tokens, n, err);
+    if (rc) return rc;
+    int B = m->kv.B;
+    /* Each step reads the previous step's argmax from the device: the host
+     * waits once, for the n x B ids. */
+    for (int k = 0; k < n; k++) {
+        decode_step(m);
+        m->be->ops->copy(m->be, m->kv.history + (size_t)k * B, m->ia.i32, (size_t)B * sizeof(int));
+    }
+    m->be->ops->download(m->be, ids, m->kv.history, (size_t)n * B, GPT_CLS_I32);
+    if ((rc = gpt_model_backend_error(m, err))) return rc;
+    for (int b = 0; b < B; b++) m->kv.len[b] += n;
     if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
     return GPT_OK;
 }

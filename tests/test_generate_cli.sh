@@ -155,6 +155,10 @@ mkdir -p "$TMP/nocfg" && cp $FIX/fp32/model.safetensors "$TMP/nocfg/"
 expect "model.safetensors without config.json" 2 "$GPT" generate --model "$TMP/nocfg" \
     --prompt-tokens 1
 has "  ... says config.json" "$TMP/err" "config.json"
+mkdir -p "$TMP/cfgonly" && cp $FIX/fp32/config.json "$TMP/cfgonly/"
+expect "config.json without model.safetensors" 2 "$GPT" generate --model "$TMP/cfgonly" \
+    --prompt-tokens 1
+has "  ... says model.safetensors" "$TMP/err" "no model.safetensors"
 expect "convert without --out" 2 "$GPT" convert --model $FIX/fp32
 expect "convert into a missing parent" 2 "$GPT" convert --model $FIX/fp32 --out "$TMP/no/such"
 expect "convert a missing model" 2 "$GPT" convert --model "$TMP/nothing" --out "$TMP/x"

@@ -152,6 +152,31 @@ static double cpu_timer_elapsed_ms(gpt_backend *be, int from, int to) {
     return 1e3 * (c->timers[to] - c->timers[from]);
 }
 
+static void cpu_argmax(gpt_backend *be, int *out, const void *logits_, int N, int V, int Vp) {
+    const float *logits = logits_;
+    for (int i = 0; i < N; i++) {
+        const float *r = logits + (size_t)i * Vp;
+        int best = 0;
+        float bv = -INFINITY;
+        int found = 0;
+        for (int j = 0; j < V; j++)
+            if (r[j] > bv || (!found && r[j] == bv)) { /* NaN compares false: never wins */
+                bv = r[j];
+                best = j;
+                found = 1;
+            }
+        out[i] = best;
+    }
+}
+
+static void cpu_add_i32(gpt_backend *be, int *p, int n, int delta) {
+    for (int i = 0; i < n; i++) p[i] += delta;
+}
+
+static void cpu_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) {
+    memmove(dst, src, bytes);
+}
+
 static int cpu_graph_begin(gpt_backend *be, int id) { return 0; }
 static void cpu_graph_end(gpt_backend *be, int id) {}
 
@@ -186,6 +211,9 @@ static const gpt_backend_ops cpu_ops = {
     .timer_elapsed_ms = cpu_timer_elapsed_ms,
     .graph_begin = cpu_graph_begin,
     .graph_end = cpu_graph_end,
+    .argmax = cpu_argmax,
+    .add_i32 = cpu_add_i32,
+    .copy = cpu_copy,
 };
 
 static void cpu_model_name(char *buf, size_t n) {

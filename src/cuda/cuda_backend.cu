@@ -422,6 +422,9 @@ static const gpt_backend_ops cuda_ops = {
     cu_timer_elapsed_ms,
     cu_graph_begin,
     cu_graph_end,
+    cuda_argmax,
+    cuda_add_i32,
+    cuda_copy,
 };
 
 static int env_flag(const char *name) {

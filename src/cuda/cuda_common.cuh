@@ -237,6 +237,11 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
 /* --------------------------------------------------- ops of each file */
 
 extern "C" {
+/* decode.cu */
+void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp);
+void cuda_add_i32(gpt_backend *be, int *p, int n, int delta);
+void cuda_copy(gpt_backend *be, void *dst, const void *src, size_t bytes);
+
 /* misc.cu */
 void cuda_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n);
 void cuda_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int accumulate);
