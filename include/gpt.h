@@ -315,7 +315,9 @@ typedef struct {
 
 /* Writes a checkpoint atomically (temporary file, fsync, rename): on any
  * failure the previous file at path is intact. with_optimizer adds the AdamW
- * moments and step count; state (may be NULL) adds the trainer's state. */
+ * moments and step count; state (may be NULL) adds the trainer's state.
+ * A model holding a non-finite parameter or moment is not saved
+ * (GPT_ERR_RUNTIME): the reader would refuse the file. */
 int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
                         const gpt_train_state *state, gpt_error *err);
 /* Reads only the configuration and trainer state of a checkpoint (no model

@@ -70,9 +70,10 @@ static size_t peak_rss(void) {
 }
 
 int gpt_cmd_bench(int argc, char **argv) {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    if (argc < 2) return cli_usage_error(CMD, "expects 'train' or 'generate' (see gpt bench --help)");
+    if (cli_is_help(argv[1])) {
+        usage(stdout);
+        return EXIT_OK;
     }
     const char *mode = argv[1], *preset = "gpt2";
     int train = !strcmp(mode, "train");
@@ -119,6 +120,23 @@ int gpt_cmd_bench(int argc, char **argv) {
     gpt_error err = {0};
     gpt_config cfg;
     if (gpt_config_preset(preset, &cfg, &err)) return cli_lib_error(CMD, &err);
+    /* Everything is checked before the model is made: creating gpt2-xl
+     * alone takes seconds and gigabytes. */
+    gpt_train_opts o;
+    gpt_train_opts_default(&o);
+    o.batch_size = (int)B;
+    o.seq_len = (int)T;
+    o.recompute = recompute;
+    o.max_steps = (int)(steps + warm + 1);
+    gpt_memory_plan plan;
+    if (train ? gpt_train_opts_validate(&o, &cfg, &err) ||
+                    gpt_memory_estimate(&cfg, &rt, (int)B, (int)T, 1, recompute, &plan, &err)
+              : gpt_memory_estimate(&cfg, &rt, (int)B, (int)(prompt + gen), 0, 0, &plan, &err))
+        return cli_lib_error(CMD, &err);
+    if (!train && prompt + gen > cfg.max_seq_len)
+        return cli_usage_error(CMD, "--prompt + --new (%lld) exceeds the context of %s (%d)",
+                               prompt + gen, preset, cfg.max_seq_len);
+    if (gpt_memory_check(&plan, &rt, &err)) return cli_lib_error(CMD, &err);
     gpt_model *m = NULL;
     int rc = gpt_model_create(&m, &cfg, &rt, 1, &err);
     if (rc) return cli_lib_error(CMD, &err);
@@ -129,12 +147,6 @@ int gpt_cmd_bench(int argc, char **argv) {
     gpt_model_mem_info(m, &free0, &total);
     size_t param_bytes = gpt_model_device_bytes(m); /* parameters only, so far */
     if (train) {
-        gpt_train_opts o;
-        gpt_train_opts_default(&o);
-        o.batch_size = (int)B;
-        o.seq_len = (int)T;
-        o.recompute = recompute;
-        o.max_steps = (int)(steps + warm + 1);
         size_t n = (size_t)B * (T + 1);
         int *tok = malloc(n * sizeof(int));
         double *times = malloc((size_t)steps * sizeof(double));
@@ -191,16 +203,13 @@ int gpt_cmd_bench(int argc, char **argv) {
             rows[b] = prompts + (size_t)b * np;
             lens[b] = np;
         }
-        gpt_generate_opts o;
-        gpt_generate_opts_default(&o);
-        o.max_new_tokens = ng;
-        o.sampler.temperature = 0;
-        if (!rc && np + ng > cfg.max_seq_len)
-            rc = gpt_fail(&err, GPT_ERR_INVALID, "--prompt + --new (%d) exceeds the model's context (%d)",
-                          np + ng, cfg.max_seq_len);
+        gpt_generate_opts g;
+        gpt_generate_opts_default(&g);
+        g.max_new_tokens = ng;
+        g.sampler.temperature = 0;
         for (long long k = -1; !rc && k < runs; k++) { /* run -1 warms up */
             gpt_generate_stats st;
-            rc = gpt_generate(m, rows, lens, nb, &o, out, out_lens, &st, &err);
+            rc = gpt_generate(m, rows, lens, nb, &g, out, out_lens, &st, &err);
             if (k >= 0) pre[k] = st.prefill_s, dec[k] = st.decode_s;
         }
         if (!rc) {
