@@ -15,7 +15,8 @@
 # of a training step (device events) and per-kernel times of decoding
 # (ncu); peers = the PyTorch peers. The table covers whatever ran. The
 # build always runs first.
-# Environment: QUICK=1 skips the torch.compile peers (minutes of compiling).
+# Environment: QUICK=1 skips the torch.compile peers (minutes of compiling);
+# EAGER=0 skips the eager PyTorch peers (the targets are against compile).
 set -u
 cd "$(dirname "$0")/.."
 phases=" ${*:-all} "
@@ -104,7 +105,9 @@ if want peers; then
     SEEDS="--layers 2 --dim 512 --heads 8 --seq 512"
     SEEDL="--layers 6 --dim 512 --heads 8 --seq 512"
     compile="--compile"; [ "${QUICK:-0}" = 1 ] && compile=""
-    for mode in $compile ""; do
+    modes="$compile"; [ "${EAGER:-1}" = 1 ] && modes="$modes eager"
+    for mode in $modes; do
+        [ "$mode" = eager ] && mode=
         peer torch_gpt.py $GPT2 --batch 32 --steps 20 $mode
         peer torch_gpt.py $SEEDS --batch 4 --steps 50 $mode
         peer torch_gpt.py $SEEDS --batch 64 --steps 20 $mode
