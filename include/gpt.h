@@ -290,7 +290,7 @@ typedef struct {
     double prefill_s;         /* wall time of the prefill passes (re-prefills included) */
     double decode_s;          /* wall time of the decode steps and their sampling */
     long long prefill_tokens; /* prompt tokens run through prefill */
-    long long decode_tokens;  /* tokens decoded for rows still generating */
+    long long decode_tokens;  /* new tokens that came out of decode steps */
     long long new_tokens;     /* tokens generated over all rows */
     int reprefills;           /* sliding-window prefills after the first */
 } gpt_generate_stats;

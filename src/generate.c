@@ -192,6 +192,7 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
                 }
                 if ((rc = take_token(r, b, tok, o, out, out_lens, N, &st, &stop_all, err)))
                     goto done;
+                st.decode_tokens += !from_prefill; /* drawn from a decode step's output */
                 active += !r->done;
             }
             if (!active) break;
@@ -242,11 +243,9 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
             if (K > chunk) K = chunk;
             if ((rc = gpt_kv_decode_greedy(m, next, K, ids, err))) goto done;
             for (int b = 0; b < B; b++) rows[b].fed += K;
-            st.decode_tokens += (long long)active * K;
         } else {
             for (int b = 0; b < B; b++) rows[b].fed++;
             if ((rc = gpt_kv_decode(m, next, logits, err))) goto done;
-            st.decode_tokens += active;
         }
     }
 done:

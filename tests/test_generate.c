@@ -197,8 +197,13 @@ static void test_loop(gpt_model *m) {
     test_begin("stop token ends its row (kept as the last token); the others go on");
     o.eot = want[1][4]; /* row 1's fifth token */
     int first = -1;     /* where each row first produces it */
-    rc = gpt_generate(m, prompts, lens, 3, &o, out, out_lens, NULL, &err);
+    rc = gpt_generate(m, prompts, lens, 3, &o, out, out_lens, &st, &err);
     EXPECT(rc == 0, "%s", err.msg);
+    /* Each row's first token comes from the prefill, the rest from decode
+     * steps, however early a row ends. */
+    EXPECT(st.new_tokens == out_lens[0] + out_lens[1] + out_lens[2] &&
+               st.decode_tokens == st.new_tokens - 3,
+           "stats: new %lld decode %lld", st.new_tokens, st.decode_tokens);
     for (int b = 0; b < 3 && !rc; b++) {
         first = N;
         for (int i = 0; i < N; i++)
