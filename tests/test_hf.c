@@ -731,28 +731,9 @@ static void test_round_trip(void) {
     }
     test_end();
 
-    /* transformers must load what we write: run the reference Python when
-     * it is here (it is not part of the build). */
-    const char *py = getenv("GPT_REF_PYTHON");
-    if (!py) py = "/opt/refenv/bin/python";
-    if (m3 && access(py, X_OK) == 0) {
-        test_begin("transformers' GPT2LMHeadModel.from_pretrained loads gpt_hf_save's folder");
-        char lpath[400], cmd[2000];
-        snprintf(lpath, sizeof lpath, "%s/our_logits.bin", tmpdir());
-        FILE *fo = fopen(lpath, "wb");
-        EXPECT(fo && l1 && fwrite(l1, sizeof *l1, (size_t)17 * 333, fo) == (size_t)17 * 333,
-               "writing our logits");
-        if (fo) fclose(fo);
-        int n = snprintf(cmd, sizeof cmd, "'%s' tests/ref/check_hf_load.py '%s' '%s'", py, hfdir,
-                         lpath);
-        for (int i = 0; i < 17; i++)
-            n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %d", tok[i]);
-        int st = system(cmd);
-        EXPECT(st == 0, "check_hf_load.py failed (status %d)", st);
-        test_end();
-    } else {
-        printf("skip transformers check: no reference Python at %s\n", py);
-    }
+    /* That transformers loads what gpt_hf_save writes is checked by
+     * tests/ref/check_convert.sh where torch and transformers are installed
+     * (not on CI); see docs/RELIABILITY.md for the last run. */
     free(l1);
     free(l2);
     free(l3);
