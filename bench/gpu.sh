@@ -8,14 +8,17 @@
 # $OUT/summary.txt ($OUT defaults to out/gpu).
 #
 #   bash bench/gpu.sh [PHASE...]    PHASE: all (default), check, tests, ours,
-#                                   profile, peers, gen (generation only)
+#                                   profile, peers, train (our training runs
+#                                   and their peers only), gen (generation
+#                                   only), initcheck_ops
 #
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
 # racecheck only); ours = our timings; profile = per-op times
 # of a training step (device events) and per-kernel times of decoding
 # (ncu); peers = the PyTorch peers. The table covers whatever ran. The
 # build always runs first.
-# Environment: QUICK=1 skips the torch.compile peers (minutes of compiling).
+# Environment: QUICK=1 skips the torch.compile peers (minutes of compiling);
+# EAGER=0 skips the eager PyTorch peers (the targets are against compile).
 set -u
 cd "$(dirname "$0")/.."
 phases=" ${*:-all} "
@@ -50,7 +53,7 @@ fi
 if ! make -j"$(nproc)" CUDA=1 NATIVE=0 BLAS=none >"$L/build.log" 2>&1; then
     note "BUILD FAILED"; tail -30 "$L/build.log"; pack; exit 1
 fi
-GPT_BENCH=build-cuda/bench/bench_gpu
+GPT_BENCH="build-cuda/gpt bench"
 
 if want tests || want sanitize; then
     stamp "GPU tests"
@@ -72,7 +75,7 @@ if grep -q "^FAIL cuda-bf16: matmul" "$L/tests.log" 2>/dev/null; then
 fi
 ours() { stamp "gpt $*"; timeout 120 $GPT_BENCH "$@" 2>>"$L/bench_err.log" | tee -a "$J"; pack; }
 peer() { stamp "peer $*"; timeout 300 python3 bench/peers/"$@" 2>>"$L/peer_err.log" | grep '^{' | tee -a "$J"; pack; }
-if want ours; then
+if want ours || want train; then
     ours train --preset gpt2 -B 32 -T 1024 --steps 20 --recompute
     ours train --preset gpt2 -B 32 -T 1024 --steps 20
     ours train --preset seed-small -B 4 -T 512 --steps 50
@@ -99,12 +102,14 @@ if want profile; then
     python3 bench/ncu_sum.py "$L/ncu_decode.csv" 2 | tee "$L/ncu_decode.txt"
     pack
 fi
-if want peers; then
+if want peers || want train; then
     GPT2="--layers 12 --dim 768 --heads 12 --seq 1024"
     SEEDS="--layers 2 --dim 512 --heads 8 --seq 512"
     SEEDL="--layers 6 --dim 512 --heads 8 --seq 512"
     compile="--compile"; [ "${QUICK:-0}" = 1 ] && compile=""
-    for mode in $compile ""; do
+    modes="$compile"; [ "${EAGER:-1}" = 1 ] && modes="$modes eager"
+    for mode in $modes; do
+        [ "$mode" = eager ] && mode=
         peer torch_gpt.py $GPT2 --batch 32 --steps 20 $mode
         peer torch_gpt.py $SEEDS --batch 4 --steps 50 $mode
         peer torch_gpt.py $SEEDS --batch 64 --steps 20 $mode
@@ -124,7 +129,7 @@ SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer
 san() { # tool, log name, command...
     local tool=$1 log=$2; shift 2
     stamp "sanitizer $tool: $log"
-    timeout 180 "$SAN" --tool "$tool" --print-limit 20 "$@" >"$L/san_${tool}_$log.log" 2>&1
+    timeout 180 "$SAN" --tool "$tool" --print-limit "${SAN_LIMIT:-20}" "$@" >"$L/san_${tool}_$log.log" 2>&1
     local rc=$? res
     res=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$L/san_${tool}_$log.log" | tail -1)
     [ $rc = 124 ] && res="timed out after 180 s ($res)"
@@ -144,7 +149,12 @@ if want sanitize; then
     GPT_TEST_CONFIGS=cuda-bf16-unfused san memcheck ops_unfused build-cuda/tests/gpu/test_cuda_ops
     GPT_TEST_CONFIGS=cuda-bf16,cuda-bf16-unfused san racecheck ops build-cuda/tests/gpu/test_cuda_ops
     note "  racecheck ops: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_ops.log" | grep -vc nvjet)"
-    GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 san initcheck ops build-cuda/tests/gpu/test_cuda_ops
+fi
+if want sanitize || want initcheck_ops; then
+    GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 SAN_LIMIT=2000 san initcheck ops build-cuda/tests/gpu/test_cuda_ops
+    note "  initcheck ops: reports in our kernels (not cuBLASLt's): $(grep -A1 "Uninitialized" "$L/san_initcheck_ops.log" | grep "=========     at" | grep -vc cublas)"
+fi
+if want sanitize; then
     san memcheck train "${step[@]}"
 fi
 # initcheck of a training step reports reads of buffers that cuBLASLt's

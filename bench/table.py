@@ -1,4 +1,4 @@
-"""Reads the JSON lines bench/gpu.sh collected (ours: bench_gpu; peers:
+"""Reads the JSON lines bench/gpu.sh collected (ours: gpt bench; peers:
 torch_gpt.py, torch_generate.py) and prints one table with the ratios the
 CUDA issue sets as targets, all from the same call on the same card.
 

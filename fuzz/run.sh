@@ -11,7 +11,8 @@
 # Seeds live in fuzz/corpus/<target>/ (small files; add crashing inputs
 # there as regression cases). New inputs found while fuzzing go to
 # build-fuzz/corpus/<target>/, crashes to build-fuzz/artifacts/. The library
-# (src/*.c src/*/*.c, not src/cuda) is compiled with clang into
+# (src/*.c src/*/*.c, not src/cuda) and the command line's side-effect-free
+# parsers (tools/cli.c, tools/train_args.c) are compiled with clang into
 # build-fuzz/libgpt-fuzz.a; a file clang cannot compile here is left out
 # (targets only link what they use). The last line is "N passed, M failed":
 # one pass per target that built and ran clean.
@@ -46,15 +47,15 @@ if ! command -v "$CC" >/dev/null 2>&1; then
 fi
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -D_DEFAULT_SOURCE -Iinclude -Isrc $SAN"
+CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -D_DEFAULT_SOURCE -Iinclude -Isrc -Itools $SAN"
 OMP=""
 if echo 'int main(void){return 0;}' | $CC -fopenmp -x c - -o /dev/null 2>/dev/null; then OMP=-fopenmp; fi
 
 # The library, rebuilt where a source or any header is newer than its object.
 mkdir -p "$OUT/obj"
-newest_h=$(ls -t include/*.h src/*.h src/*/*.h 2>/dev/null | head -n 1)
+newest_h=$(ls -t include/*.h src/*.h src/*/*.h tools/*.h 2>/dev/null | head -n 1)
 objs="" skipped=""
-for src in src/*.c src/*/*.c; do
+for src in src/*.c src/*/*.c tools/cli.c tools/train_args.c; do
     case "$src" in src/cuda/*) continue ;; esac
     [ -f "$src" ] || continue
     obj="$OUT/obj/$(echo "${src%.c}" | tr '/' '_').o"

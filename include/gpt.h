@@ -315,7 +315,9 @@ typedef struct {
 
 /* Writes a checkpoint atomically (temporary file, fsync, rename): on any
  * failure the previous file at path is intact. with_optimizer adds the AdamW
- * moments and step count; state (may be NULL) adds the trainer's state. */
+ * moments and step count; state (may be NULL) adds the trainer's state.
+ * A model holding a non-finite parameter or moment is not saved
+ * (GPT_ERR_RUNTIME): the reader would refuse the file. */
 int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
                         const gpt_train_state *state, gpt_error *err);
 /* Reads only the configuration and trainer state of a checkpoint (no model
@@ -333,6 +335,8 @@ int gpt_profile_report(const gpt_model *m, char *buf, size_t len);
 /* Device memory the model holds now: parameters, gradients, optimizer
  * state, activations, KV cache and the backend's workspaces. */
 size_t gpt_model_device_bytes(const gpt_model *m);
+/* Free and total memory of the model's device, in bytes. */
+int gpt_model_mem_info(const gpt_model *m, size_t *free_bytes, size_t *total_bytes);
 /* Host-device synchronisations the backend has made so far. */
 long gpt_backend_sync_count(const gpt_model *m);
 

@@ -78,6 +78,21 @@ static void w_floats(writer *w, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) w_f32(w, x[i]);
 }
 
+/* A checkpoint the reader would refuse is never written: parameters and
+ * moments must be finite, the second moment not negative. An update with
+ * finite inputs can still overflow (a squared gradient past 3.4e38 without
+ * clipping); the previous checkpoint is then kept. */
+static int check_values(const float *x, size_t n, int nonneg, const char *what,
+                        const char *path, gpt_error *err) {
+    for (size_t k = 0; k < n; k++)
+        if (!isfinite(x[k]) || (nonneg && x[k] < 0))
+            return gpt_fail(err, GPT_ERR_RUNTIME,
+                            "not saving '%s': %s holds %g at element %zu (training diverged); the "
+                            "previous checkpoint is kept",
+                            path, what, (double)x[k], k);
+    return GPT_OK;
+}
+
 int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
                         const gpt_train_state *state, gpt_error *err) {
     if (with_optimizer && !m->train_ready)
@@ -144,14 +159,20 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
         w_u64(&w, t->numel);
     }
     for (int i = 0; i < m->ntensors && !w.rc; i++) {
-        if ((w.rc = gpt_model_get_tensor(m, i, buf, err))) break;
+        if ((w.rc = gpt_model_get_tensor(m, i, buf, err)) ||
+            (w.rc = check_values(buf, m->tinfo[i].numel, 0, m->tinfo[i].name, path, err)))
+            break;
         w_floats(&w, buf, m->tinfo[i].numel);
     }
     for (int pass = 0; with_optimizer && pass < 2; pass++)
         for (int i = 0; i < m->ntensors && !w.rc; i++) {
             float *src = (pass == 0 ? m->m : m->v) + m->toff[i];
             m->be->ops->download(m->be, buf, src, m->tinfo[i].numel, GPT_CLS_F32);
-            if ((w.rc = gpt_model_backend_error(m, err))) break;
+            if ((w.rc = gpt_model_backend_error(m, err)) ||
+                (w.rc = check_values(buf, m->tinfo[i].numel, pass == 1,
+                                     pass == 0 ? "the first AdamW moment" : "the second AdamW moment",
+                                     path, err)))
+                break;
             w_floats(&w, buf, m->tinfo[i].numel);
         }
     free(buf);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gpt.h"
+#include "model.h"
 #include "util.h"
 
 typedef struct {
@@ -63,6 +64,8 @@ void gpt_config_resolve(gpt_config *cfg) {
 /* Largest elements a single tensor may hold: 2^40 (4 TiB in fp32) keeps
  * every size product far from overflowing 64-bit arithmetic. */
 #define MAX_TENSOR_ELEMS ((size_t)1 << 40)
+/* Layers: the parameter table has 12 tensors a layer, counted with int. */
+#define MAX_LAYERS (1 << 24)
 
 static int positive(const char *field, const char *flag, long long v, gpt_error *err) {
     if (v > 0) return GPT_OK;
@@ -70,17 +73,21 @@ static int positive(const char *field, const char *flag, long long v, gpt_error 
                     field, v, flag);
 }
 
-/* Nearest head counts that divide C, for the error message. */
+/* Nearest head counts that divide C, for the error message. The search
+ * is bounded (a hostile file may hold NH and C near INT32_MAX); 1 always
+ * divides, hi is 0 when none is found. */
 static void head_suggestions(int C, int NH, int *lo, int *hi) {
-    *lo = *hi = 0;
-    for (int h = NH; h >= 1; h--)
+    const long long span = 100000;
+    *lo = 1;
+    *hi = 0;
+    for (long long h = NH < C ? NH : C; h >= 1 && h > (long long)NH - span; h--)
         if (C % h == 0) {
-            *lo = h;
+            *lo = (int)h;
             break;
         }
-    for (int h = NH + 1; h <= C && h <= NH * 4 + 64; h++)
+    for (long long h = (long long)NH + 1; h <= C && h <= 4LL * NH + 64 && h <= NH + span; h++)
         if (C % h == 0) {
-            *hi = h;
+            *hi = (int)h;
             break;
         }
 }
@@ -93,6 +100,9 @@ int gpt_config_validate(const gpt_config *c, gpt_error *err) {
     if ((rc = positive("n_head", "--heads", c->n_head, err))) return rc;
     if ((rc = positive("n_embd", "--channels", c->n_embd, err))) return rc;
     if ((rc = positive("mlp_hidden", "--mlp", c->mlp_hidden, err))) return rc;
+    if (c->n_layer > MAX_LAYERS)
+        return gpt_fail(err, GPT_ERR_INVALID, "n_layer (%d) is too large: at most %d", c->n_layer,
+                        MAX_LAYERS);
     if (c->padded_vocab < c->vocab_size)
         return gpt_fail(err, GPT_ERR_INVALID,
                         "padded_vocab (%d) must be at least vocab_size (%d): use 0 to round up "
@@ -101,9 +111,9 @@ int gpt_config_validate(const gpt_config *c, gpt_error *err) {
     if (c->n_embd % c->n_head != 0) {
         int lo, hi;
         head_suggestions(c->n_embd, c->n_head, &lo, &hi);
-        int C2 = (c->n_embd + c->n_head - 1) / c->n_head * c->n_head;
+        long long C2 = ((long long)c->n_embd + c->n_head - 1) / c->n_head * c->n_head;
         return gpt_fail(err, GPT_ERR_INVALID,
-                        "n_head (%d) must divide n_embd (%d): try --heads %d%s%.0d or --channels %d",
+                        "n_head (%d) must divide n_embd (%d): try --heads %d%s%.0d or --channels %lld",
                         c->n_head, c->n_embd, lo, hi ? " or --heads " : "", hi, C2);
     }
     if (!(c->ln_eps > 0) || !isfinite(c->ln_eps) || c->ln_eps > 1)
@@ -132,6 +142,22 @@ int gpt_config_validate(const gpt_config *c, gpt_error *err) {
                         "n_layer (%d) x per-layer parameters (%zu) is too large", c->n_layer,
                         per_layer);
     return GPT_OK;
+}
+
+int gpt_config_check_positions(const gpt_config *c, long long B, long long T, gpt_error *err) {
+    /* Elements per position, an upper bound over the training and the
+     * inference layouts: logits, then per layer (and the final one) the
+     * residual stream, layernorm, qkv, attention and MLP buffers with their
+     * gradients, and the float statistics. */
+    double N = (double)B * (double)T;
+    double W = (double)c->padded_vocab +
+               ((double)c->n_layer + 1) * (8.0 * c->n_embd + 2.0 * c->mlp_hidden + c->n_head + 8);
+    if (N <= INT32_MAX && N * W <= (double)((size_t)1 << 40)) return GPT_OK;
+    return gpt_fail(err, GPT_ERR_INVALID,
+                    "batch x sequence length (%lld x %lld) is too large for this model: its "
+                    "activations would need %.3g values, more memory than any machine has: use a smaller "
+                    "--batch or --seq",
+                    B, T, N * W);
 }
 
 size_t gpt_config_num_params(const gpt_config *c) {
@@ -193,6 +219,7 @@ int gpt_train_opts_validate(const gpt_train_opts *o, const gpt_config *cfg, gpt_
         return gpt_fail(err, GPT_ERR_INVALID,
                         "batch_size x seq_len x grad_accum (%d x %d x %d) is too large",
                         o->batch_size, o->seq_len, o->grad_accum);
+    if (cfg) return gpt_config_check_positions(cfg, o->batch_size, o->seq_len, err);
     return GPT_OK;
 }
 

@@ -144,6 +144,10 @@ size_t gpt_model_device_bytes(const gpt_model *m) {
     return n;
 }
 
+int gpt_model_mem_info(const gpt_model *m, size_t *free_bytes, size_t *total_bytes) {
+    return m->be->ops->mem_info(m->be, free_bytes, total_bytes);
+}
+
 int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime *rt,
                     gpt_error *err) {
     *out = NULL;
@@ -157,18 +161,27 @@ int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime
     if (rt) m->rt = *rt;
     m->rt.device = NULL; /* the caller's string may not outlive us */
     snprintf(m->tokenizer, sizeof m->tokenizer, "gpt2");
-    if ((rc = layout_params(m, err)) || (rc = gpt_backend_create(&m->be, rt, err))) {
+    if ((rc = gpt_backend_create(&m->be, rt, err))) {
         gpt_model_free(m);
         return rc;
     }
     snprintf(m->device_name, sizeof m->device_name, "%s", m->be->name);
-    size_t bytes = m->nparams * m->be->cls_size[GPT_CLS_PARAM];
+    /* The memory check comes before the parameter table is laid out: the
+     * table (about 100 host bytes a tensor) is smaller than the padding
+     * alone of the parameters it describes, so a configuration too large
+     * for the memory never allocates either (a hostile checkpoint may ask
+     * for millions of layers). The size is the layout's, padding included. */
+    size_t ntensors = 4 + 12 * (size_t)cfg.n_layer;
+    size_t nparams = gpt_config_num_params(&cfg) + ntensors * ALIGN_ELEMS;
+    size_t bytes = nparams * m->be->cls_size[GPT_CLS_PARAM];
     int need_master = m->be->cls_size[GPT_CLS_PARAM] != 4;
-    if (need_master) bytes += m->nparams * 4;
-    if ((rc = gpt_model_check_memory(m, bytes, "the parameters", err))) {
+    if (need_master) bytes += nparams * 4;
+    if ((rc = gpt_model_check_memory(m, bytes, "the parameters", err)) ||
+        (rc = layout_params(m, err))) {
         gpt_model_free(m);
         return rc;
     }
+    GPT_ASSERT(m->nparams <= nparams);
     m->params = m->be->ops->alloc(m->be, m->nparams * m->be->cls_size[GPT_CLS_PARAM]);
     if (m->params && need_master) m->master = m->be->ops->alloc(m->be, m->nparams * 4);
     if (!m->params || (need_master && !m->master)) {
@@ -344,6 +357,7 @@ int gpt_memory_estimate(const gpt_config *cfg_in, const gpt_runtime *rt, int B, 
     if (B <= 0 || T <= 0)
         return gpt_fail(err, GPT_ERR_INVALID, "batch (%d) and sequence length (%d) must be positive",
                         B, T);
+    if ((rc = gpt_config_check_positions(&cfg, B, T, err))) return rc;
     size_t sz[GPT_CLS_COUNT];
     int gpu;
     class_sizes(rt, sz, &gpu);

@@ -134,6 +134,12 @@ static inline void *gpt_at(const gpt_model *m, void *base, size_t off, int cls) 
     return (char *)base + off * m->be->cls_size[cls];
 }
 
+/* Refuses (GPT_ERR_INVALID) B x T positions whose activations no machine
+ * could hold (over 2^40 values, a bound on every layout's elements per
+ * position times B*T) or that pass INT_MAX (the backends count positions
+ * with int), so that no size product of an activation layout wraps
+ * around. config.c */
+int gpt_config_check_positions(const gpt_config *c, long long B, long long T, gpt_error *err);
 /* model.c */
 int gpt_model_build(gpt_model **out, const gpt_config *cfg, const gpt_runtime *rt,
                     gpt_error *err);

@@ -201,7 +201,7 @@ static int check_bt(const gpt_model *m, int B, int T, gpt_error *err) {
         return gpt_fail(err, GPT_ERR_INVALID,
                         "sequence length (%d) must be between 1 and the model's max_seq_len (%d)",
                         T, m->cfg.max_seq_len);
-    return GPT_OK;
+    return gpt_config_check_positions(&m->cfg, B, T, err);
 }
 
 int gpt_forward_logits(gpt_model *m, const int *tokens, int B, int T, float *logits,

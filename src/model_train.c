@@ -200,29 +200,29 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
     m->train_ready = 0;
     m->graph_epoch++;
 
+    /* Sizes first, and the memory check before any allocation, host
+     * buffers included: a checkpoint's trainer state may ask for a batch
+     * that does not fit. */
     train_acts ta;
-    layer_acts *layers = calloc((size_t)c->n_layer, sizeof *layers);
-    if (!layers) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
-    layout_train(c, o->batch_size, o->seq_len, o->recompute, &ta, layers);
-    ta.layers = layers;
-    ta.host_i32 = malloc(2 * (size_t)o->batch_size * o->seq_len * sizeof(int));
-    if (!ta.host_i32) {
-        free(layers);
-        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
-    }
-
+    layout_train(c, o->batch_size, o->seq_len, o->recompute, &ta, NULL);
+    size_t host_bytes = 2 * (size_t)o->batch_size * o->seq_len * sizeof(int);
     gpt_shape s = {o->batch_size, o->seq_len, c->n_embd, c->n_head, c->mlp_hidden,
                    c->vocab_size, c->padded_vocab, c->n_layer, c->max_seq_len, 1, m->nparams,
                    0};
     int prof_cap = m->rt.profile ? o->grad_accum * (24 * c->n_layer + 24) + 8 : 0;
     s.n_timers = prof_cap;
     size_t bytes = ta.act_elems * be->cls_size[GPT_CLS_ACT] + ta.f32_elems * 4 +
-                   ta.i32_elems * 4 + be->ops->workspace_bytes(be, &s);
+                   ta.i32_elems * 4 + be->ops->workspace_bytes(be, &s) + host_bytes;
     if (!m->grads) bytes += m->nparams * (be->cls_size[GPT_CLS_GRAD] + 8);
-    if ((rc = gpt_model_check_memory(m, bytes, "training", err))) {
+    if ((rc = gpt_model_check_memory(m, bytes, "training", err))) return rc;
+    layer_acts *layers = calloc((size_t)c->n_layer, sizeof *layers);
+    if (!layers) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    layout_train(c, o->batch_size, o->seq_len, o->recompute, &ta, layers);
+    ta.layers = layers;
+    ta.host_i32 = malloc(host_bytes);
+    if (!ta.host_i32) {
         free(layers);
-        free(ta.host_i32);
-        return rc;
+        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     }
     if (!m->grads) {
         m->grads = be->ops->alloc(be, m->nparams * be->cls_size[GPT_CLS_GRAD]);

@@ -46,6 +46,8 @@ unknown preset | preset nope | --data $D --preset nope
 channels overflowing an int | --channels | --data $D --channels 99999999999
 layers x channels too large | n_layer | --data $D --channels 100000 --heads 1 --layers 100000
 vocabulary x channels too large | padded_vocab | --data $D --vocab 1073741000 --channels 2048 --heads 1
+batch x sequence wrapping the activation sizes | too large --batch --seq | --data $D --vocab 1073741824 --channels 1 --heads 1 --mlp 1 --max-seq 1048576 -T 1048576 -B 1048575
+heads near the int limit | n_head --heads | --data $D --heads 100000 --channels 99991
 missing data file | cannot open nope.txt | --data $tmp/nope.txt
 data is a directory | directory | --data $tmp
 unknown device | --device | --data $D --device tpu
@@ -55,7 +57,7 @@ missing tokenizer file | tokenizer | --data $D --tokenizer $tmp/none.tok
 zero bad steps allowed | --max-bad-steps | --data $D --max-bad-steps 0
 validation fraction too large | --val-fraction | --data $D --val-fraction 0.9
 zero threads | --threads | --data $D --threads 0
-a model too large for memory | memory | --data $D --preset gpt2-xl --batch 100000 --seq 1024
+a model too large for memory | memory --batch | --data $D --preset gpt2-xl --batch 500 --seq 1024
 unknown flag | unknown option | --data $D --frobnicate
 missing flag value | needs a value | --data $D --lr
 no data given | --data | --steps 5

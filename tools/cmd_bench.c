@@ -8,8 +8,10 @@
  * over --steps, which ends with the host reading the loss. FLOPs per token
  * as the peers count them: 6 N + 6 L T C, N without the position embedding.
  * Memory: the device memory the model holds (parameters, gradients,
- * optimizer, activations, workspaces) and, on the CPU, the process's peak
- * resident set.
+ * optimizer, activations, workspaces: mem_gib), the drop in the device's
+ * free memory from model creation to the end, plus the parameters
+ * (mem_used_gib: also what libraries allocated on their own), and the
+ * process's peak resident set (peak_rss_gib: the figure for the CPU).
  *
  * Generation: greedy decoding of --new tokens after --prompt random ids per
  * row; prefill and decode are timed separately; median of --runs.
@@ -37,7 +39,7 @@ static void usage(FILE *f) {
             "tokens; prints one JSON line (stdout) and a summary (stderr).\n"
             "  --preset P      model (default gpt2; see gpt info)\n"
             "  -B, -T          batch and sequence length (train: 4 and 64; generate: B 1)\n"
-            "  --steps N       timed steps (default 10); --warmup N (default 2)\n"
+            "  --steps N       timed steps (default 10); --warmup N (default 3)\n"
             "  --prompt N, --new N   prompt and generated tokens (default 64, 256)\n"
             "  --runs N        timed generation runs (default 3)\n"
             "  --recompute     recompute GELU in the backward pass\n"
@@ -68,15 +70,16 @@ static size_t peak_rss(void) {
 }
 
 int gpt_cmd_bench(int argc, char **argv) {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    if (argc < 2) return cli_usage_error(CMD, "expects 'train' or 'generate' (see gpt bench --help)");
+    if (cli_is_help(argv[1])) {
+        usage(stdout);
+        return EXIT_OK;
     }
     const char *mode = argv[1], *preset = "gpt2";
     int train = !strcmp(mode, "train");
     if (!train && strcmp(mode, "generate"))
         return cli_usage_error(CMD, "expects 'train' or 'generate', got '%s'", mode);
-    long long B = train ? 4 : 1, T = 64, steps = 10, warm = 2, prompt = 64, gen = 256, runs = 3;
+    long long B = train ? 4 : 1, T = 64, steps = 10, warm = 3, prompt = 64, gen = 256, runs = 3;
     long long threads = 0;
     int recompute = 0;
     gpt_runtime rt = {0};
@@ -117,19 +120,33 @@ int gpt_cmd_bench(int argc, char **argv) {
     gpt_error err = {0};
     gpt_config cfg;
     if (gpt_config_preset(preset, &cfg, &err)) return cli_lib_error(CMD, &err);
+    /* Everything is checked before the model is made: creating gpt2-xl
+     * alone takes seconds and gigabytes. */
+    gpt_train_opts o;
+    gpt_train_opts_default(&o);
+    o.batch_size = (int)B;
+    o.seq_len = (int)T;
+    o.recompute = recompute;
+    o.max_steps = (int)(steps + warm + 1);
+    gpt_memory_plan plan;
+    if (train ? gpt_train_opts_validate(&o, &cfg, &err) ||
+                    gpt_memory_estimate(&cfg, &rt, (int)B, (int)T, 1, recompute, &plan, &err)
+              : gpt_memory_estimate(&cfg, &rt, (int)B, (int)(prompt + gen), 0, 0, &plan, &err))
+        return cli_lib_error(CMD, &err);
+    if (!train && prompt + gen > cfg.max_seq_len)
+        return cli_usage_error(CMD, "--prompt + --new (%lld) exceeds the context of %s (%d)",
+                               prompt + gen, preset, cfg.max_seq_len);
+    if (gpt_memory_check(&plan, &rt, &err)) return cli_lib_error(CMD, &err);
     gpt_model *m = NULL;
     int rc = gpt_model_create(&m, &cfg, &rt, 1, &err);
     if (rc) return cli_lib_error(CMD, &err);
     gpt_rng r;
     gpt_rng_seed(&r, 7);
     int code = EXIT_OK;
+    size_t free0 = 0, free1 = 0, total = 0;
+    gpt_model_mem_info(m, &free0, &total);
+    size_t param_bytes = gpt_model_device_bytes(m); /* parameters only, so far */
     if (train) {
-        gpt_train_opts o;
-        gpt_train_opts_default(&o);
-        o.batch_size = (int)B;
-        o.seq_len = (int)T;
-        o.recompute = recompute;
-        o.max_steps = (int)(steps + warm + 1);
         size_t n = (size_t)B * (T + 1);
         int *tok = malloc(n * sizeof(int));
         double *times = malloc((size_t)steps * sizeof(double));
@@ -150,14 +167,16 @@ int gpt_cmd_bench(int argc, char **argv) {
             double N = (double)gpt_config_num_params(&cfg) - (double)cfg.max_seq_len * cfg.n_embd;
             double flops = (6 * N + 6.0 * cfg.n_layer * T * cfg.n_embd) * tokens;
             double dev = (double)gpt_model_device_bytes(m), rss = (double)peak_rss();
-            printf("{\"peer\": \"gpt\", \"mode\": \"train\", \"preset\": \"%s\", \"device\": \"%s\", "
+            gpt_model_mem_info(m, &free1, &total);
+            double used = (double)param_bytes + (free0 > free1 ? (double)(free0 - free1) : 0);
+            printf("{\"bench\": \"train\", \"impl\": \"gpt\", \"preset\": \"%s\", \"device\": \"%s\", "
                    "\"precision\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"params\": %.0f, "
                    "\"step_ms\": %.3f, \"tok_s\": %.0f, \"tflops\": %.3f, \"mem_gib\": %.3f, "
-                   "\"peak_rss_gib\": %.3f, \"syncs_per_step\": %.2f, \"loss\": %.4f, "
-                   "\"recompute\": %d}\n",
+                   "\"mem_used_gib\": %.3f, \"peak_rss_gib\": %.3f, \"syncs_per_step\": %.2f, "
+                   "\"loss\": %.4f, \"recompute\": %d}\n",
                    preset, gpt_model_device(m), gpt_model_precision(m), B, T, N, t * 1e3,
-                   tokens / t, flops / t / 1e12, dev / (1 << 30), rss / (1 << 30), syncs,
-                   info.loss, recompute);
+                   tokens / t, flops / t / 1e12, dev / (1 << 30), used / (1 << 30),
+                   rss / (1 << 30), syncs, info.loss, recompute);
             fprintf(stderr, "gpt bench: %s on %s (%s): %.1f ms/step, %.0f tokens/s, %.2f TFLOP/s, "
                             "%.2f GiB device memory, peak RSS %.2f GiB\n",
                     preset, gpt_model_device_desc(m), gpt_model_precision(m), t * 1e3, tokens / t,
@@ -184,21 +203,18 @@ int gpt_cmd_bench(int argc, char **argv) {
             rows[b] = prompts + (size_t)b * np;
             lens[b] = np;
         }
-        gpt_generate_opts o;
-        gpt_generate_opts_default(&o);
-        o.max_new_tokens = ng;
-        o.sampler.temperature = 0;
-        if (!rc && np + ng > cfg.max_seq_len)
-            rc = gpt_fail(&err, GPT_ERR_INVALID, "--prompt + --new (%d) exceeds the model's context (%d)",
-                          np + ng, cfg.max_seq_len);
+        gpt_generate_opts g;
+        gpt_generate_opts_default(&g);
+        g.max_new_tokens = ng;
+        g.sampler.temperature = 0;
         for (long long k = -1; !rc && k < runs; k++) { /* run -1 warms up */
             gpt_generate_stats st;
-            rc = gpt_generate(m, rows, lens, nb, &o, out, out_lens, &st, &err);
+            rc = gpt_generate(m, rows, lens, nb, &g, out, out_lens, &st, &err);
             if (k >= 0) pre[k] = st.prefill_s, dec[k] = st.decode_s;
         }
         if (!rc) {
             double tp = median(pre, (int)runs), td = median(dec, (int)runs);
-            printf("{\"peer\": \"gpt\", \"mode\": \"generate\", \"preset\": \"%s\", \"device\": \"%s\", "
+            printf("{\"bench\": \"generate\", \"impl\": \"gpt\", \"preset\": \"%s\", \"device\": \"%s\", "
                    "\"precision\": \"%s\", \"batch\": %d, \"prompt\": %d, \"new\": %d, "
                    "\"prefill_tok_s\": %.1f, \"decode_tok_s\": %.1f, \"tok_s\": %.1f, "
                    "\"ms_per_token\": %.4f}\n",

@@ -67,10 +67,15 @@ int gpt_cmd_info(int argc, char **argv) {
         } else if (!strcmp(f, "--device")) rt.device = v;
         else return cli_usage_error(CMD, "unknown option '%s' (see gpt info --help)", f);
     }
+    if (rt.device && strcmp(rt.device, "cpu") && strcmp(rt.device, "cuda") && strcmp(rt.device, "auto"))
+        return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", rt.device);
     gpt_error err = {0};
     if (preset) {
         gpt_config c;
         if (gpt_config_preset(preset, &c, &err)) return cli_lib_error(CMD, &err);
+        if (T > c.max_seq_len)
+            return cli_usage_error(CMD, "-T %lld is above the max_seq_len of %s (%d): use -T %d or less",
+                                   T, preset, c.max_seq_len, c.max_seq_len);
         printf("preset %s:\n", preset);
         print_config(&c);
         print_memory(&c, &rt, (int)B, (int)(T ? T : (c.max_seq_len < 256 ? c.max_seq_len : 256)));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -515,6 +516,16 @@ static int tokenizer_train(int argc, char **argv) {
         goto usage;
     }
 
+    /* Training can take minutes: an output folder that is not there is
+     * refused before it starts, not after. */
+    {
+        char *dir = strdup(out), *slash = dir ? strrchr(dir, '/') : NULL;
+        struct stat st;
+        int missing = slash && slash != dir && (*slash = 0, stat(dir, &st) != 0 || !S_ISDIR(st.st_mode));
+        if (missing) cli_usage_error(cmd, "cannot create '%s': the folder '%s' does not exist", out, dir);
+        free(dir);
+        if (missing) goto usage;
+    }
     /* Files are documents: joined with <|endoftext|>, which training cuts
      * out, so no pair is learned across two files. */
     gpt_error err = {0};

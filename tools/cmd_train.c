@@ -5,6 +5,7 @@
  * at the end.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -46,7 +47,7 @@ static void usage(FILE *f) {
 "                        (the vocabulary defaults to the tokenizer's)\n"
 "  --init CKPT           start from a checkpoint's weights (fine-tuning)\n"
 "training (the tiny preset's own defaults: -T 128, --steps 600, --lr 2e-3,\n"
-"--min-lr 2e-4, --warmup 30, --eval-every 100):\n"
+"--min-lr 2e-4, --warmup 30, --eval-every 100, --eval-batches 0):\n"
 "  -B, --batch N         sequences per micro-batch (default 8)\n"
 "  -T, --seq N           tokens per sequence (default: min(256, max-seq))\n"
 "  --grad-accum N        micro-batches per step (default 1)\n"
@@ -108,6 +109,9 @@ static void tiny_defaults(train_args *a, int argc, char **argv) {
     if (!given(argc, argv, "--min-lr", NULL)) a->opts.min_lr = 2e-4f;
     if (!given(argc, argv, "--warmup", NULL)) a->opts.warmup_steps = 30;
     if (!given(argc, argv, "--eval-every", NULL)) a->eval_every = 100;
+    /* Every evaluation covers the whole (small) validation split, so the
+     * figures along the way compare with the final one. */
+    if (!given(argc, argv, "--eval-batches", NULL)) a->eval_batches = 0;
 }
 
 /* mkdir -p for the output folder. */
@@ -136,6 +140,31 @@ static char *join(const char *dir, const char *name) {
     return s;
 }
 
+/* A save killed before its rename (SIGKILL, power loss) leaves
+ * model.ckpt.tmp.PID beside the checkpoint, as large as a checkpoint.
+ * Those of processes that no longer exist are removed; a live process's
+ * (another trainer writing here) is left alone. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const char prefix[] = "model.ckpt.tmp.";
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, sizeof prefix - 1)) continue;
+        const char *digits = e->d_name + sizeof prefix - 1;
+        char *end;
+        long pid = strtol(digits, &end, 10);
+        if (!*digits || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *p = join(dir, e->d_name);
+        if (p && unlink(p) == 0)
+            fprintf(stderr, "gpt train: removed %s, left by an interrupted save\n", p);
+        free(p);
+    }
+    closedir(d);
+}
+
+
 /* Mean validation loss over up to max_batches batches (0 = all). */
 static int evaluate(gpt_model *m, const gpt_data *d, int B, int T, int max_batches, int *buf,
                     double *loss, gpt_error *err) {
@@ -155,6 +184,14 @@ static int evaluate(gpt_model *m, const gpt_data *d, int B, int T, int max_batch
     }
     *loss = sum / (double)nb;
     return GPT_OK;
+}
+
+/* A number for metrics.jsonl: JSON has no NaN or Infinity, so a skipped
+ * step's non-finite loss is written as null. buf holds 32 bytes. */
+static const char *json_num(char *buf, const char *fmt, double v) {
+    if (!isfinite(v)) return "null";
+    snprintf(buf, 32, fmt, v);
+    return buf;
 }
 
 typedef struct {
@@ -236,14 +273,7 @@ int gpt_cmd_train(int argc, char **argv) {
     }
     if (!resume_path) {
         gpt_config cfg;
-        if ((rc = gpt_config_preset(a.preset, &cfg, &err))) goto lib_fail;
-        cfg.padded_vocab = 0;
-        cfg.mlp_hidden = a.cfg_set[3] ? a.cfg.mlp_hidden : (a.cfg_set[2] ? 0 : cfg.mlp_hidden);
-        if (a.cfg_set[0]) cfg.n_layer = a.cfg.n_layer;
-        if (a.cfg_set[1]) cfg.n_head = a.cfg.n_head;
-        if (a.cfg_set[2]) cfg.n_embd = a.cfg.n_embd;
-        if (a.cfg_set[4]) cfg.max_seq_len = a.cfg.max_seq_len;
-        if (a.cfg_set[5]) cfg.vocab_size = a.cfg.vocab_size;
+        if ((rc = train_args_config(&a, &cfg, &err))) goto lib_fail;
         a.cfg = cfg;
     }
     /* Tokenizer: the checkpoint's when resuming or fine-tuning. */
@@ -351,6 +381,7 @@ int gpt_cmd_train(int argc, char **argv) {
         exit_code = cli_usage_error(CMD, "cannot create the output folder '%s': %s", out, strerror(errno));
         goto done;
     }
+    remove_stale_temporaries(out);
     metrics = fopen(metrics_path, resume_path ? "a" : "w");
     if (!metrics) {
         fprintf(stderr, "gpt train: cannot write '%s': %s\n", metrics_path, strerror(errno));
@@ -374,11 +405,18 @@ int gpt_cmd_train(int argc, char **argv) {
     double t_start = gpt_now(), t_last = t_start, tokens_done = 0, last_val = NAN;
     int first = gpt_model_step(m), isatty_err = isatty(2);
     double smooth = NAN;
+    /* Test hook for tests/test_bad_numbers_cli.sh: GPT_TEST_INJECT_NAN_AT=S[:K]
+     * gives steps S to S+K-1 (as numbered in the output) a NaN loss through
+     * gpt_debug_inject_nan, as if the numbers had gone bad there. */
+    long nan_at = 0, nan_count = 1;
+    const char *inject = getenv("GPT_TEST_INJECT_NAN_AT");
+    if (inject && sscanf(inject, "%ld:%ld", &nan_at, &nan_count) < 1) nan_at = 0;
     for (int s = first; s < a.opts.max_steps; s++) {
         for (int k = 0; k < accum; k++)
             if ((rc = gpt_data_train_batch(data, st.rng, B, T, batch + (size_t)k * B * (T + 1), &err)))
                 goto lib_fail;
         gpt_step_info info;
+        if (nan_at > 0 && s + 1 >= nan_at && s + 1 < nan_at + nan_count) gpt_debug_inject_nan(m);
         double t0 = gpt_now();
         rc = gpt_train_step(m, batch, &info, &err);
         double dt = gpt_now() - t0;
@@ -401,10 +439,12 @@ int gpt_cmd_train(int argc, char **argv) {
             series_add(&tr, info.step, info.loss);
         }
         double tok_s = (double)B * T * accum / dt;
+        char jl[32], jn[32];
         fprintf(metrics,
-                "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"skipped\":%d,"
+                "{\"step\":%d,\"loss\":%s,\"lr\":%.6g,\"grad_norm\":%s,\"skipped\":%d,"
                 "\"ms\":%.3f,\"tok_s\":%.1f}\n",
-                info.step, info.loss, info.lr, info.grad_norm, info.skipped, dt * 1e3, tok_s);
+                info.step, json_num(jl, "%.6f", info.loss), info.lr,
+                json_num(jn, "%.6g", info.grad_norm), info.skipped, dt * 1e3, tok_s);
         if (a.rt.profile && s == first + (first + 1 < a.opts.max_steps ? 1 : 0)) {
             char table[8192];
             gpt_profile_report(m, table, sizeof table);
@@ -424,8 +464,9 @@ int gpt_cmd_train(int argc, char **argv) {
             last_val = vl;
             series_add(&va, info.step, vl);
             if (st.best_val_loss == 0 || vl < st.best_val_loss) st.best_val_loss = (float)vl;
-            fprintf(metrics, "{\"step\":%d,\"val_loss\":%.6f", info.step, vl);
-            if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%.6f", vl * tpb);
+            char jv[32];
+            fprintf(metrics, "{\"step\":%d,\"val_loss\":%s", info.step, json_num(jv, "%.6f", vl));
+            if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%s", json_num(jv, "%.6f", vl * tpb));
             fprintf(metrics, "}\n");
             fprintf(stderr, "%sstep %d: val loss %.4f%s", isatty_err ? "\r\033[K" : "", info.step, vl,
                     tpb > 0 ? "" : "\n");
@@ -434,7 +475,13 @@ int gpt_cmd_train(int argc, char **argv) {
         fflush(metrics);
         if (info.step % save_every == 0 || last || stop) {
             st.opts = a.opts;
-            if ((rc = gpt_checkpoint_save(m, ckpt, 1, &st, &err))) goto lib_fail;
+            if ((rc = gpt_checkpoint_save(m, ckpt, 1, &st, &err))) {
+                /* Saves are atomic: say that the last one is still there. */
+                fprintf(stderr, "%sgpt train: %s (step %d not saved; the previous checkpoint is unchanged)\n",
+                        isatty_err ? "\n" : "", err.msg, info.step);
+                exit_code = gpt_status_exit_code(rc);
+                goto done;
+            }
         }
         if (now - t_last >= (isatty_err ? 0.25 : 5.0) || last || s == first) {
             t_last = now;

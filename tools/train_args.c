@@ -111,3 +111,17 @@ int train_args_parse(int argc, char **argv, train_args *a) {
     return EXIT_OK;
 }
 
+
+int train_args_config(const train_args *a, gpt_config *cfg, gpt_error *err) {
+    int rc = gpt_config_preset(a->preset, cfg, err);
+    if (rc) return rc;
+    cfg->padded_vocab = 0;
+    /* F follows C (4 C) when --channels is given without --mlp. */
+    cfg->mlp_hidden = a->cfg_set[3] ? a->cfg.mlp_hidden : (a->cfg_set[2] ? 0 : cfg->mlp_hidden);
+    if (a->cfg_set[0]) cfg->n_layer = a->cfg.n_layer;
+    if (a->cfg_set[1]) cfg->n_head = a->cfg.n_head;
+    if (a->cfg_set[2]) cfg->n_embd = a->cfg.n_embd;
+    if (a->cfg_set[4]) cfg->max_seq_len = a->cfg.max_seq_len;
+    if (a->cfg_set[5]) cfg->vocab_size = a->cfg.vocab_size;
+    return GPT_OK;
+}

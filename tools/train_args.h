@@ -28,4 +28,10 @@ typedef struct {
  * effects; strings in *a point into argv. */
 int train_args_parse(int argc, char **argv, train_args *a);
 
+/* The model configuration the flags ask for, unresolved: the preset, then
+ * each override given. The vocabulary stays the preset's unless --vocab
+ * was given (gpt train then takes the tokenizer's). GPT_ERR_INVALID for an
+ * unknown preset. */
+int train_args_config(const train_args *a, gpt_config *cfg, gpt_error *err);
+
 #endif

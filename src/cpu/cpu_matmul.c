@@ -82,50 +82,45 @@ void cpu_gelu_forward(gpt_backend *be, void *out_, const void *in_, size_t n) {
  * thread count. */
 #define FEW_ROWS 8
 
-/* ISO C mode does not fuse a*b+c by itself; ask for it where the CPU
- * has FMA (elsewhere fmaf would be a slow library call). */
-#ifdef __FMA__
-#define FEW_MADD(a, b, c) fmaf(a, b, c)
-#else
-#define FEW_MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* out[j] = dot(x, w_j) for 4 weight rows. 16 lanes per sum (two 256-bit
- * registers) give 8 independent FMA chains: with one register per sum the
- * adds' latency, not the loads, set the pace. */
-static inline void dot4(const float *x, const float *w0, const float *w1, const float *w2,
-                        const float *w3, int n, float *out) {
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3) simdlen(16)
+/* out[j] = dot(x, w_j) for G weight rows: G independent FMA chains, G
+ * memory streams in flight. */
+#define GROUP 8
+static inline void dot_group(const float *x, const float *const *w, int n, float *out) {
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    const float *w4 = w[4], *w5 = w[5], *w6 = w[6], *w7 = w[7];
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7)
     for (int k = 0; k < n; k++) {
         float xv = x[k];
-        a0 = FEW_MADD(w0[k], xv, a0);
-        a1 = FEW_MADD(w1[k], xv, a1);
-        a2 = FEW_MADD(w2[k], xv, a2);
-        a3 = FEW_MADD(w3[k], xv, a3);
+        a0 += w0[k] * xv;
+        a1 += w1[k] * xv;
+        a2 += w2[k] * xv;
+        a3 += w3[k] * xv;
+        a4 += w4[k] * xv;
+        a5 += w5[k] * xv;
+        a6 += w6[k] * xv;
+        a7 += w7[k] * xv;
     }
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = a2;
-    out[3] = a3;
+    out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
+    out[4] = a4, out[5] = a5, out[6] = a6, out[7] = a7;
 }
 
 /* y (N,OC) = in (N,IC) @ w (OC,IC)^T + bias, for N <= FEW_ROWS. */
 static void matmul_few_rows(float *y, const float *in, const float *w, const float *bias, int N,
                             int IC, int OC) {
-    int groups = (OC + 3) / 4;
+    int groups = (OC + GROUP - 1) / GROUP;
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < groups; g++) {
-        int o0 = 4 * g;
-        /* The last group of an OC that is not a multiple of 4 repeats its
-         * last row and drops the extra results. */
-        const float *wr[4];
-        for (int j = 0; j < 4; j++)
+        int o0 = GROUP * g;
+        /* The last group of an OC that is not a multiple of GROUP repeats
+         * its last row and drops the extra results. */
+        const float *wr[GROUP];
+        for (int j = 0; j < GROUP; j++)
             wr[j] = w + (size_t)(o0 + j < OC ? o0 + j : OC - 1) * IC;
         for (int i = 0; i < N; i++) {
-            float acc[4];
-            dot4(in + (size_t)i * IC, wr[0], wr[1], wr[2], wr[3], IC, acc);
-            for (int j = 0; j < 4 && o0 + j < OC; j++)
+            float acc[GROUP];
+            dot_group(in + (size_t)i * IC, wr, IC, acc);
+            for (int j = 0; j < GROUP && o0 + j < OC; j++)
                 y[(size_t)i * OC + o0 + j] = acc[j] + (bias ? bias[o0 + j] : 0.0f);
         }
     }

@@ -9,16 +9,23 @@
  * BT queries x BT keys, BT chosen (32, 16, 8 or 4) so that the tiles fit
  * the block's shared memory. Neither path writes a T x T matrix.
  *
- * KV-cache attention (generation) has a fast kernel for even head sizes up
- * to 256 and a generic one for the rest.
+ * KV-cache attention (generation): one query per row (decoding) with head
+ * sizes of 4 to 32 16-byte vectors takes attn_kv_decode (16-byte loads,
+ * keys split across a cluster when the rows and heads are few); prompts
+ * (several queries per row) and other head sizes take a fast kernel for
+ * even head sizes up to 256 and a generic one for the rest.
  *
  * The generic backward is deterministic and uses no atomics: one kernel
  * walks the query tiles below each key tile (dK, dV), another walks the key
  * tiles left of each query tile (dQ), both recomputing P and dS.
  */
+#include <cooperative_groups.h>
 #include <math.h>
+#include <string.h>
 
 #include "cuda_common.cuh"
+
+namespace cg = cooperative_groups;
 
 extern "C" {
 int cuda_attn_mma_setup(gpt_backend *be);
@@ -479,6 +486,144 @@ __global__ void __launch_bounds__(KVF_THREADS)
         out[(size_t)row * C + (size_t)h * D + d] = from_f<T>(o[d] / l);
 }
 
+/* The decoding kernel (Tq == 1) for head sizes of LPK 16-byte vectors
+ * (D = 32..256 in bf16, 16..128 in fp32): every load of the cache is a
+ * 16-byte vector and all of a thread's loads are issued together.
+ *
+ * A key is taken by a group of LPK lanes, one vector of the head each:
+ * the group loads the key's K and V vectors, adds its partial dot product
+ * across its lanes with shuffles, and keeps its own online softmax (m, l
+ * and its vector of o). KVD_UK keys per group per round are loaded before
+ * any is used. At the end the groups of a warp merge through shuffles, the
+ * warps through shared memory. When there are few (row, head) pairs for
+ * the SMs (batch 1: 12 blocks for gpt2) up to 8 blocks split the keys as a
+ * thread-block cluster (flash-decoding) and the first block merges their
+ * results from their shared memory, in rank order.
+ *
+ * The key and value of the query's own position p are read from qkv, not
+ * the cache, so no block depends on another's store; block 0 of each head
+ * stores them in the cache. Scores are in base 2 (q is scaled by
+ * log2(e) / sqrt(D)). */
+enum { KVD_THREADS = 256, KVD_WARPS = KVD_THREADS / 32, KVD_UK = 4, KVD_MAXSPLIT = 8 };
+
+/* Merges softmax state (mo, lo, oo) into (m, l, o); -inf means empty. */
+template <int VEC>
+__device__ __forceinline__ void kvd_merge(float &m, float &l, float *o, float mo, float lo,
+                                          const float *oo) {
+    float mx = fmaxf(m, mo);
+    float a = m == -INFINITY ? 0.f : exp2f(m - mx), b = mo == -INFINITY ? 0.f : exp2f(mo - mx);
+    l = l * a + lo * b;
+#pragma unroll
+    for (int e = 0; e < VEC; e++) o[e] = o[e] * a + oo[e] * b;
+    m = mx;
+}
+
+template <typename T, int LPK>
+__global__ void __launch_bounds__(KVD_THREADS)
+    attn_kv_decode(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int S, int C,
+                   float scale_log2) {
+    constexpr int VEC = vec16<T>::n, D = LPK * VEC, GROUPS = KVD_THREADS / LPK;
+    __shared__ float wm[KVD_WARPS], wl[KVD_WARPS], wo[KVD_WARPS][D];
+    __shared__ float fin[D + 2]; /* this block's o, m, l (cluster merge) */
+    pdl_wait_and_release();
+    const int b = blockIdx.z, h = blockIdx.y, ns = gridDim.x;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, grp = tid / LPK, sub = tid % LPK;
+    long long pl = pos0[b];
+    if (pl < 0 || pl >= S) return; /* the same for every block of a cluster */
+    const int p = (int)pl, nk = p + 1, per = (nk + ns - 1) / ns;
+    const int k0 = blockIdx.x * per, k1 = min(nk, k0 + per);
+    const T *qrow = qkv + (size_t)b * 3 * C + (size_t)h * D + sub * VEC;
+    const size_t cb = (size_t)b * S * C + (size_t)h * D + sub * VEC;
+    float q[VEC];
+    load_f<VEC>(q, qrow);
+#pragma unroll
+    for (int e = 0; e < VEC; e++) q[e] *= scale_log2;
+    if (blockIdx.x == 0 && grp == 0) {
+        *reinterpret_cast<int4 *>(kc + cb + (size_t)p * C) = *reinterpret_cast<const int4 *>(qrow + C);
+        *reinterpret_cast<int4 *>(vc + cb + (size_t)p * C) =
+            *reinterpret_cast<const int4 *>(qrow + 2 * C);
+    }
+    float m = -INFINITY, l = 0.f, o[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; e++) o[e] = 0.f;
+    /* the same number of rounds for every thread: the shuffles need whole warps */
+    const int nit = k1 > k0 ? (k1 - k0 + GROUPS * KVD_UK - 1) / (GROUPS * KVD_UK) : 0;
+    for (int it = 0; it < nit; it++) {
+        const int kk = k0 + grp + it * GROUPS * KVD_UK;
+        float kv[KVD_UK][VEC], vv[KVD_UK][VEC];
+#pragma unroll
+        for (int u = 0; u < KVD_UK; u++) {
+            int j = kk + u * GROUPS;
+            if (j < k1) {
+                load_f<VEC>(kv[u], j == p ? qrow + C : kc + cb + (size_t)j * C);
+                load_f<VEC>(vv[u], j == p ? qrow + 2 * C : vc + cb + (size_t)j * C);
+            } else {
+#pragma unroll
+                for (int e = 0; e < VEC; e++) kv[u][e] = vv[u][e] = 0.f;
+            }
+        }
+        float s[KVD_UK], mx = m;
+#pragma unroll
+        for (int u = 0; u < KVD_UK; u++) {
+            float d = 0.f;
+#pragma unroll
+            for (int e = 0; e < VEC; e++) d += q[e] * kv[u][e];
+#pragma unroll
+            for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+            s[u] = kk + u * GROUPS < k1 ? d : -INFINITY;
+            mx = fmaxf(mx, s[u]);
+        }
+        if (mx == -INFINITY) continue; /* no key for this group this round */
+        float a = exp2f(m - mx); /* 0 when m is -inf */
+        l *= a;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) o[e] *= a;
+#pragma unroll
+        for (int u = 0; u < KVD_UK; u++) {
+            float pu = exp2f(s[u] - mx);
+            l += pu;
+#pragma unroll
+            for (int e = 0; e < VEC; e++) o[e] += pu * vv[u][e];
+        }
+        m = mx;
+    }
+    /* groups of a warp: lanes with the same sub hold the same dimensions */
+#pragma unroll
+    for (int off = LPK; off < 32; off <<= 1) {
+        float mo = __shfl_xor_sync(0xffffffffu, m, off), lo = __shfl_xor_sync(0xffffffffu, l, off);
+        float oo[VEC];
+#pragma unroll
+        for (int e = 0; e < VEC; e++) oo[e] = __shfl_xor_sync(0xffffffffu, o[e], off);
+        kvd_merge<VEC>(m, l, o, mo, lo, oo);
+    }
+    if (lane < LPK) {
+        if (lane == 0) wm[warp] = m, wl[warp] = l;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) wo[warp][sub * VEC + e] = o[e];
+    }
+    __syncthreads();
+    float bo = 0.f, bm = -INFINITY, bl = 0.f;
+    if (tid < D) {
+        for (int k = 0; k < KVD_WARPS; k++) kvd_merge<1>(bm, bl, &bo, wm[k], wl[k], &wo[k][tid]);
+    }
+    cg::cluster_group cl = cg::this_cluster();
+    bool mine = true;
+    if (ns > 1) {
+        if (tid < D) fin[tid] = bo;
+        if (tid == 0) fin[D] = bm, fin[D + 1] = bl;
+        cl.sync();
+        mine = cl.block_rank() == 0;
+        if (mine && tid < D) {
+            for (int r = 1; r < ns; r++) {
+                const float *f = cl.map_shared_rank(fin, r);
+                kvd_merge<1>(bm, bl, &bo, f[D], f[D + 1], &f[tid]);
+            }
+        }
+    }
+    if (mine && tid < D) out[(size_t)b * C + (size_t)h * D + tid] = from_f<T>(bo / bl);
+    if (ns > 1) cl.sync(); /* the other blocks' shared memory stays until it is read */
+}
+
 /* ----------------------------------------------------------- launchers */
 
 static int kv_chunk(gpt_backend *be, int D) {
@@ -642,7 +787,45 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
     size_t shm = smem_kvf(D) * sizeof(float);
     int pdl = Tq == 1; /* decoding: the kernel follows the qkv product directly */
     cudaError_t e = cudaSuccess;
-    if (pairs && wide)
+    int lpk = D / V;
+    if (Tq == 1 && !c->kv_old && D % V == 0 && C % V == 0 && (lpk == 4 || lpk == 8 || lpk == 16 ||
+        lpk == 32) && B <= 65535 && cuda_aligned16(qkv) && cuda_aligned16(kc) && cuda_aligned16(vc)) {
+        /* split the keys when the (row, head) blocks are fewer than two per SM */
+        int ns = 1;
+        if (c->kv_max_split > 1) {
+            ns = (int)cuda_cdiv((size_t)2 * c->prop.multiProcessorCount, (size_t)B * NH);
+            int by_len = (int)cuda_cdiv((size_t)S, 64);
+            if (ns > by_len) ns = by_len;
+            if (ns > c->kv_max_split) ns = c->kv_max_split;
+            if (ns > KVD_MAXSPLIT) ns = KVD_MAXSPLIT;
+            if (ns < 1) ns = 1;
+        }
+        cudaLaunchConfig_t cfg;
+        cudaLaunchAttribute at[2];
+        memset(&cfg, 0, sizeof cfg);
+        memset(at, 0, sizeof at);
+        cfg.gridDim = dim3((unsigned)ns, (unsigned)NH, (unsigned)B);
+        cfg.blockDim = dim3(KVD_THREADS, 1, 1);
+        cfg.stream = c->stream;
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs = 1;
+        if (ns > 1) {
+            at[1].id = cudaLaunchAttributeClusterDimension;
+            at[1].val.clusterDim.x = (unsigned)ns;
+            at[1].val.clusterDim.y = 1;
+            at[1].val.clusterDim.z = 1;
+            cfg.numAttrs = 2;
+        }
+        cfg.attrs = at;
+        float sl2 = scale * 1.4426950408889634f;
+        switch (lpk) {
+        case 4: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 4>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        case 8: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 8>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        case 16: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 16>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        default: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 32>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        }
+    } else if (pairs && wide)
         e = launch_k(c->stream, pdl, attn_kv_fast<T, V>, grid, KVF_THREADS, shm, out, qkv, kc, vc,
                      pos0, Tq, S, C, NH, Tq == 1, scale);
     else if (pairs)

@@ -131,6 +131,15 @@ static int alloc_ws(gpt_backend *be, void **p, size_t bytes, const char *what) {
                          what, bytes);
         return 1;
     }
+    /* Start from zeros: the contents never matter to the results, but
+     * cuBLASLt's split-K reduction reads workspace its GEMM kernels wrote
+     * with TMA stores, which compute-sanitizer's initcheck cannot see; a
+     * cleared workspace keeps those false reports out of its output. */
+    if (cudaMemset(*p, 0, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        gpt_backend_fail(be, GPT_ERR_RUNTIME, "cannot clear the %s workspace", what);
+        return 1;
+    }
     return 0;
 }
 
@@ -427,6 +436,11 @@ static const gpt_backend_ops cuda_ops = {
     cuda_copy,
 };
 
+static int env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : dflt;
+}
+
 static int env_flag(const char *name) {
     const char *v = getenv(name);
     return v && *v && strcmp(v, "0") != 0;
@@ -482,6 +496,10 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     be->cls_size[GPT_CLS_I32] = 4;
     c->no_fast_attn = env_flag("GPT_CUDA_NO_FAST_ATTN");
     c->no_epilogue = env_flag("GPT_CUDA_NO_EPILOGUE");
+    c->no_sn = env_flag("GPT_CUDA_NO_SN");
+    c->sn_max_split = env_int("GPT_CUDA_SN_SPLIT", 8);
+    c->kv_old = env_flag("GPT_CUDA_KV_OLD");
+    c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
 
     c->device = 0;
     if (!CUDA_CHECK(be, cudaSetDevice(c->device)) &&
@@ -508,6 +526,7 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     if (!be->err.code) CUDA_CHECK(be, cudaMalloc((void **)&c->counter, sizeof(unsigned long long)));
     if (!be->err.code) cuda_attention_setup(be);
     if (!be->err.code) cuda_crossentropy_setup(be);
+    if (!be->err.code) cuda_decode_probe(be);
     if (be->err.code) {
         int code = be->err.code;
         if (err) *err = be->err;

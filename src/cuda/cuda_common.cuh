@@ -85,6 +85,17 @@ typedef struct {
 
     int no_fast_attn; /* GPT_CUDA_NO_FAST_ATTN=1: generic attention kernels */
     int no_epilogue;  /* GPT_CUDA_NO_EPILOGUE=1: unfused matmul epilogues */
+
+    /* Decoding paths (gemv.cu, attention.cu), with switches to compare
+     * them against the previous kernels on the device:
+     * GPT_CUDA_NO_SN=1      small-N products on the CUDA cores (matmul.cu's
+     *                       gemv_kernel) instead of the tensor cores;
+     * GPT_CUDA_SN_SPLIT=k   at most k blocks (a cluster) share one product's
+     *                       K (default 8; 1 = no clusters);
+     * GPT_CUDA_KV_OLD=1     the previous single-block KV attention;
+     * GPT_CUDA_KV_SPLIT=k   at most k blocks (a cluster) share one query's
+     *                       keys (default 8). */
+    int no_sn, sn_max_split, kv_old, kv_max_split;
 } cuda_ctx;
 
 static inline cuda_ctx *cuda_ctx_of(gpt_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -270,6 +281,14 @@ void cuda_layernorm_backward(gpt_backend *be, void *dx, void *dw, void *db, cons
                              const void *x, const void *w, const float *mean, const float *rstd,
                              int N, int C);
 size_t cuda_layernorm_scratch(const cudaDeviceProp *prop, int C);
+
+/* gemv.cu: forward products of N <= 16 rows on the tensor cores. Returns 0
+ * when the shape, precision or alignment is not one it takes (nothing
+ * launched), else 1. */
+int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
+                   const void *bias, int N, int IC, int OC, int gelu);
+/* At creation: clusters off if the device refuses a clustered dependent launch. */
+void cuda_decode_probe(gpt_backend *be);
 
 /* matmul.cu */
 void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const void *in, const void *w,

@@ -37,6 +37,55 @@ template <typename T> __global__ void argmax_kernel(int *out, const T *logits, i
     }
 }
 
+/* The same with 16-byte loads (Vp a multiple of VEC, rows aligned): R
+ * vectors per thread in flight at once, so that a 50K-entry row costs two
+ * rounds of loads instead of 50 dependent ones. */
+template <typename T, int VEC>
+__global__ void __launch_bounds__(1024) argmax_vec(int *out, const T *logits, int V, int Vp) {
+    constexpr int R = 4;
+    pdl_wait_and_release();
+    const T *row = logits + (size_t)blockIdx.x * Vp;
+    const int nvec = (V + VEC - 1) / VEC; /* nvec * VEC <= Vp */
+    float bv = -INFINITY;
+    int bi = -1;
+    for (int i0 = threadIdx.x; i0 < nvec; i0 += R * 1024) {
+        float v[R][VEC];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (i0 + r * 1024 < nvec) load_f<VEC>(v[r], row + (size_t)(i0 + r * 1024) * VEC);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int i = i0 + r * 1024;
+            if (i >= nvec) break;
+#pragma unroll
+            for (int e = 0; e < VEC; e++) { /* this thread's indices increase */
+                int j = i * VEC + e;
+                if (j < V && (v[r][e] > bv || (bi < 0 && v[r][e] == bv))) bv = v[r][e], bi = j;
+            }
+        }
+    }
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    for (int off = 16; off > 0; off >>= 1) {
+        float ov = __shfl_down_sync(0xffffffffu, bv, off);
+        int oi = __shfl_down_sync(0xffffffffu, bi, off);
+        if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    if (lane == 0) sv[warp] = bv, si[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < nw ? sv[lane] : -INFINITY;
+        bi = lane < nw ? si[lane] : -1;
+        for (int off = 16; off > 0; off >>= 1) {
+            float ov = __shfl_down_sync(0xffffffffu, bv, off);
+            int oi = __shfl_down_sync(0xffffffffu, bi, off);
+            if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
+        }
+        if (lane == 0) out[blockIdx.x] = bi < 0 ? 0 : bi;
+    }
+}
+
 extern "C" void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp) {
     CUDA_SKIP_IF_FAILED(be);
     if (N <= 0 || V <= 0 || V > Vp) {
@@ -44,14 +93,21 @@ extern "C" void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N
         return;
     }
     cudaStream_t s = cuda_ctx_of(be)->stream;
-    if (cuda_bf16(be))
+    cudaError_t e = cudaSuccess;
+    int pdl = N <= CUDA_PDL_MAX_ROWS; /* decoding: follows the head's product */
+    if (cuda_bf16(be) && Vp % 8 == 0 && cuda_aligned16(logits))
+        e = launch_k(s, pdl, argmax_vec<bf16, 8>, dim3(N), dim3(1024), 0, out, (const bf16 *)logits, V, Vp);
+    else if (!cuda_bf16(be) && Vp % 4 == 0 && cuda_aligned16(logits))
+        e = launch_k(s, pdl, argmax_vec<float, 4>, dim3(N), dim3(1024), 0, out, (const float *)logits, V, Vp);
+    else if (cuda_bf16(be))
         argmax_kernel<<<N, 1024, 0, s>>>(out, (const bf16 *)logits, V, Vp);
     else
         argmax_kernel<<<N, 1024, 0, s>>>(out, (const float *)logits, V, Vp);
-    CUDA_LAUNCHED(be, "argmax");
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "argmax");
 }
 
 __global__ void add_i32_kernel(int *p, int n, int delta) {
+    pdl_wait_and_release();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) p[i] += delta;
 }
@@ -59,8 +115,9 @@ __global__ void add_i32_kernel(int *p, int n, int delta) {
 extern "C" void cuda_add_i32(gpt_backend *be, int *p, int n, int delta) {
     CUDA_SKIP_IF_FAILED(be);
     if (n <= 0) return;
-    add_i32_kernel<<<(n + 255) / 256, 256, 0, cuda_ctx_of(be)->stream>>>(p, n, delta);
-    CUDA_LAUNCHED(be, "add_i32");
+    cudaError_t e = launch_k(cuda_ctx_of(be)->stream, n <= 4096, add_i32_kernel, dim3(cuda_cdiv(n, 256)),
+                             dim3(256), 0, p, n, delta);
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "add_i32");
 }
 
 extern "C" void cuda_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) {

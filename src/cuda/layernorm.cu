@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(LN_THREADS)
  * once and all of a lane's loads are in flight together - one memory
  * latency per row instead of three, which is what a single-row decoding
  * step waits on. */
-template <typename T, int VEC, int NV, bool RES>
+template <typename T, int VEC, int NV, bool RES, bool EARLY>
 __global__ void __launch_bounds__(LN_THREADS)
     layernorm_forward_reg(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
                           const T *w, const T *bias, int N, int C, float eps) {
@@ -87,6 +87,22 @@ __global__ void __launch_bounds__(LN_THREADS)
     if (row >= N) return;
     size_t off = (size_t)row * C;
     float x[NV][VEC];
+    /* EARLY (a few short rows: decoding, gpt2 NV = 3): the weight and bias
+     * are loaded with the row, so that their latency overlaps the row's
+     * instead of following the reductions. Not for long rows (registers)
+     * nor for many rows (training: the extra registers cost occupancy). */
+    constexpr bool HOIST = EARLY && NV <= 4;
+    float g[HOIST ? NV : 1][VEC], h[HOIST ? NV : 1][VEC];
+    if (HOIST) {
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            int c = (lane + 32 * j) * VEC;
+            if (c < C) {
+                load_f<VEC>(g[HOIST ? j : 0], w + c);
+                load_f<VEC>(h[HOIST ? j : 0], bias + c);
+            }
+        }
+    }
     float s = 0.f;
 #pragma unroll
     for (int j = 0; j < NV; j++) {
@@ -115,11 +131,13 @@ __global__ void __launch_bounds__(LN_THREADS)
     for (int j = 0; j < NV; j++) {
         int c = (lane + 32 * j) * VEC;
         if (c < C) {
-            float g[VEC], h[VEC];
-            load_f<VEC>(g, w + c);
-            load_f<VEC>(h, bias + c);
+            const int jj = HOIST ? j : 0;
+            if (!HOIST) {
+                load_f<VEC>(g[jj], w + c);
+                load_f<VEC>(h[jj], bias + c);
+            }
 #pragma unroll
-            for (int k = 0; k < VEC; k++) x[j][k] = (x[j][k] - m) * rs * g[k] + h[k];
+            for (int k = 0; k < VEC; k++) x[j][k] = (x[j][k] - m) * rs * g[jj][k] + h[jj][k];
             store_f<VEC>(out + off + c, x[j]);
         }
     }
@@ -142,9 +160,12 @@ static void layernorm_forward_t(gpt_backend *be, T *res, T *out, float *mean, fl
     cudaError_t e = cudaSuccess;
 #define LN_LAUNCH(kernel) \
     e = launch_k(c->stream, pdl, kernel, grid, LN_THREADS, 0, res, out, mean, rstd, a, b, w, bias, N, C, eps)
-#define LN_REG(NV)                                        \
-    case NV:                                              \
-        LN_LAUNCH((layernorm_forward_reg<T, V, NV, RES>)); \
+#define LN_REG(NV)                                                   \
+    case NV:                                                         \
+        if (pdl && NV <= 4)                                          \
+            LN_LAUNCH((layernorm_forward_reg<T, V, NV, RES, NV <= 4>)); \
+        else                                                         \
+            LN_LAUNCH((layernorm_forward_reg<T, V, NV, RES, false>)); \
         break;
     if (vec && nv <= 8) {
         switch (nv) {

@@ -22,7 +22,9 @@
  * rules fail: aux leading dimension not a multiple of 8, a bias not 16-byte
  * aligned), the plain product runs and misc.cu's kernels do the rest.
  * Forward products of at most GEMV_MAXN rows (decoding) take our own
- * weight-streaming kernel instead of cuBLASLt.
+ * weight-streaming kernels instead of cuBLASLt: gemv.cu's tensor-core
+ * kernel in bf16 (K a multiple of 32, 16-byte aligned operands), else the
+ * CUDA-core gemv_kernel below.
  */
 #include <string.h>
 
@@ -290,6 +292,7 @@ extern "C" void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const
     cuda_ctx *c = cuda_ctx_of(be);
     if (!mm_shape_ok(be, "matmul_forward", N, IC, OC)) return;
     if (!gelu) pre = NULL;
+    if (N <= GEMV_MAXN && cuda_sn_matmul(be, out, pre, in, w, bias, N, IC, OC, gelu)) return;
     if (N <= GEMV_MAXN) {
         if (cuda_bf16(be))
             gemv_t(be, (bf16 *)out, (bf16 *)pre, (const bf16 *)in, (const bf16 *)w,

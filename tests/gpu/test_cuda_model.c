@@ -2,11 +2,14 @@
  * test_cuda_model.c - the whole model on CUDA against the CPU, through the
  * public API: one training step's loss and every parameter gradient, ten
  * AdamW steps (losses, gradient norms, final parameters), at most one host
- * wait per training step, and KV-cache decoding against a full forward
- * pass on the GPU. Each check runs in fp32 mode and in bf16 mixed precision
+ * wait per training step, KV-cache decoding against a full forward pass on
+ * the GPU, and greedy decoding on the device against greedy decoding with
+ * the host's argmax (the CPU backend in fp32, the same GPU model step by
+ * step in bf16). Each check runs in fp32 mode and in bf16 mixed precision
  * (the GPU default), on two shapes: odd sizes that take the generic
  * attention (C=100, 5 heads of 20, V=1000) and head size 64 (the tensor-core
- * attention), T=37 in both.
+ * attention), T=37 in both; the decoding checks also on C=256 (4 heads of
+ * 64, the tensor-core small-N products with clusters).
  *
  * Tolerances (relative L2 over a tensor, or relative for a scalar):
  *   fp32 1e-4: the device computes in fp32 like the CPU, in a different
@@ -252,6 +255,72 @@ static void check_kv(const shape *s, int precision) {
     gpt_model_free(m);
 }
 
+static int host_argmax(const float *x, int V) {
+    int best = 0;
+    for (int j = 1; j < V; j++)
+        if (x[j] > x[best]) best = j;
+    return best;
+}
+
+/* Greedy decoding on the device (gpt_kv_decode_greedy: argmax, position
+ * advance and feedback without the host, in two calls) against greedy
+ * decoding with the argmax taken on the host from each step's logits: on
+ * the CPU backend (fp32: the ids must be the same), and on the same GPU
+ * model step by step (bf16: the same logits bits, so the same ids). Rows
+ * have unequal prompts. */
+static void check_greedy(const shape *s, int precision) {
+    const char *pn = precision == GPT_PREC_FP32 ? "fp32" : "bf16";
+    gpt_error err;
+    test_begin("%s %s: gpt_kv_decode_greedy on the GPU gives the ids of host-side greedy decoding",
+               s->name, pn);
+    enum { B = 3, CTX = 48, STEPS = 20 };
+    gpt_model *gpu = make(s, "cuda", precision, &err), *ref = NULL;
+    EXPECT(gpu != NULL, "%s", err.msg);
+    if (gpu && precision == GPT_PREC_FP32) {
+        ref = make(s, "cpu", GPT_PREC_FP32, &err);
+        EXPECT(ref && copy_params(ref, gpu, &err) == 0, "%s", err.msg);
+    } else {
+        ref = gpu;
+    }
+    if (!gpu || !ref || test_case_failed_) {
+        if (ref != gpu) gpt_model_free(ref);
+        gpt_model_free(gpu);
+        test_end();
+        return;
+    }
+    int V = s->V, lens[B] = {7, 1, 12};
+    int *seq = random_tokens((size_t)B * CTX, V, 21);
+    const int *prompts[B] = {seq, seq + CTX, seq + 2 * CTX};
+    float *logits = malloc((size_t)B * V * sizeof(float));
+    int want[STEPS * B], got[STEPS * B], first[B], cur[B];
+    /* reference: one step at a time, argmax on the host */
+    EXPECT(gpt_kv_begin(ref, B, CTX, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill(ref, prompts, lens, logits, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < B; b++) first[b] = cur[b] = host_argmax(logits + (size_t)b * V, V);
+    for (int k = 0; k < STEPS && !test_case_failed_; k++) {
+        EXPECT(gpt_kv_decode(ref, cur, logits, &err) == 0, "%s", err.msg);
+        for (int b = 0; b < B; b++) want[k * B + b] = cur[b] = host_argmax(logits + (size_t)b * V, V);
+    }
+    /* the device loop, in two calls */
+    EXPECT(gpt_kv_begin(gpu, B, CTX, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill(gpu, prompts, lens, logits, &err) == 0, "%s", err.msg);
+    int dfirst[B];
+    for (int b = 0; b < B; b++) dfirst[b] = host_argmax(logits + (size_t)b * V, V);
+    EXPECT(!memcmp(dfirst, first, sizeof first), "prefill choices differ");
+    EXPECT(gpt_kv_decode_greedy(gpu, first, 7, got, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_decode_greedy(gpu, got + 6 * B, STEPS - 7, got + 7 * B, &err) == 0, "%s", err.msg);
+    int same = 0;
+    while (same < STEPS * B && got[same] == want[same]) same++;
+    EXPECT(same == STEPS * B, "ids differ from step %d (row %d): %d vs %d", same / B, same % B,
+           same < STEPS * B ? got[same] : 0, same < STEPS * B ? want[same] : 0);
+    for (int b = 0; b < B; b++)
+        EXPECT(gpt_kv_length(gpu, b) == lens[b] + STEPS, "row %d length %d", b, gpt_kv_length(gpu, b));
+    test_end();
+    free(seq), free(logits);
+    if (ref != gpu) gpt_model_free(ref);
+    gpt_model_free(gpu);
+}
+
 int main(void) {
     gpt_error err;
     if (!gpt_backend_available("cuda")) {
@@ -260,12 +329,17 @@ int main(void) {
     }
     (void)err;
     static const shape shapes[] = {{"odd (C=100, 5 heads, V=1000)", 1000, 64, 2, 5, 100},
-                                   {"head size 64 (C=128, 2 heads, V=1000)", 1000, 64, 2, 2, 128}};
-    for (int i = 0; i < 2; i++)
+                                   {"head size 64 (C=128, 2 heads, V=1000)", 1000, 64, 2, 2, 128},
+                                   {"decoding (C=256, 4 heads, V=1000)", 1000, 64, 2, 4, 256}};
+    /* GPT_TEST_DECODE_ONLY=1: the decoding checks alone (the sanitizer runs) */
+    const char *d = getenv("GPT_TEST_DECODE_ONLY");
+    int decode_only = d && atoi(d);
+    for (int i = 0; i < 3; i++)
         for (int p = 0; p < 2; p++) {
             int prec = p ? GPT_PREC_BF16 : GPT_PREC_FP32;
-            check_training(&shapes[i], prec);
+            if (i < 2 && !decode_only) check_training(&shapes[i], prec);
             check_kv(&shapes[i], prec);
+            check_greedy(&shapes[i], prec);
         }
     return test_summary();
 }

@@ -262,6 +262,67 @@ static void t_matmul(int N, int IC, int OC, int has_bias, int gelu, int with_pre
     test_end();
 }
 
+/* ------------------------------------------------------------ decoding */
+
+/* argmax over the first V of Vp columns: the device's answer against the
+ * host's on the same (device-rounded) logits, with planted ties (lowest
+ * index wins), NaNs (never win), an all-NaN row (0) and an all -inf row
+ * (0, the first of equals). */
+static void t_argmax(int N, int V, int Vp) {
+    test_begin("%s: argmax N=%d V=%d Vp=%d", K->name, N, V, Vp);
+    size_t n = (size_t)N * Vp;
+    float *l = rnd(n, 3.f, GPT_CLS_ACT);
+    for (int r = 0; r < N; r++) {
+        float *row = l + (size_t)r * Vp;
+        for (int j = V; j < Vp; j++) row[j] = 1e30f; /* padding never counts */
+        if (r % 4 == 1) row[V / 3] = row[V - 1] = row[2 * V / 3] = 100.f; /* a tie */
+        if (r % 4 == 2) {
+            row[0] = NAN, row[V / 2] = NAN, row[V - 1] = 50.f;
+        }
+        if (r % 4 == 3) {
+            for (int j = 0; j < V; j++) row[j] = r == 3 ? NAN : -INFINITY;
+        }
+    }
+    int *want = malloc((size_t)N * sizeof(int)), *got = malloc((size_t)N * sizeof(int));
+    void *dl = put(K->be, l, n, GPT_CLS_ACT);
+    float *back = get(K->be, dl, n, GPT_CLS_ACT);
+    for (int r = 0; r < N; r++) {
+        const float *row = back + (size_t)r * Vp;
+        int best = -1;
+        for (int j = 0; j < V; j++)
+            if (!isnan(row[j]) && (best < 0 || row[j] > row[best])) best = j;
+        want[r] = best < 0 ? 0 : best;
+        got[r] = -7;
+    }
+    void *dout = put(K->be, got, (size_t)N, GPT_CLS_I32);
+    K->be->ops->argmax(K->be, dout, dl, N, V, Vp);
+    expect_ok();
+    K->be->ops->download(K->be, got, dout, (size_t)N, GPT_CLS_I32);
+    for (int r = 0; r < N; r++) EXPECT(got[r] == want[r], "row %d: argmax %d, want %d", r, got[r], want[r]);
+    drop(K->be, dl), drop(K->be, dout);
+    free(l), free(back), free(want), free(got);
+    test_end();
+}
+
+static void t_add_copy(int n) {
+    test_begin("%s: add_i32 and copy n=%d", K->name, n);
+    int *h = malloc((size_t)n * sizeof(int)), *back = malloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) h[i] = (int)gpt_rng_below(&rng, 1000) - 500;
+    void *a = put(K->be, h, (size_t)n, GPT_CLS_I32), *b = put(K->be, h, (size_t)n, GPT_CLS_I32);
+    K->be->ops->add_i32(K->be, a, n, 3);
+    K->be->ops->add_i32(K->be, a, n, -1);
+    K->be->ops->memset0(K->be, b, (size_t)n * sizeof(int));
+    K->be->ops->copy(K->be, (int *)b + 1, (int *)a + 1, (size_t)(n - 1) * sizeof(int));
+    expect_ok();
+    K->be->ops->download(K->be, back, b, (size_t)n, GPT_CLS_I32);
+    int ok = back[0] == 0;
+    for (int i = 1; i < n; i++) ok &= back[i] == h[i] + 2;
+    EXPECT(ok, "add_i32 + copy gave wrong values");
+    drop(K->be, a), drop(K->be, b);
+    free(h), free(back);
+    test_end();
+}
+
 static void t_gelu(size_t n) {
     test_begin("%s: gelu_forward n=%zu", K->name, n);
     float *in = rnd(n, 2.f, GPT_CLS_ACT), *nan = filled(n, NAN);
@@ -321,7 +382,8 @@ static void t_attention_kv(int B, int Tq, int S, int C, int NH) {
     test_begin("%s: attention_kv_forward B=%d Tq=%d S=%d C=%d NH=%d", K->name, B, Tq, S, C, NH);
     size_t n3 = (size_t)B * Tq * 3 * C, n = (size_t)B * Tq * C, nc = (size_t)B * S * C;
     int pos[8];
-    for (int b = 0; b < B; b++) pos[b] = b == B - 1 ? S - Tq / 2 : (b * 7) % (S - Tq);
+    /* the first row fills the cache; the last (of several) runs past it */
+    for (int b = 0; b < B; b++) pos[b] = B > 1 && b == B - 1 ? S - Tq / 2 : (S - Tq) - (b * 7) % (S - Tq);
     float *qkv = rnd(n3, 1.f, GPT_CLS_ACT), *kc = rnd(nc, 1.f, GPT_CLS_ACT), *vc = rnd(nc, 1.f, GPT_CLS_ACT);
     float *poison = filled(n, 1024.f); /* exact in bf16 */
     BUF(dqkv); BUF(dk); BUF(dv); BUF(dpos); BUF(out);
@@ -533,7 +595,31 @@ static void t_errors(void) {
 
 /* ----------------------------------------------------------------- main */
 
+/* The decoding cases alone (GPT_TEST_DECODE_ONLY=1: the sanitizer runs). */
+static void run_decode(void) {
+    t_layernorm(1, 768, 1, 1);
+    t_layernorm(3, 100, 1, 0);
+    t_matmul(1, 768, 2304, 1, 0, 0, 0);
+    t_matmul(1, 3072, 768, 1, 0, 0, 0);
+    t_matmul(16, 768, 3072, 1, 1, 1, 0);
+    t_matmul(9, 64, 1000, 0, 0, 0, 0);
+    t_matmul(3, 101, 203, 0, 0, 0, 0);
+    t_argmax(5, 1000, 1024);
+    t_argmax(2, 50257, 50304);
+    t_argmax(4, 1001, 1001);
+    t_add_copy(1000);
+    t_attention_kv(1, 1, 1024, 768, 12);
+    t_attention_kv(5, 1, 300, 768, 12);
+    t_attention_kv(3, 1, 40, 256, 2);
+    t_attention_kv(2, 1, 100, 64, 2);
+    t_attention_kv(3, 1, 40, 100, 5);
+}
+
 static void run_all(void) {
+    if (getenv("GPT_TEST_DECODE_ONLY") && atoi(getenv("GPT_TEST_DECODE_ONLY"))) {
+        run_decode();
+        return;
+    }
     t_nonfinite();
     t_graph();
     t_errors();
@@ -557,6 +643,18 @@ static void run_all(void) {
     t_matmul(5, 100, 400, 1, 1, 1, 0);
     t_matmul(16, 3072, 768, 1, 1, 0, 0);
     t_matmul(3, 101, 203, 0, 0, 0, 0);
+    /* decoding shapes: the tensor-core small-N kernel (K % 32 == 0), one
+     * or two batch tiles, partial row tiles, clusters splitting K */
+    t_matmul(1, 3072, 768, 1, 0, 0, 0);
+    t_matmul(16, 768, 3072, 1, 1, 1, 0);
+    t_matmul(9, 64, 1000, 0, 0, 0, 0);
+    t_matmul(2, 96, 100, 1, 1, 1, 0);
+    t_matmul(4, 768, 5000, 0, 0, 0, 0);
+    t_matmul(8, 256, 33, 1, 0, 0, 0);
+    t_argmax(5, 1000, 1024);
+    t_argmax(2, 50257, 50304);
+    t_argmax(4, 1001, 1001); /* Vp odd: the scalar kernel */
+    t_add_copy(1000);
     t_matmul(128, 768, 2304, 1, 0, 0, 0); /* gpt2 qkv */
     t_matmul(128, 768, 3072, 1, 1, 1, 0); /* gpt2 fc */
     t_matmul(128, 3072, 768, 1, 0, 0, 1); /* gpt2 fc2 */
@@ -574,6 +672,13 @@ static void run_all(void) {
     t_attention_kv(2, 1, 300, 768, 12);
     t_attention_kv(2, 7, 100, 1044, 9);
     t_attention_kv(2, 3, 30, 105, 5); /* odd head size: the generic KV kernel */
+    /* decoding: 16-byte kernel, keys split over a cluster when few blocks */
+    t_attention_kv(1, 1, 1024, 768, 12);
+    t_attention_kv(1, 1, 77, 768, 12);
+    t_attention_kv(5, 1, 300, 768, 12);
+    t_attention_kv(3, 1, 40, 256, 2);  /* head size 128 */
+    t_attention_kv(2, 1, 100, 64, 2);  /* head size 32 */
+    t_attention_kv(8, 1, 600, 512, 2); /* head size 256 */
     t_crossentropy(37, 1000, 1024, 1);
     t_crossentropy(37, 1000, 1024, 0);
     t_crossentropy(5, 1001, 1001, 1);
