@@ -19,25 +19,6 @@ static void die(const char *what, const gpt_error *err) {
     exit(1);
 }
 
-static size_t put_utf8(char *o, uint32_t cp) {
-    if (cp < 0x80) return o[0] = (char)cp, 1;
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 /* About n bytes of words in Latin, Greek, Cyrillic, CJK and emoji. */
 static char *unicode_text(size_t n, size_t *len) {
@@ -52,7 +33,7 @@ static char *unicode_text(size_t n, size_t *len) {
         const uint32_t *rg = ranges[gpt_rng_below(&r, 8)];
         size_t word = 1 + (size_t)gpt_rng_below(&r, 8);
         for (size_t k = 0; k < word && o < n; k++)
-            o += put_utf8(s + o, rg[0] + (uint32_t)gpt_rng_below(&r, rg[1] - rg[0] + 1));
+            o += gpt_utf8_put(s + o, rg[0] + (uint32_t)gpt_rng_below(&r, rg[1] - rg[0] + 1));
         s[o++] = gpt_rng_below(&r, 10) ? ' ' : '\n';
     }
     *len = o;

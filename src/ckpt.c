@@ -98,10 +98,7 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
     if (with_optimizer && !m->train_ready)
         return gpt_fail(err, GPT_ERR_INVALID,
                         "cannot save optimizer state: the model has not been trained");
-    size_t maxn = 0;
-    for (int i = 0; i < m->ntensors; i++)
-        if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
-    float *buf = malloc(maxn * sizeof(float));
+    float *buf = malloc(gpt_model_max_tensor(m) * sizeof(float));
     if (!buf) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory saving '%s'", path);
     writer w = {.err = err};
     if ((w.rc = gpt_atomic_open(&w.af, path, err))) {
@@ -444,9 +441,7 @@ int gpt_checkpoint_load(gpt_model **out, const char *path, const gpt_runtime *rt
     rc = read_header(&r, &h, m);
     float *buf = NULL;
     if (!rc) {
-        size_t maxn = 0;
-        for (int i = 0; i < m->ntensors; i++)
-            if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
+        size_t maxn = gpt_model_max_tensor(m);
         buf = malloc(maxn * sizeof(float));
         if (!buf) rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory loading '%s'", path);
         for (int i = 0; i < m->ntensors && !rc; i++) {
@@ -509,9 +504,7 @@ int gpt_train_resume(gpt_model *m, const char *path, gpt_error *err) {
     if (!rc && !(h.flags & F_OPT)) rc = r_fail(&r, "it holds no optimizer state to resume from");
     float *buf = NULL;
     if (!rc) {
-        size_t maxn = 0;
-        for (int i = 0; i < m->ntensors; i++)
-            if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
+        size_t maxn = gpt_model_max_tensor(m);
         buf = malloc(maxn * sizeof(float));
         if (!buf) rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
         for (int i = 0; i < m->ntensors && !rc; i++) r_skip_floats(&r, buf, maxn, m->tinfo[i].numel);

@@ -43,29 +43,6 @@ static int hex4(parser *p, unsigned *out) {
     return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
@@ -158,7 +135,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
                 free(buf);
                 return perr(p, "lone low surrogate in \\u escape");
             }
-            o += put_utf8(buf + o, cp); /* <= 6 escaped bytes give <= 4 */
+            o += gpt_utf8_put(buf + o, cp); /* <= 6 escaped bytes give <= 4 */
             break;
         }
         default: free(buf); return perr(p, "bad escape");

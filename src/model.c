@@ -144,6 +144,13 @@ size_t gpt_model_device_bytes(const gpt_model *m) {
     return n;
 }
 
+size_t gpt_model_max_tensor(const gpt_model *m) {
+    size_t maxn = 0;
+    for (int i = 0; i < m->ntensors; i++)
+        if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
+    return maxn;
+}
+
 int gpt_model_mem_info(const gpt_model *m, size_t *free_bytes, size_t *total_bytes) {
     return m->be->ops->mem_info(m->be, free_bytes, total_bytes);
 }
@@ -205,10 +212,7 @@ int gpt_model_create(gpt_model **out, const gpt_config *cfg, const gpt_runtime *
     const gpt_config *c = &m->cfg;
     gpt_rng rng;
     gpt_rng_seed(&rng, seed);
-    size_t maxn = 0;
-    for (int i = 0; i < m->ntensors; i++)
-        if (m->tinfo[i].numel > maxn) maxn = m->tinfo[i].numel;
-    float *buf = malloc(maxn * sizeof(float));
+    float *buf = malloc(gpt_model_max_tensor(m) * sizeof(float));
     if (!buf) {
         gpt_model_free(m);
         *out = NULL;

@@ -141,6 +141,8 @@ static inline void *gpt_at(const gpt_model *m, void *base, size_t off, int cls) 
  * around. config.c */
 int gpt_config_check_positions(const gpt_config *c, long long B, long long T, gpt_error *err);
 /* model.c */
+/* Elements of the largest parameter tensor (host buffers for one tensor). */
+size_t gpt_model_max_tensor(const gpt_model *m);
 int gpt_model_build(gpt_model **out, const gpt_config *cfg, const gpt_runtime *rt,
                     gpt_error *err);
 /* Backend error as a library error (code and message), or 0. */

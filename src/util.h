@@ -69,6 +69,10 @@ float gpt_rng_float(gpt_rng *r);
 /* Standard normal (Box-Muller). */
 float gpt_rng_normal(gpt_rng *r);
 
+/* Writes code point cp (<= 0x10FFFF) as UTF-8 into out (4 bytes room);
+ * returns the bytes written. */
+size_t gpt_utf8_put(char *out, uint32_t cp);
+
 /* Monotonic wall clock in seconds. */
 double gpt_now(void);
 

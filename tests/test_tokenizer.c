@@ -223,25 +223,6 @@ static void test_shakespeare(const gpt_tokenizer *t) {
 /* ----------------------------------------------- random inputs */
 
 /* Appends the UTF-8 of cp to buf. */
-static size_t put_utf8(char *o, uint32_t cp) {
-    if (cp < 0x80) return o[0] = (char)cp, 1;
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 /* Random text of up to max bytes: mode 0 any bytes, 1 valid Unicode from
  * many scripts, 2 characters chosen to stress the pre-tokenizer. */
@@ -269,7 +250,7 @@ static size_t random_text(gpt_rng *r, char *buf, size_t max, int mode) {
             const uint32_t *rg = ranges[gpt_rng_below(r, sizeof ranges / sizeof ranges[0])];
             uint32_t cp = rg[0] + (uint32_t)gpt_rng_below(r, rg[1] - rg[0] + 1);
             if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'x';
-            o += put_utf8(buf + o, cp);
+            o += gpt_utf8_put(buf + o, cp);
         } else {
             const char *p = pieces[gpt_rng_below(r, sizeof pieces / sizeof pieces[0])];
             size_t l = strlen(p);
