@@ -5,6 +5,33 @@
  */
 #include "cuda_common.cuh"
 
+/* Folds (value, index) pairs across a warp, keeping the larger value and,
+ * on ties, the lower index; index -1 marks "nothing seen". */
+__device__ __forceinline__ void warp_argmax(float &bv, int &bi) {
+    for (int off = 16; off > 0; off >>= 1) {
+        float ov = __shfl_down_sync(0xffffffffu, bv, off);
+        int oi = __shfl_down_sync(0xffffffffu, bi, off);
+        if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
+    }
+}
+
+/* Block-wide argmax of each thread's (bv, bi); thread 0 writes out[blockIdx.x]
+ * (0 when no thread saw a value, e.g. a row of NaN). */
+__device__ __forceinline__ void block_argmax_store(int *out, float bv, int bi) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    warp_argmax(bv, bi);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    if (lane == 0) sv[warp] = bv, si[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < nw ? sv[lane] : -INFINITY;
+        bi = lane < nw ? si[lane] : -1;
+        warp_argmax(bv, bi);
+        if (lane == 0) out[blockIdx.x] = bi < 0 ? 0 : bi;
+    }
+}
+
 /* One block per row: each thread scans a strided share, then the block
  * reduces (value, index) pairs, keeping the lowest index on ties. */
 template <typename T> __global__ void argmax_kernel(int *out, const T *logits, int V, int Vp) {
@@ -15,26 +42,7 @@ template <typename T> __global__ void argmax_kernel(int *out, const T *logits, i
         float v = to_f(row[j]);
         if (v > bv || (bi < 0 && v == bv)) bv = v, bi = j; /* NaN never wins */
     }
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    for (int off = 16; off > 0; off >>= 1) {
-        float ov = __shfl_down_sync(0xffffffffu, bv, off);
-        int oi = __shfl_down_sync(0xffffffffu, bi, off);
-        if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
-    }
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    if (lane == 0) sv[warp] = bv, si[warp] = bi;
-    __syncthreads();
-    if (warp == 0) {
-        bv = lane < nw ? sv[lane] : -INFINITY;
-        bi = lane < nw ? si[lane] : -1;
-        for (int off = 16; off > 0; off >>= 1) {
-            float ov = __shfl_down_sync(0xffffffffu, bv, off);
-            int oi = __shfl_down_sync(0xffffffffu, bi, off);
-            if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
-        }
-        if (lane == 0) out[blockIdx.x] = bi < 0 ? 0 : bi;
-    }
+    block_argmax_store(out, bv, bi);
 }
 
 /* The same with 16-byte loads (Vp a multiple of VEC, rows aligned): R
@@ -64,26 +72,7 @@ __global__ void __launch_bounds__(1024) argmax_vec(int *out, const T *logits, in
             }
         }
     }
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    for (int off = 16; off > 0; off >>= 1) {
-        float ov = __shfl_down_sync(0xffffffffu, bv, off);
-        int oi = __shfl_down_sync(0xffffffffu, bi, off);
-        if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
-    }
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    if (lane == 0) sv[warp] = bv, si[warp] = bi;
-    __syncthreads();
-    if (warp == 0) {
-        bv = lane < nw ? sv[lane] : -INFINITY;
-        bi = lane < nw ? si[lane] : -1;
-        for (int off = 16; off > 0; off >>= 1) {
-            float ov = __shfl_down_sync(0xffffffffu, bv, off);
-            int oi = __shfl_down_sync(0xffffffffu, bi, off);
-            if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
-        }
-        if (lane == 0) out[blockIdx.x] = bi < 0 ? 0 : bi;
-    }
+    block_argmax_store(out, bv, bi);
 }
 
 extern "C" void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp) {
