@@ -419,21 +419,17 @@ static void r_skip_floats(reader *r, float *buf, size_t bufn, uint64_t n) {
     }
 }
 
-
 int gpt_checkpoint_load(gpt_model **out, const char *path, const gpt_runtime *rt,
                         gpt_error *err) {
     *out = NULL;
-    reader r;
-    int rc = open_reader(&r, path, err);
-    if (rc) return rc;
-    ckpt_header h;
     /* First pass over the header: learn the configuration. */
-    rc = read_header(&r, &h, NULL);
-    free(h.tok_blob);
-    fclose(r.f);
+    gpt_config cfg;
+    int rc = gpt_checkpoint_read_state(path, &cfg, NULL, err);
     if (rc) return rc;
     gpt_model *m = NULL;
-    if ((rc = gpt_model_build(&m, &h.cfg, rt, err))) return rc;
+    if ((rc = gpt_model_build(&m, &cfg, rt, err))) return rc;
+    reader r;
+    ckpt_header h;
     if ((rc = open_reader(&r, path, err))) {
         gpt_model_free(m);
         return rc;
