@@ -9,10 +9,11 @@
  * the pointers allow, else single elements.
  *
  * The backward's weight and bias gradients are sums over rows. Each warp
- * accumulates its rows into a private slice (shared memory, or global
- * scratch when C is too large for it), each block adds its warps' slices in
- * order, and a second kernel adds the blocks' partials in order: no atomics,
- * the same bits every run.
+ * accumulates its rows into a private slice (registers in the register
+ * backward, where a lane owns the same columns in every row; else shared
+ * memory, or global scratch when C is too large for it), each block adds
+ * its warps' slices in order, and a second kernel adds the blocks' partials
+ * in a fixed order: no atomics, the same bits every run.
  */
 #include "cuda_common.cuh"
 
@@ -220,11 +221,12 @@ extern "C" void cuda_residual_layernorm_forward(gpt_backend *be, void *res, void
 
 /* ------------------------------------------------------------ backward */
 
-/* Grid of the backward: a fixed function of N and the device, so that the
+/* Grid of the backward for blocks of `warps` warps, at most `per_sm`
+ * (<= 2) blocks per SM: a fixed function of N and the device, so that the
  * partial sums (and the result's bits) do not depend on timing. */
-static int ln_bwd_grid(const cudaDeviceProp *prop, int N) {
-    int g = prop->multiProcessorCount * 2;
-    int need = (N + LN_BWD_WARPS - 1) / LN_BWD_WARPS;
+static int ln_bwd_grid(const cudaDeviceProp *prop, int N, int warps, int per_sm) {
+    int g = prop->multiProcessorCount * per_sm;
+    int need = (N + warps - 1) / warps;
     return need < g ? (need > 0 ? need : 1) : g;
 }
 
@@ -232,6 +234,9 @@ static int ln_bwd_in_smem(int C) {
     return (size_t)LN_BWD_WARPS * 2 * C * sizeof(float) <= LN_BWD_SMEM_MAX;
 }
 
+/* Both kernels use at most 2 blocks per SM (ln_bwd_grid), hence at most
+ * that many per-block partials; only the generic kernel needs per-warp
+ * slices. */
 extern "C" size_t cuda_layernorm_scratch(const cudaDeviceProp *prop, int C) {
     size_t g = (size_t)prop->multiProcessorCount * 2;
     size_t n = g * 2 * (size_t)C; /* per-block partials */
@@ -255,7 +260,8 @@ template <int N> __device__ __forceinline__ void acc_add(float *acc, const float
     }
 }
 
-/* dx += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd with
+/* Generic backward (any C, any alignment):
+ * dx += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd with
  * dnorm = dout * w, xhat = (x - mean) * rstd; partial dw, db per block.
  * acc: this warp's slice, [0,C) for dw and [C,2C) for db. */
 template <typename T, int VEC>
@@ -311,16 +317,163 @@ __global__ void __launch_bounds__(LN_BWD_WARPS * 32)
     }
 }
 
-__global__ void layernorm_backward_reduce(float *dw, float *db, const float *part, int G, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    float sw = 0.f, sb = 0.f;
-    for (int g = 0; g < G; g++) {
-        sw += part[(size_t)g * 2 * C + c];
-        sb += part[(size_t)g * 2 * C + C + c];
+/* The 16 bytes of a vector as VEC floats, and back. */
+template <typename T> __device__ __forceinline__ void unpack_f(float *f, int4 raw) {
+    const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < vec16<T>::n; i++) f[i] = to_f(e[i]);
+}
+template <typename T> __device__ __forceinline__ int4 pack_f(const float *f) {
+    int4 raw;
+    T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < vec16<T>::n; i++) e[i] = from_f<T>(f[i]);
+    return raw;
+}
+
+/* Register backward, the training path (gpt2: C = 768 bf16, ITERS = 3),
+ * for 16-byte aligned rows of C <= 32 * VEC * ITERS, C % VEC == 0. Lane l
+ * owns the vectors j = 0..ITERS-1 at columns (l + 32 j) * VEC, the same in
+ * every row, so:
+ *  - w is loaded once, kept packed (16-byte vectors) in registers;
+ *  - each row issues all of its loads (dout, x and the dx accumulated into)
+ *    before using any, takes both sums from registers (one warp_sum each)
+ *    and writes dx once: one memory latency per row, each byte read once;
+ *  - the dw, db partials of the warp's rows stay in registers (lane-owned
+ *    columns) and meet the other warps' only at the end, through shared
+ *    memory in warp order, into the block's partial part[blockIdx.x][2C].
+ * 8 warps per block, <= 128 registers per thread: 2 blocks (16 warps) per
+ * SM, each lane with 3 x ITERS 16-byte loads in flight per row (gpt2:
+ * 144 bytes a lane, ~72 KB an SM). bf16 with ITERS = 4 (C up to 1024)
+ * needs ~180 registers and gets 1 block (8 warps, 192 bytes a lane) per SM.
+ * Dynamic shared memory: LN_BWD_REG_WARPS x C floats (dw, then db). */
+enum { LN_BWD_REG_WARPS = 8 };
+/* Blocks per SM the register kernel is built for (__launch_bounds__) and
+ * launched with (ln_bwd_grid). */
+__host__ __device__ constexpr int ln_bwd_reg_blocks(int elem_bytes, int iters) {
+    return elem_bytes == 2 && iters == 4 ? 1 : 2;
+}
+template <typename T, int ITERS>
+__global__ void __launch_bounds__(LN_BWD_REG_WARPS * 32, ln_bwd_reg_blocks(sizeof(T), ITERS))
+    layernorm_backward_reg(T *dx, float *part, const T *dout, const T *x, const T *w,
+                           const float *mean, const float *rstd, int N, int C) {
+    constexpr int VEC = vec16<T>::n;
+    extern __shared__ float shm[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int4 wv[ITERS];
+    float aw[ITERS][VEC], ab[ITERS][VEC]; /* dw, db partials of columns (lane + 32 j) * VEC + k */
+#pragma unroll
+    for (int j = 0; j < ITERS; j++) {
+        int c = (lane + 32 * j) * VEC;
+        wv[j] = c < C ? *reinterpret_cast<const int4 *>(w + c) : make_int4(0, 0, 0, 0);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) aw[j][k] = 0.f, ab[j][k] = 0.f;
     }
-    if (dw) dw[c] += sw;
-    if (db) db[c] += sb;
+    for (int row = blockIdx.x * LN_BWD_REG_WARPS + warp; row < N;
+         row += gridDim.x * LN_BWD_REG_WARPS) {
+        size_t off = (size_t)row * C;
+        int4 dv[ITERS], xv[ITERS], ov[ITERS];
+#pragma unroll
+        for (int j = 0; j < ITERS; j++) {
+            int c = (lane + 32 * j) * VEC;
+            if (c < C) {
+                dv[j] = *reinterpret_cast<const int4 *>(dout + off + c);
+                xv[j] = *reinterpret_cast<const int4 *>(x + off + c);
+                ov[j] = *reinterpret_cast<const int4 *>(dx + off + c);
+            }
+        }
+        float m = mean[row], rs = rstd[row];
+        float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+        for (int j = 0; j < ITERS; j++) {
+            if ((lane + 32 * j) * VEC < C) {
+                float d[VEC], u[VEC], g[VEC];
+                unpack_f<T>(d, dv[j]);
+                unpack_f<T>(u, xv[j]);
+                unpack_f<T>(g, wv[j]);
+#pragma unroll
+                for (int k = 0; k < VEC; k++) {
+                    float xh = (u[k] - m) * rs, dn = d[k] * g[k];
+                    s1 += dn;
+                    s2 += dn * xh;
+                    aw[j][k] += d[k] * xh;
+                    ab[j][k] += d[k];
+                }
+            }
+        }
+        s1 = warp_sum(s1) / C;
+        s2 = warp_sum(s2) / C;
+#pragma unroll
+        for (int j = 0; j < ITERS; j++) {
+            int c = (lane + 32 * j) * VEC;
+            if (c < C) {
+                float d[VEC], u[VEC], g[VEC], o[VEC];
+                unpack_f<T>(d, dv[j]);
+                unpack_f<T>(u, xv[j]);
+                unpack_f<T>(g, wv[j]);
+                unpack_f<T>(o, ov[j]);
+#pragma unroll
+                for (int k = 0; k < VEC; k++) {
+                    float xh = (u[k] - m) * rs;
+                    o[k] += (d[k] * g[k] - s1 - xh * s2) * rs;
+                }
+                *reinterpret_cast<int4 *>(dx + off + c) = pack_f<T>(o);
+            }
+        }
+    }
+    /* Block partial: shm[warp][c] for dw, summed over warps 0..7 in order
+     * into part[blockIdx.x][c]; then the same for db into [C + c]. */
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        if (h) __syncthreads(); /* the dw round's reads are done */
+#pragma unroll
+        for (int j = 0; j < ITERS; j++) {
+            int c = (lane + 32 * j) * VEC;
+            if (c < C) {
+                const float *a = h ? ab[j] : aw[j];
+#pragma unroll
+                for (int k = 0; k < VEC; k += 4)
+                    *reinterpret_cast<float4 *>(shm + (size_t)warp * C + c + k) =
+                        make_float4(a[k], a[k + 1], a[k + 2], a[k + 3]);
+            }
+        }
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float s = 0.f;
+#pragma unroll
+            for (int k = 0; k < LN_BWD_REG_WARPS; k++) s += shm[(size_t)k * C + c];
+            part[(size_t)blockIdx.x * 2 * C + h * C + c] = s;
+        }
+    }
+}
+
+/* dw[c] += sum over g of part[g][c], db[c] += sum over g of part[g][C + c].
+ * Block (32, LN_RED_SLICES): x is one of 32 consecutive columns i of [0,2C)
+ * (coalesced), y a slice g = y, y + LN_RED_SLICES, ... of the G partials,
+ * summed in order; the slices are then added in order 0..LN_RED_SLICES-1.
+ * A fixed order: the same bits every run. */
+enum { LN_RED_SLICES = 8 };
+__global__ void __launch_bounds__(32 * LN_RED_SLICES)
+    layernorm_backward_reduce(float *dw, float *db, const float *part, int G, int C) {
+    __shared__ float shm[LN_RED_SLICES][33];
+    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    int i = blockIdx.x * 32 + tx;
+    float s = 0.f;
+    if (i < 2 * C) {
+#pragma unroll 4
+        for (int g = ty; g < G; g += LN_RED_SLICES) s += part[(size_t)g * 2 * C + i];
+    }
+    shm[ty][tx] = s;
+    __syncthreads();
+    if (ty || i >= 2 * C) return;
+    s = 0.f;
+#pragma unroll
+    for (int k = 0; k < LN_RED_SLICES; k++) s += shm[k][tx];
+    if (i < C) {
+        if (dw) dw[i] += s;
+    } else if (db) {
+        db[i - C] += s;
+    }
 }
 
 template <typename T>
@@ -328,8 +481,14 @@ static void layernorm_backward_t(gpt_backend *be, T *dx, float *dw, float *db, c
                                  const T *x, const T *w, const float *mean, const float *rstd,
                                  int N, int C) {
     cuda_ctx *c = cuda_ctx_of(be);
-    int G = ln_bwd_grid(&c->prop, N);
-    int smem = ln_bwd_in_smem(C);
+    constexpr int V = vec16<T>::n;
+    int vec = C % V == 0 && cuda_aligned16(dx) && cuda_aligned16(dout) && cuda_aligned16(x) &&
+              cuda_aligned16(w);
+    int iters = (C + 32 * V - 1) / (32 * V);
+    int reg = vec && iters <= 4;
+    int G = reg ? ln_bwd_grid(&c->prop, N, LN_BWD_REG_WARPS, ln_bwd_reg_blocks(sizeof(T), iters))
+                : ln_bwd_grid(&c->prop, N, LN_BWD_WARPS, 2);
+    int smem = reg || ln_bwd_in_smem(C);
     size_t need = (size_t)G * 2 * C + (smem ? 0 : (size_t)G * LN_BWD_WARPS * 2 * C);
     if (need > c->scratch_elems) {
         gpt_backend_fail(be, GPT_ERR_INVALID,
@@ -339,19 +498,28 @@ static void layernorm_backward_t(gpt_backend *be, T *dx, float *dw, float *db, c
         return;
     }
     float *part = c->scratch;
-    float *wscratch = smem ? NULL : c->scratch + (size_t)G * 2 * C;
-    size_t shm = smem ? (size_t)LN_BWD_WARPS * 2 * C * sizeof(float) : 0;
-    constexpr int V = vec16<T>::n;
-    int vec = C % V == 0 && cuda_aligned16(dx) && cuda_aligned16(dout) && cuda_aligned16(x) &&
-              cuda_aligned16(w);
-    if (vec)
-        layernorm_backward_kernel<T, V><<<G, LN_BWD_WARPS * 32, shm, c->stream>>>(
-            dx, part, wscratch, dout, x, w, mean, rstd, N, C);
-    else
-        layernorm_backward_kernel<T, 1><<<G, LN_BWD_WARPS * 32, shm, c->stream>>>(
-            dx, part, wscratch, dout, x, w, mean, rstd, N, C);
+    if (reg) {
+        size_t shm = (size_t)LN_BWD_REG_WARPS * C * sizeof(float);
+#define LN_BWD_REG(I)                                                                          \
+    case I:                                                                                    \
+        layernorm_backward_reg<T, I><<<G, LN_BWD_REG_WARPS * 32, shm, c->stream>>>(          \
+            dx, part, dout, x, w, mean, rstd, N, C);                                           \
+        break;
+        switch (iters) { LN_BWD_REG(1) LN_BWD_REG(2) LN_BWD_REG(3) LN_BWD_REG(4) }
+#undef LN_BWD_REG
+    } else {
+        float *wscratch = smem ? NULL : c->scratch + (size_t)G * 2 * C;
+        size_t shm = smem ? (size_t)LN_BWD_WARPS * 2 * C * sizeof(float) : 0;
+        if (vec)
+            layernorm_backward_kernel<T, V><<<G, LN_BWD_WARPS * 32, shm, c->stream>>>(
+                dx, part, wscratch, dout, x, w, mean, rstd, N, C);
+        else
+            layernorm_backward_kernel<T, 1><<<G, LN_BWD_WARPS * 32, shm, c->stream>>>(
+                dx, part, wscratch, dout, x, w, mean, rstd, N, C);
+    }
     if (CUDA_LAUNCHED(be, "layernorm_backward")) return;
-    layernorm_backward_reduce<<<cuda_cdiv(C, 256), 256, 0, c->stream>>>(dw, db, part, G, C);
+    layernorm_backward_reduce<<<cuda_cdiv(2 * C, 32), 32 * LN_RED_SLICES, 0, c->stream>>>(
+        dw, db, part, G, C);
     CUDA_LAUNCHED(be, "layernorm_backward_reduce");
 }
 
