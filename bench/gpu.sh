@@ -88,6 +88,13 @@ fi
 if want ours || want gen; then
     ours generate --preset gpt2 --batch 1 --prompt 64 --new 256
     ours generate --preset gpt2 --batch 16 --prompt 64 --new 256
+    # the same steps issued op by op instead of the fused decoding kernel
+    for nb in 1 16; do
+        stamp "gpt generate --batch $nb (op by op)"
+        GPT_CUDA_NO_FUSED_STEP=1 timeout 120 $GPT_BENCH generate --preset gpt2 --batch $nb --prompt 64 --new 256 \
+            2>>"$L/bench_err.log" | sed 's/"impl": "gpt"/"impl": "gpt-opbyop"/' | tee -a "$J"
+    done
+    pack
 fi
 if want profile; then
     stamp "profile: training steps"
@@ -97,9 +104,12 @@ if want profile; then
     head -c 20000 "$L/profile.txt"
     NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
     stamp "profile: decode kernels (ncu)"
-    timeout 200 "$NCU" --csv --metrics gpu__time_duration.sum --launch-skip 200 --launch-count 174 \
-        $GPT_BENCH generate --preset gpt2 --batch 1 --prompt 64 --new 6 --runs 1 >"$L/ncu_decode.csv" 2>&1
-    python3 bench/ncu_sum.py "$L/ncu_decode.csv" 2 | tee "$L/ncu_decode.txt"
+    for nb in 1 16; do
+        timeout 200 "$NCU" --csv --metrics gpu__time_duration.sum --launch-skip 200 --launch-count 174 \
+            $GPT_BENCH generate --preset gpt2 --batch $nb --prompt 64 --new 6 --runs 1 >"$L/ncu_decode_b$nb.csv" 2>&1
+        echo "== batch $nb"
+        python3 bench/ncu_sum.py "$L/ncu_decode_b$nb.csv" 2 | tee "$L/ncu_decode_b$nb.txt"
+    done
     pack
 fi
 if want peers || want train; then

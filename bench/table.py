@@ -60,9 +60,10 @@ def main():
     print("%-34s %10s %12s" % ("generation (prompt 64, 256 new)", "tok/s", "ms/token"))
     hf = {r["batch"]: r for r in gen if r.get("peer")}
     for r in gen:
-        name = ("gpt %s %s" % (r["preset"], r["precision"]) if r.get("impl") == "gpt" else r["peer"])
+        ours = r.get("impl", "").startswith("gpt")
+        name = ("%s %s %s" % (r["impl"], r["preset"], r["precision"]) if ours else r["peer"])
         extra = ""
-        if r.get("impl") == "gpt" and r["batch"] in hf:
+        if ours and r["batch"] in hf:
             extra = "%.1fx transformers" % (r["tok_s"] / hf[r["batch"]]["tok_s"])
         print("%-34s %10.1f %12.3f %s" % (name + " batch %d" % r["batch"], r["tok_s"],
                                           r["ms_per_token"], extra))

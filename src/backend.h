@@ -74,6 +74,7 @@ typedef struct {
 } gpt_step_stats;
 
 typedef struct gpt_backend gpt_backend;
+typedef struct gpt_decode_desc gpt_decode_desc; /* below */
 
 typedef struct {
     /* ---------------------------------------------------------- lifetime */
@@ -231,7 +232,32 @@ typedef struct {
     /* Device-to-device copy of bytes, in issue order (may run between
      * graph replays). */
     void (*copy)(gpt_backend *be, void *dst, const void *src, size_t bytes);
+    /* Optional (NULL where a backend has none): one whole greedy decoding
+     * step as one fused operation, i.e. what the model otherwise issues as
+     * encoder_forward, per layer layernorm / matmul / attention_kv_forward /
+     * residual_layernorm_forward, the head's matmul, argmax and add_i32.
+     * Returns 1 if it issued the step, 0 if it does not take these shapes
+     * (the model then issues the ops one by one). Described below. */
+    int (*decode_step)(gpt_backend *be, const gpt_decode_desc *d);
 } gpt_backend_ops;
+
+/* What decode_step needs. Every layer's tensor of kind k (0..11 in
+ * layer_params order: ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w,
+ * ln2_b, fc_w, fc_b, fc2_w, fc2_b) sits at params + off[k] + l * stride[k]
+ * elements. On entry tok I32 (B) holds the step's ids and pos I32 (B)
+ * their positions; the step appends each row's key and value to the cache
+ * at pos, writes logits ACT (B, Vp), replaces tok by each row's argmax
+ * over [0, V) (argmax's rules) and adds one to pos. */
+struct gpt_decode_desc {
+    int B, C, NH, F, L, S, V, Vp, maxT;
+    float eps;
+    const void *params;             /* PARAM */
+    size_t off[12], stride[12];     /* elements */
+    size_t lnf_w, lnf_b, wte, wpe;  /* elements */
+    void *kc, *vc;                  /* ACT (L, B, S, C) */
+    int *tok, *pos;                 /* I32 (B) */
+    void *logits;                   /* ACT (B, Vp) */
+};
 
 struct gpt_backend {
     const gpt_backend_ops *ops;

@@ -324,11 +324,44 @@ int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, flo
  * written back as the next step's tokens, positions advanced by one. The
  * step's shape never changes: a backend with graphs records it once and
  * replays it per token. */
+/* The whole step as the backend's fused operation, where it has one and
+ * takes these shapes (not under --check, which scans each op's output). */
+static int decode_fused(gpt_model *m) {
+    gpt_backend *be = m->be;
+    const gpt_config *c = &m->cfg;
+    if (!be->ops->decode_step || m->rt.check) return 0;
+    _Static_assert(sizeof(layer_params) == 12 * sizeof(size_t), "layer_params: 12 offsets");
+    gpt_decode_desc d;
+    memset(&d, 0, sizeof d);
+    d.B = m->kv.B, d.C = c->n_embd, d.NH = c->n_head, d.F = c->mlp_hidden, d.L = c->n_layer;
+    d.S = m->kv.S, d.V = c->vocab_size, d.Vp = c->padded_vocab, d.maxT = c->max_seq_len;
+    d.eps = c->ln_eps;
+    d.params = m->params;
+    /* every kind of layer tensor must sit at a fixed stride from layer to layer */
+    const size_t *l0 = (const size_t *)&m->lp[0];
+    for (int k = 0; k < 12; k++) {
+        d.off[k] = l0[k];
+        d.stride[k] = d.L > 1 ? ((const size_t *)&m->lp[1])[k] - l0[k] : 0;
+        for (int l = 2; l < d.L; l++)
+            if (((const size_t *)&m->lp[l])[k] != l0[k] + (size_t)l * d.stride[k]) return 0;
+    }
+    d.lnf_w = m->lnf_w, d.lnf_b = m->lnf_b, d.wte = m->wte, d.wpe = m->wpe;
+    d.kc = m->kv.k, d.vc = m->kv.v;
+    d.tok = m->ia.i32, d.pos = m->ia.i32 + 2 * m->ia.cap_N;
+    d.logits = gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT);
+    return be->ops->decode_step(be, &d);
+}
+
 static void decode_step(gpt_model *m) {
     gpt_backend *be = m->be;
     int B = m->kv.B, id = gpt_graph_id(m, GRAPH_DECODE);
     int graphs = m->use_graphs && m->kv.decode_ready;
     if (!graphs || !be->ops->graph_begin(be, id)) {
+        if (decode_fused(m)) {
+            if (graphs) be->ops->graph_end(be, id);
+            m->kv.decode_ready = 1;
+            return;
+        }
         infer_layers(m, B, 1, 1);
         infer_head(m, 0, 0, B);
         be->ops->argmax(be, m->ia.i32, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), B,

@@ -65,6 +65,7 @@ static void cu_destroy(gpt_backend *be) {
         cuda_matmul_cache_free(c);
         cudaFree(c->lt_ws);
         cudaFree(c->counter);
+        cudaFree(c->dk_ws);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c->host_buf);
@@ -434,6 +435,7 @@ static const gpt_backend_ops cuda_ops = {
     cuda_argmax,
     cuda_add_i32,
     cuda_copy,
+    cuda_decode_step,
 };
 
 static int env_int(const char *name, int dflt) {
@@ -500,6 +502,8 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->sn_max_split = env_int("GPT_CUDA_SN_SPLIT", 8);
     c->kv_old = env_flag("GPT_CUDA_KV_OLD");
     c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
+    c->no_fused_step = env_flag("GPT_CUDA_NO_FUSED_STEP");
+    c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
 
     c->device = 0;
     if (!CUDA_CHECK(be, cudaSetDevice(c->device)) &&

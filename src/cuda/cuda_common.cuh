@@ -96,6 +96,12 @@ typedef struct {
      * GPT_CUDA_KV_SPLIT=k   at most k blocks (a cluster) share one query's
      *                       keys (default 8). */
     int no_sn, sn_max_split, kv_old, kv_max_split;
+    /* The fused decoding step (decode_step.cu); GPT_CUDA_NO_FUSED_STEP=1
+     * issues the step op by op instead. */
+    int no_fused_step, require_fused_step; /* ..._REQUIRE_...=1: declining is an error (tests) */
+    void *dk_ws; /* its workspace */
+    size_t dk_bytes;
+    size_t dk_smem_set[2][3]; /* dynamic shared memory allowed per kernel variant */
 } cuda_ctx;
 
 static inline cuda_ctx *cuda_ctx_of(gpt_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -248,6 +254,8 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
 /* --------------------------------------------------- ops of each file */
 
 extern "C" {
+/* decode_step.cu: the fused decoding step; 0 if it does not take the shapes */
+int cuda_decode_step(gpt_backend *be, const gpt_decode_desc *d);
 /* decode.cu */
 void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp);
 void cuda_add_i32(gpt_backend *be, int *p, int n, int delta);

@@ -321,6 +321,76 @@ static void check_greedy(const shape *s, int precision) {
     gpt_model_free(gpu);
 }
 
+/* The fused decoding step (one persistent kernel, decode_step.cu) against
+ * the same step issued op by op (GPT_CUDA_NO_FUSED_STEP=1), on two models
+ * with the same parameters: logits of the prefill and of every decoding
+ * step, and the greedy ids the fused step feeds back. The fused model runs
+ * with GPT_CUDA_REQUIRE_FUSED_STEP=1, so a fused step that declined the
+ * shapes fails the test instead of passing through the op-by-op path.
+ * Both paths round every op's output to bf16 but sum in different orders,
+ * so an activation may differ by one bf16 step (2^-8 relative) here and
+ * there; through L layers that stays well under the 1e-2 relative L2 used
+ * for bf16 logits elsewhere in this file. */
+static void check_fused(const shape *s, int B) {
+    gpt_error err;
+    test_begin("%s, batch %d: fused bf16 decoding step matches the op-by-op step", s->name, B);
+    enum { CTX = 40, STEPS = 9 };
+    setenv("GPT_CUDA_NO_FUSED_STEP", "1", 1);
+    gpt_model *ops = make(s, "cuda", GPT_PREC_BF16, &err);
+    unsetenv("GPT_CUDA_NO_FUSED_STEP");
+    EXPECT(ops != NULL, "%s", err.msg);
+    setenv("GPT_CUDA_REQUIRE_FUSED_STEP", "1", 1);
+    gpt_model *fused = ops ? make(s, "cuda", GPT_PREC_BF16, &err) : NULL;
+    unsetenv("GPT_CUDA_REQUIRE_FUSED_STEP");
+    EXPECT(fused != NULL, "%s", err.msg);
+    if (!ops || !fused) {
+        gpt_model_free(ops), gpt_model_free(fused);
+        test_end();
+        return;
+    }
+    int V = s->V, *lens = malloc((size_t)B * sizeof(int));
+    int *seq = random_tokens((size_t)B * CTX, V, 31);
+    const int **prompts = malloc((size_t)B * sizeof(int *));
+    for (int b = 0; b < B; b++) lens[b] = 1 + (b * 7) % 13, prompts[b] = seq + (size_t)b * CTX;
+    float *la = malloc((size_t)B * V * sizeof(float)), *lb = malloc((size_t)B * V * sizeof(float));
+    int *cur = malloc((size_t)B * sizeof(int)), *ids = malloc((size_t)B * STEPS * sizeof(int));
+    EXPECT(gpt_kv_begin(ops, B, CTX, &err) == 0 && gpt_kv_begin(fused, B, CTX, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill(ops, prompts, lens, la, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill(fused, prompts, lens, lb, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < B; b++) cur[b] = host_argmax(la + (size_t)b * V, V);
+    /* the same tokens into both, each step's logits compared */
+    for (int k = 0; k < STEPS && !test_case_failed_; k++) {
+        EXPECT(gpt_kv_decode(ops, cur, la, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_kv_decode(fused, cur, lb, &err) == 0, "fused: %s", err.msg);
+        double e = test_rel_l2(lb, la, (size_t)B * V);
+        EXPECT(e <= 1e-2, "step %d: logits rel L2 %.3g", k, e);
+        for (int b = 0; b < B; b++) cur[b] = host_argmax(la + (size_t)b * V, V);
+    }
+    /* greedy on the device through the fused step: the ids are the host
+     * argmax of the logits the same step produces */
+    if (!test_case_failed_) {
+        int *first = malloc((size_t)B * sizeof(int));
+        EXPECT(gpt_kv_begin(fused, B, CTX, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_kv_prefill(fused, prompts, lens, lb, &err) == 0, "%s", err.msg);
+        for (int b = 0; b < B; b++) first[b] = cur[b] = host_argmax(lb + (size_t)b * V, V);
+        for (int k = 0; k < STEPS && !test_case_failed_; k++) {
+            EXPECT(gpt_kv_decode(fused, cur, lb, &err) == 0, "%s", err.msg);
+            for (int b = 0; b < B; b++) ids[k * B + b] = cur[b] = host_argmax(lb + (size_t)b * V, V);
+        }
+        int *got = malloc((size_t)B * STEPS * sizeof(int));
+        EXPECT(gpt_kv_begin(fused, B, CTX, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_kv_prefill(fused, prompts, lens, lb, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_kv_decode_greedy(fused, first, STEPS, got, &err) == 0, "%s", err.msg);
+        int same = 0;
+        while (same < B * STEPS && got[same] == ids[same]) same++;
+        EXPECT(same == B * STEPS, "device greedy ids differ from step %d (row %d)", same / B, same % B);
+        free(got), free(first);
+    }
+    test_end();
+    free(lens), free(seq), free(prompts), free(la), free(lb), free(cur), free(ids);
+    gpt_model_free(ops), gpt_model_free(fused);
+}
+
 int main(void) {
     gpt_error err;
     if (!gpt_backend_available("cuda")) {
@@ -341,5 +411,16 @@ int main(void) {
             check_kv(&shapes[i], prec);
             check_greedy(&shapes[i], prec);
         }
+    /* the fused step's variants: head sizes 32, 64 and 128, one or two
+     * 8-row batch tiles, three layers (the per-layer strides), a
+     * vocabulary that is not a multiple of the 16-row tiles */
+    static const shape fshapes[] = {{"fused (C=96, 3 heads of 32, V=1000)", 1000, 64, 3, 3, 96},
+                                    {"fused (C=256, 4 heads of 64, V=1003)", 1003, 64, 3, 4, 256},
+                                    {"fused (C=256, 2 heads of 128, V=1000)", 1000, 64, 2, 2, 256}};
+    for (int i = 0; i < 3; i++) {
+        check_fused(&fshapes[i], 3);
+        check_fused(&fshapes[i], 16);
+    }
+    check_fused(&fshapes[1], 1);
     return test_summary();
 }

@@ -1,0 +1,708 @@
+/*
+ * decode_step.cu - a whole greedy decoding step (bf16, batch <= 16) as one
+ * persistent kernel: the backend's decode_step operation.
+ *
+ * Why. Issued op by op, a GPT-2 decoding step is ~87 small dependent
+ * kernels; each one waits for its predecessor, loads its weights from
+ * device memory, and ends, so the step costs the sum of ~87 launch and
+ * memory latencies (~5 us each) while moving the weights once would take
+ * ~75 us on an H100. Here one block per SM runs the whole step: stages
+ * separated by grid-wide barriers, and every block streams the weight
+ * tiles it will need into a ring of shared-memory slots ahead of time,
+ * across the barriers, so the weight traffic overlaps everything else.
+ *
+ * Stages of layer l (G blocks, "tile" = 16 output features):
+ *   A  x_n = LN1(x) in shared memory (every block, redundantly; layer 0
+ *      first sums the embeddings), q k v = x_n Wqkv^T + b by tiles; k and
+ *      v go straight into the cache at the row's position
+ *   B  attention: items (row, head, key split), online softmax over the
+ *      split's keys; partial (max, sum, o) to global memory
+ *   C  every block merges the splits into att (B, C) in shared memory;
+ *      x += att Wproj^T + b by tiles
+ *   D  x_n = LN2(x); h = gelu(x_n Wfc^T + b) by tiles
+ *   E  x += h Wfc2^T + b by tiles
+ * then the head: x_n = LNf(x), logits = x_n wte^T by tiles with each
+ * block's running argmax per row, and block 0 picks each row's argmax over
+ * the blocks' candidates, stores it as the next token and advances pos.
+ * A barrier follows every stage: 5 L + 1 per step.
+ *
+ * Tiles are dealt round-robin over the blocks with one counter running
+ * across all stages, so that every block streams about the same bytes per
+ * step. A tile's weights (16 rows x IC) arrive in chunks of up to DK_KC
+ * columns, one ring slot each, through cp.async (each thread its share,
+ * one commit group per chunk, so "chunk i has landed" is a wait_group on
+ * the count issued after it). The products are mma.sync m16n8k16 as in
+ * gemv.cu (same k permutation, same fragments), the weights from the ring
+ * and the activations from shared memory (or, for E, from global memory);
+ * the 8 warps split a chunk's k and add through shared memory in a fixed
+ * order. Shared rows have a pitch of 4 mod 8 16-byte units, which keeps
+ * the fragment loads free of bank conflicts.
+ *
+ * Rounding follows the op-by-op path: each product + bias (+ GELU) is
+ * rounded to bf16, residual sums and layernorm outputs too, so the two
+ * paths agree to bf16 rounding (the sums are ordered differently).
+ * Deterministic: no atomics on data, fixed reduction orders. Data written
+ * by other blocks during the kernel is read with ld.global.cg (L2), never
+ * through L1, which is not coherent across SMs.
+ *
+ * The grid is one block per SM, launched cooperatively (the driver refuses
+ * a grid that cannot be co-resident, so the barriers cannot deadlock); a
+ * barrier that waits for seconds traps instead of hanging.
+ */
+#include <string.h>
+
+#include "cuda_common.cuh"
+
+enum {
+    DK_THREADS = 256,
+    DK_WARPS = 8,
+    DK_KC = 1024,                      /* columns of a weight chunk */
+    DK_SP = DK_KC / 8 + 4,             /* slot row pitch, 16-byte units (= 4 mod 8) */
+    DK_SLOT = 16 * DK_SP * 8,          /* bf16 elements of a slot */
+    DK_MAXSLOTS = 8,
+    DK_LNU = 8,                        /* 16-byte units per lane of a layernorm row: C <= 2048 */
+    DK_MAXC = 32 * 8 * DK_LNU,
+    DK_RED = DK_WARPS * 256,           /* floats of the cross-warp reduction */
+    DK_NSPLIT_MAX = 16
+};
+
+struct dk_args {
+    const bf16 *P; /* parameters */
+    long long off[12], stride[12];
+    long long lnf_w, lnf_b, wte, wpe;
+    bf16 *kc, *vc;  /* (L, B, S, C) */
+    int *tok, *pos; /* (B) */
+    bf16 *logits;   /* (B, Vp) */
+    bf16 *x, *q, *h; /* workspace: residual (B, C), queries (B, C), MLP hidden (B, F) */
+    float *attp;     /* (B, NH, ns, D + 2): o, max, sum of each key split */
+    float *amv;      /* (G, 16) argmax candidates: value */
+    int *ami;        /*                             index */
+    unsigned *bar;   /* barrier: arrivals, generation */
+    int B, C, NH, F, L, S, V, Vp, maxT, ns, slots, xp;
+    float eps, sl2;
+};
+
+/* ---------------------------------------------------------- primitives */
+
+__device__ __forceinline__ uint32_t dk_smem(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void dk_cp16(void *smem, const void *gmem) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dk_smem(smem)), "l"(gmem)
+                 : "memory");
+}
+__device__ __forceinline__ void dk_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+/* Waits until at most n of this thread's commit groups are pending. */
+__device__ __forceinline__ void dk_wait(int n) {
+    switch (n) {
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
+    }
+}
+/* 16 bytes written by another block during this kernel: from L2. */
+__device__ __forceinline__ uint4 dk_ldcg(const bf16 *p) {
+    return __ldcg(reinterpret_cast<const uint4 *>(p));
+}
+__device__ __forceinline__ uint4 dk_lds(const bf16 *p) { return *reinterpret_cast<const uint4 *>(p); }
+__device__ __forceinline__ void dk_unpack(float *f, uint4 u) {
+    const bf16 *e = reinterpret_cast<const bf16 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = __bfloat162float(e[i]);
+}
+__device__ __forceinline__ uint4 dk_pack(const float *f) {
+    uint4 u;
+    bf16 *e = reinterpret_cast<bf16 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; i++) e[i] = __float2bfloat16(f[i]);
+    return u;
+}
+__device__ __forceinline__ float dk_round(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+__device__ __forceinline__ void dk_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                       uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* Grid-wide barrier (all blocks co-resident): arrivals are counted, the
+ * last one resets the count and bumps the generation the others spin on.
+ * Writes before it are visible to every block after it. */
+__device__ __forceinline__ void dk_sync(unsigned *bar) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile unsigned *gen = bar + 1;
+        unsigned g0 = *gen;
+        __threadfence();
+        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+            atomicExch(bar, 0u);
+            __threadfence();
+            atomicAdd(bar + 1, 1u);
+        } else {
+            long long spins = 0;
+            while (*gen == g0)
+                if (++spins > (1ll << 26)) __trap(); /* seconds: a block never came */
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+/* --------------------------------------------------------- weight ring */
+
+/* Weighted stage s: 4 per layer (qkv, proj, fc, fc2), then the head. */
+struct dk_stage {
+    const bf16 *w;
+    int OC, IC;
+};
+__device__ __forceinline__ dk_stage dk_stage_of(const dk_args &a, int s) {
+    dk_stage r;
+    if (s >= 4 * a.L) {
+        r.w = a.P + a.wte, r.OC = a.Vp, r.IC = a.C;
+        return r;
+    }
+    int l = s >> 2, k = s & 3;
+    int kind = k == 0 ? 2 : k == 1 ? 4 : k == 2 ? 8 : 10;
+    r.w = a.P + a.off[kind] + (long long)l * a.stride[kind];
+    r.OC = k == 0 ? 3 * a.C : k == 2 ? a.F : a.C;
+    r.IC = k == 3 ? a.F : a.C;
+    return r;
+}
+__device__ __forceinline__ int dk_tiles(const dk_stage &st) { return (st.OC + 15) >> 4; }
+__device__ __forceinline__ int dk_chunks(int IC) { return (IC + DK_KC - 1) / DK_KC; }
+/* The first tile of a stage that falls to this block, given the stage's
+ * offset in the round-robin deal. */
+__device__ __forceinline__ int dk_first(int base) {
+    int G = gridDim.x;
+    return ((int)blockIdx.x - base % G + G) % G;
+}
+
+/* Position in this block's sequence of chunks. */
+struct dk_iter {
+    int s, base, tile, chunk;
+};
+__device__ __forceinline__ void dk_settle(const dk_args &a, dk_iter &it) {
+    while (it.s <= 4 * a.L) {
+        dk_stage st = dk_stage_of(a, it.s);
+        if (it.tile < dk_tiles(st)) return;
+        it.base = (it.base + dk_tiles(st)) % (int)gridDim.x;
+        it.s++;
+        it.tile = dk_first(it.base);
+        it.chunk = 0;
+    }
+}
+__device__ __forceinline__ void dk_advance(const dk_args &a, dk_iter &it) {
+    dk_stage st = dk_stage_of(a, it.s);
+    if (++it.chunk == dk_chunks(st.IC)) it.chunk = 0, it.tile += gridDim.x;
+    dk_settle(a, it);
+}
+
+/* Issues the chunk at it into slot (every thread its share, one group). */
+__device__ __forceinline__ void dk_issue(const dk_args &a, bf16 *ring, int slot, const dk_iter &it) {
+    dk_stage st = dk_stage_of(a, it.s);
+    int k0 = it.chunk * DK_KC, ku = min(DK_KC, st.IC - k0) >> 3, o0 = it.tile * 16;
+    bf16 *dst = ring + (size_t)slot * DK_SLOT;
+    for (int u = threadIdx.x; u < 16 * ku; u += DK_THREADS) {
+        int r = u / ku, cu = u % ku;
+        bf16 *d = dst + (r * DK_SP + cu) * 8;
+        if (o0 + r < st.OC)
+            dk_cp16(d, st.w + (size_t)(o0 + r) * st.IC + k0 + cu * 8);
+        else
+            *reinterpret_cast<uint4 *>(d) = make_uint4(0u, 0u, 0u, 0u);
+    }
+    dk_commit();
+}
+
+/* The ring's producer and consumer counts (the same in every thread). */
+struct dk_ring {
+    bf16 *mem;
+    dk_iter next; /* next chunk to issue */
+    int issued, consumed, slots, done;
+};
+__device__ __forceinline__ void dk_fill(const dk_args &a, dk_ring &R) {
+    while (!R.done && R.issued - R.consumed < R.slots) {
+        dk_issue(a, R.mem, R.issued % R.slots, R.next);
+        R.issued++;
+        dk_advance(a, R.next);
+        R.done = R.next.s > 4 * a.L;
+    }
+}
+
+/* ------------------------------------------------------------ layernorm */
+
+/* xs rows n < B = bf16(layernorm(x_n) * w + b); rows B..15 zero. x_n is
+ * the residual row, or for layer 0 the embedding sum (which block 0 also
+ * stores as the residual). */
+__device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf16 *bias, bool embed) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nu = a.C >> 3;
+    for (int n = warp; n < 16; n += DK_WARPS) {
+        bf16 *dst = xs + (size_t)n * a.xp * 8;
+        if (n >= a.B) {
+            for (int u = lane; u < nu; u += 32) *reinterpret_cast<uint4 *>(dst + u * 8) = make_uint4(0u, 0u, 0u, 0u);
+            continue;
+        }
+        float v[DK_LNU][8];
+        float s = 0.f;
+        const bf16 *src = a.x + (size_t)n * a.C, *te = NULL, *pe = NULL;
+        if (embed) {
+            int t = a.tok[n], p = a.pos[n];
+            te = t >= 0 && t < a.Vp ? a.P + a.wte + (size_t)t * a.C : NULL;
+            pe = p >= 0 && p < a.maxT ? a.P + a.wpe + (size_t)p * a.C : NULL;
+        }
+#pragma unroll
+        for (int i = 0; i < DK_LNU; i++) {
+            int u = lane + 32 * i;
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[i][e] = 0.f;
+            if (u < nu) {
+                if (embed) {
+                    float f[8];
+                    if (te) dk_unpack(v[i], *reinterpret_cast<const uint4 *>(te + u * 8));
+                    if (pe) {
+                        dk_unpack(f, *reinterpret_cast<const uint4 *>(pe + u * 8));
+#pragma unroll
+                        for (int e = 0; e < 8; e++) v[i][e] += f[e];
+                    }
+#pragma unroll
+                    for (int e = 0; e < 8; e++) v[i][e] = dk_round(v[i][e]);
+                    if (blockIdx.x == 0) *reinterpret_cast<uint4 *>(a.x + (size_t)n * a.C + u * 8) = dk_pack(v[i]);
+                } else {
+                    dk_unpack(v[i], dk_ldcg(src + u * 8));
+                }
+#pragma unroll
+                for (int e = 0; e < 8; e++) s += v[i][e];
+            }
+        }
+        float mean = warp_sum(s) / a.C, s2 = 0.f;
+#pragma unroll
+        for (int i = 0; i < DK_LNU; i++)
+            if (lane + 32 * i < nu)
+#pragma unroll
+                for (int e = 0; e < 8; e++) s2 += (v[i][e] - mean) * (v[i][e] - mean);
+        float rs = rsqrtf(warp_sum(s2) / a.C + a.eps);
+#pragma unroll
+        for (int i = 0; i < DK_LNU; i++) {
+            int u = lane + 32 * i;
+            if (u < nu) {
+                float g[8], bb[8], o[8];
+                dk_unpack(g, *reinterpret_cast<const uint4 *>(w + u * 8));
+                dk_unpack(bb, *reinterpret_cast<const uint4 *>(bias + u * 8));
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[e] = (v[i][e] - mean) * rs * g[e] + bb[e];
+                *reinterpret_cast<uint4 *>(dst + u * 8) = dk_pack(o);
+            }
+        }
+    }
+}
+
+/* --------------------------------------------------------------- kernel */
+
+template <int NT, int LPK>
+__global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant__ dk_args a) {
+    extern __shared__ __align__(16) unsigned char dk_raw[];
+    bf16 *ring = reinterpret_cast<bf16 *>(dk_raw);
+    bf16 *xs = ring + (size_t)a.slots * DK_SLOT;                      /* (16, xp * 8) */
+    float *red = reinterpret_cast<float *>(xs + (size_t)16 * a.xp * 8); /* DK_RED */
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int G = gridDim.x, L = a.L, C = a.C;
+    constexpr int D = LPK * 8;
+
+    dk_ring R;
+    R.mem = ring;
+    R.next.s = 0, R.next.base = 0, R.next.tile = dk_first(0), R.next.chunk = 0;
+    dk_settle(a, R.next);
+    R.issued = R.consumed = 0, R.slots = a.slots, R.done = R.next.s > 4 * L;
+    dk_fill(a, R);
+
+    /* this thread's share of the head's argmax: row ebest (threads whose
+     * element is row 0 of a tile) */
+    float best_v = -INFINITY;
+    int best_i = -1;
+    int base = 0; /* the current stage's offset in the deal */
+
+    for (int s = 0; s <= 4 * L; s++) {
+        const int l = s >> 2, kind = s >= 4 * L ? 4 : (s & 3);
+        const long long *off = a.off, *str = a.stride;
+#define LW(k) (a.P + off[k] + (long long)l * str[k])
+        /* ---- the stage's activations: xs (A, C, D, head) */
+        if (kind == 0) {
+            dk_layernorm(a, xs, LW(0), LW(1), l == 0);
+        } else if (kind == 2) {
+            dk_layernorm(a, xs, LW(6), LW(7), false);
+        } else if (kind == 4) {
+            dk_layernorm(a, xs, a.P + a.lnf_w, a.P + a.lnf_b, false);
+        } else if (kind == 1) {
+            /* merge the key splits of stage B: att rows n < B, zero others */
+            const int NH = a.NH, ns = a.ns;
+            for (int e = tid; e < 16 * C; e += DK_THREADS) {
+                int n = e / C, c = e % C;
+                float v = 0.f;
+                if (n < a.B) {
+                    int hh = c / D, d = c % D;
+                    const float *pp = a.attp + ((size_t)(n * NH + hh) * ns) * (D + 2);
+                    float M = -INFINITY;
+                    for (int k = 0; k < ns; k++) M = fmaxf(M, __ldcg(pp + (size_t)k * (D + 2) + D));
+                    float sl = 0.f, so = 0.f;
+                    if (M != -INFINITY)
+                        for (int k = 0; k < ns; k++) {
+                            const float *q = pp + (size_t)k * (D + 2);
+                            float m = __ldcg(q + D);
+                            if (m == -INFINITY) continue;
+                            float wgt = exp2f(m - M);
+                            sl += __ldcg(q + D + 1) * wgt;
+                            so += __ldcg(q + d) * wgt;
+                        }
+                    v = sl > 0.f ? so / sl : 0.f;
+                }
+                xs[(size_t)n * a.xp * 8 + c] = __float2bfloat16(v);
+            }
+        }
+        __syncthreads();
+
+        /* ---- the stage's tiles */
+        dk_stage st = dk_stage_of(a, s);
+        const int ntile = dk_tiles(st), nch = dk_chunks(st.IC);
+        for (int tile = dk_first(base); tile < ntile; tile += G) {
+            float acc[NT][4];
+#pragma unroll
+            for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+            for (int ch = 0; ch < nch; ch++) {
+                dk_wait(R.issued - R.consumed - 1);
+                __syncthreads(); /* every thread's copies of the chunk have landed */
+                const bf16 *ws = ring + (size_t)(R.consumed % R.slots) * DK_SLOT;
+                const int k0 = ch * DK_KC, kbn = min(DK_KC, st.IC - k0) >> 5;
+                /* UK k blocks per warp per round, every load in flight before
+                 * the products (for E the activations come from L2) */
+                constexpr int UK = 4;
+                const uint4 z = make_uint4(0u, 0u, 0u, 0u);
+                for (int kb0 = warp; kb0 < kbn; kb0 += UK * DK_WARPS) {
+                    uint4 wa[UK], wb[UK], xf[UK][NT];
+#pragma unroll
+                    for (int u = 0; u < UK; u++) {
+                        int kb = kb0 + u * DK_WARPS, ku = kb * 4 + t; /* this lane's 16-byte unit */
+                        wa[u] = wb[u] = z;
+#pragma unroll
+                        for (int i = 0; i < NT; i++) xf[u][i] = z;
+                        if (kb >= kbn) continue;
+                        wa[u] = dk_lds(ws + (g * DK_SP + ku) * 8);
+                        wb[u] = dk_lds(ws + ((g + 8) * DK_SP + ku) * 8);
+                        if (kind == 3) { /* h from global memory */
+                            const bf16 *hp = a.h + (size_t)k0 + ku * 8;
+                            if (g < a.B) xf[u][0] = dk_ldcg(hp + (size_t)g * a.F);
+                            if (NT == 2 && g + 8 < a.B) xf[u][NT - 1] = dk_ldcg(hp + (size_t)(g + 8) * a.F);
+                        } else {
+                            const bf16 *xp = xs + (size_t)k0 + ku * 8;
+                            xf[u][0] = dk_lds(xp + (size_t)g * a.xp * 8);
+                            if (NT == 2) xf[u][NT - 1] = dk_lds(xp + (size_t)(g + 8) * a.xp * 8);
+                        }
+                    }
+#pragma unroll
+                    for (int u = 0; u < UK; u++) {
+                        if (kb0 + u * DK_WARPS >= kbn) break;
+#pragma unroll
+                        for (int i = 0; i < NT; i++) {
+                            dk_mma(acc[i], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xf[u][i].x, xf[u][i].y);
+                            dk_mma(acc[i], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xf[u][i].z, xf[u][i].w);
+                        }
+                    }
+                }
+                __syncthreads(); /* the slot is free */
+                R.consumed++;
+                dk_fill(a, R);
+            }
+            /* accumulator (row r, batch column n) -> red[warp][n * 16 + r] */
+#pragma unroll
+            for (int i = 0; i < NT; i++) {
+                int c = i * 8 + 2 * t;
+                red[warp * 256 + c * 16 + g] = acc[i][0];
+                red[warp * 256 + (c + 1) * 16 + g] = acc[i][1];
+                red[warp * 256 + c * 16 + g + 8] = acc[i][2];
+                red[warp * 256 + (c + 1) * 16 + g + 8] = acc[i][3];
+            }
+            __syncthreads();
+            {
+                const int r = tid & 15, n = tid >> 4, o = tile * 16 + r;
+                float y = 0.f;
+#pragma unroll
+                for (int k = 0; k < DK_WARPS; k++) y += red[k * 256 + tid];
+                const bool live = n < a.B && o < st.OC;
+                if (kind == 0 && live) {
+                    bf16 v = __float2bfloat16(y + __bfloat162float(LW(3)[o]));
+                    int p = a.pos[n];
+                    size_t cache = (((size_t)l * a.B + n) * a.S + p) * C;
+                    if (o < C)
+                        a.q[(size_t)n * C + o] = v;
+                    else if (p >= 0 && p < a.S)
+                        (o < 2 * C ? a.kc : a.vc)[cache + (o < 2 * C ? o - C : o - 2 * C)] = v;
+                } else if ((kind == 1 || kind == 3) && live) {
+                    float yb = dk_round(y + __bfloat162float(LW(kind == 1 ? 5 : 11)[o]));
+                    bf16 *xo = a.x + (size_t)n * C + o;
+                    *xo = __float2bfloat16(__bfloat162float(__ldcg(xo)) + yb);
+                } else if (kind == 2 && live) {
+                    a.h[(size_t)n * a.F + o] = __float2bfloat16(gelu_f(y + __bfloat162float(LW(9)[o])));
+                } else if (kind == 4) {
+                    float v = -INFINITY;
+                    int vi = -1;
+                    if (live) {
+                        bf16 lb = __float2bfloat16(y);
+                        a.logits[(size_t)n * a.Vp + o] = lb;
+                        if (o < a.V) v = __bfloat162float(lb), vi = o;
+                        if (v != v) vi = -1; /* NaN never wins */
+                    }
+                    /* the 16 rows of this batch column sit in 16 adjacent lanes */
+#pragma unroll
+                    for (int sh = 8; sh > 0; sh >>= 1) {
+                        float ov = __shfl_xor_sync(0xffffffffu, v, sh);
+                        int oi = __shfl_xor_sync(0xffffffffu, vi, sh);
+                        if (oi >= 0 && (vi < 0 || ov > v || (ov == v && oi < vi))) v = ov, vi = oi;
+                    }
+                    if (r == 0 && vi >= 0 && (best_i < 0 || v > best_v || (v == best_v && vi < best_i)))
+                        best_v = v, best_i = vi;
+                }
+            }
+            __syncthreads(); /* red is reused */
+        }
+        base = (base + ntile) % G;
+
+        if (kind == 4) break;
+        dk_sync(a.bar);
+
+        /* ---- stage B after A: attention over the cache */
+        if (kind == 0) {
+            constexpr int GROUPS = DK_THREADS / LPK, UK = 4;
+            const int grp = tid / LPK, sub = tid % LPK, NH = a.NH, ns = a.ns;
+            float *wm = red, *wl = red + DK_WARPS, *wo = red + 2 * DK_WARPS; /* wo (DK_WARPS, D) */
+            for (int item = blockIdx.x; item < a.B * NH * ns; item += G) {
+                const int b = item / (NH * ns), hh = (item / ns) % NH, sp = item % ns;
+                const int p = a.pos[b];
+                const int nk = p >= 0 && p < a.S ? p + 1 : 0, per = (nk + ns - 1) / ns;
+                const int k0 = min(nk, sp * per), k1 = min(nk, k0 + per);
+                float q[8];
+                dk_unpack(q, dk_ldcg(a.q + (size_t)b * C + hh * D + sub * 8));
+#pragma unroll
+                for (int e = 0; e < 8; e++) q[e] *= a.sl2;
+                const size_t cb = ((size_t)l * a.B + b) * a.S * C + (size_t)hh * D + sub * 8;
+                float m = -INFINITY, lsum = 0.f, o[8];
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[e] = 0.f;
+                const int nit = k1 > k0 ? (k1 - k0 + GROUPS * UK - 1) / (GROUPS * UK) : 0;
+                for (int it = 0; it < nit; it++) {
+                    const int kk = k0 + grp + it * GROUPS * UK;
+                    float kv[UK][8], vv[UK][8];
+#pragma unroll
+                    for (int u = 0; u < UK; u++) {
+                        int j = kk + u * GROUPS;
+                        if (j < k1) {
+                            dk_unpack(kv[u], dk_ldcg(a.kc + cb + (size_t)j * C));
+                            dk_unpack(vv[u], dk_ldcg(a.vc + cb + (size_t)j * C));
+                        } else {
+#pragma unroll
+                            for (int e = 0; e < 8; e++) kv[u][e] = vv[u][e] = 0.f;
+                        }
+                    }
+                    float sc[UK], mx = m;
+#pragma unroll
+                    for (int u = 0; u < UK; u++) {
+                        float d = 0.f;
+#pragma unroll
+                        for (int e = 0; e < 8; e++) d += q[e] * kv[u][e];
+#pragma unroll
+                        for (int sh = LPK / 2; sh > 0; sh >>= 1) d += __shfl_xor_sync(0xffffffffu, d, sh);
+                        sc[u] = kk + u * GROUPS < k1 ? d : -INFINITY;
+                        mx = fmaxf(mx, sc[u]);
+                    }
+                    if (mx == -INFINITY) continue;
+                    float al = exp2f(m - mx);
+                    lsum *= al;
+#pragma unroll
+                    for (int e = 0; e < 8; e++) o[e] *= al;
+#pragma unroll
+                    for (int u = 0; u < UK; u++) {
+                        float pu = exp2f(sc[u] - mx);
+                        lsum += pu;
+#pragma unroll
+                        for (int e = 0; e < 8; e++) o[e] += pu * vv[u][e];
+                    }
+                    m = mx;
+                }
+                /* lanes with the same sub hold the same dimensions */
+#pragma unroll
+                for (int sh = LPK; sh < 32; sh <<= 1) {
+                    float mo = __shfl_xor_sync(0xffffffffu, m, sh), lo = __shfl_xor_sync(0xffffffffu, lsum, sh);
+                    float mxx = fmaxf(m, mo);
+                    float ca = m == -INFINITY ? 0.f : exp2f(m - mxx), cb2 = mo == -INFINITY ? 0.f : exp2f(mo - mxx);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) {
+                        float oo = __shfl_xor_sync(0xffffffffu, o[e], sh);
+                        o[e] = mxx == -INFINITY ? 0.f : o[e] * ca + oo * cb2;
+                    }
+                    lsum = mxx == -INFINITY ? 0.f : lsum * ca + lo * cb2;
+                    m = mxx;
+                }
+                if (lane < LPK) {
+                    if (lane == 0) wm[warp] = m, wl[warp] = lsum;
+#pragma unroll
+                    for (int e = 0; e < 8; e++) wo[warp * D + sub * 8 + e] = o[e];
+                }
+                __syncthreads();
+                if (tid < D) {
+                    float M = -INFINITY;
+                    for (int k = 0; k < DK_WARPS; k++) M = fmaxf(M, wm[k]);
+                    float sl = 0.f, so = 0.f;
+                    if (M != -INFINITY)
+                        for (int k = 0; k < DK_WARPS; k++) {
+                            if (wm[k] == -INFINITY) continue;
+                            float wgt = exp2f(wm[k] - M);
+                            sl += wl[k] * wgt, so += wo[k * D + tid] * wgt;
+                        }
+                    float *dst = a.attp + (size_t)item * (D + 2);
+                    dst[tid] = so;
+                    if (tid == 0) dst[D] = M, dst[D + 1] = sl;
+                }
+                __syncthreads();
+            }
+            dk_sync(a.bar);
+        }
+#undef LW
+    }
+
+    /* ---- the head's argmax: candidates, then block 0 picks */
+    if ((tid & 15) == 0 && (tid >> 4) < 16) {
+        a.amv[blockIdx.x * 16 + (tid >> 4)] = best_v;
+        a.ami[blockIdx.x * 16 + (tid >> 4)] = best_i;
+    }
+    dk_sync(a.bar);
+    if (blockIdx.x == 0 && tid < a.B) {
+        float bv = -INFINITY;
+        int bi = -1;
+        for (int k = 0; k < G; k++) {
+            float v = __ldcg(a.amv + k * 16 + tid);
+            int vi = __ldcg(a.ami + k * 16 + tid);
+            if (vi >= 0 && (bi < 0 || v > bv || (v == bv && vi < bi))) bv = v, bi = vi;
+        }
+        a.tok[tid] = bi < 0 ? 0 : bi;
+        a.pos[tid] += 1;
+    }
+}
+
+/* ------------------------------------------------------------- launcher */
+
+typedef void (*dk_fn)(const dk_args);
+
+static dk_fn dk_pick(int NT, int LPK) {
+    if (NT == 1) return LPK == 4 ? dk_kernel<1, 4> : LPK == 8 ? dk_kernel<1, 8> : dk_kernel<1, 16>;
+    return LPK == 4 ? dk_kernel<2, 4> : LPK == 8 ? dk_kernel<2, 8> : dk_kernel<2, 16>;
+}
+
+static size_t dk_pitch(int C) { /* 16-byte units, = 4 mod 8 */
+    size_t u = (size_t)C / 8;
+    return u % 8 == 4 ? u : u + (u % 8 <= 4 ? 4 - u % 8 : 12 - u % 8);
+}
+
+static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    int D = d->NH > 0 && d->C % d->NH == 0 ? d->C / d->NH : 0, LPK = D / 8;
+    if (!cuda_bf16(be) || c->no_fused_step || d->B < 1 || d->B > 16 || d->C < 32 || d->C % 32 ||
+        d->C > DK_MAXC || d->F < 32 || d->F % 32 || D % 8 || !(LPK == 4 || LPK == 8 || LPK == 16) ||
+        d->L < 1 || d->S < 1 || d->V < 1 || d->Vp < d->V || !c->prop.cooperativeLaunch ||
+        !cuda_aligned16(d->params) || !cuda_aligned16(d->kc) || !cuda_aligned16(d->vc) ||
+        !cuda_aligned16(d->logits))
+        return 0;
+    for (int k = 0; k < 12; k++)
+        if (d->off[k] % 8 || d->stride[k] % 8) return 0;
+    if (d->lnf_w % 8 || d->lnf_b % 8 || d->wte % 8 || d->wpe % 8) return 0;
+
+    const int G = c->prop.multiProcessorCount, NT = d->B <= 8 ? 1 : 2;
+    size_t xp = dk_pitch(d->C);
+    size_t fixed = (size_t)16 * xp * 16 + DK_RED * sizeof(float);
+    size_t avail = c->prop.sharedMemPerBlockOptin;
+    if (avail < fixed) return 0;
+    int slots = (int)((avail - fixed) / (DK_SLOT * sizeof(bf16)));
+    if (slots > DK_MAXSLOTS) slots = DK_MAXSLOTS;
+    if (slots < 2) return 0;
+    size_t smem = fixed + (size_t)slots * DK_SLOT * sizeof(bf16);
+
+    /* key splits: enough (row, head, split) items for every block */
+    int ns = (int)cuda_cdiv((size_t)G, (size_t)d->B * d->NH);
+    int by_len = (int)cuda_cdiv((size_t)d->S, 32);
+    if (ns > by_len) ns = by_len;
+    if (ns > DK_NSPLIT_MAX) ns = DK_NSPLIT_MAX;
+    if (ns < 1) ns = 1;
+
+    /* workspace sized for 16 rows, so that smaller batches reuse it */
+    size_t attp = (size_t)16 * d->NH * DK_NSPLIT_MAX * (D + 2);
+    size_t bytes = 256 + (size_t)G * 16 * 8 + attp * 4 + ((size_t)16 * (2 * d->C + d->F)) * 2;
+    if (bytes > c->dk_bytes) {
+        if (c->capturing >= 0) return 0; /* no allocation while recording */
+        cudaFree(c->dk_ws);
+        c->dk_ws = NULL, c->dk_bytes = 0;
+        if (CUDA_CHECK(be, cudaMalloc(&c->dk_ws, bytes)) ||
+            CUDA_CHECK(be, cudaMemsetAsync(c->dk_ws, 0, bytes, c->stream)))
+            return 1;
+        c->dk_bytes = bytes;
+    }
+    dk_fn fn = dk_pick(NT, LPK);
+    if (c->dk_smem_set[NT - 1][LPK >> 3] < smem) {
+        if (c->capturing >= 0) return 0;
+        if (CUDA_CHECK(be, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)))
+            return 1;
+        int per_sm = 0;
+        if (CUDA_CHECK(be, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, DK_THREADS, smem)))
+            return 1;
+        if (per_sm < 1) return 0;
+        c->dk_smem_set[NT - 1][LPK >> 3] = smem;
+    }
+
+    dk_args a;
+    memset(&a, 0, sizeof a);
+    a.P = (const bf16 *)d->params;
+    for (int k = 0; k < 12; k++) a.off[k] = (long long)d->off[k], a.stride[k] = (long long)d->stride[k];
+    a.lnf_w = (long long)d->lnf_w, a.lnf_b = (long long)d->lnf_b;
+    a.wte = (long long)d->wte, a.wpe = (long long)d->wpe;
+    a.kc = (bf16 *)d->kc, a.vc = (bf16 *)d->vc;
+    a.tok = d->tok, a.pos = d->pos, a.logits = (bf16 *)d->logits;
+    char *w = (char *)c->dk_ws;
+    a.bar = (unsigned *)w;
+    a.amv = (float *)(w + 256);
+    a.ami = (int *)(w + 256 + (size_t)G * 16 * 4);
+    a.attp = (float *)(w + 256 + (size_t)G * 16 * 8);
+    a.x = (bf16 *)(w + 256 + (size_t)G * 16 * 8 + attp * 4);
+    a.q = a.x + (size_t)16 * d->C;
+    a.h = a.q + (size_t)16 * d->C;
+    a.B = d->B, a.C = d->C, a.NH = d->NH, a.F = d->F, a.L = d->L, a.S = d->S, a.V = d->V;
+    a.Vp = d->Vp, a.maxT = d->maxT, a.ns = ns, a.slots = slots, a.xp = (int)xp;
+    a.eps = d->eps;
+    a.sl2 = 1.4426950408889634f / sqrtf((float)D);
+
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute at[1];
+    memset(&cfg, 0, sizeof cfg);
+    memset(at, 0, sizeof at);
+    cfg.gridDim = dim3((unsigned)G, 1, 1);
+    cfg.blockDim = dim3(DK_THREADS, 1, 1);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = c->stream;
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    if (!CUDA_CHECK(be, cudaLaunchKernelEx(&cfg, fn, a))) CUDA_LAUNCHED(be, "decode_step (fused)");
+    return 1;
+}
+
+extern "C" int cuda_decode_step(gpt_backend *be, const gpt_decode_desc *d) {
+    if (be->err.code) return 1;
+    if (dk_launch(be, d)) return 1;
+    /* GPT_CUDA_REQUIRE_FUSED_STEP=1 (tests): declining is an error */
+    if (cuda_ctx_of(be)->require_fused_step)
+        gpt_backend_fail(be, GPT_ERR_RUNTIME, "the fused decoding step declined B=%d C=%d NH=%d F=%d",
+                         d->B, d->C, d->NH, d->F);
+    return be->err.code != 0;
+}
