@@ -60,6 +60,7 @@ static void cu_destroy(gpt_backend *be) {
     cuda_ctx *c = cuda_ctx_of(be);
     if (c) {
         if (c->stream) cudaStreamSynchronize(c->stream);
+        cuda_decode_trace_report(be);
         drop_graphs(c);
         free_workspaces(c);
         cuda_matmul_cache_free(c);
@@ -504,6 +505,7 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
     c->no_fused_step = env_flag("GPT_CUDA_NO_FUSED_STEP");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
+    c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");
 
     c->device = 0;
     if (!CUDA_CHECK(be, cudaSetDevice(c->device)) &&

@@ -102,6 +102,8 @@ typedef struct {
     void *dk_ws; /* its workspace */
     size_t dk_bytes;
     size_t dk_smem_set[2][3]; /* dynamic shared memory allowed per kernel variant */
+    int dk_trace, dk_trace_n, dk_trace_L; /* GPT_CUDA_DK_TRACE=1: phase stamps */
+    long long *dk_trace_at;
 } cuda_ctx;
 
 static inline cuda_ctx *cuda_ctx_of(gpt_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -256,6 +258,7 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
 extern "C" {
 /* decode_step.cu: the fused decoding step; 0 if it does not take the shapes */
 int cuda_decode_step(gpt_backend *be, const gpt_decode_desc *d);
+void cuda_decode_trace_report(gpt_backend *be);
 /* decode.cu */
 void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp);
 void cuda_add_i32(gpt_backend *be, int *p, int n, int delta);

@@ -49,6 +49,7 @@
  * a grid that cannot be co-resident, so the barriers cannot deadlock); a
  * barrier that waits for seconds traps instead of hanging.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "cuda_common.cuh"
@@ -75,9 +76,12 @@ struct dk_args {
     bf16 *logits;   /* (B, Vp) */
     bf16 *x, *q, *h; /* workspace: residual (B, C), queries (B, C), MLP hidden (B, F) */
     float *attp;     /* (B, NH, ns, D + 2): o, max, sum of each key split */
+    bf16 *att;       /* (B, C) attention output */
+    unsigned *cnt;   /* (B, NH) splits done per (row, head) */
     float *amv;      /* (G, 16) argmax candidates: value */
     int *ami;        /*                             index */
     unsigned *bar;   /* barrier: arrivals, generation */
+    long long *trace; /* GPT_CUDA_DK_TRACE: phase stamps of block 0, or NULL */
     int B, C, NH, F, L, S, V, Vp, maxT, ns, slots, xp;
     float eps, sl2;
 };
@@ -302,6 +306,25 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
     }
 }
 
+/* xs rows n < B = src rows (B, C) written by other blocks; rows B..15
+ * zero. Every load in flight at once. */
+__device__ __forceinline__ void dk_load_rows(const dk_args &a, bf16 *xs, const bf16 *src, int C) {
+    constexpr int UMAX = 16 * DK_MAXC / 8 / DK_THREADS;
+    const int nu = C >> 3;
+    uint4 v[UMAX];
+#pragma unroll
+    for (int i = 0; i < UMAX; i++) {
+        int e = threadIdx.x + i * DK_THREADS, n = e / nu;
+        v[i] = make_uint4(0u, 0u, 0u, 0u);
+        if (n < a.B) v[i] = dk_ldcg(src + (size_t)e * 8);
+    }
+#pragma unroll
+    for (int i = 0; i < UMAX; i++) {
+        int e = threadIdx.x + i * DK_THREADS, n = e / nu;
+        if (n < 16) *reinterpret_cast<uint4 *>(xs + ((size_t)n * a.xp + e % nu) * 8) = v[i];
+    }
+}
+
 /* --------------------------------------------------------------- kernel */
 
 template <int NT, int LPK>
@@ -323,6 +346,14 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
 
     /* this thread's share of the head's argmax: row ebest (threads whose
      * element is row 0 of a tile) */
+    /* GPT_CUDA_DK_TRACE=1: block 0 stamps each phase (clock64) */
+    int mk = 0;
+#define DK_MARK()                                                                        \
+    do {                                                                                 \
+        if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[mk] = clock64();    \
+        mk++;                                                                            \
+    } while (0)
+    DK_MARK();
     float best_v = -INFINITY;
     int best_i = -1;
     int base = 0; /* the current stage's offset in the deal */
@@ -339,32 +370,10 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         } else if (kind == 4) {
             dk_layernorm(a, xs, a.P + a.lnf_w, a.P + a.lnf_b, false);
         } else if (kind == 1) {
-            /* merge the key splits of stage B: att rows n < B, zero others */
-            const int NH = a.NH, ns = a.ns;
-            for (int e = tid; e < 16 * C; e += DK_THREADS) {
-                int n = e / C, c = e % C;
-                float v = 0.f;
-                if (n < a.B) {
-                    int hh = c / D, d = c % D;
-                    const float *pp = a.attp + ((size_t)(n * NH + hh) * ns) * (D + 2);
-                    float M = -INFINITY;
-                    for (int k = 0; k < ns; k++) M = fmaxf(M, __ldcg(pp + (size_t)k * (D + 2) + D));
-                    float sl = 0.f, so = 0.f;
-                    if (M != -INFINITY)
-                        for (int k = 0; k < ns; k++) {
-                            const float *q = pp + (size_t)k * (D + 2);
-                            float m = __ldcg(q + D);
-                            if (m == -INFINITY) continue;
-                            float wgt = exp2f(m - M);
-                            sl += __ldcg(q + D + 1) * wgt;
-                            so += __ldcg(q + d) * wgt;
-                        }
-                    v = sl > 0.f ? so / sl : 0.f;
-                }
-                xs[(size_t)n * a.xp * 8 + c] = __float2bfloat16(v);
-            }
+            dk_load_rows(a, xs, a.att, C);
         }
         __syncthreads();
+        DK_MARK();
 
         /* ---- the stage's tiles */
         dk_stage st = dk_stage_of(a, s);
@@ -470,9 +479,11 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
             __syncthreads(); /* red is reused */
         }
         base = (base + ntile) % G;
+        DK_MARK();
 
         if (kind == 4) break;
         dk_sync(a.bar);
+        DK_MARK();
 
         /* ---- stage B after A: attention over the cache */
         if (kind == 0) {
@@ -552,23 +563,68 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                     for (int e = 0; e < 8; e++) wo[warp * D + sub * 8 + e] = o[e];
                 }
                 __syncthreads();
+                /* this block's share: (o, max, sum) over its keys */
+                float so = 0.f, sl = 0.f, M = -INFINITY;
                 if (tid < D) {
-                    float M = -INFINITY;
                     for (int k = 0; k < DK_WARPS; k++) M = fmaxf(M, wm[k]);
-                    float sl = 0.f, so = 0.f;
                     if (M != -INFINITY)
                         for (int k = 0; k < DK_WARPS; k++) {
                             if (wm[k] == -INFINITY) continue;
                             float wgt = exp2f(wm[k] - M);
                             sl += wl[k] * wgt, so += wo[k * D + tid] * wgt;
                         }
+                }
+                bf16 *arow = a.att + (size_t)b * C + hh * D;
+                if (ns == 1) {
+                    if (tid < D) arow[tid] = __float2bfloat16(sl > 0.f ? so / sl : 0.f);
+                } else {
+                    /* the block that completes the (row, head) merges its splits in
+                     * split order: the same result whichever block that is */
                     float *dst = a.attp + (size_t)item * (D + 2);
-                    dst[tid] = so;
-                    if (tid == 0) dst[D] = M, dst[D + 1] = sl;
+                    if (tid < D) {
+                        dst[tid] = so;
+                        if (tid == 0) dst[D] = M, dst[D + 1] = sl;
+                        __threadfence();
+                    }
+                    __syncthreads();
+                    if (tid == 0) {
+                        unsigned *cnt = a.cnt + (size_t)b * NH + hh;
+                        int last = atomicAdd(cnt, 1u) == (unsigned)ns - 1;
+                        if (last) atomicExch(cnt, 0u);
+                        wm[0] = last ? 1.f : 0.f;
+                    }
+                    __syncthreads();
+                    if (wm[0] != 0.f && tid < D) {
+                        __threadfence();
+                        const float *pp = a.attp + (size_t)(item - sp) * (D + 2);
+                        float pm[DK_NSPLIT_MAX], pl[DK_NSPLIT_MAX], po[DK_NSPLIT_MAX];
+#pragma unroll
+                        for (int k = 0; k < DK_NSPLIT_MAX; k++) {
+                            pm[k] = -INFINITY, pl[k] = po[k] = 0.f;
+                            if (k < ns) {
+                                pm[k] = __ldcg(pp + (size_t)k * (D + 2) + D);
+                                pl[k] = __ldcg(pp + (size_t)k * (D + 2) + D + 1);
+                                po[k] = __ldcg(pp + (size_t)k * (D + 2) + tid);
+                            }
+                        }
+                        float MM = -INFINITY, tl = 0.f, to = 0.f;
+#pragma unroll
+                        for (int k = 0; k < DK_NSPLIT_MAX; k++) MM = fmaxf(MM, pm[k]);
+                        if (MM != -INFINITY)
+#pragma unroll
+                            for (int k = 0; k < DK_NSPLIT_MAX; k++) {
+                                if (pm[k] == -INFINITY) continue;
+                                float wgt = exp2f(pm[k] - MM);
+                                tl += pl[k] * wgt, to += po[k] * wgt;
+                            }
+                        arow[tid] = __float2bfloat16(tl > 0.f ? to / tl : 0.f);
+                    }
                 }
                 __syncthreads();
             }
+            DK_MARK();
             dk_sync(a.bar);
+            DK_MARK();
         }
 #undef LW
     }
@@ -579,17 +635,39 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         a.ami[blockIdx.x * 16 + (tid >> 4)] = best_i;
     }
     dk_sync(a.bar);
-    if (blockIdx.x == 0 && tid < a.B) {
-        float bv = -INFINITY;
-        int bi = -1;
-        for (int k = 0; k < G; k++) {
-            float v = __ldcg(a.amv + k * 16 + tid);
-            int vi = __ldcg(a.ami + k * 16 + tid);
-            if (vi >= 0 && (bi < 0 || v > bv || (v == bv && vi < bi))) bv = v, bi = vi;
+    DK_MARK();
+    if (blockIdx.x == 0) {
+        for (int n = warp; n < a.B; n += DK_WARPS) {
+            float bv = -INFINITY;
+            int bi = -1;
+            for (int k0 = 0; k0 < G; k0 += 4 * 32) {
+                float v[4];
+                int vi[4];
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    int k = k0 + u * 32 + lane;
+                    v[u] = k < G ? __ldcg(a.amv + k * 16 + n) : -INFINITY;
+                    vi[u] = k < G ? __ldcg(a.ami + k * 16 + n) : -1;
+                }
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    if (vi[u] >= 0 && (bi < 0 || v[u] > bv || (v[u] == bv && vi[u] < bi))) bv = v[u], bi = vi[u];
+            }
+#pragma unroll
+            for (int sh = 16; sh > 0; sh >>= 1) {
+                float ov = __shfl_xor_sync(0xffffffffu, bv, sh);
+                int oi = __shfl_xor_sync(0xffffffffu, bi, sh);
+                if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
+            }
+            if (lane == 0) {
+                a.tok[n] = bi < 0 ? 0 : bi;
+                a.pos[n] += 1;
+            }
         }
-        a.tok[tid] = bi < 0 ? 0 : bi;
-        a.pos[tid] += 1;
     }
+    __syncthreads();
+    DK_MARK();
+#undef DK_MARK
 }
 
 /* ------------------------------------------------------------- launcher */
@@ -638,7 +716,9 @@ static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
 
     /* workspace sized for 16 rows, so that smaller batches reuse it */
     size_t attp = (size_t)16 * d->NH * DK_NSPLIT_MAX * (D + 2);
-    size_t bytes = 256 + (size_t)G * 16 * 8 + attp * 4 + ((size_t)16 * (2 * d->C + d->F)) * 2;
+    size_t cnt = (size_t)16 * d->NH * 4;
+    size_t ntrace = (size_t)14 * d->L + 8;
+    size_t bytes = 256 + (size_t)G * 16 * 8 + attp * 4 + cnt + ((size_t)16 * (3 * d->C + d->F)) * 2 + ntrace * 8;
     if (bytes > c->dk_bytes) {
         if (c->capturing >= 0) return 0; /* no allocation while recording */
         cudaFree(c->dk_ws);
@@ -673,9 +753,15 @@ static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
     a.amv = (float *)(w + 256);
     a.ami = (int *)(w + 256 + (size_t)G * 16 * 4);
     a.attp = (float *)(w + 256 + (size_t)G * 16 * 8);
-    a.x = (bf16 *)(w + 256 + (size_t)G * 16 * 8 + attp * 4);
+    a.cnt = (unsigned *)(w + 256 + (size_t)G * 16 * 8 + attp * 4);
+    a.x = (bf16 *)(w + 256 + (size_t)G * 16 * 8 + attp * 4 + cnt);
     a.q = a.x + (size_t)16 * d->C;
-    a.h = a.q + (size_t)16 * d->C;
+    a.att = a.q + (size_t)16 * d->C;
+    a.h = a.att + (size_t)16 * d->C;
+    if (c->dk_trace) {
+        a.trace = (long long *)(a.h + (size_t)16 * d->F);
+        c->dk_trace_n = (int)ntrace, c->dk_trace_L = d->L, c->dk_trace_at = a.trace;
+    }
     a.B = d->B, a.C = d->C, a.NH = d->NH, a.F = d->F, a.L = d->L, a.S = d->S, a.V = d->V;
     a.Vp = d->Vp, a.maxT = d->maxT, a.ns = ns, a.slots = slots, a.xp = (int)xp;
     a.eps = d->eps;
@@ -705,4 +791,35 @@ extern "C" int cuda_decode_step(gpt_backend *be, const gpt_decode_desc *d) {
         gpt_backend_fail(be, GPT_ERR_RUNTIME, "the fused decoding step declined B=%d C=%d NH=%d F=%d",
                          d->B, d->C, d->NH, d->F);
     return be->err.code != 0;
+}
+
+/* GPT_CUDA_DK_TRACE=1: the phases of the last fused step, averaged over the
+ * layers, on stderr (called when the backend is destroyed). */
+extern "C" void cuda_decode_trace_report(gpt_backend *be) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    if (!c->dk_trace || !c->dk_trace_at) return;
+    long long t[1024];
+    int n = c->dk_trace_n < 1024 ? c->dk_trace_n : 1024, L = c->dk_trace_L;
+    if (cudaMemcpy(t, c->dk_trace_at, (size_t)n * 8, cudaMemcpyDeviceToHost) != cudaSuccess) return;
+    static const char *name[14] = {"A ln1",  "A qkv",  "A barrier", "B attention", "B barrier",
+                                   "C load", "C proj", "C barrier", "D ln2",       "D fc",
+                                   "D barrier", "E -", "E fc2", "E barrier"};
+    int khz = 0;
+    if (cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, c->device) != cudaSuccess || khz <= 0) return;
+    double us = 1e3 / khz; /* cycles -> us */
+    fprintf(stderr, "fused decoding step, block 0 (cycles at %.0f MHz):\n", khz * 1e-3);
+    double tot = 0;
+    for (int k = 0; k < 14; k++) {
+        double s = 0;
+        for (int l = 0; l < L; l++) s += (double)(t[1 + 14 * l + k] - t[14 * l + k]);
+        fprintf(stderr, "  %-12s %8.2f us/layer\n", name[k], s / L * us);
+        tot += s;
+    }
+    static const char *hn[4] = {"head lnf", "head tiles", "argmax barrier", "argmax"};
+    for (int k = 0; k < 4; k++) {
+        double s = (double)(t[14 * L + 1 + k] - t[14 * L + k]);
+        fprintf(stderr, "  %-12s %8.2f us\n", hn[k], s * us);
+        tot += s;
+    }
+    fprintf(stderr, "  total        %8.2f us\n", tot * us);
 }
