@@ -52,7 +52,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cooperative_groups.h>
+
 #include "cuda_common.cuh"
+
+namespace cg = cooperative_groups;
 
 enum {
     DK_THREADS = 256,
@@ -136,28 +140,9 @@ __device__ __forceinline__ void dk_mma(float c[4], uint32_t a0, uint32_t a1, uin
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* Grid-wide barrier (all blocks co-resident): arrivals are counted, the
- * last one resets the count and bumps the generation the others spin on.
- * Writes before it are visible to every block after it. */
-__device__ __forceinline__ void dk_sync(unsigned *bar) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        volatile unsigned *gen = bar + 1;
-        unsigned g0 = *gen;
-        __threadfence();
-        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-            atomicExch(bar, 0u);
-            __threadfence();
-            atomicAdd(bar + 1, 1u);
-        } else {
-            long long spins = 0;
-            while (*gen == g0)
-                if (++spins > (1ll << 26)) __trap(); /* seconds: a block never came */
-        }
-        __threadfence();
-    }
-    __syncthreads();
-}
+/* Grid-wide barrier: the cooperative launch makes every block co-resident;
+ * writes before it are visible to every block after it. */
+__device__ __forceinline__ void dk_sync() { cg::this_grid().sync(); }
 
 /* --------------------------------------------------------- weight ring */
 
@@ -243,66 +228,83 @@ __device__ __forceinline__ void dk_fill(const dk_args &a, dk_ring &R) {
 
 /* xs rows n < B = bf16(layernorm(x_n) * w + b); rows B..15 zero. x_n is
  * the residual row, or for layer 0 the embedding sum (which block 0 also
- * stores as the residual). */
+ * stores as the residual). 16 lanes per row, all rows at once: one round
+ * of loads, the parameters prefetched into L1 meanwhile. */
 __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf16 *bias, bool embed) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nu = a.C >> 3;
-    for (int n = warp; n < 16; n += DK_WARPS) {
-        bf16 *dst = xs + (size_t)n * a.xp * 8;
-        if (n >= a.B) {
-            for (int u = lane; u < nu; u += 32) *reinterpret_cast<uint4 *>(dst + u * 8) = make_uint4(0u, 0u, 0u, 0u);
-            continue;
-        }
-        float v[DK_LNU][8];
-        float s = 0.f;
-        const bf16 *src = a.x + (size_t)n * a.C, *te = NULL, *pe = NULL;
-        if (embed) {
-            int t = a.tok[n], p = a.pos[n];
-            te = t >= 0 && t < a.Vp ? a.P + a.wte + (size_t)t * a.C : NULL;
-            pe = p >= 0 && p < a.maxT ? a.P + a.wpe + (size_t)p * a.C : NULL;
-        }
+    constexpr int U = DK_MAXC / 8 / 16;
+    const int n = threadIdx.x >> 4, hl = threadIdx.x & 15, nu = a.C >> 3;
+    const unsigned half = (threadIdx.x & 16) ? 0xffff0000u : 0x0000ffffu;
+    const uint4 z = make_uint4(0u, 0u, 0u, 0u);
+    bf16 *dst = xs + (size_t)n * a.xp * 8;
+    for (int u = hl; u < nu; u += 16) {
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(w + u * 8));
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(bias + u * 8));
+    }
+    if (n >= a.B) {
+        for (int u = hl; u < nu; u += 16) *reinterpret_cast<uint4 *>(dst + u * 8) = z;
+        return;
+    }
+    const bf16 *te = NULL, *pe = NULL;
+    if (embed) {
+        int t = a.tok[n], p = a.pos[n];
+        te = t >= 0 && t < a.Vp ? a.P + a.wte + (size_t)t * a.C : NULL;
+        pe = p >= 0 && p < a.maxT ? a.P + a.wpe + (size_t)p * a.C : NULL;
+    }
+    uint4 raw[U];
 #pragma unroll
-        for (int i = 0; i < DK_LNU; i++) {
-            int u = lane + 32 * i;
+    for (int i = 0; i < U; i++) {
+        int u = hl + 16 * i;
+        raw[i] = z;
+        if (u >= nu) continue;
+        if (!embed) {
+            raw[i] = dk_ldcg(a.x + (size_t)n * a.C + u * 8);
+        } else {
+            float f[8], e2[8];
 #pragma unroll
-            for (int e = 0; e < 8; e++) v[i][e] = 0.f;
-            if (u < nu) {
-                if (embed) {
-                    float f[8];
-                    if (te) dk_unpack(v[i], *reinterpret_cast<const uint4 *>(te + u * 8));
-                    if (pe) {
-                        dk_unpack(f, *reinterpret_cast<const uint4 *>(pe + u * 8));
+            for (int e = 0; e < 8; e++) f[e] = 0.f;
+            if (te) dk_unpack(f, *reinterpret_cast<const uint4 *>(te + u * 8));
+            if (pe) {
+                dk_unpack(e2, *reinterpret_cast<const uint4 *>(pe + u * 8));
 #pragma unroll
-                        for (int e = 0; e < 8; e++) v[i][e] += f[e];
-                    }
-#pragma unroll
-                    for (int e = 0; e < 8; e++) v[i][e] = dk_round(v[i][e]);
-                    if (blockIdx.x == 0) *reinterpret_cast<uint4 *>(a.x + (size_t)n * a.C + u * 8) = dk_pack(v[i]);
-                } else {
-                    dk_unpack(v[i], dk_ldcg(src + u * 8));
-                }
-#pragma unroll
-                for (int e = 0; e < 8; e++) s += v[i][e];
+                for (int e = 0; e < 8; e++) f[e] += e2[e];
             }
+            raw[i] = dk_pack(f);
+            if (blockIdx.x == 0) *reinterpret_cast<uint4 *>(a.x + (size_t)n * a.C + u * 8) = raw[i];
         }
-        float mean = warp_sum(s) / a.C, s2 = 0.f;
+    }
+    float sum = 0.f, f[8];
 #pragma unroll
-        for (int i = 0; i < DK_LNU; i++)
-            if (lane + 32 * i < nu)
+    for (int i = 0; i < U; i++) {
+        if (hl + 16 * i >= nu) continue;
+        dk_unpack(f, raw[i]);
 #pragma unroll
-                for (int e = 0; e < 8; e++) s2 += (v[i][e] - mean) * (v[i][e] - mean);
-        float rs = rsqrtf(warp_sum(s2) / a.C + a.eps);
+        for (int e = 0; e < 8; e++) sum += f[e];
+    }
 #pragma unroll
-        for (int i = 0; i < DK_LNU; i++) {
-            int u = lane + 32 * i;
-            if (u < nu) {
-                float g[8], bb[8], o[8];
-                dk_unpack(g, *reinterpret_cast<const uint4 *>(w + u * 8));
-                dk_unpack(bb, *reinterpret_cast<const uint4 *>(bias + u * 8));
+    for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(half, sum, o);
+    const float mean = sum / a.C;
+    float s2 = 0.f;
 #pragma unroll
-                for (int e = 0; e < 8; e++) o[e] = (v[i][e] - mean) * rs * g[e] + bb[e];
-                *reinterpret_cast<uint4 *>(dst + u * 8) = dk_pack(o);
-            }
-        }
+    for (int i = 0; i < U; i++) {
+        if (hl + 16 * i >= nu) continue;
+        dk_unpack(f, raw[i]);
+#pragma unroll
+        for (int e = 0; e < 8; e++) s2 += (f[e] - mean) * (f[e] - mean);
+    }
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) s2 += __shfl_xor_sync(half, s2, o);
+    const float rs = rsqrtf(s2 / a.C + a.eps);
+#pragma unroll
+    for (int i = 0; i < U; i++) {
+        int u = hl + 16 * i;
+        if (u >= nu) continue;
+        float gw[8], bb[8];
+        dk_unpack(f, raw[i]);
+        dk_unpack(gw, *reinterpret_cast<const uint4 *>(w + u * 8));
+        dk_unpack(bb, *reinterpret_cast<const uint4 *>(bias + u * 8));
+#pragma unroll
+        for (int e = 0; e < 8; e++) f[e] = (f[e] - mean) * rs * gw[e] + bb[e];
+        *reinterpret_cast<uint4 *>(dst + u * 8) = dk_pack(f);
     }
 }
 
@@ -378,64 +380,66 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         /* ---- the stage's tiles */
         dk_stage st = dk_stage_of(a, s);
         const int ntile = dk_tiles(st), nch = dk_chunks(st.IC);
+        /* fc2's activations (h) come from L2: each chunk's fragments are
+         * loaded while the chunk before it is multiplied */
+        auto load_h = [&](uint4 (&xf)[4][NT], int ch) {
+            const int kbn = min(DK_KC, st.IC - ch * DK_KC) >> 5;
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                int kb = warp + u * DK_WARPS;
+                const bf16 *hp = a.h + (size_t)ch * DK_KC + (kb * 4 + t) * 8;
+#pragma unroll
+                for (int i = 0; i < NT; i++) {
+                    int n = g + 8 * i;
+                    xf[u][i] = kb < kbn && n < a.B ? dk_ldcg(hp + (size_t)n * a.F) : make_uint4(0u, 0u, 0u, 0u);
+                }
+            }
+        };
         for (int tile = dk_first(base); tile < ntile; tile += G) {
             float acc[NT][4];
 #pragma unroll
             for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+            uint4 hx[4][NT];
+            if (kind == 3) load_h(hx, 0);
             for (int ch = 0; ch < nch; ch++) {
                 dk_wait(R.issued - R.consumed - 1);
                 __syncthreads(); /* every thread's copies of the chunk have landed */
                 const bf16 *ws = ring + (size_t)(R.consumed % R.slots) * DK_SLOT;
-                const int k0 = ch * DK_KC, kbn = min(DK_KC, st.IC - k0) >> 5;
-                /* UK k blocks per warp per round, every load in flight before
-                 * the products (for E the activations come from L2) */
-                constexpr int UK = 4;
-                const uint4 z = make_uint4(0u, 0u, 0u, 0u);
-                for (int kb0 = warp; kb0 < kbn; kb0 += UK * DK_WARPS) {
-                    uint4 wa[UK], wb[UK], xf[UK][NT];
+                const int k0 = ch * DK_KC, kbn = min(DK_KC, st.IC - k0) >> 5; /* <= 4 per warp */
+                uint4 hn[4][NT];
+                if (kind == 3 && ch + 1 < nch) load_h(hn, ch + 1);
 #pragma unroll
-                    for (int u = 0; u < UK; u++) {
-                        int kb = kb0 + u * DK_WARPS, ku = kb * 4 + t; /* this lane's 16-byte unit */
-                        wa[u] = wb[u] = z;
+                for (int u = 0; u < 4; u++) {
+                    const int kb = warp + u * DK_WARPS, ku = kb * 4 + t; /* this lane's 16-byte unit */
+                    if (kb >= kbn) break;
+                    uint4 wa = dk_lds(ws + (g * DK_SP + ku) * 8), wb = dk_lds(ws + ((g + 8) * DK_SP + ku) * 8);
 #pragma unroll
-                        for (int i = 0; i < NT; i++) xf[u][i] = z;
-                        if (kb >= kbn) continue;
-                        wa[u] = dk_lds(ws + (g * DK_SP + ku) * 8);
-                        wb[u] = dk_lds(ws + ((g + 8) * DK_SP + ku) * 8);
-                        if (kind == 3) { /* h from global memory */
-                            const bf16 *hp = a.h + (size_t)k0 + ku * 8;
-                            if (g < a.B) xf[u][0] = dk_ldcg(hp + (size_t)g * a.F);
-                            if (NT == 2 && g + 8 < a.B) xf[u][NT - 1] = dk_ldcg(hp + (size_t)(g + 8) * a.F);
-                        } else {
-                            const bf16 *xp = xs + (size_t)k0 + ku * 8;
-                            xf[u][0] = dk_lds(xp + (size_t)g * a.xp * 8);
-                            if (NT == 2) xf[u][NT - 1] = dk_lds(xp + (size_t)(g + 8) * a.xp * 8);
-                        }
-                    }
-#pragma unroll
-                    for (int u = 0; u < UK; u++) {
-                        if (kb0 + u * DK_WARPS >= kbn) break;
-#pragma unroll
-                        for (int i = 0; i < NT; i++) {
-                            dk_mma(acc[i], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xf[u][i].x, xf[u][i].y);
-                            dk_mma(acc[i], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xf[u][i].z, xf[u][i].w);
-                        }
+                    for (int i = 0; i < NT; i++) {
+                        uint4 xf = kind == 3 ? hx[u][i] : dk_lds(xs + ((size_t)(g + 8 * i) * a.xp * 8 + k0 + ku * 8));
+                        dk_mma(acc[i], wa.x, wb.x, wa.y, wb.y, xf.x, xf.y);
+                        dk_mma(acc[i], wa.z, wb.z, wa.w, wb.w, xf.z, xf.w);
                     }
                 }
-                __syncthreads(); /* the slot is free */
+                if (kind == 3 && ch + 1 < nch)
+#pragma unroll
+                    for (int u = 0; u < 4; u++)
+#pragma unroll
+                        for (int i = 0; i < NT; i++) hx[u][i] = hn[u][i];
+                if (ch + 1 == nch) {
+                    /* accumulator (row r, batch column n) -> red[warp][n * 16 + r] */
+#pragma unroll
+                    for (int i = 0; i < NT; i++) {
+                        int c = i * 8 + 2 * t;
+                        red[warp * 256 + c * 16 + g] = acc[i][0];
+                        red[warp * 256 + (c + 1) * 16 + g] = acc[i][1];
+                        red[warp * 256 + c * 16 + g + 8] = acc[i][2];
+                        red[warp * 256 + (c + 1) * 16 + g + 8] = acc[i][3];
+                    }
+                }
+                __syncthreads(); /* the slot is free; on the last chunk, red is complete */
                 R.consumed++;
                 dk_fill(a, R);
             }
-            /* accumulator (row r, batch column n) -> red[warp][n * 16 + r] */
-#pragma unroll
-            for (int i = 0; i < NT; i++) {
-                int c = i * 8 + 2 * t;
-                red[warp * 256 + c * 16 + g] = acc[i][0];
-                red[warp * 256 + (c + 1) * 16 + g] = acc[i][1];
-                red[warp * 256 + c * 16 + g + 8] = acc[i][2];
-                red[warp * 256 + (c + 1) * 16 + g + 8] = acc[i][3];
-            }
-            __syncthreads();
             {
                 const int r = tid & 15, n = tid >> 4, o = tile * 16 + r;
                 float y = 0.f;
@@ -476,18 +480,20 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                         best_v = v, best_i = vi;
                 }
             }
-            __syncthreads(); /* red is reused */
+            /* red is next written after the next tile's first barrier */
         }
         base = (base + ntile) % G;
         DK_MARK();
 
         if (kind == 4) break;
-        dk_sync(a.bar);
+        dk_sync();
         DK_MARK();
 
         /* ---- stage B after A: attention over the cache */
         if (kind == 0) {
-            constexpr int GROUPS = DK_THREADS / LPK, UK = 4;
+            /* UK keys per group per round, all loads in flight (bf16, unpacked
+             * as they are used): 256 keys a round for head size 64 */
+            constexpr int GROUPS = DK_THREADS / LPK, UK = 8;
             const int grp = tid / LPK, sub = tid % LPK, NH = a.NH, ns = a.ns;
             float *wm = red, *wl = red + DK_WARPS, *wo = red + 2 * DK_WARPS; /* wo (DK_WARPS, D) */
             for (int item = blockIdx.x; item < a.B * NH * ns; item += G) {
@@ -495,35 +501,35 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                 const int p = a.pos[b];
                 const int nk = p >= 0 && p < a.S ? p + 1 : 0, per = (nk + ns - 1) / ns;
                 const int k0 = min(nk, sp * per), k1 = min(nk, k0 + per);
-                float q[8];
-                dk_unpack(q, dk_ldcg(a.q + (size_t)b * C + hh * D + sub * 8));
-#pragma unroll
-                for (int e = 0; e < 8; e++) q[e] *= a.sl2;
+                const uint4 qraw = dk_ldcg(a.q + (size_t)b * C + hh * D + sub * 8);
                 const size_t cb = ((size_t)l * a.B + b) * a.S * C + (size_t)hh * D + sub * 8;
-                float m = -INFINITY, lsum = 0.f, o[8];
+                float q[8], m = -INFINITY, lsum = 0.f, o[8];
 #pragma unroll
                 for (int e = 0; e < 8; e++) o[e] = 0.f;
+                bool qready = false;
                 const int nit = k1 > k0 ? (k1 - k0 + GROUPS * UK - 1) / (GROUPS * UK) : 0;
                 for (int it = 0; it < nit; it++) {
                     const int kk = k0 + grp + it * GROUPS * UK;
-                    float kv[UK][8], vv[UK][8];
+                    uint4 kr[UK], vr[UK];
 #pragma unroll
                     for (int u = 0; u < UK; u++) {
                         int j = kk + u * GROUPS;
-                        if (j < k1) {
-                            dk_unpack(kv[u], dk_ldcg(a.kc + cb + (size_t)j * C));
-                            dk_unpack(vv[u], dk_ldcg(a.vc + cb + (size_t)j * C));
-                        } else {
+                        kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
+                        if (j < k1) kr[u] = dk_ldcg(a.kc + cb + (size_t)j * C), vr[u] = dk_ldcg(a.vc + cb + (size_t)j * C);
+                    }
+                    if (!qready) {
+                        dk_unpack(q, qraw);
 #pragma unroll
-                            for (int e = 0; e < 8; e++) kv[u][e] = vv[u][e] = 0.f;
-                        }
+                        for (int e = 0; e < 8; e++) q[e] *= a.sl2;
+                        qready = true;
                     }
                     float sc[UK], mx = m;
 #pragma unroll
                     for (int u = 0; u < UK; u++) {
-                        float d = 0.f;
+                        float kf[8], d = 0.f;
+                        dk_unpack(kf, kr[u]);
 #pragma unroll
-                        for (int e = 0; e < 8; e++) d += q[e] * kv[u][e];
+                        for (int e = 0; e < 8; e++) d += q[e] * kf[e];
 #pragma unroll
                         for (int sh = LPK / 2; sh > 0; sh >>= 1) d += __shfl_xor_sync(0xffffffffu, d, sh);
                         sc[u] = kk + u * GROUPS < k1 ? d : -INFINITY;
@@ -536,10 +542,11 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                     for (int e = 0; e < 8; e++) o[e] *= al;
 #pragma unroll
                     for (int u = 0; u < UK; u++) {
-                        float pu = exp2f(sc[u] - mx);
+                        float pu = exp2f(sc[u] - mx), vf[8];
+                        dk_unpack(vf, vr[u]);
                         lsum += pu;
 #pragma unroll
-                        for (int e = 0; e < 8; e++) o[e] += pu * vv[u][e];
+                        for (int e = 0; e < 8; e++) o[e] += pu * vf[e];
                     }
                     m = mx;
                 }
@@ -623,7 +630,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                 __syncthreads();
             }
             DK_MARK();
-            dk_sync(a.bar);
+            dk_sync();
             DK_MARK();
         }
 #undef LW
@@ -634,7 +641,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         a.amv[blockIdx.x * 16 + (tid >> 4)] = best_v;
         a.ami[blockIdx.x * 16 + (tid >> 4)] = best_i;
     }
-    dk_sync(a.bar);
+    dk_sync();
     DK_MARK();
     if (blockIdx.x == 0) {
         for (int n = warp; n < a.B; n += DK_WARPS) {
