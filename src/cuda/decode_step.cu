@@ -52,11 +52,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cooperative_groups.h>
-
 #include "cuda_common.cuh"
-
-namespace cg = cooperative_groups;
 
 enum {
     DK_THREADS = 256,
@@ -65,8 +61,7 @@ enum {
     DK_SP = DK_KC / 8 + 4,             /* slot row pitch, 16-byte units (= 4 mod 8) */
     DK_SLOT = 16 * DK_SP * 8,          /* bf16 elements of a slot */
     DK_MAXSLOTS = 8,
-    DK_LNU = 8,                        /* 16-byte units per lane of a layernorm row: C <= 2048 */
-    DK_MAXC = 32 * 8 * DK_LNU,
+    DK_MAXC = 1024,                    /* C, so that a layernorm row fits 16 lanes' registers */
     DK_RED = DK_WARPS * 256,           /* floats of the cross-warp reduction */
     DK_NSPLIT_MAX = 16
 };
@@ -84,7 +79,8 @@ struct dk_args {
     unsigned *cnt;   /* (B, NH) splits done per (row, head) */
     float *amv;      /* (G, 16) argmax candidates: value */
     int *ami;        /*                             index */
-    unsigned *bar;   /* barrier: arrivals, generation */
+    unsigned long long *bar; /* barrier arrivals (grows by period per launch) */
+    unsigned long long period;
     long long *trace; /* GPT_CUDA_DK_TRACE: phase stamps of block 0, or NULL */
     int B, C, NH, F, L, S, V, Vp, maxT, ns, slots, xp;
     float eps, sl2;
@@ -139,10 +135,6 @@ __device__ __forceinline__ void dk_mma(float c[4], uint32_t a0, uint32_t a1, uin
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-
-/* Grid-wide barrier: the cooperative launch makes every block co-resident;
- * writes before it are visible to every block after it. */
-__device__ __forceinline__ void dk_sync() { cg::this_grid().sync(); }
 
 /* --------------------------------------------------------- weight ring */
 
@@ -215,8 +207,11 @@ struct dk_ring {
     dk_iter next; /* next chunk to issue */
     int issued, consumed, slots, done;
 };
-__device__ __forceinline__ void dk_fill(const dk_args &a, dk_ring &R) {
-    while (!R.done && R.issued - R.consumed < R.slots) {
+/* Issues chunks while slots are free, up to those of weighted stage `upto`:
+ * loads queue behind the ones issued before them, so a chunk issued long
+ * before it is needed delays the latency-bound loads in between. */
+__device__ __forceinline__ void dk_fill(const dk_args &a, dk_ring &R, int upto) {
+    while (!R.done && R.issued - R.consumed < R.slots && R.next.s <= upto) {
         dk_issue(a, R.mem, R.issued % R.slots, R.next);
         R.issued++;
         dk_advance(a, R.next);
@@ -236,10 +231,6 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
     const unsigned half = (threadIdx.x & 16) ? 0xffff0000u : 0x0000ffffu;
     const uint4 z = make_uint4(0u, 0u, 0u, 0u);
     bf16 *dst = xs + (size_t)n * a.xp * 8;
-    for (int u = hl; u < nu; u += 16) {
-        asm volatile("prefetch.global.L1 [%0];" ::"l"(w + u * 8));
-        asm volatile("prefetch.global.L1 [%0];" ::"l"(bias + u * 8));
-    }
     if (n >= a.B) {
         for (int u = hl; u < nu; u += 16) *reinterpret_cast<uint4 *>(dst + u * 8) = z;
         return;
@@ -250,12 +241,15 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
         te = t >= 0 && t < a.Vp ? a.P + a.wte + (size_t)t * a.C : NULL;
         pe = p >= 0 && p < a.maxT ? a.P + a.wpe + (size_t)p * a.C : NULL;
     }
-    uint4 raw[U];
+    /* the row and the parameters, every load in flight at once */
+    uint4 raw[U], gw[U], gb[U];
 #pragma unroll
     for (int i = 0; i < U; i++) {
         int u = hl + 16 * i;
-        raw[i] = z;
+        raw[i] = gw[i] = gb[i] = z;
         if (u >= nu) continue;
+        gw[i] = *reinterpret_cast<const uint4 *>(w + u * 8);
+        gb[i] = *reinterpret_cast<const uint4 *>(bias + u * 8);
         if (!embed) {
             raw[i] = dk_ldcg(a.x + (size_t)n * a.C + u * 8);
         } else {
@@ -298,12 +292,12 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
     for (int i = 0; i < U; i++) {
         int u = hl + 16 * i;
         if (u >= nu) continue;
-        float gw[8], bb[8];
+        float g8[8], b8[8];
         dk_unpack(f, raw[i]);
-        dk_unpack(gw, *reinterpret_cast<const uint4 *>(w + u * 8));
-        dk_unpack(bb, *reinterpret_cast<const uint4 *>(bias + u * 8));
+        dk_unpack(g8, gw[i]);
+        dk_unpack(b8, gb[i]);
 #pragma unroll
-        for (int e = 0; e < 8; e++) f[e] = (f[e] - mean) * rs * gw[e] + bb[e];
+        for (int e = 0; e < 8; e++) f[e] = (f[e] - mean) * rs * g8[e] + b8[e];
         *reinterpret_cast<uint4 *>(dst + u * 8) = dk_pack(f);
     }
 }
@@ -329,25 +323,87 @@ __device__ __forceinline__ void dk_load_rows(const dk_args &a, bf16 *xs, const b
 
 /* --------------------------------------------------------------- kernel */
 
+/* One output element's epilogue: row o of the stage's product, batch
+ * column n, fp32 sum y; bias, the residual xr and the position p were
+ * loaded ahead. Rounds like the op-by-op path. */
+__device__ __forceinline__ void dk_out(const dk_args &a, int kind, int l, int o, int n, float y,
+                                       float bias, float xr, int p) {
+    const int C = a.C;
+    if (kind == 0) {
+        bf16 v = __float2bfloat16(y + bias);
+        if (o < C)
+            a.q[(size_t)n * C + o] = v;
+        else if (p >= 0 && p < a.S)
+            (o < 2 * C ? a.kc : a.vc)[(((size_t)l * a.B + n) * a.S + p) * C + (o < 2 * C ? o - C : o - 2 * C)] = v;
+    } else if (kind == 1 || kind == 3) {
+        a.x[(size_t)n * C + o] = __float2bfloat16(xr + dk_round(y + bias));
+    } else if (kind == 2) {
+        a.h[(size_t)n * a.F + o] = __float2bfloat16(gelu_f(y + bias));
+    } else {
+        a.logits[(size_t)n * a.Vp + o] = __float2bfloat16(y);
+    }
+}
+
+/* Keeps (v, i) if it beats (bv, bi): larger value, lower index on ties,
+ * index -1 = nothing. */
+__device__ __forceinline__ void dk_better(float &bv, int &bi, float v, int i) {
+    if (i >= 0 && (bi < 0 || v > bv || (v == bv && i < bi))) bv = v, bi = i;
+}
+
+/* Split grid barrier over a 64-bit arrival counter that only grows: each
+ * launch adds `period` (barriers x blocks), so a launch's base is the
+ * multiple of period below the count its blocks see when they start (the
+ * host clears the counter whenever period changes). Arrive, then do
+ * something useful (issue weight loads), then wait. */
+__device__ __forceinline__ unsigned long long dk_ld_acquire(const unsigned long long *p) {
+    unsigned long long v;
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void dk_arrive(unsigned long long *cnt) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(cnt, 1ull);
+    }
+}
+__device__ __forceinline__ void dk_wait_all(const unsigned long long *cnt, unsigned long long target) {
+    if (threadIdx.x == 0) {
+        long long spins = 0;
+        while (dk_ld_acquire(cnt) < target)
+            if (++spins > (1ll << 26)) __trap(); /* seconds: a block never came */
+        __threadfence();
+    }
+    __syncthreads();
+}
+
 template <int NT, int LPK>
 __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant__ dk_args a) {
     extern __shared__ __align__(16) unsigned char dk_raw[];
+    __shared__ unsigned long long bar_base;
+    __shared__ float wbv[DK_WARPS][16];
+    __shared__ int wbi[DK_WARPS][16];
     bf16 *ring = reinterpret_cast<bf16 *>(dk_raw);
     bf16 *xs = ring + (size_t)a.slots * DK_SLOT;                      /* (16, xp * 8) */
     float *red = reinterpret_cast<float *>(xs + (size_t)16 * a.xp * 8); /* DK_RED */
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int G = gridDim.x, L = a.L, C = a.C;
     constexpr int D = LPK * 8;
+    const uint4 z = make_uint4(0u, 0u, 0u, 0u);
 
+    if (tid == 0) {
+        unsigned long long v = dk_ld_acquire(a.bar);
+        bar_base = v - v % a.period;
+    }
     dk_ring R;
     R.mem = ring;
     R.next.s = 0, R.next.base = 0, R.next.tile = dk_first(0), R.next.chunk = 0;
     dk_settle(a, R.next);
     R.issued = R.consumed = 0, R.slots = a.slots, R.done = R.next.s > 4 * L;
-    dk_fill(a, R);
+    dk_fill(a, R, 0);
+    __syncthreads();
+    unsigned long long target = bar_base;
 
-    /* this thread's share of the head's argmax: row ebest (threads whose
-     * element is row 0 of a tile) */
     /* GPT_CUDA_DK_TRACE=1: block 0 stamps each phase (clock64) */
     int mk = 0;
 #define DK_MARK()                                                                        \
@@ -356,137 +412,222 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         mk++;                                                                            \
     } while (0)
     DK_MARK();
-    float best_v = -INFINITY;
-    int best_i = -1;
+    /* the head's running argmax of this lane's batch columns i * 8 + 2t + e */
+    float run_v[NT][2];
+    int run_i[NT][2];
+#pragma unroll
+    for (int i = 0; i < NT; i++) run_v[i][0] = run_v[i][1] = -INFINITY, run_i[i][0] = run_i[i][1] = -1;
     int base = 0; /* the current stage's offset in the deal */
+    /* warps that take a tile each per round in the one-chunk stages; the
+     * other slots stay in flight meanwhile */
+    const int KW = max(1, min(DK_WARPS, a.slots - 2));
 
     for (int s = 0; s <= 4 * L; s++) {
         const int l = s >> 2, kind = s >= 4 * L ? 4 : (s & 3);
         const long long *off = a.off, *str = a.stride;
 #define LW(k) (a.P + off[k] + (long long)l * str[k])
         /* ---- the stage's activations: xs (A, C, D, head) */
-        if (kind == 0) {
+        if (kind == 0)
             dk_layernorm(a, xs, LW(0), LW(1), l == 0);
-        } else if (kind == 2) {
+        else if (kind == 2)
             dk_layernorm(a, xs, LW(6), LW(7), false);
-        } else if (kind == 4) {
+        else if (kind == 4)
             dk_layernorm(a, xs, a.P + a.lnf_w, a.P + a.lnf_b, false);
-        } else if (kind == 1) {
+        else if (kind == 1)
             dk_load_rows(a, xs, a.att, C);
-        }
         __syncthreads();
         DK_MARK();
 
         /* ---- the stage's tiles */
-        dk_stage st = dk_stage_of(a, s);
-        const int ntile = dk_tiles(st), nch = dk_chunks(st.IC);
-        /* fc2's activations (h) come from L2: each chunk's fragments are
-         * loaded while the chunk before it is multiplied */
-        auto load_h = [&](uint4 (&xf)[4][NT], int ch) {
-            const int kbn = min(DK_KC, st.IC - ch * DK_KC) >> 5;
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                int kb = warp + u * DK_WARPS;
-                const bf16 *hp = a.h + (size_t)ch * DK_KC + (kb * 4 + t) * 8;
+        const dk_stage st = dk_stage_of(a, s);
+        const int ntile = dk_tiles(st), nch = dk_chunks(st.IC), T0 = dk_first(base);
+        const int nt = T0 < ntile ? (ntile - 1 - T0) / G + 1 : 0; /* this block's tiles */
+        const bf16 *bias = kind == 0 ? LW(3) : kind == 1 ? LW(5) : kind == 2 ? LW(9) : kind == 3 ? LW(11) : NULL;
+        if (nch == 1) {
+            /* one chunk per tile: each of kr warps multiplies a whole tile
+             * and applies its epilogue itself */
+            for (int j0 = 0; j0 < nt; j0 += KW) {
+                const int kr = min(KW, nt - j0);
+                const bool mine = warp < kr;
+                const int tile = T0 + (j0 + warp) * G, olo = tile * 16 + g, ohi = olo + 8;
+                /* epilogue inputs, loaded before waiting for the weights */
+                float blo = 0.f, bhi = 0.f, xr[NT][4];
+                int pp[NT][2];
 #pragma unroll
                 for (int i = 0; i < NT; i++) {
-                    int n = g + 8 * i;
-                    xf[u][i] = kb < kbn && n < a.B ? dk_ldcg(hp + (size_t)n * a.F) : make_uint4(0u, 0u, 0u, 0u);
-                }
-            }
-        };
-        for (int tile = dk_first(base); tile < ntile; tile += G) {
-            float acc[NT][4];
 #pragma unroll
-            for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-            uint4 hx[4][NT];
-            if (kind == 3) load_h(hx, 0);
-            for (int ch = 0; ch < nch; ch++) {
-                dk_wait(R.issued - R.consumed - 1);
-                __syncthreads(); /* every thread's copies of the chunk have landed */
-                const bf16 *ws = ring + (size_t)(R.consumed % R.slots) * DK_SLOT;
-                const int k0 = ch * DK_KC, kbn = min(DK_KC, st.IC - k0) >> 5; /* <= 4 per warp */
-                uint4 hn[4][NT];
-                if (kind == 3 && ch + 1 < nch) load_h(hn, ch + 1);
+                    for (int e = 0; e < 4; e++) xr[i][e] = 0.f;
+                    pp[i][0] = pp[i][1] = -1;
+                }
+                if (mine && bias) {
+                    if (olo < st.OC) blo = __bfloat162float(bias[olo]);
+                    if (ohi < st.OC) bhi = __bfloat162float(bias[ohi]);
+#pragma unroll
+                    for (int i = 0; i < NT; i++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const int n = i * 8 + 2 * t + e;
+                            if (n >= a.B) continue;
+                            if (kind == 0) pp[i][e] = a.pos[n];
+                            if (kind == 1 || kind == 3) {
+                                if (olo < st.OC) xr[i][e] = __bfloat162float(__ldcg(a.x + (size_t)n * C + olo));
+                                if (ohi < st.OC) xr[i][e + 2] = __bfloat162float(__ldcg(a.x + (size_t)n * C + ohi));
+                            }
+                        }
+                }
+                dk_wait(R.issued - R.consumed - kr);
+                __syncthreads(); /* the round's chunks have landed */
+                if (mine) {
+                    const bf16 *ws = ring + (size_t)((R.consumed + warp) % R.slots) * DK_SLOT;
+                    float acc[NT][4];
+#pragma unroll
+                    for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+                    const int kbn = st.IC >> 5;
+                    for (int kb0 = 0; kb0 < kbn; kb0 += 4) {
+                        uint4 wa[4], wb[4], xf[4][NT];
+#pragma unroll
+                        for (int u = 0; u < 4; u++) {
+                            const int ku = (kb0 + u) * 4 + t;
+                            wa[u] = wb[u] = z;
+#pragma unroll
+                            for (int i = 0; i < NT; i++) xf[u][i] = z;
+                            if (kb0 + u >= kbn) continue;
+                            wa[u] = dk_lds(ws + (g * DK_SP + ku) * 8);
+                            wb[u] = dk_lds(ws + ((g + 8) * DK_SP + ku) * 8);
+#pragma unroll
+                            for (int i = 0; i < NT; i++) xf[u][i] = dk_lds(xs + ((size_t)(g + 8 * i) * a.xp + ku) * 8);
+                        }
+#pragma unroll
+                        for (int u = 0; u < 4; u++)
+#pragma unroll
+                            for (int i = 0; i < NT; i++) {
+                                dk_mma(acc[i], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xf[u][i].x, xf[u][i].y);
+                                dk_mma(acc[i], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xf[u][i].z, xf[u][i].w);
+                            }
+                    }
+                    /* acc[i][e]: row (e < 2 ? g : g + 8), batch column i * 8 + 2t + (e & 1) */
+#pragma unroll
+                    for (int i = 0; i < NT; i++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int n = i * 8 + 2 * t + (e & 1), o = e < 2 ? olo : ohi;
+                            if (n < a.B && o < st.OC)
+                                dk_out(a, kind, l, o, n, acc[i][e], e < 2 ? blo : bhi, xr[i][e], pp[i][e & 1]);
+                        }
+                    if (kind == 4) {
+                        /* each batch column's best over the 16 rows: this lane's
+                         * two rows, then the 8 lanes of the same t */
+#pragma unroll
+                        for (int i = 0; i < NT; i++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                const int n = i * 8 + 2 * t + e;
+                                float bv = -INFINITY;
+                                int bi = -1;
+#pragma unroll
+                                for (int h2 = 0; h2 < 2; h2++) {
+                                    const int o = h2 ? ohi : olo;
+                                    float v = dk_round(acc[i][e + 2 * h2]);
+                                    if (n < a.B && o < a.V && v == v) dk_better(bv, bi, v, o);
+                                }
+#pragma unroll
+                                for (int sh = 4; sh < 32; sh <<= 1) {
+                                    float ov = __shfl_xor_sync(0xffffffffu, bv, sh);
+                                    int oi = __shfl_xor_sync(0xffffffffu, bi, sh);
+                                    dk_better(bv, bi, ov, oi);
+                                }
+                                dk_better(run_v[i][e], run_i[i][e], bv, bi);
+                            }
+                    }
+                }
+                __syncthreads(); /* the slots are free */
+                R.consumed += kr;
+                dk_fill(a, R, s);
+            }
+        } else {
+            /* several chunks per tile (fc2 of a large MLP): the 8 warps split
+             * each chunk's k and add through shared memory; the activations
+             * (h) come from L2, each chunk's fragments loaded while the chunk
+             * before it is multiplied */
+            auto load_h = [&](uint4 (&xf)[4][NT], int ch) {
+                const int kbn = min(DK_KC, st.IC - ch * DK_KC) >> 5;
 #pragma unroll
                 for (int u = 0; u < 4; u++) {
-                    const int kb = warp + u * DK_WARPS, ku = kb * 4 + t; /* this lane's 16-byte unit */
-                    if (kb >= kbn) break;
-                    uint4 wa = dk_lds(ws + (g * DK_SP + ku) * 8), wb = dk_lds(ws + ((g + 8) * DK_SP + ku) * 8);
+                    int kb = warp + u * DK_WARPS;
+                    const bf16 *hp = a.h + (size_t)ch * DK_KC + (kb * 4 + t) * 8; /* only fc2: C <= DK_KC */
 #pragma unroll
                     for (int i = 0; i < NT; i++) {
-                        uint4 xf = kind == 3 ? hx[u][i] : dk_lds(xs + ((size_t)(g + 8 * i) * a.xp * 8 + k0 + ku * 8));
-                        dk_mma(acc[i], wa.x, wb.x, wa.y, wb.y, xf.x, xf.y);
-                        dk_mma(acc[i], wa.z, wb.z, wa.w, wb.w, xf.z, xf.w);
+                        int n = g + 8 * i;
+                        xf[u][i] = z;
+                        if (kb < kbn && n < a.B) xf[u][i] = dk_ldcg(hp + (size_t)n * a.F);
                     }
                 }
-                if (kind == 3 && ch + 1 < nch)
+            };
+            const int r = tid & 15, n = tid >> 4;
+            for (int j = 0; j < nt; j++) {
+                const int tile = T0 + j * G, o = tile * 16 + r;
+                const bool live = n < a.B && o < st.OC;
+                const float bo = live && bias ? __bfloat162float(bias[o]) : 0.f;
+                const float xo = live && (kind == 1 || kind == 3) ? __bfloat162float(__ldcg(a.x + (size_t)n * C + o)) : 0.f;
+                const int po = live && kind == 0 ? a.pos[n] : -1;
+                float acc[NT][4];
 #pragma unroll
-                    for (int u = 0; u < 4; u++)
+                for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+                uint4 hx[4][NT];
+                load_h(hx, 0);
+                for (int ch = 0; ch < nch; ch++) {
+                    dk_wait(R.issued - R.consumed - 1);
+                    __syncthreads(); /* every thread's copies of the chunk have landed */
+                    const bf16 *ws = ring + (size_t)(R.consumed % R.slots) * DK_SLOT;
+                    const int kbn = min(DK_KC, st.IC - ch * DK_KC) >> 5; /* <= 4 per warp */
+                    uint4 hn[4][NT];
+                    if (ch + 1 < nch) load_h(hn, ch + 1);
 #pragma unroll
-                        for (int i = 0; i < NT; i++) hx[u][i] = hn[u][i];
-                if (ch + 1 == nch) {
-                    /* accumulator (row r, batch column n) -> red[warp][n * 16 + r] */
+                    for (int u = 0; u < 4; u++) {
+                        const int kb = warp + u * DK_WARPS, ku = kb * 4 + t;
+                        if (kb >= kbn) break;
+                        uint4 wa = dk_lds(ws + (g * DK_SP + ku) * 8), wb = dk_lds(ws + ((g + 8) * DK_SP + ku) * 8);
 #pragma unroll
-                    for (int i = 0; i < NT; i++) {
-                        int c = i * 8 + 2 * t;
-                        red[warp * 256 + c * 16 + g] = acc[i][0];
-                        red[warp * 256 + (c + 1) * 16 + g] = acc[i][1];
-                        red[warp * 256 + c * 16 + g + 8] = acc[i][2];
-                        red[warp * 256 + (c + 1) * 16 + g + 8] = acc[i][3];
+                        for (int i = 0; i < NT; i++) {
+                            dk_mma(acc[i], wa.x, wb.x, wa.y, wb.y, hx[u][i].x, hx[u][i].y);
+                            dk_mma(acc[i], wa.z, wb.z, wa.w, wb.w, hx[u][i].z, hx[u][i].w);
+                        }
                     }
+                    if (ch + 1 < nch)
+#pragma unroll
+                        for (int u = 0; u < 4; u++)
+#pragma unroll
+                            for (int i = 0; i < NT; i++) hx[u][i] = hn[u][i];
+                    if (ch + 1 == nch) {
+                        /* accumulator (row, batch column) -> red[warp][column * 16 + row] */
+#pragma unroll
+                        for (int i = 0; i < NT; i++) {
+                            int c = i * 8 + 2 * t;
+                            red[warp * 256 + c * 16 + g] = acc[i][0];
+                            red[warp * 256 + (c + 1) * 16 + g] = acc[i][1];
+                            red[warp * 256 + c * 16 + g + 8] = acc[i][2];
+                            red[warp * 256 + (c + 1) * 16 + g + 8] = acc[i][3];
+                        }
+                    }
+                    __syncthreads(); /* the slot is free; on the last chunk, red is complete */
+                    R.consumed++;
+                    dk_fill(a, R, s);
                 }
-                __syncthreads(); /* the slot is free; on the last chunk, red is complete */
-                R.consumed++;
-                dk_fill(a, R);
-            }
-            {
-                const int r = tid & 15, n = tid >> 4, o = tile * 16 + r;
                 float y = 0.f;
 #pragma unroll
                 for (int k = 0; k < DK_WARPS; k++) y += red[k * 256 + tid];
-                const bool live = n < a.B && o < st.OC;
-                if (kind == 0 && live) {
-                    bf16 v = __float2bfloat16(y + __bfloat162float(LW(3)[o]));
-                    int p = a.pos[n];
-                    size_t cache = (((size_t)l * a.B + n) * a.S + p) * C;
-                    if (o < C)
-                        a.q[(size_t)n * C + o] = v;
-                    else if (p >= 0 && p < a.S)
-                        (o < 2 * C ? a.kc : a.vc)[cache + (o < 2 * C ? o - C : o - 2 * C)] = v;
-                } else if ((kind == 1 || kind == 3) && live) {
-                    float yb = dk_round(y + __bfloat162float(LW(kind == 1 ? 5 : 11)[o]));
-                    bf16 *xo = a.x + (size_t)n * C + o;
-                    *xo = __float2bfloat16(__bfloat162float(__ldcg(xo)) + yb);
-                } else if (kind == 2 && live) {
-                    a.h[(size_t)n * a.F + o] = __float2bfloat16(gelu_f(y + __bfloat162float(LW(9)[o])));
-                } else if (kind == 4) {
-                    float v = -INFINITY;
-                    int vi = -1;
-                    if (live) {
-                        bf16 lb = __float2bfloat16(y);
-                        a.logits[(size_t)n * a.Vp + o] = lb;
-                        if (o < a.V) v = __bfloat162float(lb), vi = o;
-                        if (v != v) vi = -1; /* NaN never wins */
-                    }
-                    /* the 16 rows of this batch column sit in 16 adjacent lanes */
-#pragma unroll
-                    for (int sh = 8; sh > 0; sh >>= 1) {
-                        float ov = __shfl_xor_sync(0xffffffffu, v, sh);
-                        int oi = __shfl_xor_sync(0xffffffffu, vi, sh);
-                        if (oi >= 0 && (vi < 0 || ov > v || (ov == v && oi < vi))) v = ov, vi = oi;
-                    }
-                    if (r == 0 && vi >= 0 && (best_i < 0 || v > best_v || (v == best_v && vi < best_i)))
-                        best_v = v, best_i = vi;
-                }
+                if (live) dk_out(a, kind, l, o, n, y, bo, xo, po);
+                /* red is next written after the next tile's first barrier */
             }
-            /* red is next written after the next tile's first barrier */
         }
         base = (base + ntile) % G;
         DK_MARK();
 
         if (kind == 4) break;
-        dk_sync();
+        dk_arrive(a.bar);
+        target += G;
+        dk_fill(a, R, s + 1);
+        dk_wait_all(a.bar, target);
         DK_MARK();
 
         /* ---- stage B after A: attention over the cache */
@@ -630,18 +771,35 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                 __syncthreads();
             }
             DK_MARK();
-            dk_sync();
+            dk_arrive(a.bar);
+            target += G;
+            dk_fill(a, R, s + 1);
+            dk_wait_all(a.bar, target);
             DK_MARK();
         }
 #undef LW
     }
 
-    /* ---- the head's argmax: candidates, then block 0 picks */
-    if ((tid & 15) == 0 && (tid >> 4) < 16) {
-        a.amv[blockIdx.x * 16 + (tid >> 4)] = best_v;
-        a.ami[blockIdx.x * 16 + (tid >> 4)] = best_i;
+    /* ---- the head's argmax: each warp's best per batch column, the
+     * block's, then block 0 picks each row's over the blocks */
+    if (g == 0)
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) wbv[warp][i * 8 + 2 * t + e] = run_v[i][e], wbi[warp][i * 8 + 2 * t + e] = run_i[i][e];
+    __syncthreads();
+    if (tid < 16) {
+        float bv = -INFINITY;
+        int bi = -1;
+        if (tid < 8 * NT)
+            for (int k = 0; k < DK_WARPS; k++) dk_better(bv, bi, wbv[k][tid], wbi[k][tid]);
+        a.amv[blockIdx.x * 16 + tid] = bv;
+        a.ami[blockIdx.x * 16 + tid] = bi;
     }
-    dk_sync();
+    dk_arrive(a.bar);
+    target += G;
+    dk_wait_all(a.bar, target);
+    if (tid == 0 && target - bar_base != a.period) __trap(); /* barrier count and period disagree */
     DK_MARK();
     if (blockIdx.x == 0) {
         for (int n = warp; n < a.B; n += DK_WARPS) {
@@ -657,14 +815,13 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                     vi[u] = k < G ? __ldcg(a.ami + k * 16 + n) : -1;
                 }
 #pragma unroll
-                for (int u = 0; u < 4; u++)
-                    if (vi[u] >= 0 && (bi < 0 || v[u] > bv || (v[u] == bv && vi[u] < bi))) bv = v[u], bi = vi[u];
+                for (int u = 0; u < 4; u++) dk_better(bv, bi, v[u], vi[u]);
             }
 #pragma unroll
             for (int sh = 16; sh > 0; sh >>= 1) {
                 float ov = __shfl_xor_sync(0xffffffffu, bv, sh);
                 int oi = __shfl_xor_sync(0xffffffffu, bi, sh);
-                if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
+                dk_better(bv, bi, ov, oi);
             }
             if (lane == 0) {
                 a.tok[n] = bi < 0 ? 0 : bi;
@@ -707,7 +864,7 @@ static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
     const int G = c->prop.multiProcessorCount, NT = d->B <= 8 ? 1 : 2;
     size_t xp = dk_pitch(d->C);
     size_t fixed = (size_t)16 * xp * 16 + DK_RED * sizeof(float);
-    size_t avail = c->prop.sharedMemPerBlockOptin;
+    size_t avail = c->prop.sharedMemPerBlockOptin - 2048; /* the kernel's static shared memory */
     if (avail < fixed) return 0;
     int slots = (int)((avail - fixed) / (DK_SLOT * sizeof(bf16)));
     if (slots > DK_MAXSLOTS) slots = DK_MAXSLOTS;
@@ -756,7 +913,12 @@ static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
     a.kc = (bf16 *)d->kc, a.vc = (bf16 *)d->vc;
     a.tok = d->tok, a.pos = d->pos, a.logits = (bf16 *)d->logits;
     char *w = (char *)c->dk_ws;
-    a.bar = (unsigned *)w;
+    a.bar = (unsigned long long *)w;
+    a.period = (unsigned long long)(5 * d->L + 1) * G; /* barriers per step x blocks */
+    if (c->dk_period != a.period) { /* the counter's multiples change: start it again */
+        if (CUDA_CHECK(be, cudaMemsetAsync(w, 0, 8, c->stream))) return 1;
+        c->dk_period = a.period;
+    }
     a.amv = (float *)(w + 256);
     a.ami = (int *)(w + 256 + (size_t)G * 16 * 4);
     a.attp = (float *)(w + 256 + (size_t)G * 16 * 8);

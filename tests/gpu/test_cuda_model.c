@@ -412,10 +412,11 @@ int main(void) {
             check_greedy(&shapes[i], prec);
         }
     /* the fused step's variants: head sizes 32, 64 and 128, one or two
-     * 8-row batch tiles, three layers (the per-layer strides), a
-     * vocabulary that is not a multiple of the 16-row tiles */
+     * 8-row batch tiles, three layers (the per-layer strides), an MLP
+     * wider than one weight chunk (F = 1280: fc2 in two chunks), odd
+     * vocabularies */
     static const shape fshapes[] = {{"fused (C=96, 3 heads of 32, V=1000)", 1000, 64, 3, 3, 96},
-                                    {"fused (C=256, 4 heads of 64, V=1003)", 1003, 64, 3, 4, 256},
+                                    {"fused (C=320, 5 heads of 64, V=1003)", 1003, 64, 3, 5, 320},
                                     {"fused (C=256, 2 heads of 128, V=1000)", 1000, 64, 2, 2, 256}};
     for (int i = 0; i < 3; i++) {
         check_fused(&fshapes[i], 3);
