@@ -506,6 +506,8 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->no_fused_step = env_flag("GPT_CUDA_NO_FUSED_STEP");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
     c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");
+    c->dk_ahead = env_int("GPT_CUDA_DK_AHEAD", 2);
+    if (c->dk_ahead < 1) c->dk_ahead = 1;
 
     c->device = 0;
     if (!CUDA_CHECK(be, cudaSetDevice(c->device)) &&

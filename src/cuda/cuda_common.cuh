@@ -101,7 +101,8 @@ typedef struct {
     int no_fused_step, require_fused_step; /* ..._REQUIRE_...=1: declining is an error (tests) */
     void *dk_ws; /* its workspace */
     size_t dk_bytes;
-    unsigned long long dk_period; /* barrier arrivals per fused step (its counter's period) */
+    unsigned long long dk_period;
+    int dk_ahead; /* GPT_CUDA_DK_AHEAD: weighted stages whose weights may be in flight (default 2) */ /* barrier arrivals per fused step (its counter's period) */
     size_t dk_smem_set[2][3]; /* dynamic shared memory allowed per kernel variant */
     int dk_trace, dk_trace_n, dk_trace_L; /* GPT_CUDA_DK_TRACE=1: phase stamps */
     long long *dk_trace_at;

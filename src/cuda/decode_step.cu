@@ -83,6 +83,7 @@ struct dk_args {
     unsigned long long period;
     long long *trace; /* GPT_CUDA_DK_TRACE: phase stamps of block 0, or NULL */
     int B, C, NH, F, L, S, V, Vp, maxT, ns, slots, xp;
+    int ahead; /* weights are issued up to this many weighted stages ahead */
     float eps, sl2;
 };
 
@@ -90,24 +91,6 @@ struct dk_args {
 
 __device__ __forceinline__ uint32_t dk_smem(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void dk_cp16(void *smem, const void *gmem) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dk_smem(smem)), "l"(gmem)
-                 : "memory");
-}
-__device__ __forceinline__ void dk_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-/* Waits until at most n of this thread's commit groups are pending. */
-__device__ __forceinline__ void dk_wait(int n) {
-    switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
-    case 6: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 7;\n" ::: "memory"); break;
-    }
 }
 /* 16 bytes written by another block during this kernel: from L2. */
 __device__ __forceinline__ uint4 dk_ldcg(const bf16 *p) {
@@ -185,38 +168,63 @@ __device__ __forceinline__ void dk_advance(const dk_args &a, dk_iter &it) {
     dk_settle(a, it);
 }
 
-/* Issues the chunk at it into slot (every thread its share, one group). */
-__device__ __forceinline__ void dk_issue(const dk_args &a, bf16 *ring, int slot, const dk_iter &it) {
+/* The ring's slots are filled by the bulk-copy (TMA) engine: one thread
+ * issues a chunk as 16 row copies that complete on the slot's mbarrier
+ * (expected bytes, phase per use). Unlike cp.async through the load
+ * path, these do not queue ahead of the threads' own loads, so the
+ * latency-bound loads of a stage (layernorm rows, attention keys, the
+ * barrier's polling) do not wait behind the weight stream. Rows past OC
+ * are not copied; their products are dropped. */
+__device__ __forceinline__ void dk_mbar_init(unsigned long long *b) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(dk_smem(b)) : "memory");
+}
+__device__ __forceinline__ void dk_mbar_wait(unsigned long long *b, unsigned parity) {
+    asm volatile(
+        "{\n\t.reg .pred p;\n"
+        "DK_WAIT_%=:\n\t"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
+        "@!p bra DK_WAIT_%=;\n}" ::"r"(dk_smem(b)),
+        "r"(parity)
+        : "memory");
+}
+__device__ __forceinline__ void dk_issue(const dk_args &a, bf16 *ring, unsigned long long *mbar, int slot,
+                                         const dk_iter &it) {
+    if (threadIdx.x != 0) return;
     dk_stage st = dk_stage_of(a, it.s);
-    int k0 = it.chunk * DK_KC, ku = min(DK_KC, st.IC - k0) >> 3, o0 = it.tile * 16;
+    const int k0 = it.chunk * DK_KC, kc = min(DK_KC, st.IC - k0), o0 = it.tile * 16;
+    const int rows = min(16, st.OC - o0);
+    const unsigned bytes = (unsigned)kc * 2;
+    unsigned long long *b = mbar + slot;
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(dk_smem(b)),
+                 "r"(bytes * rows)
+                 : "memory");
     bf16 *dst = ring + (size_t)slot * DK_SLOT;
-    for (int u = threadIdx.x; u < 16 * ku; u += DK_THREADS) {
-        int r = u / ku, cu = u % ku;
-        bf16 *d = dst + (r * DK_SP + cu) * 8;
-        if (o0 + r < st.OC)
-            dk_cp16(d, st.w + (size_t)(o0 + r) * st.IC + k0 + cu * 8);
-        else
-            *reinterpret_cast<uint4 *>(d) = make_uint4(0u, 0u, 0u, 0u);
-    }
-    dk_commit();
+    for (int r = 0; r < rows; r++)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         dk_smem(dst + r * DK_SP * 8)),
+                     "l"(st.w + (size_t)(o0 + r) * st.IC + k0), "r"(bytes), "r"(dk_smem(b))
+                     : "memory");
 }
 
 /* The ring's producer and consumer counts (the same in every thread). */
 struct dk_ring {
     bf16 *mem;
-    dk_iter next; /* next chunk to issue */
+    unsigned long long *mbar; /* one per slot */
+    dk_iter next;             /* next chunk to issue */
     int issued, consumed, slots, done;
 };
-/* Issues chunks while slots are free, up to those of weighted stage `upto`:
- * loads queue behind the ones issued before them, so a chunk issued long
- * before it is needed delays the latency-bound loads in between. */
+/* Issues chunks while slots are free, up to those of weighted stage `upto`. */
 __device__ __forceinline__ void dk_fill(const dk_args &a, dk_ring &R, int upto) {
     while (!R.done && R.issued - R.consumed < R.slots && R.next.s <= upto) {
-        dk_issue(a, R.mem, R.issued % R.slots, R.next);
+        dk_issue(a, R.mem, R.mbar, R.issued % R.slots, R.next);
         R.issued++;
         dk_advance(a, R.next);
         R.done = R.next.s > 4 * a.L;
     }
+}
+/* Waits until chunk q (counted from the kernel's start) has landed. */
+__device__ __forceinline__ void dk_landed(const dk_ring &R, int q) {
+    dk_mbar_wait(R.mbar + q % R.slots, (unsigned)(q / R.slots) & 1u);
 }
 
 /* ------------------------------------------------------------ layernorm */
@@ -395,12 +403,19 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         unsigned long long v = dk_ld_acquire(a.bar);
         bar_base = v - v % a.period;
     }
+    __shared__ __align__(8) unsigned long long mbar[DK_MAXSLOTS];
+    if (tid == 0) {
+        for (int j = 0; j < a.slots; j++) dk_mbar_init(mbar + j);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
     dk_ring R;
     R.mem = ring;
+    R.mbar = mbar;
     R.next.s = 0, R.next.base = 0, R.next.tile = dk_first(0), R.next.chunk = 0;
     dk_settle(a, R.next);
     R.issued = R.consumed = 0, R.slots = a.slots, R.done = R.next.s > 4 * L;
-    dk_fill(a, R, 0);
+    dk_fill(a, R, a.ahead - 1);
     __syncthreads();
     unsigned long long target = bar_base;
 
@@ -443,7 +458,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         const int ntile = dk_tiles(st), nch = dk_chunks(st.IC), T0 = dk_first(base);
         const int nt = T0 < ntile ? (ntile - 1 - T0) / G + 1 : 0; /* this block's tiles */
         const bf16 *bias = kind == 0 ? LW(3) : kind == 1 ? LW(5) : kind == 2 ? LW(9) : kind == 3 ? LW(11) : NULL;
-        if (nch == 1) {
+        if (nch == 1 && kind != 3) { /* (fc2's activations are not in xs) */
             /* one chunk per tile: each of kr warps multiplies a whole tile
              * and applies its epilogue itself */
             for (int j0 = 0; j0 < nt; j0 += KW) {
@@ -475,9 +490,8 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                             }
                         }
                 }
-                dk_wait(R.issued - R.consumed - kr);
-                __syncthreads(); /* the round's chunks have landed */
                 if (mine) {
+                    dk_landed(R, R.consumed + warp);
                     const bf16 *ws = ring + (size_t)((R.consumed + warp) % R.slots) * DK_SLOT;
                     float acc[NT][4];
 #pragma unroll
@@ -576,8 +590,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                 uint4 hx[4][NT];
                 load_h(hx, 0);
                 for (int ch = 0; ch < nch; ch++) {
-                    dk_wait(R.issued - R.consumed - 1);
-                    __syncthreads(); /* every thread's copies of the chunk have landed */
+                    dk_landed(R, R.consumed);
                     const bf16 *ws = ring + (size_t)(R.consumed % R.slots) * DK_SLOT;
                     const int kbn = min(DK_KC, st.IC - ch * DK_KC) >> 5; /* <= 4 per warp */
                     uint4 hn[4][NT];
@@ -626,7 +639,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
         if (kind == 4) break;
         dk_arrive(a.bar);
         target += G;
-        dk_fill(a, R, s + 1);
+        dk_fill(a, R, s + a.ahead);
         dk_wait_all(a.bar, target);
         DK_MARK();
 
@@ -773,7 +786,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
             DK_MARK();
             dk_arrive(a.bar);
             target += G;
-            dk_fill(a, R, s + 1);
+            dk_fill(a, R, s + a.ahead);
             dk_wait_all(a.bar, target);
             DK_MARK();
         }
@@ -934,6 +947,7 @@ static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
     a.B = d->B, a.C = d->C, a.NH = d->NH, a.F = d->F, a.L = d->L, a.S = d->S, a.V = d->V;
     a.Vp = d->Vp, a.maxT = d->maxT, a.ns = ns, a.slots = slots, a.xp = (int)xp;
     a.eps = d->eps;
+    a.ahead = c->dk_ahead;
     a.sl2 = 1.4426950408889634f / sqrtf((float)D);
 
     cudaLaunchConfig_t cfg;
