@@ -503,7 +503,7 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->sn_max_split = env_int("GPT_CUDA_SN_SPLIT", 8);
     c->kv_old = env_flag("GPT_CUDA_KV_OLD");
     c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
-    c->no_fused_step = env_flag("GPT_CUDA_NO_FUSED_STEP");
+    c->fused_step = env_flag("GPT_CUDA_FUSED_STEP");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
     c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");
     c->dk_ahead = env_int("GPT_CUDA_DK_AHEAD", 2);

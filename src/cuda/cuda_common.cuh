@@ -96,9 +96,10 @@ typedef struct {
      * GPT_CUDA_KV_SPLIT=k   at most k blocks (a cluster) share one query's
      *                       keys (default 8). */
     int no_sn, sn_max_split, kv_old, kv_max_split;
-    /* The fused decoding step (decode_step.cu); GPT_CUDA_NO_FUSED_STEP=1
-     * issues the step op by op instead. */
-    int no_fused_step, require_fused_step; /* ..._REQUIRE_...=1: declining is an error (tests) */
+    /* The fused decoding step (decode_step.cu), opt-in with
+     * GPT_CUDA_FUSED_STEP=1: on an H100 it is still slower than the step
+     * issued op by op (docs/CUDA_NOTES.md, v7). */
+    int fused_step, require_fused_step; /* ..._REQUIRE_...=1: declining is an error (tests) */
     void *dk_ws; /* its workspace */
     size_t dk_bytes;
     unsigned long long dk_period;

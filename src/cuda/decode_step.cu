@@ -48,6 +48,15 @@
  * The grid is one block per SM, launched cooperatively (the driver refuses
  * a grid that cannot be co-resident, so the barriers cannot deadlock); a
  * barrier that waits for seconds traps instead of hanging.
+ *
+ * Status: correct (the GPU tests compare it with the op-by-op step) but
+ * opt-in (GPT_CUDA_FUSED_STEP=1), because on an H100 it is still slower:
+ * 449 vs 359 us a token at batch 1, 612 vs 551 us a step at batch 16
+ * (docs/CUDA_NOTES.md, v7). Its trace (GPT_CUDA_DK_TRACE=1) shows why: a
+ * stage costs a barrier (2-5 us, most of it waiting for the slowest
+ * block) plus one or two dependent global round trips of 1-3 us each
+ * while the weight stream keeps the memory queues full, so 5 stages a
+ * layer cost about what 7 kernels do.
  */
 #include <stdio.h>
 #include <string.h>
@@ -864,7 +873,7 @@ static size_t dk_pitch(int C) { /* 16-byte units, = 4 mod 8 */
 static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
     cuda_ctx *c = cuda_ctx_of(be);
     int D = d->NH > 0 && d->C % d->NH == 0 ? d->C / d->NH : 0, LPK = D / 8;
-    if (!cuda_bf16(be) || c->no_fused_step || d->B < 1 || d->B > 16 || d->C < 32 || d->C % 32 ||
+    if (!cuda_bf16(be) || !c->fused_step || d->B < 1 || d->B > 16 || d->C < 32 || d->C % 32 ||
         d->C > DK_MAXC || d->F < 32 || d->F % 32 || D % 8 || !(LPK == 4 || LPK == 8 || LPK == 16) ||
         d->L < 1 || d->S < 1 || d->V < 1 || d->Vp < d->V || !c->prop.cooperativeLaunch ||
         !cuda_aligned16(d->params) || !cuda_aligned16(d->kc) || !cuda_aligned16(d->vc) ||

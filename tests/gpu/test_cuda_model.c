@@ -322,7 +322,7 @@ static void check_greedy(const shape *s, int precision) {
 }
 
 /* The fused decoding step (one persistent kernel, decode_step.cu) against
- * the same step issued op by op (GPT_CUDA_NO_FUSED_STEP=1), on two models
+ * the same step issued op by op (the default), on two models
  * with the same parameters: logits of the prefill and of every decoding
  * step, and the greedy ids the fused step feeds back. The fused model runs
  * with GPT_CUDA_REQUIRE_FUSED_STEP=1, so a fused step that declined the
@@ -335,13 +335,13 @@ static void check_fused(const shape *s, int B) {
     gpt_error err;
     test_begin("%s, batch %d: fused bf16 decoding step matches the op-by-op step", s->name, B);
     enum { CTX = 40, STEPS = 9 };
-    setenv("GPT_CUDA_NO_FUSED_STEP", "1", 1);
     gpt_model *ops = make(s, "cuda", GPT_PREC_BF16, &err);
-    unsetenv("GPT_CUDA_NO_FUSED_STEP");
     EXPECT(ops != NULL, "%s", err.msg);
+    setenv("GPT_CUDA_FUSED_STEP", "1", 1);
     setenv("GPT_CUDA_REQUIRE_FUSED_STEP", "1", 1);
     gpt_model *fused = ops ? make(s, "cuda", GPT_PREC_BF16, &err) : NULL;
     unsetenv("GPT_CUDA_REQUIRE_FUSED_STEP");
+    unsetenv("GPT_CUDA_FUSED_STEP");
     EXPECT(fused != NULL, "%s", err.msg);
     if (!ops || !fused) {
         gpt_model_free(ops), gpt_model_free(fused);
