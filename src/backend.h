@@ -239,15 +239,6 @@ typedef struct {
      * Returns 1 if it issued the step, 0 if it does not take these shapes
      * (the model then issues the ops one by one). Described below. */
     int (*decode_step)(gpt_backend *be, const gpt_decode_desc *d);
-    /* Optional (NULL where absent): matmul_forward into a temporary (no
-     * GELU) followed by residual_layernorm_forward for inference, as one
-     * operation: x += in @ w^T + bias, out = layernorm(x) * lnw + lnb.
-     * Returns 1 if it did the work, 0 if it does not take these shapes
-     * (the caller then issues the two operations). x, out ACT (N, OC);
-     * in ACT (N, IC); w PARAM (OC, IC); bias, lnw, lnb PARAM (OC). */
-    int (*matmul_residual_layernorm)(gpt_backend *be, void *x, void *out, const void *in,
-                                     const void *w, const void *bias, const void *lnw,
-                                     const void *lnb, int N, int IC, int OC, float eps);
 } gpt_backend_ops;
 
 /* What decode_step needs. Every layer's tensor of kind k (0..11 in

@@ -150,27 +150,17 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
         else
             o->attention_forward(be, A(ia->atty), NULL, A(ia->qkv), B, Tq, C, NH);
         gpt_op_done(m, "attention", l, A(ia->atty), NC, GPT_CLS_ACT);
-        /* x += proj(atty); ln = LN2(x): one op where the backend fuses it */
-        if (!o->matmul_residual_layernorm ||
-            !o->matmul_residual_layernorm(be, A(ia->x), A(ia->ln), A(ia->atty), P(p->proj_w),
-                                          P(p->proj_b), P(p->ln2_w), P(p->ln2_b), n, C, C, eps)) {
-            o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b),
-                              n, C, C, 0);
-            o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
-                                          A(ia->scratch), P(p->ln2_w), P(p->ln2_b), n, C, eps);
-        }
+        o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b), n, C,
+                          C, 0);
+        o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
+                                      A(ia->scratch), P(p->ln2_w), P(p->ln2_b), n, C, eps);
         o->matmul_forward(be, A(ia->fch), NULL, A(ia->ln), P(p->fc_w), P(p->fc_b), n, C, F, 1);
+        o->matmul_forward(be, A(ia->scratch), NULL, A(ia->fch), P(p->fc2_w), P(p->fc2_b), n, F, C,
+                          0);
         int last = l + 1 == L;
-        const void *lw = P(last ? m->lnf_w : m->lp[l + 1].ln1_w);
-        const void *lb = P(last ? m->lnf_b : m->lp[l + 1].ln1_b);
-        if (!o->matmul_residual_layernorm ||
-            !o->matmul_residual_layernorm(be, A(ia->x), A(ia->ln), A(ia->fch), P(p->fc2_w),
-                                          P(p->fc2_b), lw, lb, n, F, C, eps)) {
-            o->matmul_forward(be, A(ia->scratch), NULL, A(ia->fch), P(p->fc2_w), P(p->fc2_b), n,
-                              F, C, 0);
-            o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
-                                          A(ia->scratch), lw, lb, n, C, eps);
-        }
+        o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
+                                      A(ia->scratch), P(last ? m->lnf_w : m->lp[l + 1].ln1_w),
+                                      P(last ? m->lnf_b : m->lp[l + 1].ln1_b), n, C, eps);
         gpt_op_done(m, "block", l, A(ia->x), NC, GPT_CLS_ACT);
     }
 #undef A

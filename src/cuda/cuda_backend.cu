@@ -67,7 +67,6 @@ static void cu_destroy(gpt_backend *be) {
         cudaFree(c->lt_ws);
         cudaFree(c->counter);
         cudaFree(c->dk_ws);
-        cudaFree(c->rln_counter);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c->host_buf);
@@ -438,7 +437,6 @@ static const gpt_backend_ops cuda_ops = {
     cuda_add_i32,
     cuda_copy,
     cuda_decode_step,
-    cuda_matmul_residual_layernorm,
 };
 
 static int env_int(const char *name, int dflt) {
@@ -506,7 +504,6 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->kv_old = env_flag("GPT_CUDA_KV_OLD");
     c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
     c->fused_step = env_flag("GPT_CUDA_FUSED_STEP");
-    c->no_rln = env_flag("GPT_CUDA_NO_RLN");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
     c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");
     c->dk_ahead = env_int("GPT_CUDA_DK_AHEAD", 2);
@@ -535,8 +532,6 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->lt_ws_bytes = (size_t)32 << 20; /* what cuBLAS recommends on Hopper */
     if (!be->err.code) alloc_ws(be, &c->lt_ws, c->lt_ws_bytes, "matmul");
     if (!be->err.code) CUDA_CHECK(be, cudaMalloc((void **)&c->counter, sizeof(unsigned long long)));
-    if (!be->err.code && !CUDA_CHECK(be, cudaMalloc((void **)&c->rln_counter, sizeof(unsigned))))
-        CUDA_CHECK(be, cudaMemset(c->rln_counter, 0, sizeof(unsigned)));
     if (!be->err.code) cuda_attention_setup(be);
     if (!be->err.code) cuda_crossentropy_setup(be);
     if (!be->err.code) cuda_decode_probe(be);

@@ -103,11 +103,7 @@ typedef struct {
     void *dk_ws; /* its workspace */
     size_t dk_bytes;
     unsigned long long dk_period;
-    int dk_ahead;
-    /* matmul + residual + layernorm for decoding (gemv.cu); GPT_CUDA_NO_RLN=1
-     * issues the two ops instead. rln_counter: its blocks' arrivals. */
-    int no_rln;
-    unsigned *rln_counter; /* GPT_CUDA_DK_AHEAD: weighted stages whose weights may be in flight (default 2) */ /* barrier arrivals per fused step (its counter's period) */
+    int dk_ahead; /* GPT_CUDA_DK_AHEAD: weighted stages whose weights may be in flight (default 2) */ /* barrier arrivals per fused step (its counter's period) */
     size_t dk_smem_set[2][3]; /* dynamic shared memory allowed per kernel variant */
     int dk_trace, dk_trace_n, dk_trace_L; /* GPT_CUDA_DK_TRACE=1: phase stamps */
     long long *dk_trace_at;
@@ -303,9 +299,6 @@ size_t cuda_layernorm_scratch(const cudaDeviceProp *prop, int C);
 /* gemv.cu: forward products of N <= 16 rows on the tensor cores. Returns 0
  * when the shape, precision or alignment is not one it takes (nothing
  * launched), else 1. */
-int cuda_matmul_residual_layernorm(gpt_backend *be, void *x, void *ln, const void *in,
-                                   const void *w, const void *bias, const void *lnw,
-                                   const void *lnb, int N, int IC, int OC, float eps);
 int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
                    const void *bias, int N, int IC, int OC, int gelu);
 /* At creation: clusters off if the device refuses a clustered dependent launch. */

@@ -61,80 +61,12 @@ __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, u
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* The residual + layernorm epilogue (RLN): x += the product, rounded as
- * residual_layernorm_forward rounds it, then the last block to finish its
- * tile (an arrival counter, reset by that block) normalises the N rows of
- * x into ln. Deterministic: the rows are complete when the last block
- * reads them, whichever block that is. */
-struct sn_rln {
-    bf16 *x, *ln;
-    const bf16 *lnw, *lnb;
-    float eps;
-    unsigned *counter;
-};
-enum { SN_RLN_MAXC = 4 * 32 * 8 }; /* a row in a warp's registers: 4 vectors a lane */
-
-/* ln rows n < N = layernorm(x_n) * lnw + lnb, by the block's warps, every
- * row of a warp loaded at once. x was written by other blocks of this
- * grid: read from L2. */
-__device__ __forceinline__ void sn_layernorm_rows(const sn_rln &r, int N, int C) {
-    constexpr int RPW = (SN_MAXN + SN_WARPS - 1) / SN_WARPS, NV = SN_RLN_MAXC / 256;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float4 raw[RPW][NV], gw[NV], gb[NV]; /* 16-byte vectors as float4 bits */
-#pragma unroll
-    for (int j = 0; j < NV; j++) {
-        int c = (lane + 32 * j) * 8;
-        if (c < C) {
-            gw[j] = *reinterpret_cast<const float4 *>(r.lnw + c);
-            gb[j] = *reinterpret_cast<const float4 *>(r.lnb + c);
-        }
-#pragma unroll
-        for (int q = 0; q < RPW; q++) {
-            int n = warp + q * SN_WARPS;
-            if (n < N && c < C) raw[q][j] = __ldcg(reinterpret_cast<const float4 *>(r.x + (size_t)n * C + c));
-        }
-    }
-#pragma unroll
-    for (int q = 0; q < RPW; q++) {
-        int n = warp + q * SN_WARPS;
-        if (n >= N) break; /* the same for the whole warp */
-        float v[NV][8], s = 0.f;
-#pragma unroll
-        for (int j = 0; j < NV; j++) {
-            const bf16 *e = reinterpret_cast<const bf16 *>(&raw[q][j]);
-#pragma unroll
-            for (int k = 0; k < 8; k++) v[j][k] = (lane + 32 * j) * 8 < C ? __bfloat162float(e[k]) : 0.f;
-#pragma unroll
-            for (int k = 0; k < 8; k++) s += v[j][k];
-        }
-        float mean = warp_sum(s) / C, s2 = 0.f;
-#pragma unroll
-        for (int j = 0; j < NV; j++)
-            if ((lane + 32 * j) * 8 < C)
-#pragma unroll
-                for (int k = 0; k < 8; k++) s2 += (v[j][k] - mean) * (v[j][k] - mean);
-        float rs = rsqrtf(warp_sum(s2) / C + r.eps);
-#pragma unroll
-        for (int j = 0; j < NV; j++) {
-            int c = (lane + 32 * j) * 8;
-            if (c >= C) continue;
-            const bf16 *g = reinterpret_cast<const bf16 *>(&gw[j]), *b = reinterpret_cast<const bf16 *>(&gb[j]);
-            float4 o;
-            bf16 *oe = reinterpret_cast<bf16 *>(&o);
-#pragma unroll
-            for (int k = 0; k < 8; k++)
-                oe[k] = __float2bfloat16((v[j][k] - mean) * rs * __bfloat162float(g[k]) + __bfloat162float(b[k]));
-            *reinterpret_cast<float4 *>(r.ln + (size_t)n * C + c) = o;
-        }
-    }
-}
-
 /* NT tiles of 8 batch rows (N <= 8 * NT), U k blocks per warp per round.
  * Grid (ceil(OC / 16), splits); a cluster of (1, splits, 1) when splits > 1. */
-template <int NT, int U, bool RLN>
+template <int NT, int U>
 __global__ void __launch_bounds__(SN_THREADS)
     sn_kernel(bf16 *out, bf16 *pre, const bf16 *in, const bf16 *w, const bf16 *bias, int N, int IC,
-              int OC, int gelu, const sn_rln rln) {
+              int OC, int gelu) {
     constexpr int E = NT * 8 * 16; /* elements of the block's output tile */
     __shared__ float red[SN_WARPS][E];
     __shared__ float part[E];
@@ -221,9 +153,7 @@ __global__ void __launch_bounds__(SN_THREADS)
             if (n < N && o < OC) {
                 float y = s + (bias ? to_f(bias[o]) : 0.f);
                 size_t at = (size_t)n * OC + o;
-                if (RLN) {
-                    rln.x[at] = __float2bfloat16(to_f(rln.x[at]) + to_f(__float2bfloat16(y)));
-                } else if (gelu) {
+                if (gelu) {
                     if (pre) pre[at] = __float2bfloat16(y);
                     out[at] = __float2bfloat16(gelu_f(y));
                 } else {
@@ -233,59 +163,16 @@ __global__ void __launch_bounds__(SN_THREADS)
         }
     }
     if (ns > 1) cl.sync(); /* the other blocks' shared memory stays until it is read */
-    if (RLN && mine) {
-        __shared__ int last;
-        __threadfence(); /* this block's x tile, before its arrival */
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            last = atomicAdd(rln.counter, 1u) == gridDim.x - 1;
-            if (last) atomicExch(rln.counter, 0u);
-        }
-        __syncthreads();
-        if (last) {
-            __threadfence();
-            sn_layernorm_rows(rln, N, OC);
-        }
-    }
 }
 
 template <int NT, int U>
 static cudaError_t sn_launch_u(const cudaLaunchConfig_t *cfg, bf16 *out, bf16 *pre, const bf16 *in,
-                               const bf16 *w, const bf16 *bias, int N, int IC, int OC, int gelu,
-                               const sn_rln *rln) {
-    if (rln) return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, true>, out, pre, in, w, bias, N, IC, OC, gelu, *rln);
-    sn_rln none;
-    memset(&none, 0, sizeof none);
-    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, false>, out, pre, in, w, bias, N, IC, OC, gelu, none);
+                               const bf16 *w, const bf16 *bias, int N, int IC, int OC, int gelu) {
+    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U>, out, pre, in, w, bias, N, IC, OC, gelu);
 }
-
-static int sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
-                     const void *bias, int N, int IC, int OC, int gelu, const sn_rln *rln);
 
 extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
                               const void *bias, int N, int IC, int OC, int gelu) {
-    return sn_matmul(be, out, pre, in, w, bias, N, IC, OC, gelu, NULL);
-}
-
-/* The backend's matmul_residual_layernorm: decoding sizes only (0 for the
- * rest, which the model then issues as matmul_forward and
- * residual_layernorm_forward). */
-extern "C" int cuda_matmul_residual_layernorm(gpt_backend *be, void *x, void *ln, const void *in,
-                                              const void *w, const void *bias, const void *lnw,
-                                              const void *lnb, int N, int IC, int OC, float eps) {
-    cuda_ctx *c = cuda_ctx_of(be);
-    if (be->err.code) return 1;
-    if (c->no_rln || !c->rln_counter || OC % 8 || OC > SN_RLN_MAXC || !cuda_aligned16(x) ||
-        !cuda_aligned16(ln) || !cuda_aligned16(lnw) || !cuda_aligned16(lnb))
-        return 0;
-    sn_rln r;
-    r.x = (bf16 *)x, r.ln = (bf16 *)ln, r.lnw = (const bf16 *)lnw, r.lnb = (const bf16 *)lnb;
-    r.eps = eps, r.counter = c->rln_counter;
-    return sn_matmul(be, NULL, NULL, in, w, bias, N, IC, OC, 0, &r);
-}
-
-static int sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
-                     const void *bias, int N, int IC, int OC, int gelu, const sn_rln *rln) {
     cuda_ctx *c = cuda_ctx_of(be);
     if (!cuda_bf16(be) || c->no_sn || N < 1 || N > SN_MAXN || IC < 32 || IC % 32 || OC < 1 ||
         !cuda_aligned16(in) || !cuda_aligned16(w))
@@ -325,13 +212,12 @@ static int sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, cons
     const bf16 *x = (const bf16 *)in, *wt = (const bf16 *)w, *bi = (const bf16 *)bias;
     cudaError_t e;
     if (N <= 8)
-        e = rounds > 4 ? sn_launch_u<1, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, rln)
-                       : sn_launch_u<1, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, rln);
+        e = rounds > 4 ? sn_launch_u<1, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
+                       : sn_launch_u<1, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
     else
-        e = rounds > 4 ? sn_launch_u<2, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, rln)
-                       : sn_launch_u<2, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, rln);
-    if (!CUDA_CHECK(be, e))
-        CUDA_LAUNCHED(be, rln ? "matmul + residual + layernorm (small N)" : "matmul (small N, tensor cores)");
+        e = rounds > 4 ? sn_launch_u<2, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
+                       : sn_launch_u<2, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "matmul (small N, tensor cores)");
     return 1;
 }
 
@@ -364,10 +250,8 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
         cfg.attrs = at;
         cfg.numAttrs = 2;
         bf16 *w = buf, *in = buf + (size_t)OC * IC, *out = in + IC;
-        sn_rln none;
-        memset(&none, 0, sizeof none);
-        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4, false>, out, (bf16 *)NULL, (const bf16 *)in,
-                               (const bf16 *)w, (const bf16 *)NULL, 1, (int)IC, (int)OC, 0, none);
+        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4>, out, (bf16 *)NULL, (const bf16 *)in,
+                               (const bf16 *)w, (const bf16 *)NULL, 1, (int)IC, (int)OC, 0);
         if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     }
     if (e != cudaSuccess) {
