@@ -8,7 +8,9 @@
  * reads it from there (else from device memory again) and overwrites it
  * with the gradient. So each logit is read from device memory once and
  * written once; the probabilities are never stored. Columns V..Vp-1
- * (padding) take no part and get a zero gradient.
+ * (padding) take no part and get a zero gradient. bf16 rows of up to
+ * 53,248 logits take crossentropy_reg instead, which keeps the row in
+ * registers (below).
  */
 #include "cuda_common.cuh"
 
@@ -92,6 +94,70 @@ __global__ void __launch_bounds__(CE_THREADS)
     }
 }
 
+/* The row in registers (bf16, Vp <= 8 * NV * CE_THREADS): every 16-byte
+ * load of the row in flight at once, then three passes over registers -
+ * the max, the sum of exp(x - max), and the gradient - instead of an
+ * online max/sum per element (a rescale and a branch each) and a second
+ * pass through shared memory. Reads each logit once, writes it once.
+ * Two blocks per SM (64 registers, GPT-2's NV = 13 spills a few):
+ * measured on an H100 at gpt2 B32 (32768 rows of 50304), 2.95 ms against
+ * 3.40 for the shared-memory kernel, and 4.51 at one block per SM. */
+template <int NV>
+__global__ void __launch_bounds__(CE_THREADS, 2)
+    crossentropy_reg(float *losses, bf16 *logits, const int *tgt, int V, int Vp, float dloss, int grad) {
+    __shared__ float red[32];
+    int row = blockIdx.x;
+    bf16 *x = logits + (size_t)row * Vp;
+    int t = tgt[row];
+    int valid = t >= 0 && t < V;
+    uint4 raw[NV];
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        int j = (threadIdx.x + i * CE_THREADS) * 8;
+        raw[i] = j < Vp ? *reinterpret_cast<const uint4 *>(x + j) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    float xt = valid ? to_f(x[t]) : 0.f;
+    float m = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        int j = (threadIdx.x + i * CE_THREADS) * 8;
+        const bf16 *e = reinterpret_cast<const bf16 *>(&raw[i]);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (j + k < V) m = fmaxf(m, __bfloat162float(e[k]));
+    }
+    m = block_max(m, red);
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        int j = (threadIdx.x + i * CE_THREADS) * 8;
+        const bf16 *e = reinterpret_cast<const bf16 *>(&raw[i]);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (j + k < V) s += __expf(__bfloat162float(e[k]) - m);
+    }
+    s = block_sum(s, red);
+    if (threadIdx.x == 0) losses[row] = valid ? m + logf(s) - xt : 0.f;
+    if (!grad) return;
+    float inv = 1.f / s;
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        int j = (threadIdx.x + i * CE_THREADS) * 8;
+        if (j >= Vp) continue;
+        const bf16 *e = reinterpret_cast<const bf16 *>(&raw[i]);
+        uint4 o;
+        bf16 *oe = reinterpret_cast<bf16 *>(&o);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int col = j + k;
+            float g = 0.f;
+            if (valid && col < V) g = dloss * (__expf(__bfloat162float(e[k]) - m) * inv - (col == t ? 1.f : 0.f));
+            oe[k] = __float2bfloat16(g);
+        }
+        *reinterpret_cast<uint4 *>(x + j) = o;
+    }
+}
+
 template <typename T>
 static void crossentropy_t(gpt_backend *be, float *losses, T *logits, const int *tgt, int N, int V,
                            int Vp, float dloss, int grad) {
@@ -99,6 +165,21 @@ static void crossentropy_t(gpt_backend *be, float *losses, T *logits, const int 
     constexpr int VV = vec16<T>::n;
     size_t row = (size_t)Vp * sizeof(T);
     if (Vp % VV == 0 && cuda_aligned16(logits)) {
+        if constexpr (sizeof(T) == 2) {
+            /* the row in registers, two rows per SM: up to 13 vectors a
+             * thread (GPT-2's 50304 logits) */
+            size_t per = (size_t)8 * CE_THREADS;
+            if ((size_t)Vp <= 4 * per) {
+                crossentropy_reg<4><<<N, CE_THREADS, 0, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
+                CUDA_LAUNCHED(be, "crossentropy");
+                return;
+            }
+            if ((size_t)Vp <= 13 * per) {
+                crossentropy_reg<13><<<N, CE_THREADS, 0, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);
+                CUDA_LAUNCHED(be, "crossentropy");
+                return;
+            }
+        }
         if (grad && row <= CE_SMEM_MAX)
             crossentropy_kernel<T, VV, true>
                 <<<N, CE_THREADS, row, c->stream>>>(losses, logits, tgt, V, Vp, dloss, grad);

@@ -682,6 +682,7 @@ static void run_all(void) {
     t_crossentropy(37, 1000, 1024, 1);
     t_crossentropy(37, 1000, 1024, 0);
     t_crossentropy(5, 1001, 1001, 1);
+    t_crossentropy(3, 50257, 50304, 1); /* GPT-2's vocabulary: 13 vectors a thread */
     t_sum(1001, 0);
     t_sum(100000, 1);
     t_adamw(10007, 5000, 1.f, 0);
