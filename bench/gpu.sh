@@ -159,6 +159,9 @@ if want sanitize; then
     GPT_TEST_CONFIGS=cuda-bf16-unfused san memcheck ops_unfused build-cuda/tests/gpu/test_cuda_ops
     GPT_TEST_CONFIGS=cuda-bf16,cuda-bf16-unfused san racecheck ops build-cuda/tests/gpu/test_cuda_ops
     note "  racecheck ops: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_ops.log" | grep -vc nvjet)"
+    # decoding on whole models: KV cache, device greedy, the opt-in fused step
+    GPT_TEST_DECODE_ONLY=1 san memcheck decode build-cuda/tests/gpu/test_cuda_model
+    GPT_TEST_DECODE_ONLY=1 san racecheck decode build-cuda/tests/gpu/test_cuda_model
 fi
 if want sanitize || want initcheck_ops; then
     GPT_TEST_CONFIGS=cuda-bf16,cuda-fp32 SAN_LIMIT=2000 san initcheck ops build-cuda/tests/gpu/test_cuda_ops
