@@ -239,10 +239,6 @@ typedef struct {
      * Returns 1 if it issued the step, 0 if it does not take these shapes
      * (the model then issues the ops one by one). Described below. */
     int (*decode_step)(gpt_backend *be, const gpt_decode_desc *d);
-    /* Optional hint (NULL where absent; no effect on results): the
-     * operation issued next may start fetching p[0..bytes) (weights a later
-     * operation reads) into the device's cache. */
-    void (*prefetch)(gpt_backend *be, const void *p, size_t bytes);
 } gpt_backend_ops;
 
 /* What decode_step needs. Every layer's tensor of kind k (0..11 in

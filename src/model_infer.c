@@ -133,23 +133,15 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
 #define A(off) gpt_at(m, ia->act, (off), GPT_CLS_ACT)
     const int *tokens = ia->i32, *pos0 = ia->i32 + 2 * ia->cap_N;
     size_t kv_layer = (size_t)m->kv.B * m->kv.S * C;
-    /* Decoding: each op hints the weights of a product two or three ops
-     * later, so that they are in cache when that product starts. */
-    int hints = kv && Tq == 1 && o->prefetch;
-#define HINT(off, elems) \
-    if (hints) o->prefetch(be, P(off), (size_t)(elems) * be->cls_size[GPT_CLS_PARAM])
     o->encoder_forward(be, A(ia->x), tokens, kv ? pos0 : NULL, P(m->wte), P(m->wpe), B, Tq, C,
                        c->padded_vocab, c->max_seq_len);
     gpt_op_done(m, "encoder_forward", -1, A(ia->x), NC, GPT_CLS_ACT);
-    HINT(m->lp[0].qkv_w, (size_t)3 * C * C);
     o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lp[0].ln1_w), P(m->lp[0].ln1_b),
                          n, C, eps);
     for (int l = 0; l < L; l++) {
         const layer_params *p = &m->lp[l];
-        HINT(p->proj_w, (size_t)C * C);
         o->matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), P(p->qkv_w), P(p->qkv_b), n, C, 3 * C,
                           0);
-        HINT(p->fc_w, (size_t)F * C);
         if (kv)
             o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
                                     gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
@@ -158,10 +150,8 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
         else
             o->attention_forward(be, A(ia->atty), NULL, A(ia->qkv), B, Tq, C, NH);
         gpt_op_done(m, "attention", l, A(ia->atty), NC, GPT_CLS_ACT);
-        HINT(p->fc2_w, (size_t)C * F);
         o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b), n, C,
                           C, 0);
-        if (l + 1 < L) HINT(m->lp[l + 1].qkv_w, (size_t)3 * C * C);
         o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
                                       A(ia->scratch), P(p->ln2_w), P(p->ln2_b), n, C, eps);
         o->matmul_forward(be, A(ia->fch), NULL, A(ia->ln), P(p->fc_w), P(p->fc_b), n, C, F, 1);
@@ -173,7 +163,6 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
                                       P(last ? m->lnf_b : m->lp[l + 1].ln1_b), n, C, eps);
         gpt_op_done(m, "block", l, A(ia->x), NC, GPT_CLS_ACT);
     }
-#undef HINT
 #undef A
 #undef P
 }

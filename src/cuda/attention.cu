@@ -521,11 +521,10 @@ __device__ __forceinline__ void kvd_merge(float &m, float &l, float *o, float mo
 template <typename T, int LPK>
 __global__ void __launch_bounds__(KVD_THREADS)
     attn_kv_decode(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int S, int C,
-                   float scale_log2, const l2_hint pf) {
+                   float scale_log2) {
     constexpr int VEC = vec16<T>::n, D = LPK * VEC, GROUPS = KVD_THREADS / LPK;
     __shared__ float wm[KVD_WARPS], wl[KVD_WARPS], wo[KVD_WARPS][D];
     __shared__ float fin[D + 2]; /* this block's o, m, l (cluster merge) */
-    l2_prefetch(pf);
     pdl_wait_and_release();
     const int b = blockIdx.z, h = blockIdx.y, ns = gridDim.x;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, grp = tid / LPK, sub = tid % LPK;
@@ -820,12 +819,11 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
         }
         cfg.attrs = at;
         float sl2 = scale * 1.4426950408889634f;
-        l2_hint pf = cuda_take_hint(c);
         switch (lpk) {
-        case 4: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 4>, out, qkv, kc, vc, pos0, S, C, sl2, pf); break;
-        case 8: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 8>, out, qkv, kc, vc, pos0, S, C, sl2, pf); break;
-        case 16: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 16>, out, qkv, kc, vc, pos0, S, C, sl2, pf); break;
-        default: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 32>, out, qkv, kc, vc, pos0, S, C, sl2, pf); break;
+        case 4: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 4>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        case 8: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 8>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        case 16: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 16>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        default: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 32>, out, qkv, kc, vc, pos0, S, C, sl2); break;
         }
     } else if (pairs && wide)
         e = launch_k(c->stream, pdl, attn_kv_fast<T, V>, grid, KVF_THREADS, shm, out, qkv, kc, vc,

@@ -349,7 +349,6 @@ static double cu_timer_elapsed_ms(gpt_backend *be, int from, int to) {
 
 static int cu_graph_begin(gpt_backend *be, int id) {
     cuda_ctx *c = cuda_ctx_of(be);
-    c->hint.p = NULL, c->hint.bytes = 0;
     if (be->err.code) return 0;
     if (c->capturing >= 0) {
         gpt_backend_fail(be, GPT_ERR_RUNTIME, "graph %d begun while graph %d is recording", id,
@@ -401,14 +400,6 @@ static void cu_graph_end(gpt_backend *be, int id) {
     CUDA_CHECK(be, cudaGraphLaunch(exec, c->stream));
 }
 
-/* ------------------------------------------------------------- prefetch */
-
-extern "C" void cuda_prefetch(gpt_backend *be, const void *p, size_t bytes) {
-    cuda_ctx *c = cuda_ctx_of(be);
-    if (c->no_prefetch || !p || !bytes) return;
-    c->hint.p = p, c->hint.bytes = bytes;
-}
-
 /* --------------------------------------------------------------- table */
 
 static const gpt_backend_ops cuda_ops = {
@@ -446,7 +437,6 @@ static const gpt_backend_ops cuda_ops = {
     cuda_add_i32,
     cuda_copy,
     cuda_decode_step,
-    cuda_prefetch,
 };
 
 static int env_int(const char *name, int dflt) {
@@ -514,7 +504,6 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->kv_old = env_flag("GPT_CUDA_KV_OLD");
     c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
     c->fused_step = env_flag("GPT_CUDA_FUSED_STEP");
-    c->no_prefetch = env_flag("GPT_CUDA_NO_PREFETCH");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
     c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");
     c->dk_ahead = env_int("GPT_CUDA_DK_AHEAD", 2);

@@ -25,12 +25,6 @@ typedef __nv_bfloat16 bf16;
 
 /* ------------------------------------------------------------- context */
 
-/* An L2 prefetch hint (l2_prefetch below). */
-typedef struct {
-    const void *p;
-    unsigned long long bytes;
-} l2_hint;
-
 enum { CUDA_MAX_GRAPHS = 64, CUDA_LT_CACHE = 96 };
 /* Row chunks of the unfused bias gradient (misc.cu): its scratch is
  * CUDA_BIAS_GRAD_CHUNKS x OC floats. */
@@ -102,11 +96,6 @@ typedef struct {
      * GPT_CUDA_KV_SPLIT=k   at most k blocks (a cluster) share one query's
      *                       keys (default 8). */
     int no_sn, sn_max_split, kv_old, kv_max_split;
-    /* The pending L2 prefetch hint (the backend's prefetch op): taken by
-     * the next decoding kernel launched (small-N product, layernorm of a
-     * few rows, KV attention). GPT_CUDA_NO_PREFETCH=1 ignores hints. */
-    l2_hint hint;
-    int no_prefetch;
     /* The fused decoding step (decode_step.cu), opt-in with
      * GPT_CUDA_FUSED_STEP=1: on an H100 it is still slower than the step
      * issued op by op (docs/CUDA_NOTES.md, v7). */
@@ -236,33 +225,6 @@ __device__ __forceinline__ void pdl_wait_and_release() {
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
 
-/* An L2 prefetch hint carried by a decoding kernel: the weights of a
- * product that comes after it. Decoding's kernels are latency-bound and
- * each waits for its weights from device memory; a kernel that runs
- * before a product asks the L2 for that product's weights first thing
- * (cp.async.bulk.prefetch, no registers or shared memory, no effect on
- * results), so that the product finds them in L2. Each block prefetches
- * its share in 64 KiB pieces. */
-__device__ __forceinline__ void l2_prefetch(const l2_hint h) {
-    if (!h.p || threadIdx.x != 0) return;
-    uintptr_t a = ((uintptr_t)h.p + 15) & ~(uintptr_t)15, end = (uintptr_t)h.p + h.bytes;
-    if (end <= a) return;
-    unsigned long long n = (end - a) & ~15ull, piece = 64ull << 10;
-    unsigned nb = gridDim.x * gridDim.y * gridDim.z;
-    unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    for (unsigned long long off = (unsigned long long)b * piece; off < n; off += (unsigned long long)nb * piece) {
-        unsigned len = (unsigned)(n - off < piece ? n - off : piece);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a + off), "r"(len) : "memory");
-    }
-}
-
-/* The pending hint, cleared: for the next decoding kernel launched. */
-static inline l2_hint cuda_take_hint(cuda_ctx *c) {
-    l2_hint h = c->hint;
-    c->hint.p = NULL, c->hint.bytes = 0;
-    return h;
-}
-
 /* Launches kernel on the stream, programmatically dependent on the previous
  * kernel when pdl is set. */
 template <typename... KArgs, typename... Args>
@@ -297,8 +259,6 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
 /* --------------------------------------------------- ops of each file */
 
 extern "C" {
-/* cuda_backend.cu: the prefetch op (a hint for the next decoding kernel) */
-void cuda_prefetch(gpt_backend *be, const void *p, size_t bytes);
 /* decode_step.cu: the fused decoding step; 0 if it does not take the shapes */
 int cuda_decode_step(gpt_backend *be, const gpt_decode_desc *d);
 void cuda_decode_trace_report(gpt_backend *be);

@@ -66,7 +66,7 @@ __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, u
 template <int NT, int U>
 __global__ void __launch_bounds__(SN_THREADS)
     sn_kernel(bf16 *out, bf16 *pre, const bf16 *in, const bf16 *w, const bf16 *bias, int N, int IC,
-              int OC, int gelu, const l2_hint pf) {
+              int OC, int gelu) {
     constexpr int E = NT * 8 * 16; /* elements of the block's output tile */
     __shared__ float red[SN_WARPS][E];
     __shared__ float part[E];
@@ -80,7 +80,6 @@ __global__ void __launch_bounds__(SN_THREADS)
     const uint4 z = make_uint4(0u, 0u, 0u, 0u);
     uint4 wa[U], wb[U];
     int kb = kb0 + warp;
-    l2_prefetch(pf);
     pdl_wait_and_release();
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -168,9 +167,8 @@ __global__ void __launch_bounds__(SN_THREADS)
 
 template <int NT, int U>
 static cudaError_t sn_launch_u(const cudaLaunchConfig_t *cfg, bf16 *out, bf16 *pre, const bf16 *in,
-                               const bf16 *w, const bf16 *bias, int N, int IC, int OC, int gelu,
-                               l2_hint pf) {
-    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U>, out, pre, in, w, bias, N, IC, OC, gelu, pf);
+                               const bf16 *w, const bf16 *bias, int N, int IC, int OC, int gelu) {
+    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U>, out, pre, in, w, bias, N, IC, OC, gelu);
 }
 
 extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
@@ -211,15 +209,14 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
     }
     cfg.attrs = at;
     bf16 *o = (bf16 *)out, *p = gelu ? (bf16 *)pre : NULL;
-    l2_hint pf = cuda_take_hint(c);
     const bf16 *x = (const bf16 *)in, *wt = (const bf16 *)w, *bi = (const bf16 *)bias;
     cudaError_t e;
     if (N <= 8)
-        e = rounds > 4 ? sn_launch_u<1, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, pf)
-                       : sn_launch_u<1, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, pf);
+        e = rounds > 4 ? sn_launch_u<1, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
+                       : sn_launch_u<1, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
     else
-        e = rounds > 4 ? sn_launch_u<2, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, pf)
-                       : sn_launch_u<2, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu, pf);
+        e = rounds > 4 ? sn_launch_u<2, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
+                       : sn_launch_u<2, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
     if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "matmul (small N, tensor cores)");
     return 1;
 }
@@ -254,7 +251,7 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
         cfg.numAttrs = 2;
         bf16 *w = buf, *in = buf + (size_t)OC * IC, *out = in + IC;
         e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4>, out, (bf16 *)NULL, (const bf16 *)in,
-                               (const bf16 *)w, (const bf16 *)NULL, 1, (int)IC, (int)OC, 0, l2_hint{NULL, 0});
+                               (const bf16 *)w, (const bf16 *)NULL, 1, (int)IC, (int)OC, 0);
         if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     }
     if (e != cudaSuccess) {

@@ -24,8 +24,7 @@ enum { LN_THREADS = 256, LN_BWD_WARPS = 4, LN_BWD_SMEM_MAX = 48 * 1024 };
 template <typename T, int VEC, bool RES>
 __global__ void __launch_bounds__(LN_THREADS)
     layernorm_forward_kernel(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
-                             const T *w, const T *bias, int N, int C, float eps, const l2_hint pf) {
-    l2_prefetch(pf);
+                             const T *w, const T *bias, int N, int C, float eps) {
     pdl_wait_and_release();
     int row = blockIdx.x * (LN_THREADS / 32) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
@@ -82,8 +81,7 @@ __global__ void __launch_bounds__(LN_THREADS)
 template <typename T, int VEC, int NV, bool RES, bool EARLY>
 __global__ void __launch_bounds__(LN_THREADS)
     layernorm_forward_reg(T *res, T *out, float *mean, float *rstd, const T *a, const T *b,
-                          const T *w, const T *bias, int N, int C, float eps, const l2_hint pf) {
-    l2_prefetch(pf);
+                          const T *w, const T *bias, int N, int C, float eps) {
     pdl_wait_and_release();
     int row = blockIdx.x * (LN_THREADS / 32) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
@@ -161,9 +159,8 @@ static void layernorm_forward_t(gpt_backend *be, T *res, T *out, float *mean, fl
     unsigned grid = cuda_cdiv(N, LN_THREADS / 32);
     int nv = (C + 32 * V - 1) / (32 * V), pdl = N <= CUDA_PDL_MAX_ROWS;
     cudaError_t e = cudaSuccess;
-    l2_hint pf = pdl ? cuda_take_hint(c) : l2_hint{NULL, 0};
 #define LN_LAUNCH(kernel) \
-    e = launch_k(c->stream, pdl, kernel, grid, LN_THREADS, 0, res, out, mean, rstd, a, b, w, bias, N, C, eps, pf)
+    e = launch_k(c->stream, pdl, kernel, grid, LN_THREADS, 0, res, out, mean, rstd, a, b, w, bias, N, C, eps)
 #define LN_REG(NV)                                                   \
     case NV:                                                         \
         if (pdl && NV <= 4)                                          \
