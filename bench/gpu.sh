@@ -43,7 +43,8 @@ note() { echo "$*" | tee -a "$summary"; }
 
 stamp "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$L/device.txt"
-note "card: $(head -1 "$L/device.txt")  commit: $(git rev-parse --short HEAD 2>/dev/null || cat .commit 2>/dev/null)  date: $(date -u +%F)"
+# .commit (written where the command is sent from) is the commit the working tree came from
+note "card: $(head -1 "$L/device.txt")  commit: $(cat .commit 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)  date: $(date -u +%F)"
 
 stamp "build"
 # Binaries carried from another machine are rebuilt if their libraries are missing here.
