@@ -46,6 +46,10 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
 __device__ __forceinline__ void cp_async_commit() {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_u32(smem)), "l"(gmem)
+                 : "memory");
+}
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
@@ -257,7 +261,7 @@ __global__ void __launch_bounds__(NW * 32)
     bf16 *Qs = Vs + BC * LDS;        /* two buffers */
     bf16 *dOs = Qs + 2 * TILE * LDS; /* two buffers */
     bf16 *dSs = dOs + 2 * TILE * LDS;
-    float *ls = reinterpret_cast<float *>(dSs + BC * LDSS); /* two buffers of lse * log2 e */
+    float *ls = reinterpret_cast<float *>(dSs + BC * LDSS); /* two buffers of lse */
     float *ds = ls + 2 * TILE;                               /* two buffers of D */
     int kt = blockIdx.x, nqt = (T + TILE - 1) / TILE, qfirst = kt * BC / TILE;
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
@@ -270,10 +274,17 @@ __global__ void __launch_bounds__(NW * 32)
     auto load_q = [&](int qi, int buf) {
         load_tile<D, TILE, NTH>(Qs + buf * TILE * LDS, qb, qi * TILE, T, rs);
         load_tile<D, TILE, NTH>(dOs + buf * TILE * LDS, ob, qi * TILE, T, (size_t)C);
+        /* lse and D through cp.async too: plain loads here would hold two
+         * warps on a global round trip at the top of every iteration */
         for (int i = threadIdx.x; i < TILE; i += NTH) {
             int q = qi * TILE + i;
-            ls[buf * TILE + i] = q < T ? lb[q] * LOG2E : INFINITY; /* padding rows: P = 0 */
-            ds[buf * TILE + i] = q < T ? db[q] : 0.f;
+            if (q < T) {
+                cp_async4(ls + buf * TILE + i, lb + q);
+                cp_async4(ds + buf * TILE + i, db + q);
+            } else {
+                ls[buf * TILE + i] = INFINITY; /* padding rows: P = 0 */
+                ds[buf * TILE + i] = 0.f;
+            }
         }
     };
     load_tile<D, BC, NTH>(Ks, kb, kt * BC, T, rs);
@@ -346,7 +357,7 @@ __global__ void __launch_bounds__(NW * 32)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int qc = nt * 8 + 2 * t4 + (e & 1);
-                    float p = exp2f(st[nt][e] * sl2 - lc[qc]);
+                    float p = exp2f(st[nt][e] * sl2 - lc[qc] * LOG2E);
                     if (key0 + (e >> 1) * 8 > qi * TILE + qc) p = 0.f;
                     st[nt][e] = p;
                     dp[nt][e] = p * (dp[nt][e] - dc[qc]);
