@@ -19,9 +19,11 @@
  *
  *   Work. A block of 4 warps takes one tile of 16 output rows; its warps
  *   take the tile's 32-wide k blocks in turn, U per round with all U loads
- *   in flight, and add their accumulators through shared memory. When
- *   there are fewer tiles than twice the SMs (OC = 768 gives 48), up to 8
- *   blocks split K between them as a thread-block cluster, and the first
+ *   in flight, and add their accumulators through shared memory. With
+ *   GPT_CUDA_SN_SPLIT=k (k > 1; the default is 1 since an H100 ran the
+ *   gpt2 decoding step 7-11% faster without clusters) and fewer tiles than
+ *   twice the SMs (OC = 768 gives 48), up to k blocks split K between them
+ *   as a thread-block cluster, and the first
  *   block of the cluster adds the others' partial tiles from their shared
  *   memory (distributed shared memory), in rank order: deterministic, no
  *   atomics, no global scratch.
