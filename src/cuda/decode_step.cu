@@ -17,31 +17,37 @@
  *      v go straight into the cache at the row's position
  *   B  attention: items (row, head, key split), online softmax over the
  *      split's keys; partial (max, sum, o) to global memory
- *   C  every block merges the splits into att (B, C) in shared memory;
- *      x += att Wproj^T + b by tiles
+ *      (the last block of a (row, head), found with an arrival counter,
+ *      merges its splits in split order into att (B, C))
+ *   C  every block loads att into shared memory; x += att Wproj^T + b by
+ *      tiles
  *   D  x_n = LN2(x); h = gelu(x_n Wfc^T + b) by tiles
  *   E  x += h Wfc2^T + b by tiles
  * then the head: x_n = LNf(x), logits = x_n wte^T by tiles with each
  * block's running argmax per row, and block 0 picks each row's argmax over
  * the blocks' candidates, stores it as the next token and advances pos.
- * A barrier follows every stage: 5 L + 1 per step.
+ * A barrier follows every stage: 5 L + 1 per step. The barrier is split:
+ * a block arrives, issues the next stage's weight loads, then waits.
  *
  * Tiles are dealt round-robin over the blocks with one counter running
  * across all stages, so that every block streams about the same bytes per
  * step. A tile's weights (16 rows x IC) arrive in chunks of up to DK_KC
- * columns, one ring slot each, through cp.async (each thread its share,
- * one commit group per chunk, so "chunk i has landed" is a wait_group on
- * the count issued after it). The products are mma.sync m16n8k16 as in
- * gemv.cu (same k permutation, same fragments), the weights from the ring
- * and the activations from shared memory (or, for E, from global memory);
- * the 8 warps split a chunk's k and add through shared memory in a fixed
- * order. Shared rows have a pitch of 4 mod 8 16-byte units, which keeps
- * the fragment loads free of bank conflicts.
+ * columns, one ring slot each, as 16 row copies of the bulk-copy engine
+ * completing on the slot's mbarrier, issued up to GPT_CUDA_DK_AHEAD
+ * weighted stages ahead (default 2). The products are mma.sync m16n8k16
+ * as in gemv.cu (same k permutation, same fragments), the weights from
+ * the ring and the activations from shared memory (for E from global
+ * memory, one chunk ahead): in one-chunk stages each warp multiplies a
+ * whole tile and applies its epilogue; fc2's multi-chunk tiles are split
+ * over the 8 warps by k and added through shared memory in a fixed order.
+ * Shared rows have a pitch of 4 mod 8 16-byte units, which keeps the
+ * fragment loads free of bank conflicts.
  *
  * Rounding follows the op-by-op path: each product + bias (+ GELU) is
  * rounded to bf16, residual sums and layernorm outputs too, so the two
  * paths agree to bf16 rounding (the sums are ordered differently).
- * Deterministic: no atomics on data, fixed reduction orders. Data written
+ * Deterministic: no atomics on data (counters only), fixed reduction
+ * orders. Data written
  * by other blocks during the kernel is read with ld.global.cg (L2), never
  * through L1, which is not coherent across SMs.
  *
