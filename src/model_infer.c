@@ -319,11 +319,6 @@ int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, flo
     return GPT_OK;
 }
 
-/* One decoding step over the tokens and positions already on the device
- * (ia tokens (B), pos0 (B)): logits of the new positions, their argmax
- * written back as the next step's tokens, positions advanced by one. The
- * step's shape never changes: a backend with graphs records it once and
- * replays it per token. */
 /* The whole step as the backend's fused operation, where it has one and
  * takes these shapes (not under --check, which scans each op's output). */
 static int decode_fused(gpt_model *m) {
@@ -352,6 +347,11 @@ static int decode_fused(gpt_model *m) {
     return be->ops->decode_step(be, &d);
 }
 
+/* One decoding step over the tokens and positions already on the device
+ * (ia tokens (B), pos0 (B)): logits of the new positions, their argmax
+ * written back as the next step's tokens, positions advanced by one. The
+ * step's shape never changes: a backend with graphs records it once and
+ * replays it per token. */
 static void decode_step(gpt_model *m) {
     gpt_backend *be = m->be;
     int B = m->kv.B, id = gpt_graph_id(m, GRAPH_DECODE);
