@@ -175,6 +175,39 @@ template <typename T> struct vec16 {
     static constexpr int n = 16 / sizeof(T);
 };
 
+/* The 16 bytes of a vector (any 16-byte type R: int4, uint4) as
+ * 16 / sizeof(T) floats, and back. */
+template <typename T, typename R> __device__ __forceinline__ void unpack_f(float *f, R raw) {
+    static_assert(sizeof(R) == 16, "a 16-byte vector");
+    const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < vec16<T>::n; i++) f[i] = to_f(e[i]);
+}
+template <typename T, typename R = int4> __device__ __forceinline__ R pack_f(const float *f) {
+    static_assert(sizeof(R) == 16, "a 16-byte vector");
+    R raw;
+    T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < vec16<T>::n; i++) e[i] = from_f<T>(f[i]);
+    return raw;
+}
+
+/* ------------------------------------------------- tensor-core helpers */
+
+/* Shared-memory address of a generic pointer, for PTX operands. */
+__device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+/* c += a b, mma.sync m16n8k16 with bf16 operands and fp32 accumulators
+ * (fragment layouts: attention_mma.cu's header). */
+__device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
 /* ---------------------------------------------------------- reductions */
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -104,35 +104,12 @@ struct dk_args {
 
 /* ---------------------------------------------------------- primitives */
 
-__device__ __forceinline__ uint32_t dk_smem(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
 /* 16 bytes written by another block during this kernel: from L2. */
 __device__ __forceinline__ uint4 dk_ldcg(const bf16 *p) {
     return __ldcg(reinterpret_cast<const uint4 *>(p));
 }
 __device__ __forceinline__ uint4 dk_lds(const bf16 *p) { return *reinterpret_cast<const uint4 *>(p); }
-__device__ __forceinline__ void dk_unpack(float *f, uint4 u) {
-    const bf16 *e = reinterpret_cast<const bf16 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 8; i++) f[i] = __bfloat162float(e[i]);
-}
-__device__ __forceinline__ uint4 dk_pack(const float *f) {
-    uint4 u;
-    bf16 *e = reinterpret_cast<bf16 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 8; i++) e[i] = __float2bfloat16(f[i]);
-    return u;
-}
 __device__ __forceinline__ float dk_round(float v) { return __bfloat162float(__float2bfloat16(v)); }
-
-__device__ __forceinline__ void dk_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                       uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 /* --------------------------------------------------------- weight ring */
 
@@ -191,14 +168,14 @@ __device__ __forceinline__ void dk_advance(const dk_args &a, dk_iter &it) {
  * barrier's polling) do not wait behind the weight stream. Rows past OC
  * are not copied; their products are dropped. */
 __device__ __forceinline__ void dk_mbar_init(unsigned long long *b) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(dk_smem(b)) : "memory");
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(b)) : "memory");
 }
 __device__ __forceinline__ void dk_mbar_wait(unsigned long long *b, unsigned parity) {
     asm volatile(
         "{\n\t.reg .pred p;\n"
         "DK_WAIT_%=:\n\t"
         "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
-        "@!p bra DK_WAIT_%=;\n}" ::"r"(dk_smem(b)),
+        "@!p bra DK_WAIT_%=;\n}" ::"r"(smem_u32(b)),
         "r"(parity)
         : "memory");
 }
@@ -210,14 +187,14 @@ __device__ __forceinline__ void dk_issue(const dk_args &a, bf16 *ring, unsigned 
     const int rows = min(16, st.OC - o0);
     const unsigned bytes = (unsigned)kc * 2;
     unsigned long long *b = mbar + slot;
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(dk_smem(b)),
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)),
                  "r"(bytes * rows)
                  : "memory");
     bf16 *dst = ring + (size_t)slot * DK_SLOT;
     for (int r = 0; r < rows; r++)
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                         dk_smem(dst + r * DK_SP * 8)),
-                     "l"(st.w + (size_t)(o0 + r) * st.IC + k0), "r"(bytes), "r"(dk_smem(b))
+                         smem_u32(dst + r * DK_SP * 8)),
+                     "l"(st.w + (size_t)(o0 + r) * st.IC + k0), "r"(bytes), "r"(smem_u32(b))
                      : "memory");
 }
 
@@ -279,13 +256,13 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
             float f[8], e2[8];
 #pragma unroll
             for (int e = 0; e < 8; e++) f[e] = 0.f;
-            if (te) dk_unpack(f, *reinterpret_cast<const uint4 *>(te + u * 8));
+            if (te) unpack_f<bf16>(f, *reinterpret_cast<const uint4 *>(te + u * 8));
             if (pe) {
-                dk_unpack(e2, *reinterpret_cast<const uint4 *>(pe + u * 8));
+                unpack_f<bf16>(e2, *reinterpret_cast<const uint4 *>(pe + u * 8));
 #pragma unroll
                 for (int e = 0; e < 8; e++) f[e] += e2[e];
             }
-            raw[i] = dk_pack(f);
+            raw[i] = pack_f<bf16, uint4>(f);
             if (blockIdx.x == 0) *reinterpret_cast<uint4 *>(a.x + (size_t)n * a.C + u * 8) = raw[i];
         }
     }
@@ -293,7 +270,7 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
 #pragma unroll
     for (int i = 0; i < U; i++) {
         if (hl + 16 * i >= nu) continue;
-        dk_unpack(f, raw[i]);
+        unpack_f<bf16>(f, raw[i]);
 #pragma unroll
         for (int e = 0; e < 8; e++) sum += f[e];
     }
@@ -304,7 +281,7 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
 #pragma unroll
     for (int i = 0; i < U; i++) {
         if (hl + 16 * i >= nu) continue;
-        dk_unpack(f, raw[i]);
+        unpack_f<bf16>(f, raw[i]);
 #pragma unroll
         for (int e = 0; e < 8; e++) s2 += (f[e] - mean) * (f[e] - mean);
     }
@@ -316,12 +293,12 @@ __device__ void dk_layernorm(const dk_args &a, bf16 *xs, const bf16 *w, const bf
         int u = hl + 16 * i;
         if (u >= nu) continue;
         float g8[8], b8[8];
-        dk_unpack(f, raw[i]);
-        dk_unpack(g8, gw[i]);
-        dk_unpack(b8, gb[i]);
+        unpack_f<bf16>(f, raw[i]);
+        unpack_f<bf16>(g8, gw[i]);
+        unpack_f<bf16>(b8, gb[i]);
 #pragma unroll
         for (int e = 0; e < 8; e++) f[e] = (f[e] - mean) * rs * g8[e] + b8[e];
-        *reinterpret_cast<uint4 *>(dst + u * 8) = dk_pack(f);
+        *reinterpret_cast<uint4 *>(dst + u * 8) = pack_f<bf16, uint4>(f);
     }
 }
 
@@ -530,8 +507,8 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                         for (int u = 0; u < 4; u++)
 #pragma unroll
                             for (int i = 0; i < NT; i++) {
-                                dk_mma(acc[i], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xf[u][i].x, xf[u][i].y);
-                                dk_mma(acc[i], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xf[u][i].z, xf[u][i].w);
+                                mma16816(acc[i], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xf[u][i].x, xf[u][i].y);
+                                mma16816(acc[i], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xf[u][i].z, xf[u][i].w);
                             }
                     }
                     /* acc[i][e]: row (e < 2 ? g : g + 8), batch column i * 8 + 2t + (e & 1) */
@@ -617,8 +594,8 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                         uint4 wa = dk_lds(ws + (g * DK_SP + ku) * 8), wb = dk_lds(ws + ((g + 8) * DK_SP + ku) * 8);
 #pragma unroll
                         for (int i = 0; i < NT; i++) {
-                            dk_mma(acc[i], wa.x, wb.x, wa.y, wb.y, hx[u][i].x, hx[u][i].y);
-                            dk_mma(acc[i], wa.z, wb.z, wa.w, wb.w, hx[u][i].z, hx[u][i].w);
+                            mma16816(acc[i], wa.x, wb.x, wa.y, wb.y, hx[u][i].x, hx[u][i].y);
+                            mma16816(acc[i], wa.z, wb.z, wa.w, wb.w, hx[u][i].z, hx[u][i].w);
                         }
                     }
                     if (ch + 1 < nch)
@@ -687,7 +664,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                         if (j < k1) kr[u] = dk_ldcg(a.kc + cb + (size_t)j * C), vr[u] = dk_ldcg(a.vc + cb + (size_t)j * C);
                     }
                     if (!qready) {
-                        dk_unpack(q, qraw);
+                        unpack_f<bf16>(q, qraw);
 #pragma unroll
                         for (int e = 0; e < 8; e++) q[e] *= a.sl2;
                         qready = true;
@@ -696,7 +673,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
 #pragma unroll
                     for (int u = 0; u < UK; u++) {
                         float kf[8], d = 0.f;
-                        dk_unpack(kf, kr[u]);
+                        unpack_f<bf16>(kf, kr[u]);
 #pragma unroll
                         for (int e = 0; e < 8; e++) d += q[e] * kf[e];
 #pragma unroll
@@ -712,7 +689,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
 #pragma unroll
                     for (int u = 0; u < UK; u++) {
                         float pu = exp2f(sc[u] - mx), vf[8];
-                        dk_unpack(vf, vr[u]);
+                        unpack_f<bf16>(vf, vr[u]);
                         lsum += pu;
 #pragma unroll
                         for (int e = 0; e < 8; e++) o[e] += pu * vf[e];

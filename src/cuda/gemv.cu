@@ -55,14 +55,6 @@ __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
  * after griddepcontrol.wait. */
 __device__ __forceinline__ uint4 ld_act(const bf16 *p) { return *reinterpret_cast<const uint4 *>(p); }
 
-__device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 /* NT tiles of 8 batch rows (N <= 8 * NT), U k blocks per warp per round.
  * Grid (ceil(OC / 16), splits); a cluster of (1, splits, 1) when splits > 1. */
 template <int NT, int U>

@@ -317,20 +317,6 @@ __global__ void __launch_bounds__(LN_BWD_WARPS * 32)
     }
 }
 
-/* The 16 bytes of a vector as VEC floats, and back. */
-template <typename T> __device__ __forceinline__ void unpack_f(float *f, int4 raw) {
-    const T *e = reinterpret_cast<const T *>(&raw);
-#pragma unroll
-    for (int i = 0; i < vec16<T>::n; i++) f[i] = to_f(e[i]);
-}
-template <typename T> __device__ __forceinline__ int4 pack_f(const float *f) {
-    int4 raw;
-    T *e = reinterpret_cast<T *>(&raw);
-#pragma unroll
-    for (int i = 0; i < vec16<T>::n; i++) e[i] = from_f<T>(f[i]);
-    return raw;
-}
-
 /* Register backward, the training path (gpt2: C = 768 bf16, ITERS = 3),
  * for 16-byte aligned rows of C <= 32 * VEC * ITERS, C % VEC == 0. Lane l
  * owns the vectors j = 0..ITERS-1 at columns (l + 32 j) * VEC, the same in
