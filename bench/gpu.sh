@@ -59,9 +59,9 @@ GPT_BENCH="build-cuda/gpt bench"
 if want tests || want sanitize; then
     stamp "GPU tests"
     BUILD=build-cuda timeout 300 bash tests/run.sh --cuda >"$L/tests.log" 2>&1
-    # the small-N products' cluster split (off by default) with the decoding tests
+    # the cluster splits of the small-N products and the KV attention (off by default) with the decoding tests
     for t in test_cuda_ops test_cuda_model; do
-        GPT_CUDA_SN_SPLIT=8 GPT_TEST_DECODE_ONLY=1 timeout 120 build-cuda/tests/gpu/$t >"$L/tests_clusters_$t.log" 2>&1
+        GPT_CUDA_SN_SPLIT=8 GPT_CUDA_KV_SPLIT=8 GPT_TEST_DECODE_ONLY=1 timeout 120 build-cuda/tests/gpu/$t >"$L/tests_clusters_$t.log" 2>&1
     done
     grep -hE '^(FAIL|!!!)|^ +[a-z_./]+:[0-9]+: expected' "$L"/tests*.log | head -40
     note "tests: $(tail -1 "$L/tests.log"); with cluster splits (decoding): $(tail -qn1 "$L"/tests_clusters_*.log | tr '\n' ' ')"

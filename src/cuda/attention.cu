@@ -493,18 +493,24 @@ __global__ void __launch_bounds__(KVF_THREADS)
  * A key is taken by a group of LPK lanes, one vector of the head each:
  * the group loads the key's K and V vectors, adds its partial dot product
  * across its lanes with shuffles, and keeps its own online softmax (m, l
- * and its vector of o). KVD_UK keys per group per round are loaded before
- * any is used. At the end the groups of a warp merge through shuffles, the
- * warps through shared memory. When there are few (row, head) pairs for
- * the SMs (batch 1: 12 blocks for gpt2) up to 8 blocks split the keys as a
- * thread-block cluster (flash-decoding) and the first block merges their
- * results from their shared memory, in rank order.
+ * and its vector of o). UK keys per group per round are loaded before any
+ * is used, as raw 16-byte vectors (4 registers each): 8 when there is at
+ * most one block per SM, else 4, so that four blocks fit an SM (with the
+ * 108 registers of float vectors, a second wave of blocks cost ~45 us a
+ * gpt2 step at batch 16 on an H100). At the end the groups of a warp
+ * merge through shuffles, the warps through shared memory. Long caches
+ * with few (row, head) pairs (batch 1 at 1024 positions) split the keys,
+ * about KVD_KEYS per block, over up to 8 blocks of a thread-block cluster
+ * (flash-decoding), and the first block merges their results from their
+ * shared memory, in rank order; short ones do not, since the cluster's
+ * barriers cost more than a second round of loads (H100: 330 vs 335 us a
+ * gpt2 token at 320 positions; KVD_KEYS itself was not swept).
  *
  * The key and value of the query's own position p are read from qkv, not
  * the cache, so no block depends on another's store; block 0 of each head
  * stores them in the cache. Scores are in base 2 (q is scaled by
  * log2(e) / sqrt(D)). */
-enum { KVD_THREADS = 256, KVD_WARPS = KVD_THREADS / 32, KVD_UK = 4, KVD_MAXSPLIT = 8 };
+enum { KVD_THREADS = 256, KVD_WARPS = KVD_THREADS / 32, KVD_MAXSPLIT = 8, KVD_KEYS = 512 };
 
 /* Merges softmax state (mo, lo, oo) into (m, l, o); -inf means empty. */
 template <int VEC>
@@ -518,8 +524,8 @@ __device__ __forceinline__ void kvd_merge(float &m, float &l, float *o, float mo
     m = mx;
 }
 
-template <typename T, int LPK>
-__global__ void __launch_bounds__(KVD_THREADS)
+template <typename T, int LPK, int UK>
+__global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : 4)
     attn_kv_decode(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int S, int C,
                    float scale_log2) {
     constexpr int VEC = vec16<T>::n, D = LPK * VEC, GROUPS = KVD_THREADS / LPK;
@@ -547,27 +553,27 @@ __global__ void __launch_bounds__(KVD_THREADS)
 #pragma unroll
     for (int e = 0; e < VEC; e++) o[e] = 0.f;
     /* the same number of rounds for every thread: the shuffles need whole warps */
-    const int nit = k1 > k0 ? (k1 - k0 + GROUPS * KVD_UK - 1) / (GROUPS * KVD_UK) : 0;
+    const int nit = k1 > k0 ? (k1 - k0 + GROUPS * UK - 1) / (GROUPS * UK) : 0;
     for (int it = 0; it < nit; it++) {
-        const int kk = k0 + grp + it * GROUPS * KVD_UK;
-        float kv[KVD_UK][VEC], vv[KVD_UK][VEC];
+        const int kk = k0 + grp + it * GROUPS * UK;
+        /* raw 16-byte vectors (4 registers each), converted where used */
+        uint4 kr[UK], vr[UK];
 #pragma unroll
-        for (int u = 0; u < KVD_UK; u++) {
+        for (int u = 0; u < UK; u++) {
             int j = kk + u * GROUPS;
+            kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
             if (j < k1) {
-                load_f<VEC>(kv[u], j == p ? qrow + C : kc + cb + (size_t)j * C);
-                load_f<VEC>(vv[u], j == p ? qrow + 2 * C : vc + cb + (size_t)j * C);
-            } else {
-#pragma unroll
-                for (int e = 0; e < VEC; e++) kv[u][e] = vv[u][e] = 0.f;
+                kr[u] = *reinterpret_cast<const uint4 *>(j == p ? qrow + C : kc + cb + (size_t)j * C);
+                vr[u] = *reinterpret_cast<const uint4 *>(j == p ? qrow + 2 * C : vc + cb + (size_t)j * C);
             }
         }
-        float s[KVD_UK], mx = m;
+        float s[UK], mx = m;
 #pragma unroll
-        for (int u = 0; u < KVD_UK; u++) {
-            float d = 0.f;
+        for (int u = 0; u < UK; u++) {
+            float kf[VEC], d = 0.f;
+            unpack_f<T>(kf, kr[u]);
 #pragma unroll
-            for (int e = 0; e < VEC; e++) d += q[e] * kv[u][e];
+            for (int e = 0; e < VEC; e++) d += q[e] * kf[e];
 #pragma unroll
             for (int off = LPK / 2; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
             s[u] = kk + u * GROUPS < k1 ? d : -INFINITY;
@@ -579,11 +585,12 @@ __global__ void __launch_bounds__(KVD_THREADS)
 #pragma unroll
         for (int e = 0; e < VEC; e++) o[e] *= a;
 #pragma unroll
-        for (int u = 0; u < KVD_UK; u++) {
-            float pu = exp2f(s[u] - mx);
+        for (int u = 0; u < UK; u++) {
+            float pu = exp2f(s[u] - mx), vf[VEC];
+            unpack_f<T>(vf, vr[u]);
             l += pu;
 #pragma unroll
-            for (int e = 0; e < VEC; e++) o[e] += pu * vv[u][e];
+            for (int e = 0; e < VEC; e++) o[e] += pu * vf[e];
         }
         m = mx;
     }
@@ -790,16 +797,18 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
     int lpk = D / V;
     if (Tq == 1 && !c->kv_old && D % V == 0 && C % V == 0 && (lpk == 4 || lpk == 8 || lpk == 16 ||
         lpk == 32) && B <= 65535 && cuda_aligned16(qkv) && cuda_aligned16(kc) && cuda_aligned16(vc)) {
-        /* split the keys when the (row, head) blocks are fewer than two per SM */
-        int ns = 1;
-        if (c->kv_max_split > 1) {
-            ns = (int)cuda_cdiv((size_t)2 * c->prop.multiProcessorCount, (size_t)B * NH);
-            int by_len = (int)cuda_cdiv((size_t)S, 64);
-            if (ns > by_len) ns = by_len;
-            if (ns > c->kv_max_split) ns = c->kv_max_split;
-            if (ns > KVD_MAXSPLIT) ns = KVD_MAXSPLIT;
-            if (ns < 1) ns = 1;
-        }
+        /* split long caches when the (row, head) blocks are fewer than two
+         * per SM; GPT_CUDA_KV_SPLIT=k forces k (tests) */
+        size_t pairs2 = (size_t)B * NH, sms2 = 2 * (size_t)c->prop.multiProcessorCount;
+        int ns = c->kv_split > 0 ? c->kv_split : (int)cuda_cdiv((size_t)S, KVD_KEYS);
+        if (c->kv_split <= 0 && (size_t)ns > cuda_cdiv(sms2, pairs2)) ns = (int)cuda_cdiv(sms2, pairs2);
+        if (ns > KVD_MAXSPLIT) ns = KVD_MAXSPLIT;
+        if (ns > S) ns = S;
+        if (ns < 1) ns = 1;
+        /* at most one block per SM: 8 keys per group in flight (H100: 293 vs
+         * 299 us a gpt2 token at batch 1); else 4, so that four blocks fit an
+         * SM beside the products around them (batch 16: 377 vs 385 us) */
+        int uk8 = pairs2 * ns <= sms2 / 2;
         cudaLaunchConfig_t cfg;
         cudaLaunchAttribute at[2];
         memset(&cfg, 0, sizeof cfg);
@@ -819,12 +828,14 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
         }
         cfg.attrs = at;
         float sl2 = scale * 1.4426950408889634f;
+#define KVD(L, U) cudaLaunchKernelEx(&cfg, attn_kv_decode<T, L, U>, out, qkv, kc, vc, pos0, S, C, sl2)
         switch (lpk) {
-        case 4: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 4>, out, qkv, kc, vc, pos0, S, C, sl2); break;
-        case 8: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 8>, out, qkv, kc, vc, pos0, S, C, sl2); break;
-        case 16: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 16>, out, qkv, kc, vc, pos0, S, C, sl2); break;
-        default: e = cudaLaunchKernelEx(&cfg, attn_kv_decode<T, 32>, out, qkv, kc, vc, pos0, S, C, sl2); break;
+        case 4: e = uk8 ? KVD(4, 8) : KVD(4, 4); break;
+        case 8: e = uk8 ? KVD(8, 8) : KVD(8, 4); break;
+        case 16: e = uk8 ? KVD(16, 8) : KVD(16, 4); break;
+        default: e = uk8 ? KVD(32, 8) : KVD(32, 4); break;
         }
+#undef KVD
     } else if (pairs && wide)
         e = launch_k(c->stream, pdl, attn_kv_fast<T, V>, grid, KVF_THREADS, shm, out, qkv, kc, vc,
                      pos0, Tq, S, C, NH, Tq == 1, scale);

@@ -502,7 +502,7 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->no_sn = env_flag("GPT_CUDA_NO_SN");
     c->sn_max_split = env_int("GPT_CUDA_SN_SPLIT", 1); /* clusters cost more than they give (CUDA_NOTES v7) */
     c->kv_old = env_flag("GPT_CUDA_KV_OLD");
-    c->kv_max_split = env_int("GPT_CUDA_KV_SPLIT", 8);
+    c->kv_split = env_int("GPT_CUDA_KV_SPLIT", 0);
     c->fused_step = env_flag("GPT_CUDA_FUSED_STEP");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
     c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");

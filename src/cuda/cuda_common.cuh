@@ -93,9 +93,9 @@ typedef struct {
      * GPT_CUDA_SN_SPLIT=k   at most k blocks (a cluster) share one product's
      *                       K (default 1 = no clusters: faster on an H100);
      * GPT_CUDA_KV_OLD=1     the previous single-block KV attention;
-     * GPT_CUDA_KV_SPLIT=k   at most k blocks (a cluster) share one query's
-     *                       keys (default 8). */
-    int no_sn, sn_max_split, kv_old, kv_max_split;
+     * GPT_CUDA_KV_SPLIT=k   exactly k blocks (a cluster) share one query's
+     *                       keys (default 0: chosen from the cache length). */
+    int no_sn, sn_max_split, kv_old, kv_split;
     /* The fused decoding step (decode_step.cu), opt-in with
      * GPT_CUDA_FUSED_STEP=1: on an H100 it is still slower than the step
      * issued op by op (docs/CUDA_NOTES.md, v7). */

@@ -221,7 +221,7 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
  * per head), noted in the device description. */
 extern "C" void cuda_decode_probe(gpt_backend *be) {
     cuda_ctx *c = cuda_ctx_of(be);
-    if (be->err.code || (c->sn_max_split <= 1 && c->kv_max_split <= 1)) return;
+    if (be->err.code || (c->sn_max_split <= 1 && c->kv_split == 1)) return;
     enum { IC = 256, OC = 16 };
     bf16 *buf = NULL;
     size_t n = (size_t)OC * IC + IC + OC;
@@ -250,7 +250,7 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
     }
     if (e != cudaSuccess) {
         cudaGetLastError();
-        c->sn_max_split = c->kv_max_split = 1;
+        c->sn_max_split = c->kv_split = 1;
         size_t l = strlen(c->desc);
         snprintf(c->desc + l, sizeof c->desc - l, " [no clusters: %s]", cudaGetErrorName(e));
     }
