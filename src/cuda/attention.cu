@@ -510,7 +510,24 @@ __global__ void __launch_bounds__(KVF_THREADS)
  * the cache, so no block depends on another's store; block 0 of each head
  * stores them in the cache. Scores are in base 2 (q is scaled by
  * log2(e) / sqrt(D)). */
-enum { KVD_THREADS = 256, KVD_WARPS = KVD_THREADS / 32, KVD_MAXSPLIT = 8, KVD_KEYS = 512 };
+enum { KVD_THREADS = 256, KVD_WARPS = KVD_THREADS / 32, KVD_MAXSPLIT = 8, KVD_KEYS = 512, KVD_MINB4 = 3 };
+
+/* One round of a group's keys kk, kk + GROUPS, ... (UK of them) from the
+ * cache as raw vectors; zeros past k1 and at the new position p, whose
+ * key and value the caller takes from qkv. */
+template <int UK, int GROUPS>
+__device__ __forceinline__ void kvd_load(uint4 *kr, uint4 *vr, int kk, int k1, int p,
+                                         const void *kc, const void *vc, size_t row_bytes) {
+#pragma unroll
+    for (int u = 0; u < UK; u++) {
+        int j = kk + u * GROUPS;
+        kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
+        if (j < k1 && j != p) {
+            kr[u] = *reinterpret_cast<const uint4 *>((const char *)kc + (size_t)j * row_bytes);
+            vr[u] = *reinterpret_cast<const uint4 *>((const char *)vc + (size_t)j * row_bytes);
+        }
+    }
+}
 
 /* Merges softmax state (mo, lo, oo) into (m, l, o); -inf means empty. */
 template <int VEC>
@@ -525,21 +542,29 @@ __device__ __forceinline__ void kvd_merge(float &m, float &l, float *o, float mo
 }
 
 template <typename T, int LPK, int UK>
-__global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : 4)
+__global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : KVD_MINB4)
     attn_kv_decode(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int S, int C,
                    float scale_log2) {
     constexpr int VEC = vec16<T>::n, D = LPK * VEC, GROUPS = KVD_THREADS / LPK;
     __shared__ float wm[KVD_WARPS], wl[KVD_WARPS], wo[KVD_WARPS][D];
     __shared__ float fin[D + 2]; /* this block's o, m, l (cluster merge) */
-    pdl_wait_and_release();
     const int b = blockIdx.z, h = blockIdx.y, ns = gridDim.x;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, grp = tid / LPK, sub = tid % LPK;
+    /* Before waiting for the kernel this one follows (the qkv product):
+     * pos0 and the cached keys and values before p were written by kernels
+     * that had completed before that one started, so the first round of
+     * cache loads overlaps its work. Only q and the new key and value
+     * (from qkv) need the wait. */
     long long pl = pos0[b];
     if (pl < 0 || pl >= S) return; /* the same for every block of a cluster */
     const int p = (int)pl, nk = p + 1, per = (nk + ns - 1) / ns;
     const int k0 = blockIdx.x * per, k1 = min(nk, k0 + per);
     const T *qrow = qkv + (size_t)b * 3 * C + (size_t)h * D + sub * VEC;
     const size_t cb = (size_t)b * S * C + (size_t)h * D + sub * VEC;
+    /* raw 16-byte vectors (4 registers each), converted where used */
+    uint4 kr[UK], vr[UK];
+    kvd_load<UK, GROUPS>(kr, vr, k0 + grp, k1, p, kc + cb, vc + cb, (size_t)C * sizeof(T));
+    pdl_wait_and_release();
     float q[VEC];
     load_f<VEC>(q, qrow);
 #pragma unroll
@@ -556,17 +581,13 @@ __global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : 4)
     const int nit = k1 > k0 ? (k1 - k0 + GROUPS * UK - 1) / (GROUPS * UK) : 0;
     for (int it = 0; it < nit; it++) {
         const int kk = k0 + grp + it * GROUPS * UK;
-        /* raw 16-byte vectors (4 registers each), converted where used */
-        uint4 kr[UK], vr[UK];
+        if (it > 0) kvd_load<UK, GROUPS>(kr, vr, kk, k1, p, kc + cb, vc + cb, (size_t)C * sizeof(T));
 #pragma unroll
-        for (int u = 0; u < UK; u++) {
-            int j = kk + u * GROUPS;
-            kr[u] = vr[u] = make_uint4(0u, 0u, 0u, 0u);
-            if (j < k1) {
-                kr[u] = *reinterpret_cast<const uint4 *>(j == p ? qrow + C : kc + cb + (size_t)j * C);
-                vr[u] = *reinterpret_cast<const uint4 *>(j == p ? qrow + 2 * C : vc + cb + (size_t)j * C);
+        for (int u = 0; u < UK; u++)
+            if (kk + u * GROUPS == p) { /* p < k1 here */
+                kr[u] = *reinterpret_cast<const uint4 *>(qrow + C);
+                vr[u] = *reinterpret_cast<const uint4 *>(qrow + 2 * C);
             }
-        }
         float s[UK], mx = m;
 #pragma unroll
         for (int u = 0; u < UK; u++) {
