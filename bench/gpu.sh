@@ -15,7 +15,8 @@
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
 # racecheck only); ours = our timings; profile = per-op times
 # of a training step (device events) and per-kernel times of decoding
-# (ncu); peers = the PyTorch peers. The table covers whatever ran. The
+# (ncu, kernels serialised) and of the decoding step as it runs (GPT_CUDA_TRACE,
+# bench/decode_trace.py); peers = the PyTorch peers. The table covers whatever ran. The
 # build always runs first.
 # Environment: QUICK=1 skips the torch.compile peers (minutes of compiling);
 # EAGER=0 skips the eager PyTorch peers (the targets are against compile).
@@ -114,6 +115,14 @@ if want profile; then
             $GPT_BENCH generate --preset gpt2 --batch $nb --prompt 64 --new 6 --runs 1 >"$L/ncu_decode_b$nb.csv" 2>&1
         echo "== batch $nb"
         python3 bench/ncu_sum.py "$L/ncu_decode_b$nb.csv" 2 | tee "$L/ncu_decode_b$nb.txt"
+    done
+    stamp "profile: decode step as run (GPT_CUDA_TRACE)"
+    for nb in 1 16; do
+        GPT_CUDA_TRACE="$L/trace_b$nb.bin" timeout 120 $GPT_BENCH generate --preset gpt2 --batch $nb \
+            --prompt 64 --new 256 --runs 1 >/dev/null 2>&1
+        echo "== batch $nb"
+        python3 bench/decode_trace.py "$L/trace_b$nb.bin" | tee "$L/trace_b$nb.txt"
+        rm -f "$L/trace_b$nb.bin"
     done
     pack
 fi

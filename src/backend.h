@@ -118,7 +118,9 @@ typedef struct {
                               const void *x, const void *w, const void *b, int N, int C,
                               float eps);
     /* res = a + b, then out = layernorm(res) as above. res ACT (N,C) may be
-     * the same buffer as a. */
+     * the same buffer as a. a, w and bias must not be outputs of the op
+     * issued just before this one (with few rows the CUDA backend reads them
+     * while that op still runs; b may be its output). */
     void (*residual_layernorm_forward)(gpt_backend *be, void *res, void *out, float *mean,
                                        float *rstd, const void *a, const void *b,
                                        const void *w, const void *bias, int N, int C,
@@ -141,7 +143,9 @@ typedef struct {
      * k and v of qkv[b,t] are stored in kcache[b,p] and vcache[b,p], then
      * out[b,t] attends over cache positions 0..p. Rows with p >= S are left
      * untouched. out ACT (B,Tq,C); qkv ACT (B,Tq,3C); kcache, vcache ACT
-     * (B,S,C); pos0 I32 (B). */
+     * (B,S,C); pos0 I32 (B). pos0 and the cache must not be outputs of the
+     * op issued just before this one (when Tq == 1 the CUDA backend reads
+     * them while that op still runs; qkv may be its output). */
     void (*attention_kv_forward)(gpt_backend *be, void *out, const void *qkv, void *kcache,
                                  void *vcache, const int *pos0, int B, int Tq, int S, int C,
                                  int NH);

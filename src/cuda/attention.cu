@@ -555,6 +555,7 @@ __global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : KVD_MINB4)
      * that had completed before that one started, so the first round of
      * cache loads overlaps its work. Only q and the new key and value
      * (from qkv) need the wait. */
+    TRACE(TR_ATTN, 0, 0);
     long long pl = pos0[b];
     if (pl < 0 || pl >= S) return; /* the same for every block of a cluster */
     const int p = (int)pl, nk = p + 1, per = (nk + ns - 1) / ns;
@@ -565,6 +566,7 @@ __global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : KVD_MINB4)
     uint4 kr[UK], vr[UK];
     kvd_load<UK, GROUPS>(kr, vr, k0 + grp, k1, p, kc + cb, vc + cb, (size_t)C * sizeof(T));
     pdl_wait_and_release();
+    TRACE(TR_ATTN, 1, p);
     float q[VEC];
     load_f<VEC>(q, qrow);
 #pragma unroll
@@ -651,6 +653,8 @@ __global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : KVD_MINB4)
     if (mine && tid < D) out[(size_t)b * C + (size_t)h * D + tid] = from_f<T>(bo / bl);
     if (ns > 1) cl.sync(); /* the other blocks' shared memory stays until it is read */
 }
+
+TRACE_SETTER(cuda_trace_set_attn)
 
 /* ----------------------------------------------------------- launchers */
 

@@ -55,12 +55,45 @@ static void free_workspaces(cuda_ctx *c) {
     c->reserved = 0;
 }
 
+extern "C" cudaError_t cuda_trace_set_gemv(void *p);
+extern "C" cudaError_t cuda_trace_set_ln(void *p);
+extern "C" cudaError_t cuda_trace_set_attn(void *p);
+extern "C" cudaError_t cuda_trace_set_decode(void *p);
+
+/* Points the traced kernels of every .cu file at p (NULL: off). */
+static int trace_set_all(void *p) {
+    return cuda_trace_set_gemv(p) == cudaSuccess && cuda_trace_set_ln(p) == cudaSuccess &&
+           cuda_trace_set_attn(p) == cudaSuccess && cuda_trace_set_decode(p) == cudaSuccess;
+}
+
+/* Writes the decoding trace to $GPT_CUDA_TRACE and turns it off; a
+ * diagnostic, so failures only lose the trace. */
+static void trace_finish(cuda_ctx *c) {
+    unsigned long long n = 0;
+    if (cudaMemcpy(&n, c->trace_buf, 8, cudaMemcpyDeviceToHost) == cudaSuccess) {
+        if (n > TRACE_CAP) n = TRACE_CAP;
+        size_t words = 2 + 2 * (size_t)n;
+        unsigned long long *h = (unsigned long long *)malloc(words * 8);
+        const char *path = getenv("GPT_CUDA_TRACE");
+        FILE *f = h && path ? fopen(path, "wb") : NULL;
+        if (f && cudaMemcpy(h, c->trace_buf, words * 8, cudaMemcpyDeviceToHost) == cudaSuccess)
+            fwrite(h, 8, words, f);
+        if (f) fclose(f);
+        free(h);
+    }
+    cudaGetLastError();
+    trace_set_all(NULL);
+    cudaFree(c->trace_buf);
+    c->trace_buf = NULL;
+}
+
 static void cu_destroy(gpt_backend *be) {
     if (!be) return;
     cuda_ctx *c = cuda_ctx_of(be);
     if (c) {
         if (c->stream) cudaStreamSynchronize(c->stream);
         cuda_decode_trace_report(be);
+        if (c->trace_buf) trace_finish(c);
         drop_graphs(c);
         free_workspaces(c);
         cuda_matmul_cache_free(c);
@@ -535,6 +568,16 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     if (!be->err.code) cuda_attention_setup(be);
     if (!be->err.code) cuda_crossentropy_setup(be);
     if (!be->err.code) cuda_decode_probe(be);
+    if (!be->err.code && getenv("GPT_CUDA_TRACE")) {
+        size_t bytes = (2 + 2 * (size_t)TRACE_CAP) * 8;
+        if (cudaMalloc(&c->trace_buf, bytes) != cudaSuccess ||
+            cudaMemset(c->trace_buf, 0, bytes) != cudaSuccess || !trace_set_all(c->trace_buf)) {
+            cudaGetLastError(); /* no trace, nothing else lost */
+            trace_set_all(NULL);
+            cudaFree(c->trace_buf);
+            c->trace_buf = NULL;
+        }
+    }
     if (be->err.code) {
         int code = be->err.code;
         if (err) *err = be->err;

@@ -96,6 +96,7 @@ typedef struct {
      * GPT_CUDA_KV_SPLIT=k   exactly k blocks (a cluster) share one query's
      *                       keys (default 0: chosen from the cache length). */
     int no_sn, sn_max_split, kv_old, kv_split;
+    void *trace_buf; /* GPT_CUDA_TRACE: the decoding trace (see TRACE below) */
     /* The fused decoding step (decode_step.cu), opt-in with
      * GPT_CUDA_FUSED_STEP=1: on an H100 it is still slower than the step
      * issued op by op (docs/CUDA_NOTES.md, v7). */
@@ -275,6 +276,31 @@ static inline cudaError_t launch_k(cudaStream_t st, int pdl, void (*kernel)(KArg
 
 /* Work small enough to be latency-bound (decoding) takes the dependent launch. */
 enum { CUDA_PDL_MAX_ROWS = 64 };
+
+/* Decoding trace (GPT_CUDA_TRACE=file): block 0 of each traced kernel
+ * stamps the global timer when it starts and when its wait for the
+ * kernel before returns, as (time, tag | phase << 8 | extra << 16) pairs
+ * after a count; bench/decode_trace.py turns them into each kernel's share
+ * of the step. Each .cu file has its own copy of g_trace, set through its
+ * TRACE_SETTER function by the backend (cuda_backend.cu); null = off. */
+enum { TRACE_CAP = 1 << 20 };
+enum { TR_SN = 1, TR_LN = 2, TR_ATTN = 3, TR_ARGMAX = 4, TR_ADD = 5 };
+static __device__ unsigned long long *g_trace = nullptr;
+#define TRACE(tag, phase, extra)                                                                  \
+    do {                                                                                          \
+        if (g_trace && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) { \
+            unsigned long long t_;                                                                \
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_));                                \
+            unsigned long long i_ = atomicAdd(g_trace, 1ull);                                     \
+            if (i_ < TRACE_CAP) {                                                                 \
+                g_trace[2 + 2 * i_] = t_;                                                         \
+                g_trace[3 + 2 * i_] = (unsigned long long)(tag) | ((unsigned long long)(phase) << 8) | \
+                                      ((unsigned long long)(extra) << 16);                        \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+#define TRACE_SETTER(name) \
+    extern "C" cudaError_t name(void *p) { return cudaMemcpyToSymbol(g_trace, &p, sizeof p); }
 
 /* GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
 __device__ __forceinline__ float gelu_f(float x) {

@@ -51,7 +51,9 @@ template <typename T> __global__ void argmax_kernel(int *out, const T *logits, i
 template <typename T, int VEC>
 __global__ void __launch_bounds__(1024) argmax_vec(int *out, const T *logits, int V, int Vp) {
     constexpr int R = 4;
+    TRACE(TR_ARGMAX, 0, 0);
     pdl_wait_and_release();
+    TRACE(TR_ARGMAX, 1, 0);
     const T *row = logits + (size_t)blockIdx.x * Vp;
     const int nvec = (V + VEC - 1) / VEC; /* nvec * VEC <= Vp */
     float bv = -INFINITY;
@@ -75,6 +77,8 @@ __global__ void __launch_bounds__(1024) argmax_vec(int *out, const T *logits, in
     block_argmax_store(out, bv, bi);
 }
 
+TRACE_SETTER(cuda_trace_set_decode)
+
 extern "C" void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp) {
     CUDA_SKIP_IF_FAILED(be);
     if (N <= 0 || V <= 0 || V > Vp) {
@@ -96,7 +100,9 @@ extern "C" void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N
 }
 
 __global__ void add_i32_kernel(int *p, int n, int delta) {
+    TRACE(TR_ADD, 0, 0);
     pdl_wait_and_release();
+    TRACE(TR_ADD, 1, 0);
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) p[i] += delta;
 }

@@ -17,9 +17,13 @@
  *   of its weight rows g and g+8 and one of its input row g per 32 values
  *   of k: elements 0-3 feed the first mma, 4-7 the second.
  *
- *   Work. A block of 4 warps takes one tile of 16 output rows; its warps
+ *   Work. A block of W warps takes one tile of 16 output rows; its warps
  *   take the tile's 32-wide k blocks in turn, U per round with all U loads
- *   in flight, and add their accumulators through shared memory. With
+ *   in flight, and add their accumulators through shared memory. W grows
+ *   with K (4, 8 or 16 warps) so that a warp's k blocks fit one round of
+ *   loads: at 4 warps gpt2's fc2 (K = 3072, 48 tiles) took three rounds of
+ *   dependent loads, 6.3 us a call against ~3 for the other products
+ *   (GPT_CUDA_TRACE); 16 warps cut a gpt2 token from 309 to 290 us (H100). With
  *   GPT_CUDA_SN_SPLIT=k (k > 1; the default is 1 since an H100 ran the
  *   gpt2 decoding step 7-11% faster without clusters) and fewer tiles than
  *   twice the SMs (OC = 768 gives 48), up to k blocks split K between them
@@ -40,7 +44,7 @@
 
 namespace cg = cooperative_groups;
 
-enum { SN_WARPS = 4, SN_THREADS = SN_WARPS * 32, SN_MAXN = 16, SN_MAXSPLIT = 8 };
+enum { SN_MAXN = 16, SN_MAXSPLIT = 8 };
 
 /* 16 bytes of weights, read once per step: not kept in L1. */
 __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
@@ -55,12 +59,14 @@ __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
  * after griddepcontrol.wait. */
 __device__ __forceinline__ uint4 ld_act(const bf16 *p) { return *reinterpret_cast<const uint4 *>(p); }
 
-/* NT tiles of 8 batch rows (N <= 8 * NT), U k blocks per warp per round.
- * Grid (ceil(OC / 16), splits); a cluster of (1, splits, 1) when splits > 1. */
-template <int NT, int U>
-__global__ void __launch_bounds__(SN_THREADS)
+/* NT tiles of 8 batch rows (N <= 8 * NT), U k blocks per warp per round,
+ * SN_WARPS warps. Grid (ceil(OC / 16), splits); a cluster of (1, splits, 1)
+ * when splits > 1. */
+template <int NT, int U, int SN_WARPS>
+__global__ void __launch_bounds__(SN_WARPS * 32)
     sn_kernel(bf16 *out, bf16 *pre, const bf16 *in, const bf16 *w, const bf16 *bias, int N, int IC,
               int OC, int gelu) {
+    constexpr int SN_THREADS = SN_WARPS * 32;
     constexpr int E = NT * 8 * 16; /* elements of the block's output tile */
     __shared__ float red[SN_WARPS][E];
     __shared__ float part[E];
@@ -74,7 +80,9 @@ __global__ void __launch_bounds__(SN_THREADS)
     const uint4 z = make_uint4(0u, 0u, 0u, 0u);
     uint4 wa[U], wb[U];
     int kb = kb0 + warp;
+    TRACE(TR_SN, 0, OC);
     pdl_wait_and_release();
+    TRACE(TR_SN, 1, OC);
 #pragma unroll
     for (int u = 0; u < U; u++) {
         int k = kb + u * SN_WARPS;
@@ -159,10 +167,12 @@ __global__ void __launch_bounds__(SN_THREADS)
     if (ns > 1) cl.sync(); /* the other blocks' shared memory stays until it is read */
 }
 
-template <int NT, int U>
+TRACE_SETTER(cuda_trace_set_gemv)
+
+template <int NT, int U, int W>
 static cudaError_t sn_launch_u(const cudaLaunchConfig_t *cfg, bf16 *out, bf16 *pre, const bf16 *in,
                                const bf16 *w, const bf16 *bias, int N, int IC, int OC, int gelu) {
-    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U>, out, pre, in, w, bias, N, IC, OC, gelu);
+    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, W>, out, pre, in, w, bias, N, IC, OC, gelu);
 }
 
 extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
@@ -178,18 +188,22 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
         ns = (int)cuda_cdiv((size_t)2 * c->prop.multiProcessorCount, (size_t)mt);
         if (ns > c->sn_max_split) ns = c->sn_max_split;
         if (ns > SN_MAXSPLIT) ns = SN_MAXSPLIT;
-        if (ns > KB / SN_WARPS) ns = KB / SN_WARPS;
+        if (ns > KB / 4) ns = KB / 4;
         if (ns < 1) ns = 1;
     }
     int per = (KB + ns - 1) / ns;
     ns = (KB + per - 1) / per; /* no empty split */
-    int rounds = (per + SN_WARPS - 1) / SN_WARPS;
+    /* warps per block: enough that each warp's k blocks fit one round of
+     * loads (8 blocks of 32) where K is long (fc2: 96 blocks, 16 warps) */
+    int W = 4;
+    if (ns == 1) W = KB > 64 ? 16 : KB > 32 ? 8 : 4;
+    int rounds = (per + W - 1) / W;
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute at[2];
     memset(&cfg, 0, sizeof cfg);
     memset(at, 0, sizeof at);
     cfg.gridDim = dim3((unsigned)mt, (unsigned)ns, 1);
-    cfg.blockDim = dim3(SN_THREADS, 1, 1);
+    cfg.blockDim = dim3((unsigned)W * 32, 1, 1);
     cfg.stream = c->stream;
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -205,12 +219,15 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
     bf16 *o = (bf16 *)out, *p = gelu ? (bf16 *)pre : NULL;
     const bf16 *x = (const bf16 *)in, *wt = (const bf16 *)w, *bi = (const bf16 *)bias;
     cudaError_t e;
+#define SN_W(NT, U)                                                                         \
+    (W == 16   ? sn_launch_u<NT, U, 16>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)               \
+     : W == 8 ? sn_launch_u<NT, U, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)                \
+              : sn_launch_u<NT, U, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu))
     if (N <= 8)
-        e = rounds > 4 ? sn_launch_u<1, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
-                       : sn_launch_u<1, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
+        e = rounds > 4 ? SN_W(1, 8) : SN_W(1, 4);
     else
-        e = rounds > 4 ? sn_launch_u<2, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)
-                       : sn_launch_u<2, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu);
+        e = rounds > 4 ? SN_W(2, 8) : SN_W(2, 4);
+#undef SN_W
     if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "matmul (small N, tensor cores)");
     return 1;
 }
@@ -233,7 +250,7 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
         memset(&cfg, 0, sizeof cfg);
         memset(at, 0, sizeof at);
         cfg.gridDim = dim3(1, 2, 1);
-        cfg.blockDim = dim3(SN_THREADS, 1, 1);
+        cfg.blockDim = dim3(4 * 32, 1, 1);
         cfg.stream = c->stream;
         at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -244,7 +261,7 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
         cfg.attrs = at;
         cfg.numAttrs = 2;
         bf16 *w = buf, *in = buf + (size_t)OC * IC, *out = in + IC;
-        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4>, out, (bf16 *)NULL, (const bf16 *)in,
+        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4, 4>, out, (bf16 *)NULL, (const bf16 *)in,
                                (const bf16 *)w, (const bf16 *)NULL, 1, (int)IC, (int)OC, 0);
         if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     }

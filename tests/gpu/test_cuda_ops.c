@@ -651,6 +651,8 @@ static void run_all(void) {
     t_matmul(2, 96, 100, 1, 1, 1, 0);
     t_matmul(4, 768, 5000, 0, 0, 0, 0);
     t_matmul(8, 256, 33, 1, 0, 0, 0);
+    t_matmul(7, 1536, 200, 1, 1, 1, 0); /* K of 48 blocks: 8 warps a block */
+    t_matmul(16, 4096, 40, 1, 0, 0, 0); /* 128 blocks: 16 warps, two rounds */
     t_argmax(5, 1000, 1024);
     t_argmax(2, 50257, 50304);
     t_argmax(4, 1001, 1001); /* Vp odd: the scalar kernel */
