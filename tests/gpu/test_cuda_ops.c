@@ -438,6 +438,11 @@ static void t_crossentropy(int N, int V, int Vp, int grad) {
 static void t_sum(size_t n, int accumulate) {
     test_begin("%s: sum_f32 n=%zu accumulate=%d", K->name, n, accumulate);
     float *in = rnd(n, 1.f, GPT_CLS_F32), start = 2.5f;
+    /* Non-negative inputs: a sum of +-1 values cancels (100000 of them gave
+     * 5.56 from a sum of |x| near 50000), and then two fp32 summation orders
+     * legitimately differ by more than 1e-5 relative; without cancellation
+     * both are within ~log2(n) roundings of the true sum, far inside 1e-5. */
+    for (size_t i = 0; i < n; i++) in[i] = fabsf(in[i]);
     BUF(din); BUF(out);
     PUT(din, in, n, GPT_CLS_F32);
     PUT(out, &start, 1, GPT_CLS_F32);
