@@ -194,9 +194,11 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
     int per = (KB + ns - 1) / ns;
     ns = (KB + per - 1) / per; /* no empty split */
     /* warps per block: enough that each warp's k blocks fit one round of
-     * loads (8 blocks of 32) where K is long (fc2: 96 blocks, 16 warps) */
-    int W = 4;
-    if (ns == 1) W = KB > 64 ? 16 : KB > 32 ? 8 : 4;
+     * loads (8 blocks of 32) where K is long (fc2: 96 blocks, 16 warps).
+     * Splitting only the few-tile products (fc2, proj: 48 tiles) over a
+     * cluster of 2-4 as well was slower (H100: 375 -> 379-400 us a batch-16
+     * step). */
+    int W = per > 64 ? 16 : per > 32 ? 8 : 4;
     int rounds = (per + W - 1) / W;
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute at[2];
