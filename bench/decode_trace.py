@@ -16,6 +16,7 @@ boundary: the graph's end, the history copy, the next graph's launch and
 the embedding kernel (not traced).
 """
 import collections
+import signal
 import struct
 import sys
 
@@ -59,6 +60,7 @@ def main(path):
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     main(sys.argv[1])
