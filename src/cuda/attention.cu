@@ -557,7 +557,13 @@ __global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : KVD_MINB4)
      * (from qkv) need the wait. */
     TRACE(TR_ATTN, 0, 0);
     long long pl = pos0[b];
-    if (pl < 0 || pl >= S) return; /* the same for every block of a cluster */
+    if (pl < 0 || pl >= S) { /* the same for every block of a cluster */
+        /* still wait: were every row out of range, the kernel could
+         * otherwise end before the one it follows, and the kernels after
+         * it would no longer be ordered after that one */
+        pdl_wait_and_release();
+        return;
+    }
     const int p = (int)pl, nk = p + 1, per = (nk + ns - 1) / ns;
     const int k0 = blockIdx.x * per, k1 = min(nk, k0 + per);
     const T *qrow = qkv + (size_t)b * 3 * C + (size_t)h * D + sub * VEC;
