@@ -288,7 +288,7 @@ enum { TR_SN = 1, TR_LN = 2, TR_ATTN = 3, TR_ARGMAX = 4, TR_ADD = 5 };
 static __device__ unsigned long long *g_trace = nullptr;
 #define TRACE(tag, phase, extra)                                                                  \
     do {                                                                                          \
-        if (g_trace && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0) { \
+        if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0 && g_trace) { \
             unsigned long long t_;                                                                \
             asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_));                                \
             unsigned long long i_ = atomicAdd(g_trace, 1ull);                                     \

@@ -262,6 +262,23 @@ static int host_argmax(const float *x, int V) {
     return best;
 }
 
+/* Greedy decoding one step at a time with the argmax on the host: begins
+ * and prefills m, then writes each row's first id to first (B) and the
+ * next steps' ids to ids (steps x B). logits: B x V floats of scratch. */
+static void host_greedy(gpt_model *m, int B, int ctx, const int *const *prompts, const int *lens,
+                        int V, int steps, float *logits, int *first, int *ids) {
+    gpt_error err;
+    int *cur = malloc((size_t)B * sizeof(int));
+    EXPECT(gpt_kv_begin(m, B, ctx, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill(m, prompts, lens, logits, &err) == 0, "%s", err.msg);
+    for (int b = 0; b < B; b++) first[b] = cur[b] = host_argmax(logits + (size_t)b * V, V);
+    for (int k = 0; k < steps && !test_case_failed_; k++) {
+        EXPECT(gpt_kv_decode(m, cur, logits, &err) == 0, "%s", err.msg);
+        for (int b = 0; b < B; b++) ids[k * B + b] = cur[b] = host_argmax(logits + (size_t)b * V, V);
+    }
+    free(cur);
+}
+
 /* Greedy decoding on the device (gpt_kv_decode_greedy: argmax, position
  * advance and feedback without the host, in two calls) against greedy
  * decoding with the argmax taken on the host from each step's logits: on
@@ -292,15 +309,9 @@ static void check_greedy(const shape *s, int precision) {
     int *seq = random_tokens((size_t)B * CTX, V, 21);
     const int *prompts[B] = {seq, seq + CTX, seq + 2 * CTX};
     float *logits = malloc((size_t)B * V * sizeof(float));
-    int want[STEPS * B], got[STEPS * B], first[B], cur[B];
+    int want[STEPS * B], got[STEPS * B], first[B];
     /* reference: one step at a time, argmax on the host */
-    EXPECT(gpt_kv_begin(ref, B, CTX, &err) == 0, "%s", err.msg);
-    EXPECT(gpt_kv_prefill(ref, prompts, lens, logits, &err) == 0, "%s", err.msg);
-    for (int b = 0; b < B; b++) first[b] = cur[b] = host_argmax(logits + (size_t)b * V, V);
-    for (int k = 0; k < STEPS && !test_case_failed_; k++) {
-        EXPECT(gpt_kv_decode(ref, cur, logits, &err) == 0, "%s", err.msg);
-        for (int b = 0; b < B; b++) want[k * B + b] = cur[b] = host_argmax(logits + (size_t)b * V, V);
-    }
+    host_greedy(ref, B, CTX, prompts, lens, V, STEPS, logits, first, want);
     /* the device loop, in two calls */
     EXPECT(gpt_kv_begin(gpu, B, CTX, &err) == 0, "%s", err.msg);
     EXPECT(gpt_kv_prefill(gpu, prompts, lens, logits, &err) == 0, "%s", err.msg);
@@ -370,13 +381,7 @@ static void check_fused(const shape *s, int B) {
      * argmax of the logits the same step produces */
     if (!test_case_failed_) {
         int *first = malloc((size_t)B * sizeof(int));
-        EXPECT(gpt_kv_begin(fused, B, CTX, &err) == 0, "%s", err.msg);
-        EXPECT(gpt_kv_prefill(fused, prompts, lens, lb, &err) == 0, "%s", err.msg);
-        for (int b = 0; b < B; b++) first[b] = cur[b] = host_argmax(lb + (size_t)b * V, V);
-        for (int k = 0; k < STEPS && !test_case_failed_; k++) {
-            EXPECT(gpt_kv_decode(fused, cur, lb, &err) == 0, "%s", err.msg);
-            for (int b = 0; b < B; b++) ids[k * B + b] = cur[b] = host_argmax(lb + (size_t)b * V, V);
-        }
+        host_greedy(fused, B, CTX, prompts, lens, V, STEPS, lb, first, ids);
         int *got = malloc((size_t)B * STEPS * sizeof(int));
         EXPECT(gpt_kv_begin(fused, B, CTX, &err) == 0, "%s", err.msg);
         EXPECT(gpt_kv_prefill(fused, prompts, lens, lb, &err) == 0, "%s", err.msg);
