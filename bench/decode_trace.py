@@ -5,15 +5,15 @@
     python3 bench/decode_trace.py /tmp/t.bin
 
 Block 0 of each traced kernel (the small-N products, layernorms, KV
-attention, argmax, position advance) stamps the global timer when it starts
+attention, argmax) stamps the global timer when it starts
 and when its wait for the kernel before it returns (cuda_common.cuh, TRACE).
 A kernel's share of the step is the time from its own wait returning to the
 next traced kernel's wait returning: what it adds to the chain of dependent
 kernels. 'pre-wait' is how long its blocks sat resident before the kernel
 before it finished (programmatic dependent launch). The first quarter of the
-records (prefill, first steps) is skipped. The 'add' row also holds the step
-boundary: the graph's end, the history copy, the next graph's launch and
-the embedding kernel (not traced).
+records (prefill, first steps) is skipped. The 'argmax' row also holds the
+step boundary: the graph's end, the next graph's launch and the embedding
+kernel (not traced).
 """
 import collections
 import signal
@@ -40,7 +40,7 @@ def main(path):
         elif tag == 2:
             lab = 'ln(res)' if extra else 'ln'
         else:
-            lab = {3: 'attn', 4: 'argmax', 5: 'add'}.get(tag, 'tag%d' % tag)
+            lab = {3: 'attn', 4: 'argmax'}.get(tag, 'tag%d' % tag)
         labels.append(lab)
     share = collections.defaultdict(list)
     pre = collections.defaultdict(list)

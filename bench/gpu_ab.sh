@@ -11,7 +11,8 @@
 # Each LABEL runs the working tree's binary with those environment
 # variables (e.g. kvsplit2:GPT_CUDA_KV_SPLIT=2). Every row runs twice, at
 # batch 1 and 16 (prompt 64, 256 new tokens); the table gives us per decode
-# step without the prefill. Output: $OUT/ab.txt.
+# step without the prefill, the prefill's ms and the overall tok/s.
+# Output: $OUT/ab.txt.
 set -u
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -32,7 +33,8 @@ run() { # label binary batch [VAR=VALUE...]
     python3 -c 'import json, sys
 try:
     d = json.loads(sys.argv[1])
-    print("%-30s b%-3d %8.1f us/step %10.1f tok/s" % (sys.argv[2], d["batch"], 1e6 * d["batch"] / d["decode_tok_s"], d["tok_s"]))
+    print("%-30s b%-3d %8.1f us/step %7.3f ms prefill %10.1f tok/s" % (sys.argv[2], d["batch"], 1e6 * d["batch"] / d["decode_tok_s"],
+          1e3 * d["batch"] * d["prompt"] / d["prefill_tok_s"], d["tok_s"]))
 except ValueError:
     print("%-30s b%-3s failed" % (sys.argv[2], sys.argv[3]))' "$r" "$lab" "$b" | tee -a "$OUT/ab.txt"
 }

@@ -223,6 +223,11 @@ int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err);
 int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, float *logits,
                    gpt_error *err);
 int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err);
+/* gpt_kv_prefill for greedy decoding: instead of the logits, ids (B)
+ * receives each row's most likely next token, chosen on the device as in
+ * gpt_kv_decode_greedy (lowest id on ties). */
+int gpt_kv_prefill_greedy(gpt_model *m, const int *const *prompts, const int *lens, int *ids,
+                          gpt_error *err);
 /* Greedy decoding of n steps with the choice made on the device: step 0
  * appends tokens (B), each later step appends the previous step's most
  * likely token (lowest id on ties). ids (n, B) receives the n chosen ids of

@@ -143,7 +143,8 @@ typedef struct {
      * k and v of qkv[b,t] are stored in kcache[b,p] and vcache[b,p], then
      * out[b,t] attends over cache positions 0..p. Rows with p >= S are left
      * untouched. out ACT (B,Tq,C); qkv ACT (B,Tq,3C); kcache, vcache ACT
-     * (B,S,C); pos0 I32 (B). pos0 and the cache must not be outputs of the
+     * (B,S,C); pos0 I32 (B), or NULL for a prefill: every row from
+     * position 0. pos0 and the cache must not be outputs of the
      * op issued just before this one (when Tq == 1 the CUDA backend reads
      * them while that op still runs; qkv may be its output). */
     void (*attention_kv_forward)(gpt_backend *be, void *out, const void *qkv, void *kcache,
@@ -229,20 +230,39 @@ typedef struct {
     /* Greedy choice on the device, so that decoding steps can feed each
      * other without the host: out[i] = index of the largest of logits[i,
      * 0..V) (the lowest index on ties; NaN never wins; 0 if every value is
-     * NaN). out I32 (N); logits ACT (N, Vp). */
-    void (*argmax)(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp);
-    /* p[i] += delta for n elements of I32 (advances KV positions). */
-    void (*add_i32)(gpt_backend *be, int *p, int n, int delta);
+     * NaN). out I32 (N); logits ACT (N, Vp). With pos I32 (N) (the end of
+     * a decoding step): also hist[i*S + pos[i]] = out[i] where 0 <= pos[i]
+     * < S (hist I32 (N, S), or NULL), then pos[i] += 1, so that a step
+     * needs no separate position advance nor history copy. */
+    void (*argmax)(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp, int *pos,
+                   int *hist, int S);
     /* Device-to-device copy of bytes, in issue order (may run between
      * graph replays). */
     void (*copy)(gpt_backend *be, void *dst, const void *src, size_t bytes);
     /* Optional (NULL where a backend has none): one whole greedy decoding
      * step as one fused operation, i.e. what the model otherwise issues as
      * encoder_forward, per layer layernorm / matmul / attention_kv_forward /
-     * residual_layernorm_forward, the head's matmul, argmax and add_i32.
+     * residual_layernorm_forward, the head's matmul and argmax.
      * Returns 1 if it issued the step, 0 if it does not take these shapes
      * (the model then issues the ops one by one). Described below. */
     int (*decode_step)(gpt_backend *be, const gpt_decode_desc *d);
+    /* Optional (NULL where absent): a decoding step's products with the
+     * layernorm before them or the residual add after them folded in, so
+     * that a layer is five operations instead of seven. Each returns 1 if
+     * it issued the work, 0 if it does not take these shapes (nothing
+     * issued; the model then issues the separate ops).
+     * matmul_ln_forward: out = matmul_forward(layernorm(x) * lnw + lnb)
+     *   with matmul_forward's w, bias, gelu and pre; x ACT (N,IC); lnw, lnb
+     *   PARAM (IC).
+     * matmul_residual_forward: x += in @ w^T + bias, rounded once; x ACT
+     *   (N,OC), in ACT (N,IC), w PARAM (OC,IC), bias PARAM (OC) or NULL.
+     *   x must not be the output of the op issued just before this one (the
+     *   CUDA backend reads it while that op still runs; in may be). */
+    int (*matmul_ln_forward)(gpt_backend *be, void *out, void *pre, const void *x,
+                             const void *lnw, const void *lnb, float eps, const void *w,
+                             const void *bias, int N, int IC, int OC, int gelu);
+    int (*matmul_residual_forward)(gpt_backend *be, void *x, const void *in, const void *w,
+                                   const void *bias, int N, int IC, int OC);
 } gpt_backend_ops;
 
 /* What decode_step needs. Every layer's tensor of kind k (0..11 in
@@ -251,7 +271,7 @@ typedef struct {
  * elements. On entry tok I32 (B) holds the step's ids and pos I32 (B)
  * their positions; the step appends each row's key and value to the cache
  * at pos, writes logits ACT (B, Vp), replaces tok by each row's argmax
- * over [0, V) (argmax's rules) and adds one to pos. */
+ * over [0, V) (argmax's rules, hist included) and adds one to pos. */
 struct gpt_decode_desc {
     int B, C, NH, F, L, S, V, Vp, maxT;
     float eps;
@@ -260,6 +280,7 @@ struct gpt_decode_desc {
     size_t lnf_w, lnf_b, wte, wpe;  /* elements */
     void *kc, *vc;                  /* ACT (L, B, S, C) */
     int *tok, *pos;                 /* I32 (B) */
+    int *hist;                      /* I32 (B, S) or NULL: as argmax's */
     void *logits;                   /* ACT (B, Vp) */
 };
 

@@ -174,7 +174,12 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
         plen[b] = rows[b].fed = rows[b].len - rows[b].start;
         st.prefill_tokens += plen[b];
     }
-    if ((rc = gpt_kv_prefill(m, ptrs, plen, logits, err))) goto done;
+    /* Greedy: the first ids come from the device's argmax, like the chunks
+     * after them (no B x V logits to download and scan). */
+    if ((rc = greedy ? gpt_kv_prefill_greedy(m, ptrs, plen, ids, err)
+                     : gpt_kv_prefill(m, ptrs, plen, logits, err)))
+        goto done;
+    K = greedy;
     for (;;) {
         /* Draw the next token of every row still generating: from the
          * logits, or from each step of a greedy chunk in turn. */
@@ -223,9 +228,11 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
                 st.prefill_tokens += plen[b];
             }
             st.reprefills++;
-            if ((rc = gpt_kv_prefill(m, ptrs, plen, logits, err))) goto done;
+            if ((rc = greedy ? gpt_kv_prefill_greedy(m, ptrs, plen, ids, err)
+                             : gpt_kv_prefill(m, ptrs, plen, logits, err)))
+                goto done;
             from_prefill = 1;
-            K = 0;
+            K = greedy;
             continue;
         }
         for (int b = 0; b < B; b++) next[b] = rows[b].ctx[rows[b].len - 1];

@@ -67,7 +67,7 @@ typedef struct {
 typedef struct {
     int B, S;
     void *k, *v;  /* ACT */
-    int *history; /* I32 (S, B): ids chosen by greedy decoding, step by step */
+    int *history; /* I32 (B, S): the id greedy decoding chose at each row position */
     int *len;     /* host (B): positions filled per row */
     int decode_ready; /* a decode step ran eagerly: later ones may be captured */
 } kv_cache;
@@ -126,8 +126,8 @@ struct gpt_model {
 
 /* Graph ids: captured work is only valid for the buffers it was recorded
  * with, so ids change whenever those are reallocated. */
-enum { GRAPH_MICROSTEP = 1, GRAPH_ADAMW = 2, GRAPH_DECODE = 3 };
-static inline int gpt_graph_id(const gpt_model *m, int kind) { return 4 * m->graph_epoch + kind; }
+enum { GRAPH_MICROSTEP = 1, GRAPH_ADAMW = 2, GRAPH_DECODE = 3, GRAPH_DECODE_CHUNK = 4 };
+static inline int gpt_graph_id(const gpt_model *m, int kind) { return 8 * m->graph_epoch + kind; }
 
 /* Address of element `off` of a buffer whose elements are of class cls. */
 static inline void *gpt_at(const gpt_model *m, void *base, size_t off, int cls) {

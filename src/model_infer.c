@@ -117,10 +117,15 @@ static int check_tokens(const gpt_model *m, const int *t, size_t n, gpt_error *e
     return GPT_OK;
 }
 
-/* Forward over the B x Tq tokens in ia.i32. With kv, attention reads and
- * extends the cache at the row positions in pos0 (ia.i32 + 2*cap_N). The
- * final layernorm output is left in ia.ln; no logits. */
-static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
+/* How infer_layers uses the KV cache. */
+enum { KV_NONE = 0, KV_AT_POS = 1, KV_PREFILL = 2 };
+
+/* Forward over the B x Tq tokens in ia.i32. With KV_AT_POS, attention
+ * reads and extends the cache at the row positions in pos0 (ia.i32 +
+ * 2*cap_N); with KV_PREFILL it fills the cache from position 0 (the
+ * backend may then run plain causal attention). The final layernorm output
+ * is left in ia.ln; no logits. encoded: the embeddings are in ia.x already. */
+static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded) {
     gpt_backend *be = m->be;
     const gpt_backend_ops *o = be->ops;
     const gpt_config *c = &m->cfg;
@@ -131,10 +136,11 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv) {
     float eps = c->ln_eps;
 #define P(off) gpt_at(m, m->params, (off), GPT_CLS_PARAM)
 #define A(off) gpt_at(m, ia->act, (off), GPT_CLS_ACT)
-    const int *tokens = ia->i32, *pos0 = ia->i32 + 2 * ia->cap_N;
+    const int *tokens = ia->i32, *pos0 = kv == KV_AT_POS ? ia->i32 + 2 * ia->cap_N : NULL;
     size_t kv_layer = (size_t)m->kv.B * m->kv.S * C;
-    o->encoder_forward(be, A(ia->x), tokens, kv ? pos0 : NULL, P(m->wte), P(m->wpe), B, Tq, C,
-                       c->padded_vocab, c->max_seq_len);
+    if (!encoded) /* (decode_forward issues it itself) */
+        o->encoder_forward(be, A(ia->x), tokens, pos0, P(m->wte), P(m->wpe), B, Tq, C,
+                           c->padded_vocab, c->max_seq_len);
     gpt_op_done(m, "encoder_forward", -1, A(ia->x), NC, GPT_CLS_ACT);
     o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lp[0].ln1_w), P(m->lp[0].ln1_b),
                          n, C, eps);
@@ -177,6 +183,85 @@ static void infer_head(gpt_model *m, size_t src, size_t row0, int rows) {
         gpt_at(m, m->params, m->wte, GPT_CLS_PARAM), NULL, rows, c->n_embd, c->padded_vocab, 0);
 }
 
+/* A decoding step's forward (one position a row, positions in pos0): the
+ * logits of the B rows in ia.logits. Where the backend folds the
+ * layernorms into the products after them and the residual adds into the
+ * products before them, a layer is five operations: qkv (ln1 folded),
+ * attention, proj (+= x), fc (ln2 folded), fc2 (+= x); the head folds the
+ * final layernorm. An op the backend declines is issued as the separate
+ * ops. --check runs the unfolded ops so that each one's output is scanned. */
+static void decode_forward(gpt_model *m, int B) {
+    gpt_backend *be = m->be;
+    const gpt_backend_ops *o = be->ops;
+    const gpt_config *c = &m->cfg;
+    infer_acts *ia = &m->ia;
+    int C = c->n_embd, F = c->mlp_hidden, L = c->n_layer;
+    float eps = c->ln_eps;
+#define P(off) gpt_at(m, m->params, (off), GPT_CLS_PARAM)
+#define A(off) gpt_at(m, ia->act, (off), GPT_CLS_ACT)
+    const int *pos0 = ia->i32 + 2 * ia->cap_N;
+    const layer_params *p0 = &m->lp[0];
+    o->encoder_forward(be, A(ia->x), ia->i32, pos0, P(m->wte), P(m->wpe), B, 1, C, c->padded_vocab,
+                       c->max_seq_len);
+    if (!o->matmul_ln_forward || !o->matmul_residual_forward || m->rt.check ||
+        !o->matmul_ln_forward(be, A(ia->qkv), NULL, A(ia->x), P(p0->ln1_w), P(p0->ln1_b), eps,
+                              P(p0->qkv_w), P(p0->qkv_b), B, C, 3 * C, 0)) {
+        infer_layers(m, B, 1, KV_AT_POS, 1);
+        infer_head(m, 0, 0, B);
+        return;
+    }
+    size_t kv_layer = (size_t)m->kv.B * m->kv.S * C;
+    for (int l = 0; l < L; l++) {
+        const layer_params *p = &m->lp[l];
+        /* x (B,C) -> ln1 -> qkv (B,3C); layer 0's was issued above */
+        if (l > 0 && !o->matmul_ln_forward(be, A(ia->qkv), NULL, A(ia->x), P(p->ln1_w),
+                                           P(p->ln1_b), eps, P(p->qkv_w), P(p->qkv_b), B, C,
+                                           3 * C, 0)) {
+            o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(p->ln1_w), P(p->ln1_b), B,
+                                 C, eps);
+            o->matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), P(p->qkv_w), P(p->qkv_b), B, C,
+                              3 * C, 0);
+        }
+        o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
+                                gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
+                                gpt_at(m, m->kv.v, (size_t)l * kv_layer, GPT_CLS_ACT), pos0, B, 1,
+                                m->kv.S, C, c->n_head);
+        /* x += atty @ proj */
+        if (!o->matmul_residual_forward(be, A(ia->x), A(ia->atty), P(p->proj_w), P(p->proj_b), B,
+                                        C, C)) {
+            o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b), B,
+                              C, C, 0);
+            o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
+                                          A(ia->scratch), P(p->ln2_w), P(p->ln2_b), B, C, eps);
+        }
+        /* x -> ln2 -> gelu(fc) (B,F) */
+        if (!o->matmul_ln_forward(be, A(ia->fch), NULL, A(ia->x), P(p->ln2_w), P(p->ln2_b), eps,
+                                  P(p->fc_w), P(p->fc_b), B, C, F, 1)) {
+            o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(p->ln2_w), P(p->ln2_b), B,
+                                 C, eps);
+            o->matmul_forward(be, A(ia->fch), NULL, A(ia->ln), P(p->fc_w), P(p->fc_b), B, C, F, 1);
+        }
+        /* x += fch @ fc2 */
+        if (!o->matmul_residual_forward(be, A(ia->x), A(ia->fch), P(p->fc2_w), P(p->fc2_b), B, F,
+                                        C)) {
+            o->matmul_forward(be, A(ia->scratch), NULL, A(ia->fch), P(p->fc2_w), P(p->fc2_b), B,
+                              F, C, 0);
+            o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
+                                          A(ia->scratch), P(m->lnf_w), P(m->lnf_b), B, C, eps);
+        }
+    }
+    /* x -> lnf -> logits (B,Vp), the tied head */
+    void *logits = A(ia->logits);
+    if (!o->matmul_ln_forward(be, logits, NULL, A(ia->x), P(m->lnf_w), P(m->lnf_b), eps, P(m->wte),
+                              NULL, B, C, c->padded_vocab, 0)) {
+        o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lnf_w), P(m->lnf_b), B, C,
+                             eps);
+        infer_head(m, 0, 0, B);
+    }
+#undef A
+#undef P
+}
+
 /* Downloads `rows` logits rows and keeps the first V columns of each. */
 static int download_logits(gpt_model *m, int rows, float *out, gpt_error *err) {
     const gpt_config *c = &m->cfg;
@@ -212,7 +297,7 @@ int gpt_forward_logits(gpt_model *m, const int *tokens, int B, int T, float *log
         return rc;
     m->check_msg[0] = 0;
     m->be->ops->upload(m->be, m->ia.i32, tokens, N, GPT_CLS_I32);
-    infer_layers(m, B, T, 0);
+    infer_layers(m, B, T, KV_NONE, 0);
     infer_head(m, 0, 0, (int)N);
     rc = download_logits(m, (int)N, logits, err);
     if (!rc && m->check_msg[0]) rc = gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
@@ -236,7 +321,7 @@ int gpt_eval_loss(gpt_model *m, const int *tokens, int B, int T, double *loss, g
     be->ops->upload(be, m->ia.i32, host, 2 * N, GPT_CLS_I32);
     free(host);
     m->check_msg[0] = 0;
-    infer_layers(m, B, T, 0);
+    infer_layers(m, B, T, KV_NONE, 0);
     infer_head(m, 0, 0, (int)N);
     float *losses = m->ia.f32, *sum = m->ia.f32 + m->ia.cap_N;
     be->ops->crossentropy(be, losses, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT),
@@ -288,9 +373,12 @@ int gpt_kv_length(const gpt_model *m, int b) {
     return m->kv.len && b >= 0 && b < m->kv.B ? m->kv.len[b] : 0;
 }
 
-int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, float *logits,
-                   gpt_error *err) {
+/* The prompts through the layers into the cache (from position 0), and
+ * the logits of each row's last prompt position into ia.logits rows 0..B-1. */
+static int prefill(gpt_model *m, const int *const *prompts, const int *lens, gpt_error *err) {
     if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "gpt_kv_prefill: call gpt_kv_begin first");
+    gpt_backend *be = m->be;
+    const gpt_config *c = &m->cfg;
     int B = m->kv.B, Tq = 0, rc;
     for (int b = 0; b < B; b++) {
         if (lens[b] < 1 || lens[b] > m->kv.S)
@@ -300,23 +388,56 @@ int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, flo
         if ((rc = check_tokens(m, prompts[b], (size_t)lens[b], err))) return rc;
         if (lens[b] > Tq) Tq = lens[b];
     }
-    size_t N = (size_t)B * Tq;
-    int *host = calloc(2 * m->ia.cap_N + (size_t)B, sizeof(int));
+    size_t N = (size_t)B * Tq, C = (size_t)c->n_embd;
+    int *host = calloc(N, sizeof(int));
     if (!host) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     /* Shorter prompts are padded with id 0 on the right: causal attention
      * keeps the padding out of the real positions, and decoding overwrites
      * its cache entries before any query can see them. */
     for (int b = 0; b < B; b++) memcpy(host + (size_t)b * Tq, prompts[b], (size_t)lens[b] * sizeof(int));
-    m->be->ops->upload(m->be, m->ia.i32, host, 2 * m->ia.cap_N + (size_t)B, GPT_CLS_I32);
+    be->ops->upload(be, m->ia.i32, host, N, GPT_CLS_I32);
     free(host);
     m->check_msg[0] = 0;
-    infer_layers(m, B, Tq, 1);
-    for (int b = 0; b < B; b++) infer_head(m, (size_t)b * Tq + (size_t)(lens[b] - 1), (size_t)b, 1);
-    (void)N;
-    if ((rc = download_logits(m, B, logits, err))) return rc;
-    for (int b = 0; b < B; b++) m->kv.len[b] = lens[b];
+    infer_layers(m, B, Tq, KV_PREFILL, 0);
+    /* Each row's last position gathered into scratch rows 0..B-1, then one
+     * head product for all of them (not B products of one row: each reads
+     * the whole embedding matrix). */
+    for (int b = 0; b < B; b++)
+        be->ops->copy(be, gpt_at(m, m->ia.act, m->ia.scratch + (size_t)b * C, GPT_CLS_ACT),
+                      gpt_at(m, m->ia.act, m->ia.ln + ((size_t)b * Tq + (size_t)(lens[b] - 1)) * C,
+                             GPT_CLS_ACT),
+                      C * be->cls_size[GPT_CLS_ACT]);
+    be->ops->matmul_forward(be, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), NULL,
+                            gpt_at(m, m->ia.act, m->ia.scratch, GPT_CLS_ACT),
+                            gpt_at(m, m->params, m->wte, GPT_CLS_PARAM), NULL, B, c->n_embd,
+                            c->padded_vocab, 0);
+    return GPT_OK;
+}
+
+static int prefill_done(gpt_model *m, const int *lens, gpt_error *err) {
+    for (int b = 0; b < m->kv.B; b++) m->kv.len[b] = lens[b];
     if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
     return GPT_OK;
+}
+
+int gpt_kv_prefill(gpt_model *m, const int *const *prompts, const int *lens, float *logits,
+                   gpt_error *err) {
+    int rc = prefill(m, prompts, lens, err);
+    if (rc || (rc = download_logits(m, m->kv.B, logits, err))) return rc;
+    return prefill_done(m, lens, err);
+}
+
+int gpt_kv_prefill_greedy(gpt_model *m, const int *const *prompts, const int *lens, int *ids,
+                          gpt_error *err) {
+    int rc = prefill(m, prompts, lens, err);
+    if (rc) return rc;
+    gpt_backend *be = m->be;
+    /* the argmax into the decoding step's token slots, B ids downloaded */
+    be->ops->argmax(be, m->ia.i32, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), m->kv.B,
+                    m->cfg.vocab_size, m->cfg.padded_vocab, NULL, NULL, 0);
+    be->ops->download(be, ids, m->ia.i32, (size_t)m->kv.B, GPT_CLS_I32);
+    if ((rc = gpt_model_backend_error(m, err))) return rc;
+    return prefill_done(m, lens, err);
 }
 
 /* The whole step as the backend's fused operation, where it has one and
@@ -342,31 +463,32 @@ static int decode_fused(gpt_model *m) {
     }
     d.lnf_w = m->lnf_w, d.lnf_b = m->lnf_b, d.wte = m->wte, d.wpe = m->wpe;
     d.kc = m->kv.k, d.vc = m->kv.v;
-    d.tok = m->ia.i32, d.pos = m->ia.i32 + 2 * m->ia.cap_N;
+    d.tok = m->ia.i32, d.pos = m->ia.i32 + 2 * m->ia.cap_N, d.hist = m->kv.history;
     d.logits = gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT);
     return be->ops->decode_step(be, &d);
 }
 
-/* One decoding step over the tokens and positions already on the device
+/* G decoding steps over the tokens and positions already on the device
  * (ia tokens (B), pos0 (B)): logits of the new positions, their argmax
- * written back as the next step's tokens, positions advanced by one. The
- * step's shape never changes: a backend with graphs records it once and
- * replays it per token. */
-static void decode_step(gpt_model *m) {
+ * written back as the next step's tokens and into the history at each
+ * row's position (kv.history (B, S)), positions advanced by one. A step's
+ * shape never changes and it reads nothing from the host: a backend with
+ * graphs records G steps once and replays them (one step, or a chunk of
+ * DECODE_CHUNK whose steps follow each other without a graph boundary). */
+enum { DECODE_CHUNK = 8 };
+
+static void decode_steps(gpt_model *m, int G) {
     gpt_backend *be = m->be;
-    int B = m->kv.B, id = gpt_graph_id(m, GRAPH_DECODE);
+    int B = m->kv.B, id = gpt_graph_id(m, G > 1 ? GRAPH_DECODE_CHUNK : GRAPH_DECODE);
     int graphs = m->use_graphs && m->kv.decode_ready;
     if (!graphs || !be->ops->graph_begin(be, id)) {
-        if (decode_fused(m)) {
-            if (graphs) be->ops->graph_end(be, id);
-            m->kv.decode_ready = 1;
-            return;
+        for (int g = 0; g < G; g++) {
+            if (decode_fused(m)) continue;
+            decode_forward(m, B);
+            be->ops->argmax(be, m->ia.i32, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), B,
+                            m->cfg.vocab_size, m->cfg.padded_vocab, m->ia.i32 + 2 * m->ia.cap_N,
+                            m->kv.history, m->kv.S);
         }
-        infer_layers(m, B, 1, 1);
-        infer_head(m, 0, 0, B);
-        be->ops->argmax(be, m->ia.i32, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), B,
-                        m->cfg.vocab_size, m->cfg.padded_vocab);
-        be->ops->add_i32(be, m->ia.i32 + 2 * m->ia.cap_N, B, 1);
         if (graphs) be->ops->graph_end(be, id);
     }
     m->kv.decode_ready = 1;
@@ -394,7 +516,7 @@ static int decode_begin(gpt_model *m, const int *tokens, int n, gpt_error *err) 
 int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err) {
     int rc = decode_begin(m, tokens, 1, err);
     if (rc) return rc;
-    decode_step(m);
+    decode_steps(m, 1);
     if ((rc = download_logits(m, m->kv.B, logits, err))) return rc;
     for (int b = 0; b < m->kv.B; b++) m->kv.len[b]++;
     if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
@@ -404,15 +526,23 @@ int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err
 int gpt_kv_decode_greedy(gpt_model *m, const int *tokens, int n, int *ids, gpt_error *err) {
     int rc = decode_begin(m, tokens, n, err);
     if (rc) return rc;
-    int B = m->kv.B;
-    /* Each step reads the previous step's argmax from the device: the host
-     * waits once, for the n x B ids. */
-    for (int k = 0; k < n; k++) {
-        decode_step(m);
-        m->be->ops->copy(m->be, m->kv.history + (size_t)k * B, m->ia.i32, (size_t)B * sizeof(int));
+    int B = m->kv.B, S = m->kv.S;
+    int *hist = malloc((size_t)B * S * sizeof(int));
+    if (!hist) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    /* Each step reads the previous step's argmax from the device and
+     * records it at the row's position in the history: the host waits once,
+     * for the history. */
+    int k = 0;
+    for (; n - k >= DECODE_CHUNK; k += DECODE_CHUNK) decode_steps(m, DECODE_CHUNK);
+    for (; k < n; k++) decode_steps(m, 1);
+    m->be->ops->download(m->be, hist, m->kv.history, (size_t)B * S, GPT_CLS_I32);
+    if ((rc = gpt_model_backend_error(m, err))) {
+        free(hist);
+        return rc;
     }
-    m->be->ops->download(m->be, ids, m->kv.history, (size_t)n * B, GPT_CLS_I32);
-    if ((rc = gpt_model_backend_error(m, err))) return rc;
+    for (int j = 0; j < n; j++)
+        for (int b = 0; b < B; b++) ids[(size_t)j * B + b] = hist[(size_t)b * S + m->kv.len[b] + j];
+    free(hist);
     for (int b = 0; b < B; b++) m->kv.len[b] += n;
     if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
     return GPT_OK;

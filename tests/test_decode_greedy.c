@@ -3,7 +3,9 @@
  * (gpt_kv_decode_greedy: argmax, position advance and feedback without the
  * host) gives the same ids as decoding one step at a time and taking the
  * argmax of the logits on the host, for a batch of unequal prompts; and it
- * refuses to run past the context.
+ * refuses to run past the context. gpt_kv_prefill_greedy's ids are the host
+ * argmax of gpt_kv_prefill's logits, and decoding continues from its cache
+ * exactly as from gpt_kv_prefill's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,19 @@ int main(void) {
     EXPECT(!memcmp(got, ref, sizeof ref), "ids differ from step-by-step decoding");
     for (int b = 0; b < B; b++)
         EXPECT(gpt_kv_length(m, b) == lens[b] + steps, "row %d length %d", b, gpt_kv_length(m, b));
+    test_end();
+
+    test_begin("gpt_kv_prefill_greedy: the first ids on the device, then the same decoding");
+    int pfirst[3] = {-1, -1, -1};
+    EXPECT(gpt_kv_begin(m, B, 32, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill_greedy(m, prompts, lens, pfirst, &err) == 0, "%s", err.msg);
+    EXPECT(!memcmp(pfirst, first, sizeof first), "prefill ids %d %d %d, want %d %d %d", pfirst[0],
+           pfirst[1], pfirst[2], first[0], first[1], first[2]);
+    for (int b = 0; b < B; b++)
+        EXPECT(gpt_kv_length(m, b) == lens[b], "row %d length %d", b, gpt_kv_length(m, b));
+    memset(got, 0, sizeof got);
+    EXPECT(gpt_kv_decode_greedy(m, pfirst, steps, got, &err) == 0, "%s", err.msg);
+    EXPECT(!memcmp(got, ref, sizeof ref), "ids differ from step-by-step decoding");
     test_end();
 
     test_begin("gpt_kv_decode_greedy refuses to run past the context");

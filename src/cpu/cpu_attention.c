@@ -138,7 +138,7 @@ void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, voi
     /* Store this call's keys and values first: query t attends to them. */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < Tq; t++) {
-            long p = (long)pos0[b] + t;
+            long p = (long)(pos0 ? pos0[b] : 0) + t;
             if (p < 0 || p >= S) continue;
             const float *src = qkv + ((size_t)b * Tq + t) * C3;
             memcpy(kcache + ((size_t)b * S + (size_t)p) * C, src + C, (size_t)C * sizeof(float));
@@ -149,7 +149,7 @@ void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, voi
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < Tq; t++) {
-                long p = (long)pos0[b] + t;
+                long p = (long)(pos0 ? pos0[b] : 0) + t;
                 if (p < 0 || p >= S) continue;
                 size_t head = (size_t)h * HS;
                 attend(out + ((size_t)b * Tq + t) * C + head, qkv + ((size_t)b * Tq + t) * C3 + head,

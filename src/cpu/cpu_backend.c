@@ -162,7 +162,8 @@ static double cpu_timer_elapsed_ms(gpt_backend *be, int from, int to) {
     return 1e3 * (c->timers[to] - c->timers[from]);
 }
 
-static void cpu_argmax(gpt_backend *be, int *out, const void *logits_, int N, int V, int Vp) {
+static void cpu_argmax(gpt_backend *be, int *out, const void *logits_, int N, int V, int Vp,
+                       int *pos, int *hist, int S) {
     const float *logits = logits_;
     for (int i = 0; i < N; i++) {
         const float *r = logits + (size_t)i * Vp;
@@ -176,11 +177,11 @@ static void cpu_argmax(gpt_backend *be, int *out, const void *logits_, int N, in
                 found = 1;
             }
         out[i] = best;
+        if (pos) {
+            if (hist && pos[i] >= 0 && pos[i] < S) hist[(size_t)i * S + pos[i]] = best;
+            pos[i]++;
+        }
     }
-}
-
-static void cpu_add_i32(gpt_backend *be, int *p, int n, int delta) {
-    for (int i = 0; i < n; i++) p[i] += delta;
 }
 
 static void cpu_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) {
@@ -222,7 +223,6 @@ static const gpt_backend_ops cpu_ops = {
     .graph_begin = cpu_graph_begin,
     .graph_end = cpu_graph_end,
     .argmax = cpu_argmax,
-    .add_i32 = cpu_add_i32,
     .copy = cpu_copy,
 };
 

@@ -305,7 +305,7 @@ __global__ void kv_store(T *kc, T *vc, const T *qkv, const int *pos0, int B, int
          i += (size_t)gridDim.x * blockDim.x) {
         size_t row = i / C;
         int c = (int)(i % C), b = (int)(row / Tq), t = (int)(row % Tq);
-        long long p = (long long)pos0[b] + t;
+        long long p = (long long)(pos0 ? pos0[b] : 0) + t;
         if (p < 0 || p >= S) continue;
         size_t dst = ((size_t)b * S + p) * C + c;
         kc[dst] = qkv[row * 3 * C + C + c];
@@ -325,7 +325,7 @@ __global__ void __launch_bounds__(KV_THREADS)
     int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
     int D = C / NH, DP = D + 1;
     int nsub = KV_THREADS / D > 1 ? KV_THREADS / D : 1;
-    long long pl = (long long)pos0[b] + t;
+    long long pl = (long long)(pos0 ? pos0[b] : 0) + t;
     if (pl < 0 || pl >= S) return;
     int p = (int)pl;
     float *qs = sh, *acc = qs + D, *Kc = acc + D, *Vc = Kc + CH * DP, *sc = Vc + CH * D,
@@ -412,7 +412,7 @@ __global__ void __launch_bounds__(KVF_THREADS)
     int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
     int warp = tid >> 5, lane = tid & 31;
     int D = C / NH;
-    long long pl = (long long)pos0[b] + t;
+    long long pl = (long long)(pos0 ? pos0[b] : 0) + t;
     if (pl < 0 || pl >= S) return;
     int p = (int)pl;
     float *qs = sh, *o = qs + D, *part = o + D, *sc = part + KVF_WARPS * D, *red = sc + KVF_CHUNK;
@@ -814,6 +814,14 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
         unsigned cap = (unsigned)c->prop.multiProcessorCount * 16;
         kv_store<T><<<grid < cap ? grid : cap, 256, 0, c->stream>>>(kc, vc, qkv, pos0, B, Tq, S, C);
         if (CUDA_LAUNCHED(be, "attention_kv_forward (store)")) return;
+        /* A prefill from position 0 (pos0 NULL) is causal attention over
+         * qkv itself: the flash kernels, instead of one block per query
+         * reading the cache back (gpt2 at 16 x 64 positions: 12,288 blocks a
+         * layer). */
+        if (!pos0 && Tq <= S) {
+            cuda_attention_forward(be, out, NULL, qkv, B, Tq, C, NH);
+            return;
+        }
     }
     dim3 grid(B * Tq, NH);
     float scale = 1.f / sqrtf((float)D);
@@ -826,7 +834,7 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
     int pdl = Tq == 1; /* decoding: the kernel follows the qkv product directly */
     cudaError_t e = cudaSuccess;
     int lpk = D / V;
-    if (Tq == 1 && !c->kv_old && D % V == 0 && C % V == 0 && (lpk == 4 || lpk == 8 || lpk == 16 ||
+    if (Tq == 1 && pos0 && !c->kv_old && D % V == 0 && C % V == 0 && (lpk == 4 || lpk == 8 || lpk == 16 ||
         lpk == 32) && B <= 65535 && cuda_aligned16(qkv) && cuda_aligned16(kc) && cuda_aligned16(vc)) {
         /* split long caches when the (row, head) blocks are fewer than two
          * per SM; GPT_CUDA_KV_SPLIT=k forces k (tests) */

@@ -467,9 +467,10 @@ static const gpt_backend_ops cuda_ops = {
     cu_graph_begin,
     cu_graph_end,
     cuda_argmax,
-    cuda_add_i32,
     cuda_copy,
     cuda_decode_step,
+    cuda_matmul_ln_forward,
+    cuda_matmul_residual_forward,
 };
 
 static int env_int(const char *name, int dflt) {
@@ -536,6 +537,9 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->sn_max_split = env_int("GPT_CUDA_SN_SPLIT", 1); /* clusters cost more than they give (CUDA_NOTES v7) */
     c->kv_old = env_flag("GPT_CUDA_KV_OLD");
     c->kv_split = env_int("GPT_CUDA_KV_SPLIT", 0);
+    c->no_fold = env_int("GPT_CUDA_NO_FOLD", 0);
+    c->sn_w = env_int("GPT_CUDA_SN_W", 0);
+    if (c->sn_w != 0 && c->sn_w != 4 && c->sn_w != 8 && c->sn_w != 16) c->sn_w = 0;
     c->fused_step = env_flag("GPT_CUDA_FUSED_STEP");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
     c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");

@@ -94,8 +94,12 @@ typedef struct {
      *                       K (default 1 = no clusters: faster on an H100);
      * GPT_CUDA_KV_OLD=1     the previous single-block KV attention;
      * GPT_CUDA_KV_SPLIT=k   exactly k blocks (a cluster) share one query's
-     *                       keys (default 0: chosen from the cache length). */
-    int no_sn, sn_max_split, kv_old, kv_split;
+     *                       keys (default 0: chosen from the cache length);
+ * GPT_CUDA_NO_FOLD=1    matmul_ln_forward and matmul_residual_forward
+ *                       decline (the model issues the separate ops); =2:
+ *                       only the layernorm folds decline;
+ * GPT_CUDA_SN_W=4|8|16  warps per block of the small-N products. */
+    int no_sn, sn_max_split, kv_old, kv_split, no_fold, sn_w;
     void *trace_buf; /* GPT_CUDA_TRACE: the decoding trace (see TRACE below) */
     /* The fused decoding step (decode_step.cu), opt-in with
      * GPT_CUDA_FUSED_STEP=1: on an H100 it is still slower than the step
@@ -284,7 +288,7 @@ enum { CUDA_PDL_MAX_ROWS = 64 };
  * of the step. Each .cu file has its own copy of g_trace, set through its
  * TRACE_SETTER function by the backend (cuda_backend.cu); null = off. */
 enum { TRACE_CAP = 1 << 20 };
-enum { TR_SN = 1, TR_LN = 2, TR_ATTN = 3, TR_ARGMAX = 4, TR_ADD = 5 };
+enum { TR_SN = 1, TR_LN = 2, TR_ATTN = 3, TR_ARGMAX = 4 };
 static __device__ unsigned long long *g_trace = nullptr;
 #define TRACE(tag, phase, extra)                                                                  \
     do {                                                                                          \
@@ -322,8 +326,8 @@ extern "C" {
 int cuda_decode_step(gpt_backend *be, const gpt_decode_desc *d);
 void cuda_decode_trace_report(gpt_backend *be);
 /* decode.cu */
-void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp);
-void cuda_add_i32(gpt_backend *be, int *p, int n, int delta);
+void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp, int *pos,
+                 int *hist, int S);
 void cuda_copy(gpt_backend *be, void *dst, const void *src, size_t bytes);
 
 /* misc.cu */
@@ -360,6 +364,12 @@ size_t cuda_layernorm_scratch(const cudaDeviceProp *prop, int C);
  * launched), else 1. */
 int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
                    const void *bias, int N, int IC, int OC, int gelu);
+/* backend.h's optional folded decoding products (same return rule). */
+int cuda_matmul_ln_forward(gpt_backend *be, void *out, void *pre, const void *x, const void *lnw,
+                           const void *lnb, float eps, const void *w, const void *bias, int N,
+                           int IC, int OC, int gelu);
+int cuda_matmul_residual_forward(gpt_backend *be, void *x, const void *in, const void *w,
+                                 const void *bias, int N, int IC, int OC);
 /* At creation: clusters off if the device refuses a clustered dependent launch. */
 void cuda_decode_probe(gpt_backend *be);
 

@@ -1,7 +1,8 @@
 /*
  * decode.cu - the small ops that let greedy decoding run step after step
- * on the device: argmax over a logits row, advancing positions, and a
- * device-to-device copy (the chosen ids into a history buffer).
+ * on the device: argmax over a logits row (which also records the id in
+ * the history and advances the row's position), and a device-to-device
+ * copy.
  */
 #include "cuda_common.cuh"
 
@@ -15,9 +16,16 @@ __device__ __forceinline__ void warp_argmax(float &bv, int &bi) {
     }
 }
 
-/* Block-wide argmax of each thread's (bv, bi); thread 0 writes out[blockIdx.x]
- * (0 when no thread saw a value, e.g. a row of NaN). */
-__device__ __forceinline__ void block_argmax_store(int *out, float bv, int bi) {
+/* Where argmax puts its answers (backend.h): out, and with pos the history
+ * slot at the row's position and the position advanced. */
+struct argmax_dst {
+    int *out, *pos, *hist;
+    int S;
+};
+
+/* Block-wide argmax of each thread's (bv, bi); thread 0 stores row
+ * blockIdx.x's (0 when no thread saw a value, e.g. a row of NaN). */
+__device__ __forceinline__ void block_argmax_store(const argmax_dst &d, float bv, int bi) {
     __shared__ float sv[32];
     __shared__ int si[32];
     warp_argmax(bv, bi);
@@ -28,13 +36,21 @@ __device__ __forceinline__ void block_argmax_store(int *out, float bv, int bi) {
         bv = lane < nw ? sv[lane] : -INFINITY;
         bi = lane < nw ? si[lane] : -1;
         warp_argmax(bv, bi);
-        if (lane == 0) out[blockIdx.x] = bi < 0 ? 0 : bi;
+        if (lane == 0) {
+            int r = blockIdx.x, id = bi < 0 ? 0 : bi;
+            d.out[r] = id;
+            if (d.pos) {
+                int p = d.pos[r];
+                if (d.hist && p >= 0 && p < d.S) d.hist[(size_t)r * d.S + p] = id;
+                d.pos[r] = p + 1;
+            }
+        }
     }
 }
 
 /* One block per row: each thread scans a strided share, then the block
  * reduces (value, index) pairs, keeping the lowest index on ties. */
-template <typename T> __global__ void argmax_kernel(int *out, const T *logits, int V, int Vp) {
+template <typename T> __global__ void argmax_kernel(argmax_dst out, const T *logits, int V, int Vp) {
     const T *row = logits + (size_t)blockIdx.x * Vp;
     float bv = -INFINITY;
     int bi = -1;
@@ -49,7 +65,7 @@ template <typename T> __global__ void argmax_kernel(int *out, const T *logits, i
  * vectors per thread in flight at once, so that a 50K-entry row costs two
  * rounds of loads instead of 50 dependent ones. */
 template <typename T, int VEC>
-__global__ void __launch_bounds__(1024) argmax_vec(int *out, const T *logits, int V, int Vp) {
+__global__ void __launch_bounds__(1024) argmax_vec(argmax_dst out, const T *logits, int V, int Vp) {
     constexpr int R = 4;
     TRACE(TR_ARGMAX, 0, 0);
     pdl_wait_and_release();
@@ -79,12 +95,15 @@ __global__ void __launch_bounds__(1024) argmax_vec(int *out, const T *logits, in
 
 TRACE_SETTER(cuda_trace_set_decode)
 
-extern "C" void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp) {
+extern "C" void cuda_argmax(gpt_backend *be, int *out_, const void *logits, int N, int V, int Vp,
+                            int *pos, int *hist, int S) {
     CUDA_SKIP_IF_FAILED(be);
-    if (N <= 0 || V <= 0 || V > Vp) {
-        if (N > 0) gpt_backend_fail(be, GPT_ERR_RUNTIME, "argmax: bad shape N=%d V=%d Vp=%d", N, V, Vp);
+    if (N <= 0 || V <= 0 || V > Vp || (hist && S < 1)) {
+        if (N > 0)
+            gpt_backend_fail(be, GPT_ERR_RUNTIME, "argmax: bad shape N=%d V=%d Vp=%d S=%d", N, V, Vp, S);
         return;
     }
+    argmax_dst out = {out_, pos, hist, S};
     cudaStream_t s = cuda_ctx_of(be)->stream;
     cudaError_t e = cudaSuccess;
     int pdl = N <= CUDA_PDL_MAX_ROWS; /* decoding: follows the head's product */
@@ -97,22 +116,6 @@ extern "C" void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N
     else
         argmax_kernel<<<N, 1024, 0, s>>>(out, (const float *)logits, V, Vp);
     if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "argmax");
-}
-
-__global__ void add_i32_kernel(int *p, int n, int delta) {
-    TRACE(TR_ADD, 0, 0);
-    pdl_wait_and_release();
-    TRACE(TR_ADD, 1, 0);
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) p[i] += delta;
-}
-
-extern "C" void cuda_add_i32(gpt_backend *be, int *p, int n, int delta) {
-    CUDA_SKIP_IF_FAILED(be);
-    if (n <= 0) return;
-    cudaError_t e = launch_k(cuda_ctx_of(be)->stream, n <= 4096, add_i32_kernel, dim3(cuda_cdiv(n, 256)),
-                             dim3(256), 0, p, n, delta);
-    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "add_i32");
 }
 
 extern "C" void cuda_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) {

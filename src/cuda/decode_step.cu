@@ -87,6 +87,7 @@ struct dk_args {
     long long lnf_w, lnf_b, wte, wpe;
     bf16 *kc, *vc;  /* (L, B, S, C) */
     int *tok, *pos; /* (B) */
+    int *hist;      /* (B, S) or NULL */
     bf16 *logits;   /* (B, Vp) */
     bf16 *x, *q, *h; /* workspace: residual (B, C), queries (B, C), MLP hidden (B, F) */
     float *attp;     /* (B, NH, ns, D + 2): o, max, sum of each key split */
@@ -829,8 +830,10 @@ __global__ void __launch_bounds__(DK_THREADS, 1) dk_kernel(const __grid_constant
                 dk_better(bv, bi, ov, oi);
             }
             if (lane == 0) {
-                a.tok[n] = bi < 0 ? 0 : bi;
-                a.pos[n] += 1;
+                int id = bi < 0 ? 0 : bi, p = a.pos[n];
+                a.tok[n] = id;
+                if (a.hist && p >= 0 && p < a.S) a.hist[(size_t)n * a.S + p] = id;
+                a.pos[n] = p + 1;
             }
         }
     }
@@ -916,7 +919,7 @@ static int dk_launch(gpt_backend *be, const gpt_decode_desc *d) {
     a.lnf_w = (long long)d->lnf_w, a.lnf_b = (long long)d->lnf_b;
     a.wte = (long long)d->wte, a.wpe = (long long)d->wpe;
     a.kc = (bf16 *)d->kc, a.vc = (bf16 *)d->vc;
-    a.tok = d->tok, a.pos = d->pos, a.logits = (bf16 *)d->logits;
+    a.tok = d->tok, a.pos = d->pos, a.hist = d->hist, a.logits = (bf16 *)d->logits;
     char *w = (char *)c->dk_ws;
     a.bar = (unsigned long long *)w;
     a.period = (unsigned long long)(5 * d->L + 1) * G; /* barriers per step x blocks */

@@ -44,7 +44,7 @@
 
 namespace cg = cooperative_groups;
 
-enum { SN_MAXN = 16, SN_MAXSPLIT = 8 };
+enum { SN_MAXN = 16, SN_MAXSPLIT = 8, SN_LN_MAXK = 1024 };
 
 /* 16 bytes of weights, read once per step: not kept in L1. */
 __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
@@ -59,28 +59,159 @@ __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
  * after griddepcontrol.wait. */
 __device__ __forceinline__ uint4 ld_act(const bf16 *p) { return *reinterpret_cast<const uint4 *>(p); }
 
+/* What the layernorm and residual modes add (backend.h's matmul_ln_forward
+ * and matmul_residual_forward, for decoding):
+ *
+ *   SN_LN: out = layernorm(in) * lnw + lnb, then the product. With one
+ *   round of loads (the launcher's choice of warps), a block holds all of
+ *   its N input rows, every k, in its lanes' B fragments anyway: each row's
+ *   sum and sum of squares are reduced from those registers (two shuffles,
+ *   then the warps through shared memory: one barrier), and the fragments
+ *   are normalised in place before the first mma. lnw and lnb go to shared
+ *   memory before the wait. This removes the layernorm kernel and one round
+ *   trip of its output through L2 from the step's chain.
+ *
+ *   One pass, var = E[x^2] - mean^2 in fp32, instead of layernorm_forward's
+ *   two: a second barrier costs ~0.2 us a product on the step's critical
+ *   path. The cancellation loses about log2(1 + mean^2 / var) of fp32's 24
+ *   bits: under bf16's 8 unless a row's mean is ~2^7 standard deviations
+ *   from 0, which a residual stream is not (its large features make the
+ *   variance large, not the mean).
+ *
+ *   Registers: the first build held 188 a thread (the compiler kept every
+ *   fragment unpacked to floats across the barrier): one 8-warp block an
+ *   SM, and the qkv product (144 blocks) ran in two waves - 8.9 us against
+ *   5.1 unfolded at batch 16 (H100). lnw and lnb in shared memory, the
+ *   fragments re-unpacked after the barrier (opaque) and launch bounds of
+ *   512 threads an SM give 128, two blocks an SM.
+ *
+ *   SN_RES: out += the product (out is the residual stream, read before the
+ *   wait: backend.h's rule that it is not the output of the op just
+ *   before), rounded once, where the separate residual add rounded the
+ *   product to bf16 first. */
+enum { SN_PLAIN = 0, SN_LN = 1, SN_RES = 2 };
+
+struct sn_args {
+    bf16 *out, *pre;
+    const bf16 *in, *w, *bias, *lnw, *lnb;
+    float eps;
+    int N, IC, OC, gelu;
+};
+
+__device__ __forceinline__ void unpack8(uint4 v, float f[8]) {
+    const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 q = __bfloat1622float2(p[i]);
+        f[2 * i] = q.x, f[2 * i + 1] = q.y;
+    }
+}
+
+/* The same vector, as far as the compiler can tell a new one: it then
+ * unpacks it again where it is used instead of keeping 8 floats of every
+ * vector live from an earlier unpack (the layernorm mode: 188 -> registers). */
+__device__ __forceinline__ uint4 opaque(uint4 v) {
+    asm volatile("" : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w));
+    return v;
+}
+
+__device__ __forceinline__ uint4 pack8(const float f[8]) {
+    uint4 v;
+    __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; i++) p[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+    return v;
+}
+
+/* Sum over the 4 lanes (t = 0..3) that share a row, then over the warps in
+ * warp order (deterministic); every lane gets its rows' totals. */
+template <int NT, int SN_WARPS>
+__device__ __forceinline__ void sn_row_sums(float v[NT], float (*st)[16], int warp, int g, int t) {
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        v[i] += __shfl_xor_sync(0xffffffffu, v[i], 1);
+        v[i] += __shfl_xor_sync(0xffffffffu, v[i], 2);
+        if (t == 0) st[warp][g + 8 * i] = v[i];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < SN_WARPS; k++) s += st[k][g + 8 * i];
+        v[i] = s;
+    }
+}
+
+template <int NT, int SN_WARPS>
+__device__ __forceinline__ void sn_row_sums2(float v[NT], float q[NT], float (*st)[16], float (*st2)[16], int warp, int g, int t) {
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        v[i] += __shfl_xor_sync(0xffffffffu, v[i], 1);
+        v[i] += __shfl_xor_sync(0xffffffffu, v[i], 2);
+        q[i] += __shfl_xor_sync(0xffffffffu, q[i], 1);
+        q[i] += __shfl_xor_sync(0xffffffffu, q[i], 2);
+        if (t == 0) st[warp][g + 8 * i] = v[i], st2[warp][g + 8 * i] = q[i];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        float s = 0.f, s2 = 0.f;
+#pragma unroll
+        for (int k = 0; k < SN_WARPS; k++) s += st[k][g + 8 * i], s2 += st2[k][g + 8 * i];
+        v[i] = s, q[i] = s2;
+    }
+}
+
 /* NT tiles of 8 batch rows (N <= 8 * NT), U k blocks per warp per round,
- * SN_WARPS warps. Grid (ceil(OC / 16), splits); a cluster of (1, splits, 1)
- * when splits > 1. */
-template <int NT, int U, int SN_WARPS>
-__global__ void __launch_bounds__(SN_WARPS * 32)
-    sn_kernel(bf16 *out, bf16 *pre, const bf16 *in, const bf16 *w, const bf16 *bias, int N, int IC,
-              int OC, int gelu) {
+ * SN_WARPS warps, MODE as above (SN_LN: one round, no split). Grid
+ * (ceil(OC / 16), splits); a cluster of (1, splits, 1) when splits > 1. */
+template <int NT, int U, int SN_WARPS, int MODE>
+__global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS * 32) : 1) sn_kernel(sn_args a) {
     constexpr int SN_THREADS = SN_WARPS * 32;
-    constexpr int E = NT * 8 * 16; /* elements of the block's output tile */
+    constexpr int E = NT * 8 * 16;                           /* elements of the block's output tile */
+    constexpr int R = (E + SN_THREADS - 1) / SN_THREADS;     /* of them per thread in the epilogue */
     __shared__ float red[SN_WARPS][E];
     __shared__ float part[E];
+    __shared__ float st[MODE == SN_LN ? 2 : 1][SN_WARPS][16];
+    /* lnw then lnb (SN_LN), read after the statistics' barrier */
+    __shared__ __align__(16) bf16 lnp[MODE == SN_LN ? 2 * SN_LN_MAXK : 8];
+    const int N = a.N, IC = a.IC, OC = a.OC;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int m0 = blockIdx.x * 16, ns = gridDim.y;
     const int KB = IC >> 5, per = (KB + ns - 1) / ns;
     const int kb0 = blockIdx.y * per, kb1 = min(KB, kb0 + per);
     /* rows past OC read row OC-1 (valid memory); their results are dropped */
-    const bf16 *w0 = w + (size_t)min(m0 + g, OC - 1) * IC + 8 * t;
-    const bf16 *w1 = w + (size_t)min(m0 + g + 8, OC - 1) * IC + 8 * t;
+    const bf16 *w0 = a.w + (size_t)min(m0 + g, OC - 1) * IC + 8 * t;
+    const bf16 *w1 = a.w + (size_t)min(m0 + g + 8, OC - 1) * IC + 8 * t;
     const uint4 z = make_uint4(0u, 0u, 0u, 0u);
     uint4 wa[U], wb[U];
+    float rv[MODE == SN_RES ? R : 1];
     int kb = kb0 + warp;
     TRACE(TR_SN, 0, OC);
+    /* parameters and the residual come from before the kernel this follows */
+    if constexpr (MODE == SN_LN) {
+        /* asynchronous copies: a plain load stored to shared memory would
+         * hold the thread here until it arrives, after the kernel before
+         * may have finished (blocks that become resident late) */
+        for (int i = threadIdx.x; i < IC / 8; i += SN_THREADS) {
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(lnp + 8 * i)),
+                         "l"(a.lnw + 8 * i)
+                         : "memory");
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+                             smem_u32(lnp + SN_LN_MAXK + 8 * i)),
+                         "l"(a.lnb + 8 * i)
+                         : "memory");
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    if (MODE == SN_RES) {
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            int e = threadIdx.x + j * SN_THREADS, n = e >> 4, o = m0 + (e & 15);
+            rv[MODE == SN_RES ? j : 0] = e < E && n < N && o < OC ? to_f(a.out[(size_t)n * OC + o]) : 0.f;
+        }
+    }
     pdl_wait_and_release();
     TRACE(TR_SN, 1, OC);
 #pragma unroll
@@ -90,8 +221,8 @@ __global__ void __launch_bounds__(SN_WARPS * 32)
         if (k < kb1) wa[u] = ld_weights(w0 + (size_t)k * 32), wb[u] = ld_weights(w1 + (size_t)k * 32);
     }
     const bool h0 = g < N, h1 = NT == 2 && g + 8 < N; /* batch rows g, g+8 exist */
-    const bf16 *x0 = in + (size_t)(h0 ? g : 0) * IC + 8 * t;
-    const bf16 *x1 = in + (size_t)(h1 ? g + 8 : 0) * IC + 8 * t;
+    const bf16 *x0 = a.in + (size_t)(h0 ? g : 0) * IC + 8 * t;
+    const bf16 *x1 = a.in + (size_t)(h1 ? g + 8 : 0) * IC + 8 * t;
     float acc[NT][4];
 #pragma unroll
     for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
@@ -103,6 +234,46 @@ __global__ void __launch_bounds__(SN_WARPS * 32)
             bool kin = k < kb1;
             xf[u][0] = kin && h0 ? ld_act(x0 + (size_t)k * 32) : z;
             if (NT == 2) xf[u][NT - 1] = kin && h1 ? ld_act(x1 + (size_t)k * 32) : z;
+        }
+        if (MODE == SN_LN) {
+            /* The only round (every thread gets here once, so the barriers
+             * are uniform): layernorm the fragments in place. */
+            float v[NT], q[NT], mean[NT], rs[NT];
+#pragma unroll
+            for (int i = 0; i < NT; i++) v[i] = q[i] = 0.f;
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (kb + u * SN_WARPS < kb1)
+#pragma unroll
+                    for (int i = 0; i < NT; i++) {
+                        float f[8];
+                        unpack8(xf[u][i], f);
+#pragma unroll
+                        for (int e = 0; e < 8; e++) v[i] += f[e], q[i] += f[e] * f[e];
+                    }
+            asm volatile("cp.async.wait_all;" ::: "memory"); /* lnw, lnb: visible after the barrier below */
+            sn_row_sums2<NT, SN_WARPS>(v, q, st[0], st[MODE == SN_LN ? 1 : 0], warp, g, t);
+#pragma unroll
+            for (int i = 0; i < NT; i++) {
+                mean[i] = v[i] / IC;
+                rs[i] = rsqrtf(fmaxf(q[i] / IC - mean[i] * mean[i], 0.f) + a.eps);
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (kb + u * SN_WARPS < kb1) {
+                    float gf[8], bf[8];
+                    const uint4 *lp = reinterpret_cast<const uint4 *>(lnp) + (kb + u * SN_WARPS) * 4 + t;
+                    unpack8(lp[0], gf);
+                    unpack8(lp[SN_LN_MAXK / 8], bf);
+#pragma unroll
+                    for (int i = 0; i < NT; i++) {
+                        float f[8];
+                        unpack8(opaque(xf[u][i]), f);
+#pragma unroll
+                        for (int e = 0; e < 8; e++) f[e] = (f[e] - mean[i]) * rs[i] * gf[e] + bf[e];
+                        xf[u][i] = pack8(f);
+                    }
+                }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -148,18 +319,22 @@ __global__ void __launch_bounds__(SN_WARPS * 32)
         __syncthreads();
     }
     if (mine) {
-        for (int e = threadIdx.x; e < E; e += SN_THREADS) {
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            int e = threadIdx.x + j * SN_THREADS;
+            if (e >= E) break;
             float s = part[e];
             for (int r = 1; r < ns; r++) s += cl.map_shared_rank(part, r)[e];
             int n = e >> 4, o = m0 + (e & 15);
             if (n < N && o < OC) {
-                float y = s + (bias ? to_f(bias[o]) : 0.f);
+                float y = s + (a.bias ? to_f(a.bias[o]) : 0.f);
                 size_t at = (size_t)n * OC + o;
-                if (gelu) {
-                    if (pre) pre[at] = __float2bfloat16(y);
-                    out[at] = __float2bfloat16(gelu_f(y));
+                if (MODE == SN_RES) y += rv[MODE == SN_RES ? j : 0];
+                if (a.gelu) {
+                    if (a.pre) a.pre[at] = __float2bfloat16(y);
+                    a.out[at] = __float2bfloat16(gelu_f(y));
                 } else {
-                    out[at] = __float2bfloat16(y);
+                    a.out[at] = __float2bfloat16(y);
                 }
             }
         }
@@ -169,21 +344,40 @@ __global__ void __launch_bounds__(SN_WARPS * 32)
 
 TRACE_SETTER(cuda_trace_set_gemv)
 
-template <int NT, int U, int W>
-static cudaError_t sn_launch_u(const cudaLaunchConfig_t *cfg, bf16 *out, bf16 *pre, const bf16 *in,
-                               const bf16 *w, const bf16 *bias, int N, int IC, int OC, int gelu) {
-    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, W>, out, pre, in, w, bias, N, IC, OC, gelu);
+template <int MODE, int NT, int U>
+static cudaError_t sn_go_w(const cudaLaunchConfig_t *cfg, const sn_args &a, int W) {
+    if constexpr (MODE != SN_LN)
+        if (W == 16) return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, 16, MODE>, a);
+    if (W == 8) return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, 8, MODE>, a);
+    return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, 4, MODE>, a);
 }
 
-extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
-                              const void *bias, int N, int IC, int OC, int gelu) {
+template <int MODE>
+static cudaError_t sn_go(const cudaLaunchConfig_t *cfg, const sn_args &a, int NT, int U, int W) {
+    if constexpr (MODE != SN_LN) {
+        if (U == 8) return NT == 1 ? sn_go_w<MODE, 1, 8>(cfg, a, W) : sn_go_w<MODE, 2, 8>(cfg, a, W);
+    }
+    return NT == 1 ? sn_go_w<MODE, 1, 4>(cfg, a, W) : sn_go_w<MODE, 2, 4>(cfg, a, W);
+}
+
+/* The three entry points share this launcher. */
+static int sn_issue(gpt_backend *be, int mode, const sn_args &a) {
     cuda_ctx *c = cuda_ctx_of(be);
+    const int N = a.N, IC = a.IC, OC = a.OC;
     if (!cuda_bf16(be) || c->no_sn || N < 1 || N > SN_MAXN || IC < 32 || IC % 32 || OC < 1 ||
-        !cuda_aligned16(in) || !cuda_aligned16(w))
+        !cuda_aligned16(a.in) || !cuda_aligned16(a.w))
         return 0;
-    if (be->err.code) return 1;
+    if (mode != SN_PLAIN && c->no_fold == 1) return 0;
+    if (mode == SN_LN && !(cuda_aligned16(a.lnw) && cuda_aligned16(a.lnb))) return 0;
     int mt = (int)cuda_cdiv((size_t)OC, 16), KB = IC / 32, ns = 1;
-    if (c->sn_max_split > 1) {
+    /* The layernorm's per-block work (lnw and lnb to shared memory, the
+     * statistics, a barrier) is repeated by every block: worth one
+     * kernel's launch only while the tiles fit about one wave. gpt2's head
+     * (3,144 tiles, ~24 waves) folded: 46.7 vs 28 + 2.5 us at batch 1, 56
+     * vs 37 + 2.8 at batch 16 (H100). GPT_CUDA_NO_FOLD=2 declines every
+     * layernorm fold. */
+    if (mode == SN_LN && (c->no_fold == 2 || mt > 4 * c->prop.multiProcessorCount)) return 0;
+    if (c->sn_max_split > 1 && mode != SN_LN) {
         /* enough blocks for two per SM, each warp with a k block at least */
         ns = (int)cuda_cdiv((size_t)2 * c->prop.multiProcessorCount, (size_t)mt);
         if (ns > c->sn_max_split) ns = c->sn_max_split;
@@ -197,9 +391,23 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
      * loads (8 blocks of 32) where K is long (fc2: 96 blocks, 16 warps).
      * Splitting only the few-tile products (fc2, proj: 48 tiles) over a
      * cluster of 2-4 as well was slower (H100: 375 -> 379-400 us a batch-16
-     * step). */
-    int W = per > 64 ? 16 : per > 32 ? 8 : 4;
-    int rounds = (per + W - 1) / W;
+     * step). The layernorm mode needs every k block of the row in one round
+     * of at most 4 a warp (registers: the fragments, the weights, lnw, lnb)
+     * and at most 8 warps (16 would cap a thread at 128 registers and
+     * spill): K <= 1024, i.e. up to gpt2-medium's width; wider models
+     * decline. GPT_CUDA_SN_W=4|8|16 forces the warps (comparisons). */
+    int W, U;
+    if (mode == SN_LN) {
+        W = per <= 16 ? 4 : per <= 32 ? 8 : 0;
+        if (W && c->sn_w >= W && c->sn_w <= 8) W = c->sn_w;
+        if (!W) return 0;
+        U = 4;
+    } else {
+        W = per > 64 ? 16 : per > 32 ? 8 : 4;
+        if (c->sn_w) W = c->sn_w;
+        U = (per + W - 1) / W > 4 ? 8 : 4;
+    }
+    if (be->err.code) return 1;
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute at[2];
     memset(&cfg, 0, sizeof cfg);
@@ -218,20 +426,55 @@ extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void 
         cfg.numAttrs = 2;
     }
     cfg.attrs = at;
-    bf16 *o = (bf16 *)out, *p = gelu ? (bf16 *)pre : NULL;
-    const bf16 *x = (const bf16 *)in, *wt = (const bf16 *)w, *bi = (const bf16 *)bias;
-    cudaError_t e;
-#define SN_W(NT, U)                                                                         \
-    (W == 16   ? sn_launch_u<NT, U, 16>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)               \
-     : W == 8 ? sn_launch_u<NT, U, 8>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu)                \
-              : sn_launch_u<NT, U, 4>(&cfg, o, p, x, wt, bi, N, IC, OC, gelu))
-    if (N <= 8)
-        e = rounds > 4 ? SN_W(1, 8) : SN_W(1, 4);
-    else
-        e = rounds > 4 ? SN_W(2, 8) : SN_W(2, 4);
-#undef SN_W
-    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "matmul (small N, tensor cores)");
+    int NT = N <= 8 ? 1 : 2;
+    cudaError_t e = mode == SN_LN    ? sn_go<SN_LN>(&cfg, a, NT, U, W)
+                    : mode == SN_RES ? sn_go<SN_RES>(&cfg, a, NT, U, W)
+                                     : sn_go<SN_PLAIN>(&cfg, a, NT, U, W);
+    if (!CUDA_CHECK(be, e))
+        CUDA_LAUNCHED(be, mode == SN_LN    ? "matmul_ln_forward (small N)"
+                          : mode == SN_RES ? "matmul_residual_forward (small N)"
+                                           : "matmul (small N, tensor cores)");
     return 1;
+}
+
+static sn_args sn_make(void *out, void *pre, const void *in, const void *w, const void *bias,
+                       int N, int IC, int OC, int gelu) {
+    sn_args a;
+    memset(&a, 0, sizeof a);
+    a.out = (bf16 *)out, a.pre = gelu ? (bf16 *)pre : NULL;
+    a.in = (const bf16 *)in, a.w = (const bf16 *)w, a.bias = (const bf16 *)bias;
+    a.N = N, a.IC = IC, a.OC = OC, a.gelu = gelu;
+    return a;
+}
+
+extern "C" int cuda_sn_matmul(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
+                              const void *bias, int N, int IC, int OC, int gelu) {
+    return sn_issue(be, SN_PLAIN, sn_make(out, pre, in, w, bias, N, IC, OC, gelu));
+}
+
+static int fold_shape_ok(gpt_backend *be, const char *op, int N, int IC, int OC) {
+    if (N < 1 || IC < 1 || OC < 1) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda %s: bad shape N=%d IC=%d OC=%d", op, N, IC, OC);
+        return 0;
+    }
+    return 1;
+}
+
+extern "C" int cuda_matmul_ln_forward(gpt_backend *be, void *out, void *pre, const void *x,
+                                      const void *lnw, const void *lnb, float eps, const void *w,
+                                      const void *bias, int N, int IC, int OC, int gelu) {
+    if (be->err.code) return 1; /* nothing more runs after a failure; the caller issues nothing either */
+    if (!fold_shape_ok(be, "matmul_ln_forward", N, IC, OC)) return 1;
+    sn_args a = sn_make(out, pre, x, w, bias, N, IC, OC, gelu);
+    a.lnw = (const bf16 *)lnw, a.lnb = (const bf16 *)lnb, a.eps = eps;
+    return sn_issue(be, SN_LN, a);
+}
+
+extern "C" int cuda_matmul_residual_forward(gpt_backend *be, void *x, const void *in, const void *w,
+                                            const void *bias, int N, int IC, int OC) {
+    if (be->err.code) return 1;
+    if (!fold_shape_ok(be, "matmul_residual_forward", N, IC, OC)) return 1;
+    return sn_issue(be, SN_RES, sn_make(x, NULL, in, w, bias, N, IC, OC, 0));
 }
 
 /* Checks once, at creation, that this device and driver take a cluster
@@ -263,8 +506,7 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
         cfg.attrs = at;
         cfg.numAttrs = 2;
         bf16 *w = buf, *in = buf + (size_t)OC * IC, *out = in + IC;
-        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4, 4>, out, (bf16 *)NULL, (const bf16 *)in,
-                               (const bf16 *)w, (const bf16 *)NULL, 1, (int)IC, (int)OC, 0);
+        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4, 4, SN_PLAIN>, sn_make(out, NULL, in, w, NULL, 1, IC, OC, 0));
         if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     }
     if (e != cudaSuccess) {

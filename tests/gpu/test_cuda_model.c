@@ -332,27 +332,30 @@ static void check_greedy(const shape *s, int precision) {
     gpt_model_free(gpu);
 }
 
-/* The fused decoding step (one persistent kernel, decode_step.cu) against
- * the same step issued op by op (the default), on two models
- * with the same parameters: logits of the prefill and of every decoding
- * step, and the greedy ids the fused step feeds back. The fused model runs
- * with GPT_CUDA_REQUIRE_FUSED_STEP=1, so a fused step that declined the
- * shapes fails the test instead of passing through the op-by-op path.
+/* A variant of the bf16 decoding step against the default one, on two
+ * models with the same parameters: logits of the prefill and of every
+ * decoding step, and the greedy ids the variant feeds back. The variant is
+ * chosen by setting the environment variables in env (NULL-terminated) to
+ * 1 while its model is made:
+ * - the fused step (one persistent kernel, decode_step.cu), with
+ *   GPT_CUDA_REQUIRE_FUSED_STEP=1 so that a fused step that declined the
+ *   shapes fails the test instead of passing through the op-by-op path;
+ * - the step without the folded products (GPT_CUDA_NO_FOLD: a separate
+ *   layernorm before qkv, fc and the head, a separate residual add after
+ *   proj and fc2).
  * Both paths round every op's output to bf16 but sum in different orders,
  * so an activation may differ by one bf16 step (2^-8 relative) here and
  * there; through L layers that stays well under the 1e-2 relative L2 used
  * for bf16 logits elsewhere in this file. */
-static void check_fused(const shape *s, int B) {
+static void check_variant(const shape *s, int B, const char *what, const char *const *env) {
     gpt_error err;
-    test_begin("%s, batch %d: fused bf16 decoding step matches the op-by-op step", s->name, B);
+    test_begin("%s, batch %d: %s matches the default bf16 decoding step", s->name, B, what);
     enum { CTX = 40, STEPS = 9 };
     gpt_model *ops = make(s, "cuda", GPT_PREC_BF16, &err);
     EXPECT(ops != NULL, "%s", err.msg);
-    setenv("GPT_CUDA_FUSED_STEP", "1", 1);
-    setenv("GPT_CUDA_REQUIRE_FUSED_STEP", "1", 1);
+    for (int i = 0; env[i]; i++) setenv(env[i], "1", 1);
     gpt_model *fused = ops ? make(s, "cuda", GPT_PREC_BF16, &err) : NULL;
-    unsetenv("GPT_CUDA_REQUIRE_FUSED_STEP");
-    unsetenv("GPT_CUDA_FUSED_STEP");
+    for (int i = 0; env[i]; i++) unsetenv(env[i]);
     EXPECT(fused != NULL, "%s", err.msg);
     if (!ops || !fused) {
         gpt_model_free(ops), gpt_model_free(fused);
@@ -372,12 +375,12 @@ static void check_fused(const shape *s, int B) {
     /* the same tokens into both, each step's logits compared */
     for (int k = 0; k < STEPS && !test_case_failed_; k++) {
         EXPECT(gpt_kv_decode(ops, cur, la, &err) == 0, "%s", err.msg);
-        EXPECT(gpt_kv_decode(fused, cur, lb, &err) == 0, "fused: %s", err.msg);
+        EXPECT(gpt_kv_decode(fused, cur, lb, &err) == 0, "%s: %s", what, err.msg);
         double e = test_rel_l2(lb, la, (size_t)B * V);
         EXPECT(e <= 1e-2, "step %d: logits rel L2 %.3g", k, e);
         for (int b = 0; b < B; b++) cur[b] = host_argmax(la + (size_t)b * V, V);
     }
-    /* greedy on the device through the fused step: the ids are the host
+    /* greedy on the device through the variant: the ids are the host
      * argmax of the logits the same step produces */
     if (!test_case_failed_) {
         int *first = malloc((size_t)B * sizeof(int));
@@ -423,10 +426,19 @@ int main(void) {
     static const shape fshapes[] = {{"fused (C=96, 3 heads of 32, V=1000)", 1000, 64, 3, 3, 96},
                                     {"fused (C=320, 5 heads of 64, V=1003)", 1003, 64, 3, 5, 320},
                                     {"fused (C=256, 2 heads of 128, V=1000)", 1000, 64, 2, 2, 256}};
+    static const char *const fused_env[] = {"GPT_CUDA_FUSED_STEP", "GPT_CUDA_REQUIRE_FUSED_STEP", NULL};
+    static const char *const nofold_env[] = {"GPT_CUDA_NO_FOLD", NULL};
     for (int i = 0; i < 3; i++) {
-        check_fused(&fshapes[i], 3);
-        check_fused(&fshapes[i], 16);
+        check_variant(&fshapes[i], 3, "the fused step", fused_env);
+        check_variant(&fshapes[i], 16, "the fused step", fused_env);
     }
-    check_fused(&fshapes[1], 1);
+    check_variant(&fshapes[1], 1, "the fused step", fused_env);
+    /* the folded products (the default) against the separate ops: one and
+     * two 8-row batch tiles, C = 96 (3 k blocks, fewer than the 4 warps),
+     * 320 and 256 */
+    for (int i = 0; i < 3; i++) {
+        check_variant(&fshapes[i], 1, "the unfolded step", nofold_env);
+        check_variant(&fshapes[i], 16, "the unfolded step", nofold_env);
+    }
     return test_summary();
 }

@@ -264,12 +264,99 @@ static void t_matmul(int N, int IC, int OC, int has_bias, int gelu, int with_pre
 
 /* ------------------------------------------------------------ decoding */
 
+/* The folded decoding products (backend.h's matmul_ln_forward and
+ * matmul_residual_forward) against the CPU's separate ops: layernorm then
+ * matmul, or matmul then the residual add. The device takes them in bf16
+ * for N <= 16 and K a multiple of 32 (and K <= 1024 with the layernorm);
+ * where it declines it must issue nothing: the output keeps its contents.
+ * ln = 1: out = matmul(layernorm(x)); 0: out += matmul(x). */
+static void t_fold(int ln, int N, int IC, int OC, int gelu) {
+    test_begin("%s: matmul_%s_forward N=%d IC=%d OC=%d gelu=%d", K->name, ln ? "ln" : "residual", N,
+               IC, OC, gelu);
+    const gpt_backend_ops *o = K->be->ops;
+    EXPECT(o->matmul_ln_forward && o->matmul_residual_forward, "the CUDA backend has both ops");
+    if (test_case_failed_) {
+        test_end();
+        return;
+    }
+    int want = bf16() && N <= 16 && IC % 32 == 0 && (!ln || IC <= 1024);
+    int CM = IC > OC ? IC : OC;
+    float *x = rnd((size_t)N * IC, 1.f, GPT_CLS_ACT);
+    for (size_t i = 0; i < (size_t)N * IC; i += 7) x[i] += 3.f; /* an offset mean */
+    for (int k = 0; k < IC; k++) x[k] = round_bf16(x[k] + 8.f); /* row 0: mean ~8 std (one pass) */
+    float *lnw = rnd((size_t)CM, 1.f, GPT_CLS_PARAM), *lnb = rnd((size_t)CM, 1.f, GPT_CLS_PARAM);
+    float *w = rnd((size_t)OC * IC, 1.f / sqrtf((float)IC), GPT_CLS_PARAM);
+    float *bias = rnd((size_t)OC, 1.f, GPT_CLS_PARAM), *res = rnd((size_t)N * OC, 1.f, GPT_CLS_ACT);
+    float *nan = filled((size_t)N * CM, NAN);
+    BUF(dx); BUF(dlnw); BUF(dlnb); BUF(dw); BUF(dbias); BUF(out); BUF(pre); BUF(tmp);
+    PUT(dx, x, (size_t)N * IC, GPT_CLS_ACT);
+    PUT(dlnw, lnw, (size_t)CM, GPT_CLS_PARAM);
+    PUT(dlnb, lnb, (size_t)CM, GPT_CLS_PARAM);
+    PUT(dw, w, (size_t)OC * IC, GPT_CLS_PARAM);
+    PUT(dbias, bias, (size_t)OC, GPT_CLS_PARAM);
+    PUT(out, ln ? nan : res, (size_t)N * OC, GPT_CLS_ACT);
+    PUT(pre, nan, (size_t)N * OC, GPT_CLS_ACT);
+    PUT(tmp, nan, (size_t)N * CM, GPT_CLS_ACT);
+    int took;
+    if (ln) {
+        took = o->matmul_ln_forward(K->be, out[0], gelu ? pre[0] : NULL, dx[0], dlnw[0], dlnb[0],
+                                    1e-5f, dw[0], dbias[0], N, IC, OC, gelu);
+        ref->ops->layernorm_forward(ref, tmp[1], NULL, NULL, dx[1], dlnw[1], dlnb[1], N, IC, 1e-5f);
+        ref->ops->matmul_forward(ref, out[1], gelu ? pre[1] : NULL, tmp[1], dw[1], dbias[1], N, IC,
+                                 OC, gelu);
+    } else {
+        took = o->matmul_residual_forward(K->be, out[0], dx[0], dw[0], dbias[0], N, IC, OC);
+        ref->ops->matmul_forward(ref, tmp[1], NULL, dx[1], dw[1], dbias[1], N, IC, OC, 0);
+        /* res += tmp (the layernorm written to pre is not looked at) */
+        ref->ops->residual_layernorm_forward(ref, out[1], pre[1], NULL, NULL, out[1], tmp[1],
+                                             dlnw[1], dlnb[1], N, OC, 1e-5f);
+    }
+    expect_ok();
+    EXPECT(took == want, "took the shape: %d, want %d", took, want);
+    if (took) {
+        expect_same("out", out[0], out[1], (size_t)N * OC, GPT_CLS_ACT, tol());
+        if (ln && gelu) expect_same("pre", pre[0], pre[1], (size_t)N * OC, GPT_CLS_ACT, tol());
+    } else {
+        /* declined: out as it was uploaded */
+        float *got = get(K->be, out[0], (size_t)N * OC, GPT_CLS_ACT);
+        size_t i = 0;
+        while (i < (size_t)N * OC && (ln ? isnan(got[i]) : got[i] == res[i])) i++;
+        EXPECT(i == (size_t)N * OC, "declined, but element %zu was written", i);
+        free(got);
+    }
+    FREE(dx); FREE(dlnw); FREE(dlnb); FREE(dw); FREE(dbias); FREE(out); FREE(pre); FREE(tmp);
+    free(x), free(lnw), free(lnb), free(w), free(bias), free(res), free(nan);
+    test_end();
+}
+
+/* ln, N, IC, OC, gelu */
+static void run_fold(void) {
+    t_fold(1, 1, 768, 2304, 0);  /* gpt2 qkv at batch 1: 8 warps */
+    t_fold(1, 16, 768, 3072, 1); /* gpt2 fc at batch 16, two batch tiles, GELU and pre */
+    t_fold(1, 9, 96, 1000, 0);   /* 3 k blocks for 4 warps, partial row tile */
+    t_fold(1, 3, 1024, 50, 1);   /* the widest taken: 32 k blocks */
+    t_fold(1, 16, 320, 1003, 0); /* a head: odd vocabulary */
+    t_fold(0, 1, 768, 768, 0);   /* gpt2 proj */
+    t_fold(0, 16, 3072, 768, 0); /* gpt2 fc2 at batch 16: 16 warps */
+    t_fold(0, 9, 96, 1000, 0);
+    t_fold(0, 2, 8192, 20, 0);   /* two rounds of loads */
+    /* declined: no write */
+    t_fold(1, 2, 1056, 64, 0);   /* K > 1024 with the layernorm */
+    t_fold(1, 17, 768, 64, 0);   /* N > 16 */
+    t_fold(0, 17, 768, 64, 0);
+    t_fold(0, 4, 100, 64, 0);    /* K not a multiple of 32 */
+}
+
+
 /* argmax over the first V of Vp columns: the device's answer against the
  * host's on the same (device-rounded) logits, with planted ties (lowest
  * index wins), NaNs (never win), an all-NaN row (0) and an all -inf row
- * (0, the first of equals). */
-static void t_argmax(int N, int V, int Vp) {
-    test_begin("%s: argmax N=%d V=%d Vp=%d", K->name, N, V, Vp);
+ * (0, the first of equals). With steps: as the end of a decoding step, the
+ * ids also go into the history (N, S) at each row's position, positions
+ * outside [0, S) write nothing, and every position advances by one. */
+static void t_argmax(int N, int V, int Vp, int step) {
+    test_begin("%s: argmax N=%d V=%d Vp=%d%s", K->name, N, V, Vp, step ? " (decoding step)" : "");
+    enum { S = 9 };
     size_t n = (size_t)N * Vp;
     float *l = rnd(n, 3.f, GPT_CLS_ACT);
     for (int r = 0; r < N; r++) {
@@ -295,29 +382,43 @@ static void t_argmax(int N, int V, int Vp) {
         got[r] = -7;
     }
     void *dout = put(K->be, got, (size_t)N, GPT_CLS_I32);
-    K->be->ops->argmax(K->be, dout, dl, N, V, Vp);
+    int *pos = malloc((size_t)N * sizeof(int)), *hist = malloc((size_t)N * S * sizeof(int));
+    for (int r = 0; r < N; r++) pos[r] = r == 0 ? -1 : r == 1 ? S : (r * 5) % S; /* two outside */
+    for (int i = 0; i < N * S; i++) hist[i] = -3;
+    void *dpos = put(K->be, pos, (size_t)N, GPT_CLS_I32), *dhist = put(K->be, hist, (size_t)N * S, GPT_CLS_I32);
+    K->be->ops->argmax(K->be, dout, dl, N, V, Vp, step ? dpos : NULL, step ? dhist : NULL, S);
     expect_ok();
     K->be->ops->download(K->be, got, dout, (size_t)N, GPT_CLS_I32);
     for (int r = 0; r < N; r++) EXPECT(got[r] == want[r], "row %d: argmax %d, want %d", r, got[r], want[r]);
-    drop(K->be, dl), drop(K->be, dout);
+    int *pos2 = malloc((size_t)N * sizeof(int)), *hist2 = malloc((size_t)N * S * sizeof(int));
+    K->be->ops->download(K->be, pos2, dpos, (size_t)N, GPT_CLS_I32);
+    K->be->ops->download(K->be, hist2, dhist, (size_t)N * S, GPT_CLS_I32);
+    for (int r = 0; r < N; r++) {
+        EXPECT(pos2[r] == pos[r] + step, "row %d: position %d, want %d", r, pos2[r], pos[r] + step);
+        for (int p = 0; p < S; p++) {
+            int w = step && p == pos[r] ? want[r] : -3;
+            EXPECT(hist2[(size_t)r * S + p] == w, "row %d: history at %d is %d, want %d", r, p,
+                   hist2[(size_t)r * S + p], w);
+        }
+    }
+    drop(K->be, dl), drop(K->be, dout), drop(K->be, dpos), drop(K->be, dhist);
+    free(pos), free(hist), free(pos2), free(hist2);
     free(l), free(back), free(want), free(got);
     test_end();
 }
 
-static void t_add_copy(int n) {
-    test_begin("%s: add_i32 and copy n=%d", K->name, n);
+static void t_copy(int n) {
+    test_begin("%s: copy n=%d", K->name, n);
     int *h = malloc((size_t)n * sizeof(int)), *back = malloc((size_t)n * sizeof(int));
     for (int i = 0; i < n; i++) h[i] = (int)gpt_rng_below(&rng, 1000) - 500;
     void *a = put(K->be, h, (size_t)n, GPT_CLS_I32), *b = put(K->be, h, (size_t)n, GPT_CLS_I32);
-    K->be->ops->add_i32(K->be, a, n, 3);
-    K->be->ops->add_i32(K->be, a, n, -1);
     K->be->ops->memset0(K->be, b, (size_t)n * sizeof(int));
     K->be->ops->copy(K->be, (int *)b + 1, (int *)a + 1, (size_t)(n - 1) * sizeof(int));
     expect_ok();
     K->be->ops->download(K->be, back, b, (size_t)n, GPT_CLS_I32);
     int ok = back[0] == 0;
-    for (int i = 1; i < n; i++) ok &= back[i] == h[i] + 2;
-    EXPECT(ok, "add_i32 + copy gave wrong values");
+    for (int i = 1; i < n; i++) ok &= back[i] == h[i];
+    EXPECT(ok, "copy gave wrong values");
     drop(K->be, a), drop(K->be, b);
     free(h), free(back);
     test_end();
@@ -602,6 +703,7 @@ static void t_errors(void) {
 
 /* The decoding cases alone (GPT_TEST_DECODE_ONLY=1: the sanitizer runs). */
 static void run_decode(void) {
+    run_fold();
     t_layernorm(1, 768, 1, 1);
     t_layernorm(3, 100, 1, 0);
     t_matmul(1, 768, 2304, 1, 0, 0, 0);
@@ -609,10 +711,12 @@ static void run_decode(void) {
     t_matmul(16, 768, 3072, 1, 1, 1, 0);
     t_matmul(9, 64, 1000, 0, 0, 0, 0);
     t_matmul(3, 101, 203, 0, 0, 0, 0);
-    t_argmax(5, 1000, 1024);
-    t_argmax(2, 50257, 50304);
-    t_argmax(4, 1001, 1001);
-    t_add_copy(1000);
+    t_argmax(5, 1000, 1024, 0);
+    t_argmax(2, 50257, 50304, 0);
+    t_argmax(4, 1001, 1001, 0);
+    t_argmax(6, 50257, 50304, 1);
+    t_argmax(5, 1001, 1001, 1);
+    t_copy(1000);
     t_attention_kv(1, 1, 1024, 768, 12);
     t_attention_kv(5, 1, 300, 768, 12);
     t_attention_kv(3, 1, 40, 256, 2);
@@ -658,10 +762,13 @@ static void run_all(void) {
     t_matmul(8, 256, 33, 1, 0, 0, 0);
     t_matmul(7, 1536, 200, 1, 1, 1, 0); /* K of 48 blocks: 8 warps a block */
     t_matmul(16, 4096, 40, 1, 0, 0, 0); /* 128 blocks: 16 warps, two rounds */
-    t_argmax(5, 1000, 1024);
-    t_argmax(2, 50257, 50304);
-    t_argmax(4, 1001, 1001); /* Vp odd: the scalar kernel */
-    t_add_copy(1000);
+    t_argmax(5, 1000, 1024, 0);
+    t_argmax(2, 50257, 50304, 0);
+    t_argmax(4, 1001, 1001, 0);
+    t_argmax(6, 50257, 50304, 1);
+    t_argmax(5, 1001, 1001, 1); /* Vp odd: the scalar kernel */
+    t_copy(1000);
+    run_fold();
     t_matmul(128, 768, 2304, 1, 0, 0, 0); /* gpt2 qkv */
     t_matmul(128, 768, 3072, 1, 1, 1, 0); /* gpt2 fc */
     t_matmul(128, 3072, 768, 1, 0, 0, 1); /* gpt2 fc2 */
