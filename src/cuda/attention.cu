@@ -494,10 +494,10 @@ __global__ void __launch_bounds__(KVF_THREADS)
  * the group loads the key's K and V vectors, adds its partial dot product
  * across its lanes with shuffles, and keeps its own online softmax (m, l
  * and its vector of o). UK keys per group per round are loaded before any
- * is used, as raw 16-byte vectors (4 registers each): 8 when there is at
- * most one block per SM, else 4, so that four blocks fit an SM (with the
- * 108 registers of float vectors, a second wave of blocks cost ~45 us a
- * gpt2 step at batch 16 on an H100). At the end the groups of a warp
+ * is used, as raw 16-byte vectors (4 registers each; as floats, 108
+ * registers a thread made batch 16's blocks run in two waves, ~45 us a
+ * gpt2 step on an H100): 8, so that up to 256 positions are one round
+ * (4 with GPT_CUDA_KV_UK=4, the launcher's comment). At the end the groups of a warp
  * merge through shuffles, the warps through shared memory. Long caches
  * with few (row, head) pairs (batch 1 at 1024 positions) split the keys,
  * about KVD_KEYS per block, over up to 8 blocks of a thread-block cluster
@@ -844,10 +844,13 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
         if (ns > KVD_MAXSPLIT) ns = KVD_MAXSPLIT;
         if (ns > S) ns = S;
         if (ns < 1) ns = 1;
-        /* at most one block per SM: 8 keys per group in flight (H100: 293 vs
-         * 299 us a gpt2 token at batch 1); else 4, so that four blocks fit an
-         * SM beside the products around them (batch 16: 377 vs 385 us) */
-        int uk8 = pairs2 * ns <= sms2 / 2;
+        /* 8 keys per group in flight, so that a cache of up to 256 positions
+         * is read in one round, before the wait (H100: 293 vs 299 us a gpt2
+         * token at batch 1). At batch 16 that once lost to 4 keys (377 vs
+         * 385 us a step: fewer blocks fit beside the products); with the
+         * folded products it wins, 335 -> 321 us (same call).
+         * GPT_CUDA_KV_UK=4 forces 4. */
+        int uk8 = c->kv_uk != 4;
         cudaLaunchConfig_t cfg;
         cudaLaunchAttribute at[2];
         memset(&cfg, 0, sizeof cfg);

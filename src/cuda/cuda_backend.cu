@@ -99,6 +99,7 @@ static void cu_destroy(gpt_backend *be) {
         cuda_matmul_cache_free(c);
         cudaFree(c->lt_ws);
         cudaFree(c->counter);
+        cudaFree(c->am_ws);
         cudaFree(c->dk_ws);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -540,6 +541,9 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->no_fold = env_int("GPT_CUDA_NO_FOLD", 0);
     c->sn_w = env_int("GPT_CUDA_SN_W", 0);
     if (c->sn_w != 0 && c->sn_w != 4 && c->sn_w != 8 && c->sn_w != 16) c->sn_w = 0;
+    c->ln_w = env_int("GPT_CUDA_SN_LN_W", 0);
+    c->am_split = env_int("GPT_CUDA_ARGMAX_SPLIT", 1);
+    c->kv_uk = env_int("GPT_CUDA_KV_UK", 0);
     c->fused_step = env_flag("GPT_CUDA_FUSED_STEP");
     c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
     c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");
@@ -571,6 +575,7 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     if (!be->err.code) CUDA_CHECK(be, cudaMalloc((void **)&c->counter, sizeof(unsigned long long)));
     if (!be->err.code) cuda_attention_setup(be);
     if (!be->err.code) cuda_crossentropy_setup(be);
+    if (!be->err.code) cuda_argmax_setup(be);
     if (!be->err.code) cuda_decode_probe(be);
     if (!be->err.code && getenv("GPT_CUDA_TRACE")) {
         size_t bytes = (2 + 2 * (size_t)TRACE_CAP) * 8;

@@ -63,6 +63,11 @@ typedef struct {
     void *enc_tmp;      /* radix-sort temporary storage */
     size_t enc_tmp_bytes;
     unsigned long long *counter; /* nonfinite_count's device counter */
+    /* argmax of decoding-sized batches split over AM_PARTS blocks a row
+     * (decode.cu): partial maxima and indices, and per-row arrival
+     * counters (zero between launches); GPT_CUDA_ARGMAX_SPLIT=0: off */
+    void *am_ws;
+    int am_split;
 
     cudaEvent_t *timers;
     int n_timers;
@@ -98,8 +103,11 @@ typedef struct {
  * GPT_CUDA_NO_FOLD=1    matmul_ln_forward and matmul_residual_forward
  *                       decline (the model issues the separate ops); =2:
  *                       only the layernorm folds decline;
- * GPT_CUDA_SN_W=4|8|16  warps per block of the small-N products. */
-    int no_sn, sn_max_split, kv_old, kv_split, no_fold, sn_w;
+ * GPT_CUDA_SN_W=4|8|16  warps per block of the small-N products;
+ * GPT_CUDA_SN_LN_W=4|8  the same for the layernorm-folded ones;
+ * GPT_CUDA_KV_UK=4      4 keys in flight per group of the KV attention
+ *                       instead of 8. */
+    int no_sn, sn_max_split, kv_old, kv_split, no_fold, sn_w, ln_w, kv_uk;
     void *trace_buf; /* GPT_CUDA_TRACE: the decoding trace (see TRACE below) */
     /* The fused decoding step (decode_step.cu), opt-in with
      * GPT_CUDA_FUSED_STEP=1: on an H100 it is still slower than the step
@@ -328,6 +336,8 @@ void cuda_decode_trace_report(gpt_backend *be);
 /* decode.cu */
 void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp, int *pos,
                  int *hist, int S);
+/* At creation: argmax's split-row workspace (zeroed). */
+void cuda_argmax_setup(gpt_backend *be);
 void cuda_copy(gpt_backend *be, void *dst, const void *src, size_t bytes);
 
 /* misc.cu */

@@ -95,6 +95,86 @@ __global__ void __launch_bounds__(1024) argmax_vec(argmax_dst out, const T *logi
 
 TRACE_SETTER(cuda_trace_set_decode)
 
+/* Decoding batches (a few rows of ~50K logits): one 1024-thread block a
+ * row leaves most SMs idle and moves a row through one SM (~100 KB). Here
+ * each row is split over AM_PARTS blocks; each writes its part's (max,
+ * index), and the last of a row's blocks to arrive (a counter, reset by
+ * that block for the next launch) folds the parts in index order and
+ * stores the row's answer: the same choice, ties to the lowest index. */
+enum { AM_PARTS = 8, AM_THREADS = 256, AM_MAXROWS = 64 };
+
+template <typename T, int VEC>
+__global__ void __launch_bounds__(AM_THREADS)
+    argmax_split(argmax_dst d, const T *logits, int V, int Vp, float *pv, int *pi, unsigned *cnt) {
+    constexpr int R = 4;
+    TRACE(TR_ARGMAX, 0, 0);
+    pdl_wait_and_release();
+    TRACE(TR_ARGMAX, 1, 0);
+    const int r = blockIdx.x, part = blockIdx.y;
+    const T *row = logits + (size_t)r * Vp;
+    const int nvec = (V + VEC - 1) / VEC, per = (nvec + AM_PARTS - 1) / AM_PARTS;
+    const int v0 = part * per, v1 = min(nvec, v0 + per);
+    float bv = -INFINITY;
+    int bi = -1;
+    for (int i0 = v0 + threadIdx.x; i0 < v1; i0 += R * AM_THREADS) {
+        float v[R][VEC];
+#pragma unroll
+        for (int q = 0; q < R; q++)
+            if (i0 + q * AM_THREADS < v1) load_f<VEC>(v[q], row + (size_t)(i0 + q * AM_THREADS) * VEC);
+#pragma unroll
+        for (int q = 0; q < R; q++) {
+            int i = i0 + q * AM_THREADS;
+            if (i >= v1) break;
+#pragma unroll
+            for (int e = 0; e < VEC; e++) { /* this thread's indices increase */
+                int j = i * VEC + e;
+                if (j < V && (v[q][e] > bv || (bi < 0 && v[q][e] == bv))) bv = v[q][e], bi = j;
+            }
+        }
+    }
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ bool last;
+    warp_argmax(bv, bi);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) sv[warp] = bv, si[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < AM_THREADS / 32 ? sv[lane] : -INFINITY;
+        bi = lane < AM_THREADS / 32 ? si[lane] : -1;
+        warp_argmax(bv, bi);
+        if (lane == 0) {
+            pv[r * AM_PARTS + part] = bv, pi[r * AM_PARTS + part] = bi;
+            __threadfence(); /* the part is visible before the arrival counts */
+            last = atomicAdd(&cnt[r], 1u) == AM_PARTS - 1;
+        }
+    }
+    __syncthreads();
+    if (!last || warp != 0) return;
+    __threadfence();
+    /* the row's parts, in index order (lanes 0..AM_PARTS-1) */
+    bv = lane < AM_PARTS ? __ldcg(pv + r * AM_PARTS + lane) : -INFINITY;
+    bi = lane < AM_PARTS ? __ldcg(pi + r * AM_PARTS + lane) : -1;
+    warp_argmax(bv, bi);
+    if (lane == 0) {
+        cnt[r] = 0;
+        int id = bi < 0 ? 0 : bi;
+        d.out[r] = id;
+        if (d.pos) {
+            int p = d.pos[r];
+            if (d.hist && p >= 0 && p < d.S) d.hist[(size_t)r * d.S + p] = id;
+            d.pos[r] = p + 1;
+        }
+    }
+}
+
+extern "C" void cuda_argmax_setup(gpt_backend *be) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    size_t bytes = (size_t)AM_MAXROWS * AM_PARTS * 8 + AM_MAXROWS * 4;
+    if (CUDA_CHECK(be, cudaMalloc(&c->am_ws, bytes))) return;
+    CUDA_CHECK(be, cudaMemset(c->am_ws, 0, bytes));
+}
+
 extern "C" void cuda_argmax(gpt_backend *be, int *out_, const void *logits, int N, int V, int Vp,
                             int *pos, int *hist, int S) {
     CUDA_SKIP_IF_FAILED(be);
@@ -107,7 +187,18 @@ extern "C" void cuda_argmax(gpt_backend *be, int *out_, const void *logits, int 
     cudaStream_t s = cuda_ctx_of(be)->stream;
     cudaError_t e = cudaSuccess;
     int pdl = N <= CUDA_PDL_MAX_ROWS; /* decoding: follows the head's product */
-    if (cuda_bf16(be) && Vp % 8 == 0 && cuda_aligned16(logits))
+    cuda_ctx *c = cuda_ctx_of(be);
+    float *pv = (float *)c->am_ws;
+    int *pi = (int *)(pv + AM_MAXROWS * AM_PARTS);
+    unsigned *cnt = (unsigned *)(pi + AM_MAXROWS * AM_PARTS);
+    int split = c->am_split && N <= AM_MAXROWS && V >= 64 * AM_PARTS && cuda_aligned16(logits);
+    if (split && cuda_bf16(be) && Vp % 8 == 0)
+        e = launch_k(s, pdl, argmax_split<bf16, 8>, dim3(N, AM_PARTS), dim3(AM_THREADS), 0, out,
+                     (const bf16 *)logits, V, Vp, pv, pi, cnt);
+    else if (split && !cuda_bf16(be) && Vp % 4 == 0)
+        e = launch_k(s, pdl, argmax_split<float, 4>, dim3(N, AM_PARTS), dim3(AM_THREADS), 0, out,
+                     (const float *)logits, V, Vp, pv, pi, cnt);
+    else if (cuda_bf16(be) && Vp % 8 == 0 && cuda_aligned16(logits))
         e = launch_k(s, pdl, argmax_vec<bf16, 8>, dim3(N), dim3(1024), 0, out, (const bf16 *)logits, V, Vp);
     else if (!cuda_bf16(be) && Vp % 4 == 0 && cuda_aligned16(logits))
         e = launch_k(s, pdl, argmax_vec<float, 4>, dim3(N), dim3(1024), 0, out, (const float *)logits, V, Vp);

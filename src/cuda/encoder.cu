@@ -18,6 +18,9 @@
 template <typename T, int VEC>
 __global__ void encoder_forward_kernel(T *out, const int *tok, const int *pos0, const T *wte,
                                        const T *wpe, int B, int T_, int C, int Vp, int maxT) {
+    /* decoding: a programmatic dependent of the step's argmax (tok and pos0
+     * are its outputs), and lets the first product's blocks be scheduled */
+    pdl_wait_and_release();
     int cv = C / VEC;
     size_t total = (size_t)B * T_ * cv;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
@@ -49,13 +52,12 @@ static void encoder_forward_t(gpt_backend *be, T *out, const int *tok, const int
     unsigned grid = (unsigned)((work + 255) / 256);
     unsigned cap = (unsigned)c->prop.multiProcessorCount * 16;
     if (grid > cap) grid = cap;
-    if (vec)
-        encoder_forward_kernel<T, V><<<grid, 256, 0, c->stream>>>(out, tok, pos0, wte, wpe, B, T_,
-                                                                  C, Vp, maxT);
-    else
-        encoder_forward_kernel<T, 1><<<grid, 256, 0, c->stream>>>(out, tok, pos0, wte, wpe, B, T_,
-                                                                  C, Vp, maxT);
-    CUDA_LAUNCHED(be, "encoder_forward");
+    int pdl = (size_t)B * T_ <= CUDA_PDL_MAX_ROWS; /* decoding */
+    cudaError_t e = vec ? launch_k(c->stream, pdl, encoder_forward_kernel<T, V>, dim3(grid), dim3(256), 0,
+                                   out, tok, pos0, wte, wpe, B, T_, C, Vp, maxT)
+                        : launch_k(c->stream, pdl, encoder_forward_kernel<T, 1>, dim3(grid), dim3(256), 0,
+                                   out, tok, pos0, wte, wpe, B, T_, C, Vp, maxT);
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "encoder_forward");
 }
 
 extern "C" void cuda_encoder_forward(gpt_backend *be, void *out, const int *tok, const int *pos0,

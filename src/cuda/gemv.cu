@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
     const bf16 *w1 = a.w + (size_t)min(m0 + g + 8, OC - 1) * IC + 8 * t;
     const uint4 z = make_uint4(0u, 0u, 0u, 0u);
     uint4 wa[U], wb[U];
-    float rv[MODE == SN_RES ? R : 1];
+    float rv[MODE == SN_RES ? R : 1], bv[R];
     int kb = kb0 + warp;
     TRACE(TR_SN, 0, OC);
     /* parameters and the residual come from before the kernel this follows */
@@ -205,12 +205,15 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
-    if (MODE == SN_RES) {
+    /* the bias of this thread's epilogue elements now, not after the
+     * reduction: a parameter (from device memory, the weights having pushed
+     * it out of L2) would otherwise be a dependent load at the very end */
 #pragma unroll
-        for (int j = 0; j < R; j++) {
-            int e = threadIdx.x + j * SN_THREADS, n = e >> 4, o = m0 + (e & 15);
+    for (int j = 0; j < R; j++) {
+        int e = threadIdx.x + j * SN_THREADS, n = e >> 4, o = m0 + (e & 15);
+        bv[j] = a.bias && e < E && o < OC ? to_f(a.bias[o]) : 0.f;
+        if (MODE == SN_RES)
             rv[MODE == SN_RES ? j : 0] = e < E && n < N && o < OC ? to_f(a.out[(size_t)n * OC + o]) : 0.f;
-        }
     }
     pdl_wait_and_release();
     TRACE(TR_SN, 1, OC);
@@ -304,42 +307,53 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
         red[warp][(c + 1) * 16 + g + 8] = acc[i][3];
     }
     __syncthreads();
+    /* element e = threadIdx.x + j * SN_THREADS of the tile, summed: out */
+    auto emit = [&](int j, int e, float s) {
+        int n = e >> 4, o = m0 + (e & 15);
+        if (n < N && o < OC) {
+            float y = s + bv[j];
+            size_t at = (size_t)n * OC + o;
+            if (MODE == SN_RES) y += rv[MODE == SN_RES ? j : 0];
+            if (a.gelu) {
+                if (a.pre) a.pre[at] = __float2bfloat16(y);
+                a.out[at] = __float2bfloat16(gelu_f(y));
+            } else {
+                a.out[at] = __float2bfloat16(y);
+            }
+        }
+    };
+    if (ns == 1) {
+        /* each thread writes the elements it summed: no second barrier */
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            int e = threadIdx.x + j * SN_THREADS;
+            if (e >= E) break;
+            float s = 0.f;
+#pragma unroll
+            for (int k = 0; k < SN_WARPS; k++) s += red[k][e];
+            emit(j, e, s);
+        }
+        return;
+    }
     for (int e = threadIdx.x; e < E; e += SN_THREADS) {
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < SN_WARPS; k++) s += red[k][e];
         part[e] = s;
     }
-    bool mine = true; /* this block writes the tile */
     cg::cluster_group cl = cg::this_cluster();
-    if (ns > 1) {
-        cl.sync(); /* every block's partial tile is in its shared memory */
-        mine = cl.block_rank() == 0;
-    } else {
-        __syncthreads();
-    }
-    if (mine) {
+    cl.sync(); /* every block's partial tile is in its shared memory */
+    if (cl.block_rank() == 0) { /* this block writes the tile */
 #pragma unroll
         for (int j = 0; j < R; j++) {
             int e = threadIdx.x + j * SN_THREADS;
             if (e >= E) break;
             float s = part[e];
             for (int r = 1; r < ns; r++) s += cl.map_shared_rank(part, r)[e];
-            int n = e >> 4, o = m0 + (e & 15);
-            if (n < N && o < OC) {
-                float y = s + (a.bias ? to_f(a.bias[o]) : 0.f);
-                size_t at = (size_t)n * OC + o;
-                if (MODE == SN_RES) y += rv[MODE == SN_RES ? j : 0];
-                if (a.gelu) {
-                    if (a.pre) a.pre[at] = __float2bfloat16(y);
-                    a.out[at] = __float2bfloat16(gelu_f(y));
-                } else {
-                    a.out[at] = __float2bfloat16(y);
-                }
-            }
+            emit(j, e, s);
         }
     }
-    if (ns > 1) cl.sync(); /* the other blocks' shared memory stays until it is read */
+    cl.sync(); /* the other blocks' shared memory stays until it is read */
 }
 
 TRACE_SETTER(cuda_trace_set_gemv)
@@ -352,12 +366,21 @@ static cudaError_t sn_go_w(const cudaLaunchConfig_t *cfg, const sn_args &a, int 
     return cudaLaunchKernelEx(cfg, sn_kernel<NT, U, 4, MODE>, a);
 }
 
+template <int MODE, int NT>
+static cudaError_t sn_go_nt(const cudaLaunchConfig_t *cfg, const sn_args &a, int U, int W) {
+    if constexpr (MODE == SN_LN) {
+        if (U == 3) return sn_go_w<MODE, NT, 3>(cfg, a, W);
+        return sn_go_w<MODE, NT, 4>(cfg, a, W);
+    } else {
+        if (U == 4) return sn_go_w<MODE, NT, 4>(cfg, a, W);
+        if (U == 6) return sn_go_w<MODE, NT, 6>(cfg, a, W);
+        return sn_go_w<MODE, NT, 8>(cfg, a, W);
+    }
+}
+
 template <int MODE>
 static cudaError_t sn_go(const cudaLaunchConfig_t *cfg, const sn_args &a, int NT, int U, int W) {
-    if constexpr (MODE != SN_LN) {
-        if (U == 8) return NT == 1 ? sn_go_w<MODE, 1, 8>(cfg, a, W) : sn_go_w<MODE, 2, 8>(cfg, a, W);
-    }
-    return NT == 1 ? sn_go_w<MODE, 1, 4>(cfg, a, W) : sn_go_w<MODE, 2, 4>(cfg, a, W);
+    return NT == 1 ? sn_go_nt<MODE, 1>(cfg, a, U, W) : sn_go_nt<MODE, 2>(cfg, a, U, W);
 }
 
 /* The three entry points share this launcher. */
@@ -391,21 +414,30 @@ static int sn_issue(gpt_backend *be, int mode, const sn_args &a) {
      * loads (8 blocks of 32) where K is long (fc2: 96 blocks, 16 warps).
      * Splitting only the few-tile products (fc2, proj: 48 tiles) over a
      * cluster of 2-4 as well was slower (H100: 375 -> 379-400 us a batch-16
-     * step). The layernorm mode needs every k block of the row in one round
-     * of at most 4 a warp (registers: the fragments, the weights, lnw, lnb)
-     * and at most 8 warps (16 would cap a thread at 128 registers and
-     * spill): K <= 1024, i.e. up to gpt2-medium's width; wider models
-     * decline. GPT_CUDA_SN_W=4|8|16 forces the warps (comparisons). */
+     * step). U, the k blocks a warp has in flight, is the smallest of 4, 6
+     * and 8 that holds the warp's share in one round where it can: unused
+     * slots cost registers (gpt2's K = 768 at 4 warps is 6 blocks a warp; 8
+     * slots made the batch-16 kernel ~30 registers larger; H100, with the
+     * bias loaded before the wait: 368 -> 335 us a batch-16 step). The
+     * layernorm mode needs every k block of the row in one round of at most
+     * 4 a warp (3 or 4) and at most 8 warps (16 would cap a thread at 128
+     * registers and spill): K <= 1024, i.e. up to gpt2-medium's width;
+     * wider models decline. At K = 768, 8 warps of 3 beat 4 warps of 6:
+     * 334 vs 377 us at batch 16, 247 vs 258 at batch 1 (H100, same call).
+     * GPT_CUDA_SN_W=4|8|16 forces the warps of the other modes,
+     * GPT_CUDA_SN_LN_W=4|8 those of the layernorm mode where they can hold
+     * the row (comparisons). */
     int W, U;
     if (mode == SN_LN) {
-        W = per <= 16 ? 4 : per <= 32 ? 8 : 0;
-        if (W && c->sn_w >= W && c->sn_w <= 8) W = c->sn_w;
+        W = per <= 12 ? 4 : per <= 32 ? 8 : 0;
+        if (W && (c->ln_w == 4 || c->ln_w == 8) && per <= 4 * c->ln_w) W = c->ln_w;
         if (!W) return 0;
-        U = 4;
+        U = (per + W - 1) / W <= 3 ? 3 : 4;
     } else {
         W = per > 64 ? 16 : per > 32 ? 8 : 4;
         if (c->sn_w) W = c->sn_w;
-        U = (per + W - 1) / W > 4 ? 8 : 4;
+        int need = (per + W - 1) / W;
+        U = need <= 4 ? 4 : need <= 6 ? 6 : 8;
     }
     if (be->err.code) return 1;
     cudaLaunchConfig_t cfg;
