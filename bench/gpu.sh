@@ -175,7 +175,7 @@ if want sanitize; then
     note "  racecheck ops: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_ops.log" | grep -vc nvjet)"
     # decoding on whole models: KV cache, device greedy, the opt-in fused step
     GPT_TEST_DECODE_ONLY=1 san memcheck decode build-cuda/tests/gpu/test_cuda_model
-    GPT_TEST_DECODE_ONLY=1 SAN_TIMEOUT=300 san racecheck decode build-cuda/tests/gpu/test_cuda_model
+    GPT_TEST_DECODE_ONLY=1 SAN_TIMEOUT=360 san racecheck decode build-cuda/tests/gpu/test_cuda_model
     note "  racecheck decode: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_decode.log" | grep -vc nvjet)"
 fi
 if want sanitize || want initcheck_ops; then
