@@ -187,9 +187,11 @@ static void infer_head(gpt_model *m, size_t src, size_t row0, int rows) {
  * logits of the B rows in ia.logits. Where the backend folds the
  * layernorms into the products after them and the residual adds into the
  * products before them, a layer is five operations: qkv (ln1 folded),
- * attention, proj (+= x), fc (ln2 folded), fc2 (+= x); the head folds the
- * final layernorm. An op the backend declines is issued as the separate
- * ops. --check runs the unfolded ops so that each one's output is scanned. */
+ * attention, proj (+= x), fc (ln2 folded), fc2 (+= x), and the head may
+ * fold the final layernorm. An op the backend declines (CUDA: gpt2's
+ * head, whose 3,144 tiles would repeat the layernorm's per-block work over
+ * ~24 waves) is issued as the separate ops. --check runs the unfolded ops
+ * so that each one's output is scanned. */
 static void decode_forward(gpt_model *m, int B) {
     gpt_backend *be = m->be;
     const gpt_backend_ops *o = be->ops;

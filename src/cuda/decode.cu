@@ -172,7 +172,7 @@ extern "C" void cuda_argmax_setup(gpt_backend *be) {
     cuda_ctx *c = cuda_ctx_of(be);
     size_t bytes = (size_t)AM_MAXROWS * AM_PARTS * 8 + AM_MAXROWS * 4;
     if (CUDA_CHECK(be, cudaMalloc(&c->am_ws, bytes))) return;
-    CUDA_CHECK(be, cudaMemset(c->am_ws, 0, bytes));
+    CUDA_CHECK(be, cudaMemsetAsync(c->am_ws, 0, bytes, c->stream)); /* before any argmax on it */
 }
 
 extern "C" void cuda_argmax(gpt_backend *be, int *out_, const void *logits, int N, int V, int Vp,
