@@ -284,7 +284,8 @@ static void host_greedy(gpt_model *m, int B, int ctx, const int *const *prompts,
  * decoding with the argmax taken on the host from each step's logits: on
  * the CPU backend (fp32: the ids must be the same), and on the same GPU
  * model step by step (bf16: the same logits bits, so the same ids). Rows
- * have unequal prompts. */
+ * have unequal prompts. The first ids also through gpt_kv_prefill_greedy
+ * (the device argmax of the prefill). */
 static void check_greedy(const shape *s, int precision) {
     const char *pn = precision == GPT_PREC_FP32 ? "fp32" : "bf16";
     gpt_error err;
@@ -315,9 +316,14 @@ static void check_greedy(const shape *s, int precision) {
     /* the device loop, in two calls */
     EXPECT(gpt_kv_begin(gpu, B, CTX, &err) == 0, "%s", err.msg);
     EXPECT(gpt_kv_prefill(gpu, prompts, lens, logits, &err) == 0, "%s", err.msg);
-    int dfirst[B];
+    int dfirst[B], gfirst[B];
     for (int b = 0; b < B; b++) dfirst[b] = host_argmax(logits + (size_t)b * V, V);
     EXPECT(!memcmp(dfirst, first, sizeof first), "prefill choices differ");
+    /* the prefill's own device argmax (gpt_kv_prefill_greedy) picks the same */
+    EXPECT(gpt_kv_begin(gpu, B, CTX, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill_greedy(gpu, prompts, lens, gfirst, &err) == 0, "%s", err.msg);
+    EXPECT(!memcmp(gfirst, first, sizeof first), "gpt_kv_prefill_greedy: %d %d %d, want %d %d %d",
+           gfirst[0], gfirst[1], gfirst[2], first[0], first[1], first[2]);
     EXPECT(gpt_kv_decode_greedy(gpu, first, 7, got, &err) == 0, "%s", err.msg);
     EXPECT(gpt_kv_decode_greedy(gpu, got + 6 * B, STEPS - 7, got + 7 * B, &err) == 0, "%s", err.msg);
     int same = 0;
