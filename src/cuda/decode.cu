@@ -23,9 +23,21 @@ struct argmax_dst {
     int S;
 };
 
-/* Block-wide argmax of each thread's (bv, bi); thread 0 stores row
- * blockIdx.x's (0 when no thread saw a value, e.g. a row of NaN). */
-__device__ __forceinline__ void block_argmax_store(const argmax_dst &d, float bv, int bi) {
+/* Row r's answer (0 when nothing was seen, e.g. a row of NaN) to where
+ * d says. */
+__device__ __forceinline__ void argmax_store(const argmax_dst &d, int r, int bi) {
+    int id = bi < 0 ? 0 : bi;
+    d.out[r] = id;
+    if (d.pos) {
+        int p = d.pos[r];
+        if (d.hist && p >= 0 && p < d.S) d.hist[(size_t)r * d.S + p] = id;
+        d.pos[r] = p + 1;
+    }
+}
+
+/* Block-wide argmax of each thread's (bv, bi): the block's is in thread 0's
+ * afterwards. */
+__device__ __forceinline__ void block_argmax(float &bv, int &bi) {
     __shared__ float sv[32];
     __shared__ int si[32];
     warp_argmax(bv, bi);
@@ -36,16 +48,13 @@ __device__ __forceinline__ void block_argmax_store(const argmax_dst &d, float bv
         bv = lane < nw ? sv[lane] : -INFINITY;
         bi = lane < nw ? si[lane] : -1;
         warp_argmax(bv, bi);
-        if (lane == 0) {
-            int r = blockIdx.x, id = bi < 0 ? 0 : bi;
-            d.out[r] = id;
-            if (d.pos) {
-                int p = d.pos[r];
-                if (d.hist && p >= 0 && p < d.S) d.hist[(size_t)r * d.S + p] = id;
-                d.pos[r] = p + 1;
-            }
-        }
     }
+}
+
+/* The block's argmax stored as row blockIdx.x's answer. */
+__device__ __forceinline__ void block_argmax_store(const argmax_dst &d, float bv, int bi) {
+    block_argmax(bv, bi);
+    if (threadIdx.x == 0) argmax_store(d, blockIdx.x, bi);
 }
 
 /* One block per row: each thread scans a strided share, then the block
@@ -132,39 +141,24 @@ __global__ void __launch_bounds__(AM_THREADS)
             }
         }
     }
-    __shared__ float sv[32];
-    __shared__ int si[32];
     __shared__ bool last;
-    warp_argmax(bv, bi);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) sv[warp] = bv, si[warp] = bi;
-    __syncthreads();
-    if (warp == 0) {
-        bv = lane < AM_THREADS / 32 ? sv[lane] : -INFINITY;
-        bi = lane < AM_THREADS / 32 ? si[lane] : -1;
-        warp_argmax(bv, bi);
-        if (lane == 0) {
-            pv[r * AM_PARTS + part] = bv, pi[r * AM_PARTS + part] = bi;
-            __threadfence(); /* the part is visible before the arrival counts */
-            last = atomicAdd(&cnt[r], 1u) == AM_PARTS - 1;
-        }
+    block_argmax(bv, bi);
+    if (threadIdx.x == 0) {
+        pv[r * AM_PARTS + part] = bv, pi[r * AM_PARTS + part] = bi;
+        __threadfence(); /* the part is visible before the arrival counts */
+        last = atomicAdd(&cnt[r], 1u) == AM_PARTS - 1;
     }
     __syncthreads();
-    if (!last || warp != 0) return;
+    if (!last || threadIdx.x >= 32) return;
     __threadfence();
     /* the row's parts, in index order (lanes 0..AM_PARTS-1) */
+    const int lane = threadIdx.x;
     bv = lane < AM_PARTS ? __ldcg(pv + r * AM_PARTS + lane) : -INFINITY;
     bi = lane < AM_PARTS ? __ldcg(pi + r * AM_PARTS + lane) : -1;
     warp_argmax(bv, bi);
     if (lane == 0) {
         cnt[r] = 0;
-        int id = bi < 0 ? 0 : bi;
-        d.out[r] = id;
-        if (d.pos) {
-            int p = d.pos[r];
-            if (d.hist && p >= 0 && p < d.S) d.hist[(size_t)r * d.S + p] = id;
-            d.pos[r] = p + 1;
-        }
+        argmax_store(d, r, bi);
     }
 }
 
