@@ -853,22 +853,8 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
         int uk8 = c->kv_uk != 4;
         cudaLaunchConfig_t cfg;
         cudaLaunchAttribute at[2];
-        memset(&cfg, 0, sizeof cfg);
-        memset(at, 0, sizeof at);
-        cfg.gridDim = dim3((unsigned)ns, (unsigned)NH, (unsigned)B);
-        cfg.blockDim = dim3(KVD_THREADS, 1, 1);
-        cfg.stream = c->stream;
-        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.numAttrs = 1;
-        if (ns > 1) {
-            at[1].id = cudaLaunchAttributeClusterDimension;
-            at[1].val.clusterDim.x = (unsigned)ns;
-            at[1].val.clusterDim.y = 1;
-            at[1].val.clusterDim.z = 1;
-            cfg.numAttrs = 2;
-        }
-        cfg.attrs = at;
+        pdl_cluster_config(&cfg, at, dim3((unsigned)ns, (unsigned)NH, (unsigned)B), dim3(KVD_THREADS),
+                           c->stream, dim3((unsigned)ns, 1, 1));
         float sl2 = scale * 1.4426950408889634f;
 #define KVD(L, U) cudaLaunchKernelEx(&cfg, attn_kv_decode<T, L, U>, out, qkv, kc, vc, pos0, S, C, sl2)
         switch (lpk) {

@@ -16,6 +16,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 extern "C" {
 #include "backend.h"
@@ -284,6 +285,28 @@ static inline cudaError_t launch_k(cudaStream_t st, int pdl, void (*kernel)(KArg
     cfg.attrs = at;
     cfg.numAttrs = pdl ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+
+/* The configuration of a launch that is a programmatic dependent of the
+ * kernel before it and, when cluster has more than one block, a
+ * thread-block cluster of that shape (the decoding products and KV
+ * attention). cfg points into at, which must live until the launch. */
+static inline void pdl_cluster_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute at[2], dim3 grid,
+                                      dim3 block, cudaStream_t st, dim3 cluster) {
+    memset(cfg, 0, sizeof *cfg);
+    memset(at, 0, 2 * sizeof *at);
+    cfg->gridDim = grid, cfg->blockDim = block, cfg->stream = st;
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg->numAttrs = 1;
+    if (cluster.x * cluster.y * cluster.z > 1) {
+        at[1].id = cudaLaunchAttributeClusterDimension;
+        at[1].val.clusterDim.x = cluster.x;
+        at[1].val.clusterDim.y = cluster.y;
+        at[1].val.clusterDim.z = cluster.z;
+        cfg->numAttrs = 2;
+    }
+    cfg->attrs = at;
 }
 
 /* Work small enough to be latency-bound (decoding) takes the dependent launch. */

@@ -123,28 +123,11 @@ __device__ __forceinline__ uint4 pack8(const float f[8]) {
     return v;
 }
 
-/* Sum over the 4 lanes (t = 0..3) that share a row, then over the warps in
- * warp order (deterministic); every lane gets its rows' totals. */
+/* Each row's sum v and sum of squares q: over the 4 lanes (t = 0..3) that
+ * share a row, then over the warps in warp order (deterministic); every
+ * lane gets its rows' totals. */
 template <int NT, int SN_WARPS>
-__device__ __forceinline__ void sn_row_sums(float v[NT], float (*st)[16], int warp, int g, int t) {
-#pragma unroll
-    for (int i = 0; i < NT; i++) {
-        v[i] += __shfl_xor_sync(0xffffffffu, v[i], 1);
-        v[i] += __shfl_xor_sync(0xffffffffu, v[i], 2);
-        if (t == 0) st[warp][g + 8 * i] = v[i];
-    }
-    __syncthreads();
-#pragma unroll
-    for (int i = 0; i < NT; i++) {
-        float s = 0.f;
-#pragma unroll
-        for (int k = 0; k < SN_WARPS; k++) s += st[k][g + 8 * i];
-        v[i] = s;
-    }
-}
-
-template <int NT, int SN_WARPS>
-__device__ __forceinline__ void sn_row_sums2(float v[NT], float q[NT], float (*st)[16], float (*st2)[16], int warp, int g, int t) {
+__device__ __forceinline__ void sn_row_sums(float v[NT], float q[NT], float (*st)[16], float (*st2)[16], int warp, int g, int t) {
 #pragma unroll
     for (int i = 0; i < NT; i++) {
         v[i] += __shfl_xor_sync(0xffffffffu, v[i], 1);
@@ -255,7 +238,7 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
                         for (int e = 0; e < 8; e++) v[i] += f[e], q[i] += f[e] * f[e];
                     }
             asm volatile("cp.async.wait_all;" ::: "memory"); /* lnw, lnb: visible after the barrier below */
-            sn_row_sums2<NT, SN_WARPS>(v, q, st[0], st[MODE == SN_LN ? 1 : 0], warp, g, t);
+            sn_row_sums<NT, SN_WARPS>(v, q, st[0], st[MODE == SN_LN ? 1 : 0], warp, g, t);
 #pragma unroll
             for (int i = 0; i < NT; i++) {
                 mean[i] = v[i] / IC;
@@ -442,22 +425,8 @@ static int sn_issue(gpt_backend *be, int mode, const sn_args &a) {
     if (be->err.code) return 1;
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute at[2];
-    memset(&cfg, 0, sizeof cfg);
-    memset(at, 0, sizeof at);
-    cfg.gridDim = dim3((unsigned)mt, (unsigned)ns, 1);
-    cfg.blockDim = dim3((unsigned)W * 32, 1, 1);
-    cfg.stream = c->stream;
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.numAttrs = 1;
-    if (ns > 1) {
-        at[1].id = cudaLaunchAttributeClusterDimension;
-        at[1].val.clusterDim.x = 1;
-        at[1].val.clusterDim.y = (unsigned)ns;
-        at[1].val.clusterDim.z = 1;
-        cfg.numAttrs = 2;
-    }
-    cfg.attrs = at;
+    pdl_cluster_config(&cfg, at, dim3((unsigned)mt, (unsigned)ns), dim3((unsigned)W * 32), c->stream,
+                       dim3(1, (unsigned)ns, 1));
     int NT = N <= 8 ? 1 : 2;
     cudaError_t e = mode == SN_LN    ? sn_go<SN_LN>(&cfg, a, NT, U, W)
                     : mode == SN_RES ? sn_go<SN_RES>(&cfg, a, NT, U, W)
@@ -524,19 +493,7 @@ extern "C" void cuda_decode_probe(gpt_backend *be) {
     if (e == cudaSuccess) {
         cudaLaunchConfig_t cfg;
         cudaLaunchAttribute at[2];
-        memset(&cfg, 0, sizeof cfg);
-        memset(at, 0, sizeof at);
-        cfg.gridDim = dim3(1, 2, 1);
-        cfg.blockDim = dim3(4 * 32, 1, 1);
-        cfg.stream = c->stream;
-        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[0].val.programmaticStreamSerializationAllowed = 1;
-        at[1].id = cudaLaunchAttributeClusterDimension;
-        at[1].val.clusterDim.x = 1;
-        at[1].val.clusterDim.y = 2;
-        at[1].val.clusterDim.z = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 2;
+        pdl_cluster_config(&cfg, at, dim3(1, 2), dim3(4 * 32), c->stream, dim3(1, 2, 1));
         bf16 *w = buf, *in = buf + (size_t)OC * IC, *out = in + IC;
         e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4, 4, SN_PLAIN>, sn_make(out, NULL, in, w, NULL, 1, IC, OC, 0));
         if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
