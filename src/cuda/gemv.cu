@@ -72,8 +72,9 @@ __device__ __forceinline__ uint4 ld_act(const bf16 *p) { return *reinterpret_cas
  *   trip of its output through L2 from the step's chain.
  *
  *   One pass, var = E[x^2] - mean^2 in fp32, instead of layernorm_forward's
- *   two: a second barrier costs ~0.2 us a product on the step's critical
- *   path. The cancellation loses about log2(1 + mean^2 / var) of fp32's 24
+ *   two: two passes would put a second block-wide barrier on every
+ *   product's critical path (the two were not timed against each other).
+ *   The cancellation loses about log2(1 + mean^2 / var) of fp32's 24
  *   bits: under bf16's 8 unless a row's mean is ~2^7 standard deviations
  *   from 0, which a residual stream is not (its large features make the
  *   variance large, not the mean).
