@@ -94,13 +94,6 @@ fi
 if want ours || want gen; then
     ours generate --preset gpt2 --batch 1 --prompt 64 --new 256
     ours generate --preset gpt2 --batch 16 --prompt 64 --new 256
-    # the opt-in fused decoding step (one persistent kernel), for comparison
-    for nb in 1 16; do
-        stamp "gpt generate --batch $nb (fused step)"
-        GPT_CUDA_FUSED_STEP=1 timeout 120 $GPT_BENCH generate --preset gpt2 --batch $nb --prompt 64 --new 256 \
-            2>>"$L/bench_err.log" | sed 's/"impl": "gpt"/"impl": "gpt-fusedstep"/' | tee -a "$J"
-    done
-    pack
 fi
 if want profile; then
     stamp "profile: training steps"
@@ -173,7 +166,7 @@ if want sanitize; then
     GPT_TEST_CONFIGS=cuda-bf16-unfused san memcheck ops_unfused build-cuda/tests/gpu/test_cuda_ops
     GPT_TEST_CONFIGS=cuda-bf16,cuda-bf16-unfused san racecheck ops build-cuda/tests/gpu/test_cuda_ops
     note "  racecheck ops: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_ops.log" | grep -vc nvjet)"
-    # decoding on whole models: KV cache, device greedy, the opt-in fused step
+    # decoding on whole models: KV cache, device greedy, the unfolded step
     GPT_TEST_DECODE_ONLY=1 san memcheck decode build-cuda/tests/gpu/test_cuda_model
     GPT_TEST_DECODE_ONLY=1 SAN_TIMEOUT=360 san racecheck decode build-cuda/tests/gpu/test_cuda_model
     note "  racecheck decode: hazards outside cuBLASLt's nvjet kernels: $(grep "Race reported" "$L/san_racecheck_decode.log" | grep -vc nvjet)"

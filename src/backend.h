@@ -1,30 +1,58 @@
 /*
- * backend.h - the table of operations a device must provide.
+ * backend.h - the table of operations a device provides, and the rules
+ * every backend keeps (docs/ARCHITECTURE.md is the longer map, with how
+ * to add a backend).
  *
- * The model (src/model.c) is written once against this table; each backend
- * (src/cpu/, src/cuda/, ...) fills it in. Operations are cut where a GPU
- * wants to fuse: residual + layernorm, matmul + bias (+ GELU, with the GELU
+ * The model is written once against this table: src/model.c builds it,
+ * model_train.c trains it, model_infer.c evaluates and decodes. Each
+ * backend (src/cpu/, src/cuda/, ...) fills the table in and adds one line
+ * to the registry in src/backend.c. Operations are cut where a GPU wants to
+ * fuse: residual + layernorm, matmul + bias (+ GELU, with the GELU
  * derivative folded into the backward product), softmax + cross-entropy +
  * gradient in place, a flash-style attention that keeps only the row
  * log-sum-exp, and the whole AdamW update (global norm, clipping, moments,
  * weight decay, master copy, zeroing the gradient) as one call.
  *
- * Pointers: every tensor pointer is device memory from be->ops->alloc. What
- * a pointer holds is given by its class (GPT_CLS_*): the backend chooses
- * the element type of PARAM, GRAD and ACT (fp32 on the CPU; bf16 PARAM/ACT
- * and fp32 GRAD in CUDA's mixed precision); F32 is always fp32, I32 int32.
- * Shapes are in comments, row-major, last index fastest. Products such as
- * N*Vp (N = B*T) can exceed 2^31 (gpt2 at B=64, T=1024): index with 64-bit
+ * Pointers and precision. Every tensor pointer is device memory from
+ * alloc. What a pointer holds is given by its class (GPT_CLS_*): the
+ * backend chooses the element type of PARAM, GRAD and ACT (fp32 on the
+ * CPU; bf16 PARAM/ACT and fp32 GRAD in CUDA's mixed precision); F32 is
+ * always fp32, I32 int32. Arithmetic is fp32 whatever the storage. Shapes
+ * are in comments, row-major, last index fastest. Products such as N*Vp
+ * (N = B*T) can exceed 2^31 (gpt2 at B=64, T=1024): index with 64-bit
  * offsets wherever a product of dimensions is formed.
  *
- * Errors: operations return nothing. A backend records the first failure
- * (a failed launch, a shape its launcher refuses) in be->err and may skip
- * later work; sync() returns it. Kernels never read or write outside the
- * buffers they were given, whatever the ids and positions they are handed.
+ * Bounds. Kernels never read or write outside the buffers they were
+ * given, whatever the ids and positions they are handed (each op says what
+ * an id or position out of range gives).
  *
- * Asynchrony: operations may run asynchronously in issue order. Only
- * download, sync, nonfinite_count and timer_elapsed_ms wait for the device,
- * and each of those adds one to be->syncs.
+ * Errors. Operations return nothing. A backend records the first failure
+ * (a failed launch, a shape it refuses) with gpt_backend_fail in be->err
+ * and may skip later work; sync() returns it. A backend never prints and
+ * never exits.
+ *
+ * Asynchrony. Operations may run asynchronously, in issue order. Only
+ * download, sync, nonfinite_count and timer_elapsed_ms wait for the
+ * device, and each of those adds one to be->syncs (the tests count them:
+ * one wait per training step).
+ *
+ * Early inputs. An argument marked "early" below may be read before the
+ * op issued just before this one has finished (CUDA launches decoding
+ * kernels as dependents of the kernel before them and loads residuals,
+ * parameters and the KV cache while it still runs). So an early input
+ * must not be an output of the last operation issued; everything issued
+ * before that one has finished. The memory calls (upload, memset0, copy)
+ * and the waits finish before anything after them starts, so after one
+ * of them nothing counts as just issued. Only the ops of the forward,
+ * backward, optimizer and decoding sections count. The model keeps this
+ * rule; in test builds (-DGPT_TEST_BUILD) every backend's table is wrapped
+ * by a checker (src/backend_check.c) that fails the op, naming it and the
+ * argument, so that a reordering fails on the CPU instead of racing on a
+ * GPU.
+ *
+ * Optional operations (NULL where a backend has none) return 1 when they
+ * issued the work and 0 when they decline these shapes (nothing issued);
+ * the model then issues the required operations instead.
  */
 #ifndef GPT_BACKEND_H
 #define GPT_BACKEND_H
@@ -74,7 +102,6 @@ typedef struct {
 } gpt_step_stats;
 
 typedef struct gpt_backend gpt_backend;
-typedef struct gpt_decode_desc gpt_decode_desc; /* below */
 
 typedef struct {
     /* ---------------------------------------------------------- lifetime */
@@ -118,9 +145,8 @@ typedef struct {
                               const void *x, const void *w, const void *b, int N, int C,
                               float eps);
     /* res = a + b, then out = layernorm(res) as above. res ACT (N,C) may be
-     * the same buffer as a. a, w and bias must not be outputs of the op
-     * issued just before this one (with few rows the CUDA backend reads them
-     * while that op still runs; b may be its output). */
+     * the same buffer as a. Early inputs: a, w and bias (b may be the
+     * output of the op just before: it is the one read after the wait). */
     void (*residual_layernorm_forward)(gpt_backend *be, void *res, void *out, float *mean,
                                        float *rstd, const void *a, const void *b,
                                        const void *w, const void *bias, int N, int C,
@@ -128,11 +154,13 @@ typedef struct {
     /* y = in @ w^T + bias; if gelu: pre = y (when pre != NULL), out =
      * gelu_tanh(y); else out = y and pre is NULL.
      * out, pre ACT (N,OC); in ACT (N,IC); w PARAM (OC,IC); bias PARAM (OC)
-     * or NULL. */
+     * or NULL. Early input: bias. */
     void (*matmul_forward)(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
                            const void *bias, int N, int IC, int OC, int gelu);
     /* out = gelu_tanh(in), n elements, ACT. (Recompute in the backward.) */
     void (*gelu_forward)(gpt_backend *be, void *out, const void *in, size_t n);
+    /* out = a + b, n elements, ACT; out may be a or b. */
+    void (*add)(gpt_backend *be, void *out, const void *a, const void *b, size_t n);
     /* Causal self-attention, flash style: the (T,T) scores never reach
      * memory. out ACT (B,T,C); lse F32 (B,NH,T) or NULL: log-sum-exp of
      * each query's scaled scores; qkv ACT (B,T,3C) = [q | k | v], head h in
@@ -144,9 +172,8 @@ typedef struct {
      * out[b,t] attends over cache positions 0..p. Rows with p >= S are left
      * untouched. out ACT (B,Tq,C); qkv ACT (B,Tq,3C); kcache, vcache ACT
      * (B,S,C); pos0 I32 (B), or NULL for a prefill: every row from
-     * position 0. pos0 and the cache must not be outputs of the
-     * op issued just before this one (when Tq == 1 the CUDA backend reads
-     * them while that op still runs; qkv may be its output). */
+     * position 0. Early inputs: pos0, kcache and vcache (qkv may be the
+     * output of the op just before). */
     void (*attention_kv_forward)(gpt_backend *be, void *out, const void *qkv, void *kcache,
                                  void *vcache, const int *pos0, int B, int Tq, int S, int C,
                                  int NH);
@@ -239,50 +266,22 @@ typedef struct {
     /* Device-to-device copy of bytes, in issue order (may run between
      * graph replays). */
     void (*copy)(gpt_backend *be, void *dst, const void *src, size_t bytes);
-    /* Optional (NULL where a backend has none): one whole greedy decoding
-     * step as one fused operation, i.e. what the model otherwise issues as
-     * encoder_forward, per layer layernorm / matmul / attention_kv_forward /
-     * residual_layernorm_forward, the head's matmul and argmax.
-     * Returns 1 if it issued the step, 0 if it does not take these shapes
-     * (the model then issues the ops one by one). Described below. */
-    int (*decode_step)(gpt_backend *be, const gpt_decode_desc *d);
-    /* Optional (NULL where absent): a decoding step's products with the
-     * layernorm before them or the residual add after them folded in, so
-     * that a layer is five operations instead of seven. Each returns 1 if
-     * it issued the work, 0 if it does not take these shapes (nothing
-     * issued; the model then issues the separate ops).
+    /* Optional: a decoding step's products with the layernorm before them
+     * or the residual add after them folded in, so that a layer is five
+     * operations instead of seven (return values: the header).
      * matmul_ln_forward: out = matmul_forward(layernorm(x) * lnw + lnb)
      *   with matmul_forward's w, bias, gelu and pre; x ACT (N,IC); lnw, lnb
-     *   PARAM (IC).
+     *   PARAM (IC). Early inputs: lnw, lnb and bias.
      * matmul_residual_forward: x += in @ w^T + bias, rounded once; x ACT
      *   (N,OC), in ACT (N,IC), w PARAM (OC,IC), bias PARAM (OC) or NULL.
-     *   x must not be the output of the op issued just before this one (the
-     *   CUDA backend reads it while that op still runs; in may be). */
+     *   Early inputs: x and bias (in may be the output of the op just
+     *   before). */
     int (*matmul_ln_forward)(gpt_backend *be, void *out, void *pre, const void *x,
                              const void *lnw, const void *lnb, float eps, const void *w,
                              const void *bias, int N, int IC, int OC, int gelu);
     int (*matmul_residual_forward)(gpt_backend *be, void *x, const void *in, const void *w,
                                    const void *bias, int N, int IC, int OC);
 } gpt_backend_ops;
-
-/* What decode_step needs. Every layer's tensor of kind k (0..11 in
- * layer_params order: ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w,
- * ln2_b, fc_w, fc_b, fc2_w, fc2_b) sits at params + off[k] + l * stride[k]
- * elements. On entry tok I32 (B) holds the step's ids and pos I32 (B)
- * their positions; the step appends each row's key and value to the cache
- * at pos, writes logits ACT (B, Vp), replaces tok by each row's argmax
- * over [0, V) (argmax's rules, hist included) and adds one to pos. */
-struct gpt_decode_desc {
-    int B, C, NH, F, L, S, V, Vp, maxT;
-    float eps;
-    const void *params;             /* PARAM */
-    size_t off[12], stride[12];     /* elements */
-    size_t lnf_w, lnf_b, wte, wpe;  /* elements */
-    void *kc, *vc;                  /* ACT (L, B, S, C) */
-    int *tok, *pos;                 /* I32 (B) */
-    int *hist;                      /* I32 (B, S) or NULL: as argmax's */
-    void *logits;                   /* ACT (B, Vp) */
-};
 
 struct gpt_backend {
     const gpt_backend_ops *ops;
@@ -298,6 +297,12 @@ struct gpt_backend {
  * a device is found, else cpu). */
 int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err);
 void gpt_backend_destroy(gpt_backend *be);
+
+#ifdef GPT_TEST_BUILD
+/* Test builds: wraps be's table in the early-input checker (backend_check.c);
+ * gpt_backend_create does it for every backend. On failure be is destroyed. */
+int gpt_backend_check_wrap(gpt_backend *be, gpt_error *err);
+#endif
 
 /* Records an error in be->err unless one is there already. */
 void gpt_backend_fail(gpt_backend *be, int code, const char *fmt, ...)

@@ -183,22 +183,49 @@ static void infer_head(gpt_model *m, size_t src, size_t row0, int rows) {
         gpt_at(m, m->params, m->wte, GPT_CLS_PARAM), NULL, rows, c->n_embd, c->padded_vocab, 0);
 }
 
+/* out (N,OC) = layernorm(x) @ w^T + bias (GELU if gelu): the backend's
+ * folded product where it takes these shapes, else a layernorm into ia.ln
+ * and the product. x = ia.x. */
+static void ln_matmul(gpt_model *m, void *out, size_t lnw, size_t lnb, const void *w,
+                      const void *bias, int N, int IC, int OC, int gelu) {
+    gpt_backend *be = m->be;
+    const gpt_backend_ops *o = be->ops;
+    void *x = gpt_at(m, m->ia.act, m->ia.x, GPT_CLS_ACT), *ln = gpt_at(m, m->ia.act, m->ia.ln, GPT_CLS_ACT);
+    const void *gw = gpt_at(m, m->params, lnw, GPT_CLS_PARAM), *gb = gpt_at(m, m->params, lnb, GPT_CLS_PARAM);
+    float eps = m->cfg.ln_eps;
+    if (o->matmul_ln_forward(be, out, NULL, x, gw, gb, eps, w, bias, N, IC, OC, gelu)) return;
+    o->layernorm_forward(be, ln, NULL, NULL, x, gw, gb, N, IC, eps);
+    o->matmul_forward(be, out, NULL, ln, w, bias, N, IC, OC, gelu);
+}
+
+/* x (N,OC) += in @ w^T + bias: the backend's folded product where it takes
+ * these shapes, else the product into ia.scratch and an add. x = ia.x. */
+static void matmul_add(gpt_model *m, const void *in, const void *w, const void *bias, int N,
+                       int IC, int OC) {
+    gpt_backend *be = m->be;
+    const gpt_backend_ops *o = be->ops;
+    void *x = gpt_at(m, m->ia.act, m->ia.x, GPT_CLS_ACT);
+    void *y = gpt_at(m, m->ia.act, m->ia.scratch, GPT_CLS_ACT);
+    if (o->matmul_residual_forward(be, x, in, w, bias, N, IC, OC)) return;
+    o->matmul_forward(be, y, NULL, in, w, bias, N, IC, OC, 0);
+    o->add(be, x, x, y, (size_t)N * OC);
+}
+
 /* A decoding step's forward (one position a row, positions in pos0): the
  * logits of the B rows in ia.logits. Where the backend folds the
  * layernorms into the products after them and the residual adds into the
  * products before them, a layer is five operations: qkv (ln1 folded),
  * attention, proj (+= x), fc (ln2 folded), fc2 (+= x), and the head may
- * fold the final layernorm. An op the backend declines (CUDA: gpt2's
- * head, whose 3,144 tiles would repeat the layernorm's per-block work over
- * ~24 waves) is issued as the separate ops. --check runs the unfolded ops
- * so that each one's output is scanned. */
+ * fold the final layernorm. An op the backend declines is issued as the
+ * separate ops. A backend without the folded ops, one that declines the
+ * first (CUDA in fp32), and --check (which scans every op's output) run
+ * infer_layers' step instead. */
 static void decode_forward(gpt_model *m, int B) {
     gpt_backend *be = m->be;
     const gpt_backend_ops *o = be->ops;
     const gpt_config *c = &m->cfg;
     infer_acts *ia = &m->ia;
     int C = c->n_embd, F = c->mlp_hidden, L = c->n_layer;
-    float eps = c->ln_eps;
 #define P(off) gpt_at(m, m->params, (off), GPT_CLS_PARAM)
 #define A(off) gpt_at(m, ia->act, (off), GPT_CLS_ACT)
     const int *pos0 = ia->i32 + 2 * ia->cap_N;
@@ -206,8 +233,8 @@ static void decode_forward(gpt_model *m, int B) {
     o->encoder_forward(be, A(ia->x), ia->i32, pos0, P(m->wte), P(m->wpe), B, 1, C, c->padded_vocab,
                        c->max_seq_len);
     if (!o->matmul_ln_forward || !o->matmul_residual_forward || m->rt.check ||
-        !o->matmul_ln_forward(be, A(ia->qkv), NULL, A(ia->x), P(p0->ln1_w), P(p0->ln1_b), eps,
-                              P(p0->qkv_w), P(p0->qkv_b), B, C, 3 * C, 0)) {
+        !o->matmul_ln_forward(be, A(ia->qkv), NULL, A(ia->x), P(p0->ln1_w), P(p0->ln1_b),
+                              c->ln_eps, P(p0->qkv_w), P(p0->qkv_b), B, C, 3 * C, 0)) {
         infer_layers(m, B, 1, KV_AT_POS, 1);
         infer_head(m, 0, 0, B);
         return;
@@ -215,51 +242,18 @@ static void decode_forward(gpt_model *m, int B) {
     size_t kv_layer = (size_t)m->kv.B * m->kv.S * C;
     for (int l = 0; l < L; l++) {
         const layer_params *p = &m->lp[l];
-        /* x (B,C) -> ln1 -> qkv (B,3C); layer 0's was issued above */
-        if (l > 0 && !o->matmul_ln_forward(be, A(ia->qkv), NULL, A(ia->x), P(p->ln1_w),
-                                           P(p->ln1_b), eps, P(p->qkv_w), P(p->qkv_b), B, C,
-                                           3 * C, 0)) {
-            o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(p->ln1_w), P(p->ln1_b), B,
-                                 C, eps);
-            o->matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), P(p->qkv_w), P(p->qkv_b), B, C,
-                              3 * C, 0);
-        }
+        if (l > 0) /* x (B,C) -> ln1 -> qkv (B,3C); layer 0's was issued above */
+            ln_matmul(m, A(ia->qkv), p->ln1_w, p->ln1_b, P(p->qkv_w), P(p->qkv_b), B, C, 3 * C, 0);
         o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
                                 gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
                                 gpt_at(m, m->kv.v, (size_t)l * kv_layer, GPT_CLS_ACT), pos0, B, 1,
                                 m->kv.S, C, c->n_head);
-        /* x += atty @ proj */
-        if (!o->matmul_residual_forward(be, A(ia->x), A(ia->atty), P(p->proj_w), P(p->proj_b), B,
-                                        C, C)) {
-            o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b), B,
-                              C, C, 0);
-            o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
-                                          A(ia->scratch), P(p->ln2_w), P(p->ln2_b), B, C, eps);
-        }
-        /* x -> ln2 -> gelu(fc) (B,F) */
-        if (!o->matmul_ln_forward(be, A(ia->fch), NULL, A(ia->x), P(p->ln2_w), P(p->ln2_b), eps,
-                                  P(p->fc_w), P(p->fc_b), B, C, F, 1)) {
-            o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(p->ln2_w), P(p->ln2_b), B,
-                                 C, eps);
-            o->matmul_forward(be, A(ia->fch), NULL, A(ia->ln), P(p->fc_w), P(p->fc_b), B, C, F, 1);
-        }
-        /* x += fch @ fc2 */
-        if (!o->matmul_residual_forward(be, A(ia->x), A(ia->fch), P(p->fc2_w), P(p->fc2_b), B, F,
-                                        C)) {
-            o->matmul_forward(be, A(ia->scratch), NULL, A(ia->fch), P(p->fc2_w), P(p->fc2_b), B,
-                              F, C, 0);
-            o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
-                                          A(ia->scratch), P(m->lnf_w), P(m->lnf_b), B, C, eps);
-        }
+        matmul_add(m, A(ia->atty), P(p->proj_w), P(p->proj_b), B, C, C);             /* x += atty @ proj */
+        ln_matmul(m, A(ia->fch), p->ln2_w, p->ln2_b, P(p->fc_w), P(p->fc_b), B, C, F, 1); /* gelu(fc) (B,F) */
+        matmul_add(m, A(ia->fch), P(p->fc2_w), P(p->fc2_b), B, F, C);                /* x += fch @ fc2 */
     }
     /* x -> lnf -> logits (B,Vp), the tied head */
-    void *logits = A(ia->logits);
-    if (!o->matmul_ln_forward(be, logits, NULL, A(ia->x), P(m->lnf_w), P(m->lnf_b), eps, P(m->wte),
-                              NULL, B, C, c->padded_vocab, 0)) {
-        o->layernorm_forward(be, A(ia->ln), NULL, NULL, A(ia->x), P(m->lnf_w), P(m->lnf_b), B, C,
-                             eps);
-        infer_head(m, 0, 0, B);
-    }
+    ln_matmul(m, A(ia->logits), m->lnf_w, m->lnf_b, P(m->wte), NULL, B, C, c->padded_vocab, 0);
 #undef A
 #undef P
 }
@@ -367,8 +361,10 @@ int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err) {
         m->graph_epoch++;
     }
     memset(m->kv.len, 0, (size_t)B * sizeof(int));
-    /* Prefill needs up to B*ctx positions; decoding keeps B logits rows. */
-    return infer_reserve(m, (size_t)B * ctx, B, (size_t)B, err);
+    /* Prefill needs up to B*ctx positions; decoding keeps B logits rows.
+     * Without them the cache is of no use: a later prefill must refuse. */
+    if ((rc = infer_reserve(m, (size_t)B * ctx, B, (size_t)B, err))) gpt_kv_free(m);
+    return rc;
 }
 
 int gpt_kv_length(const gpt_model *m, int b) {
@@ -378,7 +374,8 @@ int gpt_kv_length(const gpt_model *m, int b) {
 /* The prompts through the layers into the cache (from position 0), and
  * the logits of each row's last prompt position into ia.logits rows 0..B-1. */
 static int prefill(gpt_model *m, const int *const *prompts, const int *lens, gpt_error *err) {
-    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "gpt_kv_prefill: call gpt_kv_begin first");
+    if (!m->kv.k || !m->ia.act) /* (a failed reserve after gpt_kv_begin freed ia) */
+        return gpt_fail(err, GPT_ERR_INVALID, "gpt_kv_prefill: call gpt_kv_begin first");
     gpt_backend *be = m->be;
     const gpt_config *c = &m->cfg;
     int B = m->kv.B, Tq = 0, rc;
@@ -442,34 +439,6 @@ int gpt_kv_prefill_greedy(gpt_model *m, const int *const *prompts, const int *le
     return prefill_done(m, lens, err);
 }
 
-/* The whole step as the backend's fused operation, where it has one and
- * takes these shapes (not under --check, which scans each op's output). */
-static int decode_fused(gpt_model *m) {
-    gpt_backend *be = m->be;
-    const gpt_config *c = &m->cfg;
-    if (!be->ops->decode_step || m->rt.check) return 0;
-    _Static_assert(sizeof(layer_params) == 12 * sizeof(size_t), "layer_params: 12 offsets");
-    gpt_decode_desc d;
-    memset(&d, 0, sizeof d);
-    d.B = m->kv.B, d.C = c->n_embd, d.NH = c->n_head, d.F = c->mlp_hidden, d.L = c->n_layer;
-    d.S = m->kv.S, d.V = c->vocab_size, d.Vp = c->padded_vocab, d.maxT = c->max_seq_len;
-    d.eps = c->ln_eps;
-    d.params = m->params;
-    /* every kind of layer tensor must sit at a fixed stride from layer to layer */
-    const size_t *l0 = (const size_t *)&m->lp[0];
-    for (int k = 0; k < 12; k++) {
-        d.off[k] = l0[k];
-        d.stride[k] = d.L > 1 ? ((const size_t *)&m->lp[1])[k] - l0[k] : 0;
-        for (int l = 2; l < d.L; l++)
-            if (((const size_t *)&m->lp[l])[k] != l0[k] + (size_t)l * d.stride[k]) return 0;
-    }
-    d.lnf_w = m->lnf_w, d.lnf_b = m->lnf_b, d.wte = m->wte, d.wpe = m->wpe;
-    d.kc = m->kv.k, d.vc = m->kv.v;
-    d.tok = m->ia.i32, d.pos = m->ia.i32 + 2 * m->ia.cap_N, d.hist = m->kv.history;
-    d.logits = gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT);
-    return be->ops->decode_step(be, &d);
-}
-
 /* G decoding steps over the tokens and positions already on the device
  * (ia tokens (B), pos0 (B)): logits of the new positions, their argmax
  * written back as the next step's tokens and into the history at each
@@ -485,7 +454,6 @@ static void decode_steps(gpt_model *m, int G) {
     int graphs = m->use_graphs && m->kv.decode_ready;
     if (!graphs || !be->ops->graph_begin(be, id)) {
         for (int g = 0; g < G; g++) {
-            if (decode_fused(m)) continue;
             decode_forward(m, B);
             be->ops->argmax(be, m->ia.i32, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), B,
                             m->cfg.vocab_size, m->cfg.padded_vocab, m->ia.i32 + 2 * m->ia.cap_N,
@@ -499,7 +467,8 @@ static void decode_steps(gpt_model *m, int G) {
 /* Checks that every row has room for n more positions and uploads the
  * step's tokens and positions. */
 static int decode_begin(gpt_model *m, const int *tokens, int n, gpt_error *err) {
-    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "decoding: call gpt_kv_begin first");
+    if (!m->kv.k || !m->ia.act)
+        return gpt_fail(err, GPT_ERR_INVALID, "decoding: call gpt_kv_begin first");
     int B = m->kv.B, rc;
     if (n < 1) return gpt_fail(err, GPT_ERR_INVALID, "decoding: %d steps asked for", n);
     for (int b = 0; b < B; b++)

@@ -469,6 +469,47 @@ static void test_sum(size_t n) {
     free(x);
 }
 
+/* add against fp32 sums (exact: one rounding either way), in place too;
+ * the folded decoding products against the separate ops they stand for
+ * (bitwise: the CPU runs exactly those ops). */
+static void test_add_and_folds(int N, int IC, int OC) {
+    test_begin("add, matmul_ln_forward, matmul_residual_forward N=%d IC=%d OC=%d", N, IC, OC);
+    size_t no = (size_t)N * OC, nx = (size_t)N * IC;
+    float *a = frand(no, 3), *b = frand(no, 3), *out = fpoison(no);
+    be->ops->add(be, out, a, b, no);
+    int same = 1;
+    for (size_t i = 0; i < no; i++) same &= out[i] == a[i] + b[i];
+    be->ops->add(be, a, a, b, no);
+    EXPECT(same && !memcmp(a, out, no * 4), "add differs from a + b");
+    const gpt_backend_ops *o = be->ops;
+    EXPECT(o->matmul_ln_forward && o->matmul_residual_forward, "the CPU backend has both folds");
+    float *x = frand(nx, 2), *lnw = frand(IC, 1), *lnb = frand(IC, 1), *w = frand((size_t)OC * IC, 0.5);
+    float *bias = frand(OC, 1), *ln = fpoison(nx), *want = fpoison(no), *wpre = fpoison(no);
+    float *got = fpoison(no), *pre = fpoison(no);
+    for (int gelu = 0; gelu < 2 && o->matmul_ln_forward; gelu++) {
+        o->layernorm_forward(be, ln, NULL, NULL, x, lnw, lnb, N, IC, 1e-5f);
+        o->matmul_forward(be, want, gelu ? wpre : NULL, ln, w, bias, N, IC, OC, gelu);
+        EXPECT(o->matmul_ln_forward(be, got, gelu ? pre : NULL, x, lnw, lnb, 1e-5f, w, bias, N, IC,
+                                    OC, gelu) == 1, "matmul_ln_forward declined");
+        EXPECT(!memcmp(got, want, no * 4) && (!gelu || !memcmp(pre, wpre, no * 4)),
+               "matmul_ln_forward (gelu %d) differs from layernorm + matmul", gelu);
+    }
+    if (o->matmul_residual_forward) {
+        float *res = frand(no, 2), *y = fpoison(no);
+        float *in = frand(nx, 1);
+        memcpy(want, res, no * 4);
+        o->matmul_forward(be, y, NULL, in, w, bias, N, IC, OC, 0);
+        o->add(be, want, want, y, no);
+        EXPECT(o->matmul_residual_forward(be, res, in, w, bias, N, IC, OC) == 1,
+               "matmul_residual_forward declined");
+        EXPECT(!memcmp(res, want, no * 4), "matmul_residual_forward differs from matmul + add");
+        free(res), free(y), free(in);
+    }
+    test_end();
+    free(a), free(b), free(out), free(x), free(lnw), free(lnb), free(w), free(bias), free(ln);
+    free(want), free(wpre), free(got), free(pre);
+}
+
 /* The portable matmul against CBLAS (or itself against a naive loop). */
 static void test_sgemm(int M, int N, int K) {
     for (int ta = 0; ta < 2; ta++)
@@ -525,6 +566,8 @@ int main(void) {
     test_adamw(1000, 600);
     test_adamw(37, 0);
     test_sum(12345);
+    test_add_and_folds(3, 100, 37); /* N * IC within reserve()'s B x C fold rows */
+    test_add_and_folds(1, 12, 100);
     test_sgemm(7, 13, 5);
     test_sgemm(33, 9, 70);
     gpt_backend_destroy(be);

@@ -9,11 +9,14 @@
 
 #include "backend.h"
 
-/* Private state: per-thread scratch sized by reserve(). */
+/* Private state: per-thread scratch and the folded products' rows, sized
+ * by reserve(). */
 typedef struct {
     int nthreads;
     float *scratch;        /* nthreads * scratch_per_thread floats */
     size_t scratch_per_thread;
+    float *fold;           /* fold_elems floats: B x C rows (cpu_backend.c) */
+    size_t fold_elems;
     double *timers;        /* n_timers wall-clock stamps */
     int n_timers;
     char desc[160];
@@ -61,6 +64,7 @@ void cpu_layernorm_backward(gpt_backend *be, void *dx, void *dw, void *db, const
 void cpu_crossentropy(gpt_backend *be, float *losses, void *logits, const int *tgt, int N, int V,
                       int Vp, float dloss, int grad);
 void cpu_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int accumulate);
+void cpu_add(gpt_backend *be, void *out, const void *a, const void *b, size_t n);
 void cpu_adamw(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,
                size_t n, size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats);
 

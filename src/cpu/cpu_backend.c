@@ -1,7 +1,8 @@
 /*
  * cpu_backend.c - the CPU backend's table: memory (plain host memory, so
  * upload/download are copies), per-thread scratch, timers from the wall
- * clock, and no graphs. Every class is fp32 (I32 is int32).
+ * clock, no graphs, and the decoding ops. Every class is fp32 (I32 is
+ * int32).
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -31,6 +32,7 @@ float *cpu_scratch(gpt_backend *be) {
 static void cpu_destroy(gpt_backend *be) {
     cpu_ctx *c = ctx_of(be);
     free(c->scratch);
+    free(c->fold);
     free(c->timers);
     free(c);
     free(be);
@@ -69,9 +71,12 @@ static size_t scratch_floats(const gpt_shape *s) {
     return (n + 15) / 16 * 16; /* keep each thread's slice on its own cache line */
 }
 
+/* Rows the folded decoding products stage through (one per batch row). */
+static size_t fold_floats(const gpt_shape *s) { return (size_t)s->B * (size_t)s->C; }
+
 static size_t cpu_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
     return (size_t)omp_get_max_threads() * scratch_floats(s) * sizeof(float) +
-           (size_t)s->n_timers * sizeof(double);
+           fold_floats(s) * sizeof(float) + (size_t)s->n_timers * sizeof(double);
 }
 
 static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
@@ -88,6 +93,16 @@ static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
         c->scratch = ns;
         c->scratch_per_thread = per;
         c->nthreads = nt;
+    }
+    if (fold_floats(s) > c->fold_elems) {
+        float *nf = malloc(fold_floats(s) * sizeof(float));
+        if (!nf) {
+            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
+            return GPT_ERR_NOMEM;
+        }
+        free(c->fold);
+        c->fold = nf;
+        c->fold_elems = fold_floats(s);
     }
     if (s->n_timers > c->n_timers) {
         double *nt2 = calloc((size_t)s->n_timers, sizeof(double));
@@ -188,6 +203,30 @@ static void cpu_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) 
     memmove(dst, src, bytes);
 }
 
+/* The folded decoding products as the separate ops they stand for, through
+ * reserve()'s B rows (bitwise the separate ops' results). They give no
+ * speed here; they make the CPU run the decoding step a GPU runs
+ * (model_infer.c's decode_forward), so that the CPU tests and the
+ * early-input checker of test builds cover it. */
+static int cpu_matmul_ln_forward(gpt_backend *be, void *out, void *pre, const void *x,
+                                 const void *lnw, const void *lnb, float eps, const void *w,
+                                 const void *bias, int N, int IC, int OC, int gelu) {
+    cpu_ctx *c = ctx_of(be);
+    if (N < 1 || (size_t)N * IC > c->fold_elems) return 0;
+    cpu_layernorm_forward(be, c->fold, NULL, NULL, x, lnw, lnb, N, IC, eps);
+    cpu_matmul_forward(be, out, pre, c->fold, w, bias, N, IC, OC, gelu);
+    return 1;
+}
+
+static int cpu_matmul_residual_forward(gpt_backend *be, void *x, const void *in, const void *w,
+                                       const void *bias, int N, int IC, int OC) {
+    cpu_ctx *c = ctx_of(be);
+    if (N < 1 || (size_t)N * OC > c->fold_elems) return 0;
+    cpu_matmul_forward(be, c->fold, NULL, in, w, bias, N, IC, OC, 0);
+    cpu_add(be, x, x, c->fold, (size_t)N * OC);
+    return 1;
+}
+
 static int cpu_graph_begin(gpt_backend *be, int id) { return 0; }
 static void cpu_graph_end(gpt_backend *be, int id) {}
 
@@ -208,6 +247,7 @@ static const gpt_backend_ops cpu_ops = {
     .residual_layernorm_forward = cpu_residual_layernorm_forward,
     .matmul_forward = cpu_matmul_forward,
     .gelu_forward = cpu_gelu_forward,
+    .add = cpu_add,
     .attention_forward = cpu_attention_forward,
     .attention_kv_forward = cpu_attention_kv_forward,
     .crossentropy = cpu_crossentropy,
@@ -224,6 +264,8 @@ static const gpt_backend_ops cpu_ops = {
     .graph_end = cpu_graph_end,
     .argmax = cpu_argmax,
     .copy = cpu_copy,
+    .matmul_ln_forward = cpu_matmul_ln_forward,
+    .matmul_residual_forward = cpu_matmul_residual_forward,
 };
 
 static void cpu_model_name(char *buf, size_t n) {

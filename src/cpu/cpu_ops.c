@@ -1,7 +1,7 @@
 /*
  * cpu_ops.c - the CPU backend's elementwise and row-wise operations:
  * embeddings, layernorm (alone and fused with the residual add), the fused
- * softmax + cross-entropy + gradient, sums, and the AdamW update.
+ * softmax + cross-entropy + gradient, sums, add, and the AdamW update.
  * Reductions across rows go through per-thread partials summed in thread
  * order, so results repeat bit for bit with the same thread count.
  */
@@ -185,6 +185,13 @@ void cpu_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int acc
     double acc = 0;
     for (size_t i = 0; i < n; i++) acc += in[i];
     out[0] = accumulate ? out[0] + (float)acc : (float)acc;
+}
+
+void cpu_add(gpt_backend *be, void *out_, const void *a_, const void *b_, size_t n) {
+    float *out = out_;
+    const float *a = a_, *b = b_;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void cpu_adamw(gpt_backend *be, void *params_, float *master, void *grad_, float *m, float *v,

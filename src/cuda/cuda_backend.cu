@@ -92,7 +92,6 @@ static void cu_destroy(gpt_backend *be) {
     cuda_ctx *c = cuda_ctx_of(be);
     if (c) {
         if (c->stream) cudaStreamSynchronize(c->stream);
-        cuda_decode_trace_report(be);
         if (c->trace_buf) trace_finish(c);
         drop_graphs(c);
         free_workspaces(c);
@@ -100,7 +99,6 @@ static void cu_destroy(gpt_backend *be) {
         cudaFree(c->lt_ws);
         cudaFree(c->counter);
         cudaFree(c->am_ws);
-        cudaFree(c->dk_ws);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c->host_buf);
@@ -453,6 +451,7 @@ static const gpt_backend_ops cuda_ops = {
     cuda_residual_layernorm_forward,
     cuda_matmul_forward,
     cuda_gelu_forward,
+    cuda_add,
     cuda_attention_forward,
     cuda_attention_kv_forward,
     cuda_crossentropy,
@@ -469,7 +468,6 @@ static const gpt_backend_ops cuda_ops = {
     cu_graph_end,
     cuda_argmax,
     cuda_copy,
-    cuda_decode_step,
     cuda_matmul_ln_forward,
     cuda_matmul_residual_forward,
 };
@@ -544,11 +542,6 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->ln_w = env_int("GPT_CUDA_SN_LN_W", 0);
     c->am_split = env_int("GPT_CUDA_ARGMAX_SPLIT", 1);
     c->kv_uk = env_int("GPT_CUDA_KV_UK", 0);
-    c->fused_step = env_flag("GPT_CUDA_FUSED_STEP");
-    c->require_fused_step = env_flag("GPT_CUDA_REQUIRE_FUSED_STEP");
-    c->dk_trace = env_flag("GPT_CUDA_DK_TRACE");
-    c->dk_ahead = env_int("GPT_CUDA_DK_AHEAD", 2);
-    if (c->dk_ahead < 1) c->dk_ahead = 1;
 
     c->device = 0;
     if (!CUDA_CHECK(be, cudaSetDevice(c->device)) &&

@@ -110,17 +110,6 @@ typedef struct {
  *                       instead of 8. */
     int no_sn, sn_max_split, kv_old, kv_split, no_fold, sn_w, ln_w, kv_uk;
     void *trace_buf; /* GPT_CUDA_TRACE: the decoding trace (see TRACE below) */
-    /* The fused decoding step (decode_step.cu), opt-in with
-     * GPT_CUDA_FUSED_STEP=1: on an H100 it is still slower than the step
-     * issued op by op (docs/CUDA_NOTES.md, v7). */
-    int fused_step, require_fused_step; /* ..._REQUIRE_...=1: declining is an error (tests) */
-    void *dk_ws; /* its workspace */
-    size_t dk_bytes;
-    unsigned long long dk_period;
-    int dk_ahead; /* GPT_CUDA_DK_AHEAD: weighted stages whose weights may be in flight (default 2) */ /* barrier arrivals per fused step (its counter's period) */
-    size_t dk_smem_set[2][3]; /* dynamic shared memory allowed per kernel variant */
-    int dk_trace, dk_trace_n, dk_trace_L; /* GPT_CUDA_DK_TRACE=1: phase stamps */
-    long long *dk_trace_at;
 } cuda_ctx;
 
 static inline cuda_ctx *cuda_ctx_of(gpt_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -353,9 +342,6 @@ __device__ __forceinline__ float gelu_grad_f(float x) {
 /* --------------------------------------------------- ops of each file */
 
 extern "C" {
-/* decode_step.cu: the fused decoding step; 0 if it does not take the shapes */
-int cuda_decode_step(gpt_backend *be, const gpt_decode_desc *d);
-void cuda_decode_trace_report(gpt_backend *be);
 /* decode.cu */
 void cuda_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int Vp, int *pos,
                  int *hist, int S);
@@ -365,6 +351,7 @@ void cuda_copy(gpt_backend *be, void *dst, const void *src, size_t bytes);
 
 /* misc.cu */
 void cuda_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n);
+void cuda_add(gpt_backend *be, void *out, const void *a, const void *b, size_t n);
 void cuda_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int accumulate);
 long cuda_nonfinite_count(gpt_backend *be, const void *p, size_t n, int cls);
 /* Unfused matmul epilogues (matmul.cu's fallback path). */

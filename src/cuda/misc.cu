@@ -1,5 +1,5 @@
 /*
- * misc.cu - small elementwise ops and reductions: GELU (for recompute),
+ * misc.cu - small elementwise ops and reductions: GELU (for recompute), add,
  * the deterministic loss sum, the NaN/Inf scan, and the unfused matmul
  * epilogues (bias + GELU, GELU derivative, bias gradient) that matmul.cu
  * falls back on when cuBLASLt offers no fused epilogue for a problem.
@@ -31,6 +31,31 @@ extern "C" void cuda_gelu_forward(gpt_backend *be, void *out, const void *in, si
     else
         gelu_kernel<<<grid_for(be, n, 256), 256, 0, s>>>((float *)out, (const float *)in, n);
     CUDA_LAUNCHED(be, "gelu");
+}
+
+/* ----------------------------------------------------------------- add */
+
+/* out = a + b. Decoding issues it between dependent kernels when a
+ * residual add is not folded into the product before it: it waits for its
+ * predecessor first, so it has no early inputs. */
+template <typename T> __global__ void add_kernel(T *out, const T *a, const T *b, size_t n) {
+    pdl_wait_and_release();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = from_f<T>(to_f(a[i]) + to_f(b[i]));
+}
+
+extern "C" void cuda_add(gpt_backend *be, void *out, const void *a, const void *b, size_t n) {
+    CUDA_SKIP_IF_FAILED(be);
+    if (!n) return;
+    cudaStream_t s = cuda_ctx_of(be)->stream;
+    int pdl = n <= (size_t)CUDA_PDL_MAX_ROWS * 8192; /* decoding-sized */
+    cudaError_t e =
+        cuda_bf16(be) ? launch_k(s, pdl, add_kernel<bf16>, grid_for(be, n, 256), 256, 0, (bf16 *)out,
+                                 (const bf16 *)a, (const bf16 *)b, n)
+                      : launch_k(s, pdl, add_kernel<float>, grid_for(be, n, 256), 256, 0,
+                                 (float *)out, (const float *)a, (const float *)b, n);
+    if (!CUDA_CHECK(be, e)) CUDA_LAUNCHED(be, "add");
 }
 
 /* -------------------------------------------------------------- sum_f32 */

@@ -342,17 +342,13 @@ static void check_greedy(const shape *s, int precision) {
  * models with the same parameters: logits of the prefill and of every
  * decoding step, and the greedy ids the variant feeds back. The variant is
  * chosen by setting the environment variables in env (NULL-terminated) to
- * 1 while its model is made:
- * - the fused step (one persistent kernel, decode_step.cu), with
- *   GPT_CUDA_REQUIRE_FUSED_STEP=1 so that a fused step that declined the
- *   shapes fails the test instead of passing through the op-by-op path;
- * - the step without the folded products (GPT_CUDA_NO_FOLD: a separate
- *   layernorm before qkv, fc and the head, a separate residual add after
- *   proj and fc2).
- * Both paths round every op's output to bf16 but sum in different orders,
- * so an activation may differ by one bf16 step (2^-8 relative) here and
- * there; through L layers that stays well under the 1e-2 relative L2 used
- * for bf16 logits elsewhere in this file. */
+ * 1 while its model is made: the step without the folded products
+ * (GPT_CUDA_NO_FOLD: a separate layernorm before qkv, fc and the head, a
+ * separate residual add after proj and fc2). Both paths round every op's
+ * output to bf16 but sum in different orders, so an activation may differ
+ * by one bf16 step (2^-8 relative) here and there; through L layers that
+ * stays well under the 1e-2 relative L2 used for bf16 logits elsewhere in
+ * this file. */
 static void check_variant(const shape *s, int B, const char *what, const char *const *env) {
     gpt_error err;
     test_begin("%s, batch %d: %s matches the default bf16 decoding step", s->name, B, what);
@@ -360,11 +356,11 @@ static void check_variant(const shape *s, int B, const char *what, const char *c
     gpt_model *ops = make(s, "cuda", GPT_PREC_BF16, &err);
     EXPECT(ops != NULL, "%s", err.msg);
     for (int i = 0; env[i]; i++) setenv(env[i], "1", 1);
-    gpt_model *fused = ops ? make(s, "cuda", GPT_PREC_BF16, &err) : NULL;
+    gpt_model *var = ops ? make(s, "cuda", GPT_PREC_BF16, &err) : NULL;
     for (int i = 0; env[i]; i++) unsetenv(env[i]);
-    EXPECT(fused != NULL, "%s", err.msg);
-    if (!ops || !fused) {
-        gpt_model_free(ops), gpt_model_free(fused);
+    EXPECT(var != NULL, "%s", err.msg);
+    if (!ops || !var) {
+        gpt_model_free(ops), gpt_model_free(var);
         test_end();
         return;
     }
@@ -374,14 +370,14 @@ static void check_variant(const shape *s, int B, const char *what, const char *c
     for (int b = 0; b < B; b++) lens[b] = 1 + (b * 7) % 13, prompts[b] = seq + (size_t)b * CTX;
     float *la = malloc((size_t)B * V * sizeof(float)), *lb = malloc((size_t)B * V * sizeof(float));
     int *cur = malloc((size_t)B * sizeof(int)), *ids = malloc((size_t)B * STEPS * sizeof(int));
-    EXPECT(gpt_kv_begin(ops, B, CTX, &err) == 0 && gpt_kv_begin(fused, B, CTX, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_begin(ops, B, CTX, &err) == 0 && gpt_kv_begin(var, B, CTX, &err) == 0, "%s", err.msg);
     EXPECT(gpt_kv_prefill(ops, prompts, lens, la, &err) == 0, "%s", err.msg);
-    EXPECT(gpt_kv_prefill(fused, prompts, lens, lb, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_kv_prefill(var, prompts, lens, lb, &err) == 0, "%s", err.msg);
     for (int b = 0; b < B; b++) cur[b] = host_argmax(la + (size_t)b * V, V);
     /* the same tokens into both, each step's logits compared */
     for (int k = 0; k < STEPS && !test_case_failed_; k++) {
         EXPECT(gpt_kv_decode(ops, cur, la, &err) == 0, "%s", err.msg);
-        EXPECT(gpt_kv_decode(fused, cur, lb, &err) == 0, "%s: %s", what, err.msg);
+        EXPECT(gpt_kv_decode(var, cur, lb, &err) == 0, "%s: %s", what, err.msg);
         double e = test_rel_l2(lb, la, (size_t)B * V);
         EXPECT(e <= 1e-2, "step %d: logits rel L2 %.3g", k, e);
         for (int b = 0; b < B; b++) cur[b] = host_argmax(la + (size_t)b * V, V);
@@ -390,11 +386,11 @@ static void check_variant(const shape *s, int B, const char *what, const char *c
      * argmax of the logits the same step produces */
     if (!test_case_failed_) {
         int *first = malloc((size_t)B * sizeof(int));
-        host_greedy(fused, B, CTX, prompts, lens, V, STEPS, lb, first, ids);
+        host_greedy(var, B, CTX, prompts, lens, V, STEPS, lb, first, ids);
         int *got = malloc((size_t)B * STEPS * sizeof(int));
-        EXPECT(gpt_kv_begin(fused, B, CTX, &err) == 0, "%s", err.msg);
-        EXPECT(gpt_kv_prefill(fused, prompts, lens, lb, &err) == 0, "%s", err.msg);
-        EXPECT(gpt_kv_decode_greedy(fused, first, STEPS, got, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_kv_begin(var, B, CTX, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_kv_prefill(var, prompts, lens, lb, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_kv_decode_greedy(var, first, STEPS, got, &err) == 0, "%s", err.msg);
         int same = 0;
         while (same < B * STEPS && got[same] == ids[same]) same++;
         EXPECT(same == B * STEPS, "device greedy ids differ from step %d (row %d)", same / B, same % B);
@@ -402,7 +398,7 @@ static void check_variant(const shape *s, int B, const char *what, const char *c
     }
     test_end();
     free(lens), free(seq), free(prompts), free(la), free(lb), free(cur), free(ids);
-    gpt_model_free(ops), gpt_model_free(fused);
+    gpt_model_free(ops), gpt_model_free(var);
 }
 
 int main(void) {
@@ -425,26 +421,18 @@ int main(void) {
             check_kv(&shapes[i], prec);
             check_greedy(&shapes[i], prec);
         }
-    /* the fused step's variants: head sizes 32, 64 and 128, one or two
-     * 8-row batch tiles, three layers (the per-layer strides), an MLP
-     * wider than one weight chunk (F = 1280: fc2 in two chunks), odd
-     * vocabularies */
-    static const shape fshapes[] = {{"fused (C=96, 3 heads of 32, V=1000)", 1000, 64, 3, 3, 96},
-                                    {"fused (C=320, 5 heads of 64, V=1003)", 1003, 64, 3, 5, 320},
-                                    {"fused (C=256, 2 heads of 128, V=1000)", 1000, 64, 2, 2, 256}};
-    static const char *const fused_env[] = {"GPT_CUDA_FUSED_STEP", "GPT_CUDA_REQUIRE_FUSED_STEP", NULL};
+    /* the folded products (the default) against the separate ops: head
+     * sizes 32, 64 and 128, one and two 8-row batch tiles, three layers,
+     * odd vocabularies, C = 96 (3 k blocks, fewer than the 4 warps), 320
+     * and 256 */
+    static const shape vshapes[] = {{"decoding (C=96, 3 heads of 32, V=1000)", 1000, 64, 3, 3, 96},
+                                    {"decoding (C=320, 5 heads of 64, V=1003)", 1003, 64, 3, 5, 320},
+                                    {"decoding (C=256, 2 heads of 128, V=1000)", 1000, 64, 2, 2, 256}};
     static const char *const nofold_env[] = {"GPT_CUDA_NO_FOLD", NULL};
     for (int i = 0; i < 3; i++) {
-        check_variant(&fshapes[i], 3, "the fused step", fused_env);
-        check_variant(&fshapes[i], 16, "the fused step", fused_env);
-    }
-    check_variant(&fshapes[1], 1, "the fused step", fused_env);
-    /* the folded products (the default) against the separate ops: one and
-     * two 8-row batch tiles, C = 96 (3 k blocks, fewer than the 4 warps),
-     * 320 and 256 */
-    for (int i = 0; i < 3; i++) {
-        check_variant(&fshapes[i], 1, "the unfolded step", nofold_env);
-        check_variant(&fshapes[i], 16, "the unfolded step", nofold_env);
+        check_variant(&vshapes[i], 1, "the unfolded step", nofold_env);
+        check_variant(&vshapes[i], 3, "the unfolded step", nofold_env);
+        check_variant(&vshapes[i], 16, "the unfolded step", nofold_env);
     }
     return test_summary();
 }
