@@ -1,6 +1,7 @@
 # gpt - build rules.
 #
 #   make               library, the gpt command and the tests (CPU only)
+#                      (plus the test variants: libgpt_test.a, gpt-test)
 #   make run           build, then the default run: train the tiny model on
 #                      Tiny Shakespeare and print a sample
 #   make test          build and run the test suite
@@ -12,6 +13,14 @@
 # Sources are found by folder: src/*.c and src/<part>/*.c (the library),
 # src/cuda/*.cu (CUDA backend), tools/*.c (the gpt command), tests/test_*.c
 # (one program each), bench/*.c (benchmarks), fuzz/*.c (fuzz targets).
+#
+# Test builds: the library's C files are compiled a second time with
+# -DGPT_TEST_BUILD into $(BUILD)/test-obj/ and archived as libgpt_test.a,
+# which the test programs and $(BUILD)/gpt-test (the gpt command on it,
+# tests/run.sh exports it as GPT_TEST_BIN) link. Checks and hooks that only
+# tests need live behind that macro (src/backend_check.c: backend.h's
+# early-input rule); build/gpt and libgpt.a never contain them. The CUDA
+# objects are shared: nothing in src/cuda/ looks at the macro.
 
 CC      ?= cc
 NVCC    ?= nvcc
@@ -31,7 +40,7 @@ ifeq ($(CUDA),1)
 endif
 
 UNAME := $(shell uname -s)
-CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fno-math-errno -fopenmp -Iinclude -Isrc -Itools -D_DEFAULT_SOURCE
+CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fno-math-errno -fopenmp -Iinclude -D_DEFAULT_SOURCE
 ifeq ($(NATIVE),1)
   CFLAGS += -march=native
 endif
@@ -68,17 +77,21 @@ TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard bench/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(LIB_SRC:%.c=$(BUILD)/test-obj/%.o)
 ifeq ($(CUDA),1)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC)))
   CFLAGS   += -DGPT_HAVE_CUDA
   NVFLAGS  ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
               -Iinclude -Isrc -Xcompiler -fPIC --expt-relaxed-constexpr -lineinfo
   LIB_OBJ  += $(CU_SRC:%.cu=$(BUILD)/%.o)
+  TEST_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lrt
 endif
 
 LIB      := $(BUILD)/libgpt.a
 GPT      := $(BUILD)/gpt
+TEST_LIB := $(BUILD)/libgpt_test.a
+GPT_TEST := $(BUILD)/gpt-test
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 ifeq ($(CUDA),1)
   TESTS  += $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
@@ -86,11 +99,32 @@ endif
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all run test test-cuda bench clean fuzz
-all: $(LIB) $(GPT) $(TESTS) $(BENCHES)
+all: $(LIB) $(GPT) $(TEST_LIB) $(GPT_TEST) $(TESTS) $(BENCHES)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
+# Include paths by layer (docs/ARCHITECTURE.md): the library sees src/;
+# the command line sees include/ and tools/ only (its one window into the
+# library's internals is src/tools_internal.h, named by path); tests and
+# benchmarks are white-box.
+HEADERS := $(wildcard include/*.h src/*.h src/*/*.h)
+LIB_INC := -Isrc
+TOOL_INC:= -Itools
+TEST_INC:= -Isrc -Itools
+
+$(BUILD)/src/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LIB_INC) -c $< -o $@
+
+$(BUILD)/test-obj/src/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIB_INC) -DGPT_TEST_BUILD -c $< -o $@
+
+$(BUILD)/tools/%.o: tools/%.c $(HEADERS) $(wildcard tools/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TOOL_INC) -c $< -o $@
+
+$(BUILD)/test-obj/tools/%.o: tools/%.c $(HEADERS) $(wildcard tools/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TOOL_INC) -DGPT_TEST_BUILD -c $< -o $@
 
 $(BUILD)/%.o: %.cu $(wildcard include/*.h src/*.h src/cuda/*.cuh)
 	@mkdir -p $(dir $@)
@@ -99,24 +133,33 @@ $(BUILD)/%.o: %.cu $(wildcard include/*.h src/*.h src/cuda/*.cuh)
 # The GPT-2 vocabulary files are assembled into this object (.incbin).
 $(BUILD)/src/tokenizer/gpt2_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
 
+$(BUILD)/test-obj/src/tokenizer/gpt2_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
+
 $(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(TEST_LIB): $(TEST_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(GPT): $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/gpu/%: tests/gpu/%.c tests/test.h $(LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+$(GPT_TEST): $(TOOL_SRC:%.c=$(BUILD)/test-obj/%.o) $(TEST_LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
+$(BUILD)/tests/gpu/%: tests/gpu/%.c tests/test.h $(TEST_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(TEST_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(TEST_INC) $< $(LIB) -o $@ $(LDLIBS)
 
 RUN_ARGS ?=
 run: $(GPT)

@@ -325,6 +325,12 @@ typedef struct {
  * (GPT_ERR_RUNTIME): the reader would refuse the file. */
 int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
                         const gpt_train_state *state, gpt_error *err);
+/* Writes the model as a Hugging Face GPT-2 folder that transformers'
+ * GPT2LMHeadModel.from_pretrained(dir) loads: dir/model.safetensors (F32)
+ * and dir/config.json. dir is created if its parent exists; files already
+ * there are replaced atomically. The head stays tied to the token
+ * embedding; padded vocabulary rows are dropped. */
+int gpt_model_save_hf(gpt_model *m, const char *dir, gpt_error *err);
 /* Reads only the configuration and trainer state of a checkpoint (no model
  * is created). state->has_train is 0 if the file carries none. */
 int gpt_checkpoint_read_state(const char *path, gpt_config *cfg, gpt_train_state *state,

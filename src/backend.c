@@ -35,8 +35,7 @@ int gpt_backend_available(const char *name) {
     return 0;
 }
 
-int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
-    *out = NULL;
+static int create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
     const char *dev = rt && rt->device ? rt->device : "auto";
     if (!strcmp(dev, "auto")) dev = gpt_cuda_backend_probe() ? "cuda" : "cpu";
     if (!strcmp(dev, "cpu")) return gpt_cpu_backend_create(out, rt, err);
@@ -52,6 +51,15 @@ int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err)
         return gpt_cuda_backend_create(out, rt, err);
     }
     return gpt_fail(err, GPT_ERR_INVALID, "device '%s' is unknown: use cpu, cuda or auto", dev);
+}
+
+int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
+    *out = NULL;
+    int rc = create(out, rt, err);
+#ifdef GPT_TEST_BUILD
+    if (!rc && (rc = gpt_backend_check_wrap(*out, err))) *out = NULL;
+#endif
+    return rc;
 }
 
 void gpt_backend_destroy(gpt_backend *be) {

@@ -811,7 +811,7 @@ static int write_config(const gpt_config *c, const char *path, gpt_error *err) {
     return rc;
 }
 
-int gpt_hf_save(gpt_model *m, const char *dir, gpt_error *err) {
+int gpt_model_save_hf(gpt_model *m, const char *dir, gpt_error *err) {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return gpt_fail(err, errno == ENOENT ? GPT_ERR_INVALID : GPT_ERR_IO,
                         "cannot create the folder '%s': %s", dir, strerror(errno));

@@ -12,9 +12,7 @@
 int gpt_hf_is_checkpoint(const char *path);
 /* Loads a GPT2LMHeadModel (F32, F16 or BF16 tensors) into a new model. */
 int gpt_hf_load(gpt_model **out, const char *path, const gpt_runtime *rt, gpt_error *err);
-/* Writes dir/model.safetensors and dir/config.json that transformers'
- * GPT2LMHeadModel.from_pretrained loads. */
-int gpt_hf_save(gpt_model *m, const char *dir, gpt_error *err);
+/* Writing: gpt_model_save_hf (gpt.h). */
 
 /* ------------------------------------------------ reading without a model
  * A parsed checkpoint: the configuration from config.json and, for each of

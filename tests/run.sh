@@ -9,7 +9,8 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-export GPT_BIN="$PWD/$BUILD/gpt" GPT_BUILD="$PWD/$BUILD"
+# GPT_TEST_BIN: the gpt command on the test build of the library (Makefile)
+export GPT_BIN="$PWD/$BUILD/gpt" GPT_TEST_BIN="$PWD/$BUILD/gpt-test" GPT_BUILD="$PWD/$BUILD"
 mode=cpu filter=""
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -679,11 +679,11 @@ static void test_round_trip(void) {
         tok[i] = (i * 37 + 5) % 333;
     float *l1 = NULL, *l2 = NULL, *l3 = NULL;
 
-    test_begin("round trip: checkpoint -> gpt_hf_save -> gpt_hf_load gives identical logits");
+    test_begin("round trip: checkpoint -> gpt_model_save_hf -> gpt_hf_load gives identical logits");
     int rc = gpt_model_create(&m, &cfg, &RT, 42, &err);
     if (!rc) rc = gpt_checkpoint_save(m, ckpt, 0, NULL, &err);
     if (!rc) rc = gpt_model_load(&m2, ckpt, &RT, &err);
-    if (!rc) rc = gpt_hf_save(m2, hfdir, &err);
+    if (!rc) rc = gpt_model_save_hf(m2, hfdir, &err);
     if (!rc) rc = gpt_model_load(&m3, hfdir, &RT, &err); /* through gpt_model_load's dispatch */
     EXPECT(rc == 0, "%s", err.msg);
     if (!rc && !logits_of(m, tok, 17, &l1) && !logits_of(m3, tok, 17, &l3)) {
@@ -715,7 +715,7 @@ static void test_round_trip(void) {
     test_end();
 
     test_begin("saving the loaded HF model again gives identical files");
-    if (m3 && !gpt_hf_save(m3, hfdir2, &err)) {
+    if (m3 && !gpt_model_save_hf(m3, hfdir2, &err)) {
         char *a, *b;
         size_t na, nb;
         char pa[400], pb[400];
@@ -731,7 +731,7 @@ static void test_round_trip(void) {
     }
     test_end();
 
-    /* That transformers loads what gpt_hf_save writes is checked by
+    /* That transformers loads what gpt_model_save_hf writes is checked by
      * tests/ref/check_convert.sh where torch and transformers are installed
      * (not on CI); see docs/RELIABILITY.md for the last run. */
     free(l1);
@@ -741,15 +741,15 @@ static void test_round_trip(void) {
     gpt_model_free(m2);
     gpt_model_free(m3);
 
-    test_begin("gpt_hf_save refuses a path that is a file or has no parent");
+    test_begin("gpt_model_save_hf refuses a path that is a file or has no parent");
     memset(&err, 0, sizeof err);
     gpt_model *t = NULL;
     rc = gpt_model_create(&t, &cfg, &RT, 1, &err);
     if (!rc) {
-        EXPECT(gpt_hf_save(t, ckpt, &err) != 0 && err.msg[0], "a file path was accepted");
+        EXPECT(gpt_model_save_hf(t, ckpt, &err) != 0 && err.msg[0], "a file path was accepted");
         char deep[400];
         snprintf(deep, sizeof deep, "%s/no/such/dir", tmpdir());
-        EXPECT(gpt_hf_save(t, deep, &err) == GPT_ERR_INVALID, "a missing parent was accepted");
+        EXPECT(gpt_model_save_hf(t, deep, &err) == GPT_ERR_INVALID, "a missing parent was accepted");
     }
     gpt_model_free(t);
     test_end();

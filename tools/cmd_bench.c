@@ -24,7 +24,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "gpt.h"
-#include "util.h"
+#include "../src/tools_internal.h"
 
 static const char *CMD = "bench";
 

@@ -9,7 +9,6 @@
 #include "cli.h"
 #include "commands.h"
 #include "gpt.h"
-#include "hf.h"
 
 static const char *CMD = "convert";
 
@@ -56,7 +55,7 @@ int gpt_cmd_convert(int argc, char **argv) {
     gpt_error err = {0};
     gpt_model *m = NULL;
     int rc = gpt_model_load(&m, model, &rt, &err);
-    if (!rc) rc = gpt_hf_save(m, out, &err);
+    if (!rc) rc = gpt_model_save_hf(m, out, &err);
     if (rc) {
         gpt_model_free(m);
         return cli_lib_error(CMD, &err);

@@ -16,7 +16,7 @@
 #include "commands.h"
 #include "gpt.h"
 #include "gpt_tokenizer.h"
-#include "util.h"
+#include "../src/tools_internal.h"
 
 static const char *CMD = "generate";
 

@@ -15,8 +15,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "gpt_tokenizer.h"
-#include "json.h"
-#include "util.h"
+#include "../src/tools_internal.h"
 
 /* Inputs of this size or more get a progress line. */
 #define PROGRESS_BYTES ((size_t)8 << 20)

@@ -23,7 +23,7 @@
 #include "plot.h"
 #include "train_args.h"
 #include "train_util.h"
-#include "util.h"
+#include "../src/tools_internal.h"
 
 static const char *CMD = "train";
 

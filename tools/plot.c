@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "../src/tools_internal.h"
 
 static double nice_step(double range, int ticks) {
     double raw = range / ticks, mag = pow(10, floor(log10(raw))), f = raw / mag;

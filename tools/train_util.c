@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "../src/tools_internal.h"
 
 static int print_token(void *user, int row, int token) {
     size_t len;
