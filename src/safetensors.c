@@ -71,8 +71,8 @@ static int parse_entry(st_tensor *t, const char *name, size_t len, const json_va
     if (!sh || sh->type != JSON_ARRAY)
         return gpt_fail(err, GPT_ERR_INVALID, "tensor '%s': no \"shape\" array", name);
     if (sh->len > 64)
-        return gpt_fail(err, GPT_ERR_INVALID, "tensor '%s': shape has %zu dimensions", name,
-                        sh->len);
+        return gpt_fail(err, GPT_ERR_INVALID, "tensor '%s': shape has %u dimensions", name,
+                        (unsigned)sh->len);
     t->ndim = (int)sh->len;
     t->shape = malloc((sh->len ? sh->len : 1) * sizeof *t->shape);
     if (!t->shape)
@@ -151,16 +151,16 @@ int st_parse(st_file *f, const void *buf, size_t n, gpt_error *err) {
         goto done;
     }
     for (size_t i = 0; i < root->len; i++) {
-        if (!strcmp(root->keys[i], "__metadata__") && root->key_lens[i] == 12) {
-            if (root->items[i].type != JSON_OBJECT) {
+        const json_value *key = json_key(root, i), *val = json_member(root, i);
+        if (!strcmp(key->str, "__metadata__") && key->len == 12) {
+            if (val->type != JSON_OBJECT) {
                 rc =
                     gpt_fail(err, GPT_ERR_INVALID, "safetensors \"__metadata__\" is not an object");
                 goto done;
             }
             continue;
         }
-        rc = parse_entry(&f->t[f->n], root->keys[i], root->key_lens[i], &root->items[i],
-                         f->data_len, err);
+        rc = parse_entry(&f->t[f->n], key->str, key->len, val, f->data_len, err);
         f->n++; /* counted even on failure so st_free releases it */
         if (rc) goto done;
     }

@@ -98,13 +98,14 @@ int tok_open_gpt2(gpt_tokenizer **out, gpt_error *err) {
     if (tok_map_init(&p.map, (size_t)V)) return fail(&p, err, GPT_ERR_NOMEM, NULL, 0);
     for (size_t i = 0; i < enc->len; i++) {
         long long id;
-        if (!json_get_int(&enc->items[i], 0, V - 1, &id))
+        const json_value *key = json_key(enc, i);
+        if (!json_get_int(json_member(enc, i), 0, V - 1, &id))
             return fail(&p, err, GPT_ERR_INVALID, "encoder.json id out of range", i);
-        uint64_t h = tok_hash(enc->keys[i], enc->key_lens[i]);
+        uint64_t h = tok_hash(key->str, key->len);
         size_t e;
-        if (tok_map_find(&p.map, enc->keys[i], enc->key_lens[i], h) != SIZE_MAX)
+        if (tok_map_find(&p.map, key->str, key->len, h) != SIZE_MAX)
             return fail(&p, err, GPT_ERR_INVALID, "encoder.json repeats a key", i);
-        if (tok_map_add(&p.map, enc->keys[i], enc->key_lens[i], h, &e))
+        if (tok_map_add(&p.map, key->str, key->len, h, &e))
             return fail(&p, err, GPT_ERR_NOMEM, NULL, 0);
         p.map.val[2 * e] = (size_t)id;
     }
@@ -129,7 +130,7 @@ int tok_open_gpt2(gpt_tokenizer **out, gpt_error *err) {
         }
     size_t buf_len = max_line;
     for (size_t i = 0; i < enc->len; i++)
-        if (enc->key_lens[i] > buf_len) buf_len = enc->key_lens[i];
+        if (json_key(enc, i)->len > buf_len) buf_len = json_key(enc, i)->len;
     int M = V - 257;
     p.merges = malloc((size_t)M * 2 * sizeof *p.merges);
     p.buf = malloc(buf_len + 1);
@@ -169,7 +170,7 @@ int tok_open_gpt2(gpt_tokenizer **out, gpt_error *err) {
     for (size_t i = 0; i < enc->len; i++) {
         int id = (int)p.map.val[2 * i];
         if (id < 256 + M) continue;
-        size_t l = string_bytes(enc->keys[i], enc->key_lens[i], inv, p.special_bytes + used);
+        size_t l = string_bytes(json_key(enc, i)->str, json_key(enc, i)->len, inv, p.special_bytes + used);
         if (l == SIZE_MAX)
             return fail(&p, err, GPT_ERR_INVALID, "bad special token in encoder.json", i);
         p.special[id - 256 - M] = p.special_bytes + used;
@@ -186,7 +187,7 @@ int tok_open_gpt2(gpt_tokenizer **out, gpt_error *err) {
     /* Every token's bytes must be what encoder.json says. */
     for (size_t i = 0; i < enc->len; i++) {
         int id = (int)p.map.val[2 * i];
-        size_t l = string_bytes(enc->keys[i], enc->key_lens[i], inv, p.buf);
+        size_t l = string_bytes(json_key(enc, i)->str, json_key(enc, i)->len, inv, p.buf);
         size_t tl;
         const char *tb = gpt_tokenizer_token(t, id, &tl);
         if (l == SIZE_MAX || l != tl || memcmp(tb, p.buf, l)) {
