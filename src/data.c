@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gpt_data.h"
 #include "util.h"
@@ -35,12 +36,16 @@ static int read_split(const split *s, size_t off, size_t n, int *out, gpt_error 
     return gpt_shard_read(s->shard, s->start + off, n, out, err);
 }
 
+/* 1 if path is a regular file starting with a shard's magic; anything else
+ * (a FIFO, which must not be opened blocking, a missing file) is left for
+ * the text reader to refuse with its message. */
 static int is_shard(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    int fd;
+    uint64_t size;
+    if (gpt_open_regular(path, &fd, &size, NULL)) return 0;
     char magic[8] = {0};
-    size_t got = fread(magic, 1, 8, f);
-    fclose(f);
+    ssize_t got = size >= 8 ? read(fd, magic, 8) : 0;
+    close(fd);
     return got == 8 && !memcmp(magic, "GPTSHARD", 8); /* gpt_shard files */
 }
 

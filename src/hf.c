@@ -548,20 +548,15 @@ int gpt_hf_open(gpt_hf_file **out, const char *path, gpt_error *err) {
         goto done;
     }
     if ((rc = gpt_read_file(cfg_path, (size_t)16 << 20, &cfg, &cfg_len, err))) goto done;
-    fd = open(st_path, O_RDONLY);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        rc = gpt_fail(err, GPT_ERR_INVALID, "cannot open '%s': %s", st_path,
-                      fd < 0 ? strerror(errno) : "not a regular file");
-        goto done;
-    }
-    if (sb.st_size < 8) {
+    uint64_t st_size;
+    if ((rc = gpt_open_regular(st_path, &fd, &st_size, err))) goto done;
+    if (st_size < 8 || st_size > SIZE_MAX) {
         rc = gpt_fail(err, GPT_ERR_INVALID,
-                      "%s: %lld bytes is too short for a safetensors file (8-byte header length)",
-                      st_path, (long long)sb.st_size);
+                      "%s: %llu bytes is %s for a safetensors file", st_path,
+                      (unsigned long long)st_size, st_size < 8 ? "too short (8-byte header length)" : "too large");
         goto done;
     }
-    map_len = (size_t)sb.st_size;
+    map_len = (size_t)st_size;
     map = mmap(NULL, map_len, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) {
         map = NULL;

@@ -5,9 +5,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,50 +50,80 @@ int gpt_add_size(size_t a, size_t b, size_t *out) {
     return 1;
 }
 
+/* What a path is, for messages about files that are not regular. */
+static const char *kind_of(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISLNK(m)) return "a symbolic link";
+    return "not a regular file";
+}
+
+int gpt_open_regular(const char *path, int *fd_out, uint64_t *size, gpt_error *err) {
+    *fd_out = -1;
+    *size = 0;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever; the type is checked on the open file itself (fstat),
+     * so nothing can be swapped in between. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return gpt_fail(err, e == ENOMEM ? GPT_ERR_NOMEM : GPT_ERR_INVALID, "cannot open '%s': %s",
+                        path, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return gpt_fail(err, GPT_ERR_IO, "cannot open '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return gpt_fail(err, GPT_ERR_INVALID, "'%s' is %s, not a regular file", path,
+                        kind_of(st.st_mode));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    *size = (uint64_t)st.st_size;
+    return GPT_OK;
+}
+
 int gpt_read_file(const char *path, size_t max, char **data, size_t *len, gpt_error *err) {
     *data = NULL;
     *len = 0;
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return gpt_fail(err, GPT_ERR_INVALID, "cannot open '%s': %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return gpt_fail(err, GPT_ERR_INVALID, "'%s' is a directory, not a file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return gpt_fail(err, GPT_ERR_INVALID, "cannot open '%s': %s", path, strerror(errno));
-    size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536, n = 0;
-    if (max && cap > max + 1) cap = max + 1;
-    char *buf = malloc(cap);
+    int fd;
+    uint64_t size;
+    int rc = gpt_open_regular(path, &fd, &size, err);
+    if (rc) return rc;
+    /* The size is known before anything is allocated; a file that grows
+     * while it is read is cut at that size (never past the cap). */
+    if ((max && size > max) || size >= SIZE_MAX) {
+        close(fd);
+        return gpt_fail(err, GPT_ERR_INVALID, "'%s' is larger than %zu bytes", path,
+                        max ? max : SIZE_MAX - 1);
+    }
+    char *buf = malloc((size_t)size + 1);
     if (!buf) {
-        fclose(f);
-        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory reading '%s'", path);
+        close(fd);
+        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory reading '%s' (%llu bytes)", path,
+                        (unsigned long long)size);
     }
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (max && n >= max) {
-                free(buf);
-                fclose(f);
-                return gpt_fail(err, GPT_ERR_INVALID, "'%s' is larger than %zu bytes", path, max);
-            }
-            size_t ncap = cap * 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return gpt_fail(err, GPT_ERR_NOMEM, "out of memory reading '%s'", path);
-            }
-            buf = nb;
-            cap = ncap;
+    size_t n = 0;
+    while (n < size) {
+        ssize_t got = read(fd, buf + n, (size_t)size - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return gpt_fail(err, GPT_ERR_IO, "cannot read '%s': %s", path, strerror(e));
         }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
+        if (got == 0) break; /* shrank while being read */
+        n += (size_t)got;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return gpt_fail(err, GPT_ERR_INVALID, "cannot read '%s'", path);
-    }
+    close(fd);
     buf[n] = 0;
     *data = buf;
     *len = n;
@@ -108,25 +140,97 @@ static long long fail_write_budget(void) {
     return gpt_test_fail_write_after;
 }
 
+/* The folder part of path ("." when there is none), malloc'd. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* 1 if name is base ".tmp." followed by the decimal pid of a process that
+ * no longer exists (ours is never stale). */
+static int stale_name(const char *name, const char *base, size_t blen) {
+    if (strncmp(name, base, blen) || strncmp(name + blen, ".tmp.", 5)) return 0;
+    const char *digits = name + blen + 5;
+    char *end;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid()) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int gpt_atomic_remove_stale(const char *path, void (*removed)(void *user, const char *tmp),
+                            void *user) {
+    char *dir = dir_of(path);
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base), dlen = dir ? strlen(dir) : 0;
+    DIR *d = dir && blen ? opendir(dir) : NULL;
+    int count = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!stale_name(e->d_name, base, blen)) continue;
+        size_t n = dlen + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p) break;
+        snprintf(p, n, "%s/%s", dir, e->d_name);
+        struct stat st;
+        /* Only files and links: a folder of that name is not ours. */
+        if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(p) == 0) {
+            count++;
+            if (removed) removed(user, p);
+        }
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dir);
+    return count;
+}
+
 int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err) {
     memset(af, 0, sizeof *af);
+    /* Only a regular file is ever replaced: a folder, FIFO, device or
+     * symbolic link at path is refused, not swapped for a file. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "cannot write '%s': it is %s; remove it or write somewhere else", path,
+                        kind_of(st.st_mode));
     size_t n = strlen(path);
     af->path = malloc(n + 1);
     af->tmp_path = malloc(n + 32);
     if (!af->path || !af->tmp_path) {
-        free(af->path);
-        free(af->tmp_path);
+        gpt_atomic_abort(af);
         return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     }
     memcpy(af->path, path, n + 1);
     snprintf(af->tmp_path, n + 32, "%s.tmp.%ld", path, (long)getpid());
-    af->f = fopen(af->tmp_path, "wb");
+    gpt_atomic_remove_stale(path, NULL, NULL);
+    /* O_EXCL | O_NOFOLLOW: never write through a link or into a file
+     * someone else placed at the temporary name. A leftover at our own
+     * name (a dead process that had our pid, or a planted link) is removed
+     * once: no live process but us can own that name. */
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = open(af->tmp_path, flags, 0644), e = fd < 0 ? errno : 0;
+    if (e == EEXIST && lstat(af->tmp_path, &st) == 0 && !S_ISDIR(st.st_mode) &&
+        unlink(af->tmp_path) == 0) {
+        fd = open(af->tmp_path, flags, 0644);
+        e = fd < 0 ? errno : 0;
+    }
+    if (fd >= 0 && !(af->f = fdopen(fd, "wb"))) {
+        e = errno;
+        close(fd);
+        unlink(af->tmp_path);
+    }
     if (!af->f) {
-        int e = errno;
-        free(af->path);
-        free(af->tmp_path);
-        return gpt_fail(err, e == ENOENT ? GPT_ERR_INVALID : GPT_ERR_IO,
-                        "cannot create '%s': %s", path, strerror(e));
+        int rc = e == EEXIST
+                     ? gpt_fail(err, GPT_ERR_IO, "cannot create '%s': '%s' is in the way", path,
+                                af->tmp_path)
+                     : gpt_fail(err, e == ENOENT || e == ENOTDIR ? GPT_ERR_INVALID : GPT_ERR_IO,
+                                "cannot create '%s': %s", path, strerror(e));
+        gpt_atomic_abort(af);
+        return rc;
     }
     return GPT_OK;
 }
@@ -151,9 +255,12 @@ int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error 
     return GPT_OK;
 }
 
+/* Safe on a zeroed struct, after a failed open, and twice. */
 void gpt_atomic_abort(gpt_atomic_file *af) {
-    if (af->f) fclose(af->f);
-    if (af->tmp_path) unlink(af->tmp_path);
+    if (af->f) {
+        fclose(af->f);
+        unlink(af->tmp_path);
+    }
     free(af->tmp_path);
     free(af->path);
     memset(af, 0, sizeof *af);
@@ -170,33 +277,36 @@ int gpt_atomic_commit(gpt_atomic_file *af, gpt_error *err) {
     af->f = NULL;
     if (e) {
         gpt_fail(err, GPT_ERR_IO, "cannot write '%s': %s", af->path, strerror(e));
+        unlink(af->tmp_path);
         gpt_atomic_abort(af);
         return GPT_ERR_IO;
     }
     if (rename(af->tmp_path, af->path) != 0) {
-        gpt_fail(err, GPT_ERR_IO, "cannot rename '%s' to '%s': %s", af->tmp_path, af->path,
-                 strerror(errno));
+        e = errno;
+        gpt_fail(err, e == EISDIR ? GPT_ERR_INVALID : GPT_ERR_IO,
+                 "cannot rename '%s' to '%s': %s", af->tmp_path, af->path, strerror(e));
+        unlink(af->tmp_path);
         gpt_atomic_abort(af);
-        return GPT_ERR_IO;
+        return err ? err->code : GPT_ERR_IO;
     }
-    /* Make the rename itself durable. */
-    char *dir = strdup(af->path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = ".";
-        if (slash == dir) d = "/";
-        else if (slash) *slash = 0, d = dir;
-        int fd = open(d, O_RDONLY);
-        if (fd >= 0) {
-            fsync(fd);
-            close(fd);
-        }
-        free(dir);
+    /* Make the rename itself durable: the new file is in place, but a
+     * crash could still undo the rename until its folder is synced. Some
+     * file systems cannot sync a folder (EINVAL): nothing more can be done
+     * there. */
+    char *dir = dir_of(af->path);
+    int rc = GPT_OK;
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL)) {
+        e = dir ? errno : ENOMEM;
+        rc = gpt_fail(err, GPT_ERR_IO, "wrote '%s' but cannot sync its folder: %s", af->path,
+                      strerror(e));
     }
+    if (fd >= 0) close(fd);
+    free(dir);
     free(af->tmp_path);
     free(af->path);
     memset(af, 0, sizeof *af);
-    return GPT_OK;
+    return rc;
 }
 
 uint32_t gpt_crc32(uint32_t crc, const void *data, size_t n) {

@@ -29,15 +29,27 @@ void gpt_assert_fail(const char *expr, const char *file, int line);
 int gpt_mul_size(size_t a, size_t b, size_t *out);
 int gpt_add_size(size_t a, size_t b, size_t *out);
 
+/* Opens a regular file for reading without ever blocking: a FIFO, device,
+ * socket or directory is GPT_ERR_INVALID naming what it is ("'x' is a FIFO
+ * (named pipe), not a regular file"). *size is its size. Every loader opens
+ * its files through this. */
+int gpt_open_regular(const char *path, int *fd, uint64_t *size, gpt_error *err);
+
 /* Reads a whole regular file (max bytes, 0 = no limit) into a malloc'd
- * buffer with a NUL after the data. Missing files, directories and
- * unreadable files are GPT_ERR_INVALID with the path in the message. */
+ * buffer with a NUL after the data. The size is checked against max before
+ * anything is allocated. Missing files, directories, FIFOs and devices are
+ * GPT_ERR_INVALID with the path in the message. */
 int gpt_read_file(const char *path, size_t max, char **data, size_t *len, gpt_error *err);
 
-/* Atomic file writing: gpt_atomic_open creates path.tmp.PID; write with
- * gpt_atomic_write; gpt_atomic_commit flushes, fsyncs, renames over path
- * and fsyncs the folder; gpt_atomic_abort removes the temporary file.
- * Failures (disk full) are GPT_ERR_IO and leave path untouched. */
+/* Atomic file writing: gpt_atomic_open creates path.tmp.PID (O_EXCL,
+ * O_NOFOLLOW, mode 0644), after removing the temporaries of path left by
+ * processes that no longer exist; write with gpt_atomic_write;
+ * gpt_atomic_commit flushes, fsyncs, renames over path and fsyncs the
+ * folder (an error there is GPT_ERR_IO too); gpt_atomic_abort removes the
+ * temporary file (safe after a failed open). Only a regular file at path is
+ * replaced: anything else there (a folder, FIFO, device, symbolic link) is
+ * GPT_ERR_INVALID. Failures (disk full) are GPT_ERR_IO and leave path
+ * untouched. */
 typedef struct {
     FILE *f;
     char *tmp_path;
@@ -49,6 +61,10 @@ int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err);
 int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error *err);
 int gpt_atomic_commit(gpt_atomic_file *af, gpt_error *err);
 void gpt_atomic_abort(gpt_atomic_file *af);
+/* Removes path.tmp.PID files and links (not folders) whose process no
+ * longer exists; calls removed (if not NULL) with each; returns how many. */
+int gpt_atomic_remove_stale(const char *path, void (*removed)(void *user, const char *tmp),
+                            void *user);
 /* Test hook: fail writes after this many bytes (-1 = never); reliability
  * tests set it through the GPT_TEST_FAIL_WRITE_AFTER environment variable. */
 extern long long gpt_test_fail_write_after;
