@@ -20,6 +20,9 @@ typedef struct gpt_tokenizer gpt_tokenizer;
  * tokens, one per byte, id = byte value, no <|endoftext|>: eot is -1), or
  * the path of a tokenizer file written by gpt_tokenizer_save. */
 int gpt_tokenizer_open(gpt_tokenizer **out, const char *name, gpt_error *err);
+/* 1 if name is a tokenizer built into the library ("gpt2", "bytes"), which
+ * gpt_tokenizer_open makes without opening a file. */
+int gpt_tokenizer_is_builtin(const char *name);
 /* A tokenizer file's bytes, already in memory (checkpoints, fuzzing). */
 int gpt_tokenizer_load_memory(gpt_tokenizer **out, const void *data, size_t n, gpt_error *err);
 void gpt_tokenizer_free(gpt_tokenizer *t);
@@ -67,8 +70,10 @@ int gpt_tokenizer_serialize(const gpt_tokenizer *t, void **data, size_t *n, gpt_
 /* ------------------------------------------------------- token shards */
 
 /* A token shard file: a versioned header (magic, version, token count, id
- * width, vocabulary size) and then the ids as uint16 (vocab <= 65536) or
- * uint32. Opened files are memory-mapped. */
+ * width, vocabulary size), the ids as uint16 (vocab <= 65536) or uint32,
+ * and a CRC-32 of every 64 KiB of ids. Opened files are memory-mapped;
+ * gpt_shard_read checks each block of ids against its CRC the first time
+ * it reads from it, and every id against the vocabulary. */
 typedef struct gpt_shard gpt_shard;
 
 /* Writes ids atomically; every id must be in [0, vocab_size). */

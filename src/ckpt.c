@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "gpt_tokenizer.h"
 #include "model.h"
 #include "util.h"
 
@@ -265,17 +267,54 @@ static int open_reader(reader *r, const char *path, gpt_error *err) {
     memset(r, 0, sizeof *r);
     r->path = path;
     r->err = err;
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return gpt_fail(err, GPT_ERR_INVALID, "cannot open checkpoint '%s': no such file", path);
-    if (S_ISDIR(st.st_mode))
-        return gpt_fail(err, GPT_ERR_INVALID,
-                        "'%s' is a directory: give a checkpoint file, or a folder with "
-                        "model.safetensors and config.json",
-                        path);
-    r->f = fopen(path, "rb");
-    if (!r->f) return gpt_fail(err, GPT_ERR_INVALID, "cannot open checkpoint '%s'", path);
-    r->remaining = (uint64_t)st.st_size;
+    int fd;
+    uint64_t size;
+    gpt_error oerr = {0};
+    int rc = gpt_open_regular(path, &fd, &size, &oerr);
+    if (rc) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return gpt_fail(err, GPT_ERR_INVALID,
+                            "'%s' is a directory: give a checkpoint file, or a folder with "
+                            "model.safetensors and config.json",
+                            path);
+        return gpt_fail(err, rc, "checkpoint: %s", oerr.msg);
+    }
+    if (!(r->f = fdopen(fd, "rb"))) {
+        close(fd);
+        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory opening '%s'", path);
+    }
+    r->remaining = size;
+    return GPT_OK;
+}
+
+/* The least the rest of the file can hold, from the configuration alone:
+ * a tensor table entry of at least 33 bytes a tensor (u16 name length, a
+ * name of 3 or more bytes, u32 ndim, two i64 dimensions, the u64 element
+ * count) and the data (every parameter in fp32, three times with the AdamW
+ * moments). Checked before anything is allocated for the model, so that a
+ * small file cannot make the reader build a large one; the exact sizes are
+ * checked against the model once it is built. */
+static int check_implied_size(reader *r, const ckpt_header *h, uint32_t nt) {
+    const gpt_config *c = &h->cfg;
+    uint64_t want_nt = 4 + 12 * (uint64_t)c->n_layer;
+    if (nt != want_nt) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "it has %u tensors where the configuration needs %llu", nt,
+                 (unsigned long long)want_nt);
+        return r_fail(r, msg);
+    }
+    uint64_t data = (uint64_t)gpt_config_num_params(c) * 4 * ((h->flags & F_OPT) ? 3 : 1);
+    uint64_t least = 33 * want_nt + data + 4 + 8;
+    if (r->remaining < least) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "truncated: %llu bytes after the header where its configuration (%d layers, "
+                 "%d channels) needs at least %llu",
+                 (unsigned long long)r->remaining, c->n_layer, c->n_embd,
+                 (unsigned long long)least);
+        return r_fail(r, msg);
+    }
     return GPT_OK;
 }
 
@@ -357,8 +396,24 @@ static int read_header(reader *r, ckpt_header *h, gpt_model *m_check) {
         h->tok_blob_len = (size_t)n;
         r_bytes(r, h->tok_blob, (size_t)n, "the tokenizer");
     }
+    if (r->rc) return r->rc;
+    for (const char *q = h->tokenizer; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7F)
+            return r_fail(r, "the tokenizer name holds a control character");
+    /* The name of a tokenizer file is only a label: a checkpoint never
+     * makes the loader open a path (a FIFO would block, /dev/zero never
+     * end). Trained vocabularies travel inside the checkpoint. */
+    if (!h->tok_blob && !gpt_tokenizer_is_builtin(h->tokenizer)) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "it names the tokenizer '%.255s', which is not built in (gpt2, bytes), and "
+                 "does not carry its tokenizer file",
+                 h->tokenizer);
+        return r_fail(r, msg);
+    }
     uint32_t nt = (uint32_t)r_uint(r, 4, "the tensor count");
     if (r->rc) return r->rc;
+    if (check_implied_size(r, h, nt)) return r->rc;
     if (m_check && nt != (uint32_t)m_check->ntensors) {
         char msg[128];
         snprintf(msg, sizeof msg, "it has %u tensors where the configuration needs %d", nt,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hf.h"
+#include "gpt_tokenizer.h"
 #include "model.h"
 #include "util.h"
 
@@ -314,6 +315,16 @@ int gpt_model_set_tokenizer(gpt_model *m, const char *name, const void *blob, si
     if (!name || !*name || strlen(name) >= sizeof m->tokenizer)
         return gpt_fail(err, GPT_ERR_INVALID, "tokenizer name must have 1 to %zu characters",
                         sizeof m->tokenizer - 1);
+    for (const char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7F)
+            return gpt_fail(err, GPT_ERR_INVALID, "the tokenizer name holds a control character");
+    /* Checkpoints never name a file to open: a vocabulary that is not built
+     * in comes with its bytes. */
+    if (!(blob && len) && !gpt_tokenizer_is_builtin(name))
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "tokenizer '%s' is not built in (gpt2, bytes): give its file's bytes "
+                        "(gpt_tokenizer_serialize)",
+                        name);
     void *copy = NULL;
     if (blob && len) {
         copy = malloc(len);

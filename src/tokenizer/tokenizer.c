@@ -128,20 +128,15 @@ int tok_build(gpt_tokenizer **out, const char *name, const char *what, const int
         total += len;
         t->tok_off[256 + M + k + 1] = total;
     }
-    t->tok_bytes = malloc(total + 1);
-    if (!t->tok_bytes) return nomem(t, err);
-    for (int i = 0; i < 256; i++) t->tok_bytes[i] = (char)byte_of[i];
-    for (int r = 0; r < M; r++) {
-        int32_t a = merges[2 * r], b = merges[2 * r + 1];
-        size_t la = t->tok_off[a + 1] - t->tok_off[a], lb = t->tok_off[b + 1] - t->tok_off[b];
-        char *dst = t->tok_bytes + t->tok_off[256 + r];
-        memcpy(dst, t->tok_bytes + t->tok_off[a], la);
-        memcpy(dst + la, t->tok_bytes + t->tok_off[b], lb);
+    /* A merge of 8 file bytes can make a token of 4096: the sum is bounded
+     * before anything is allocated for it, and every refusal below comes
+     * first, so a refused file costs little more than its own size. */
+    if (total > TOK_MAX_TOTAL_BYTES) {
+        tok_destroy(t);
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "%s: its tokens hold %zu bytes together, more than the %d allowed", what,
+                        total, TOK_MAX_TOTAL_BYTES);
     }
-    for (int k = 0; k < S; k++)
-        memcpy(t->tok_bytes + t->tok_off[256 + M + k], special[k], special_len[k]);
-    t->tok_bytes[total] = 0;
-
     /* Pair table, at most half full. */
     size_t cap = 16;
     while (cap < 2 * (size_t)M) cap *= 2;
@@ -165,6 +160,20 @@ int tok_build(gpt_tokenizer **out, const char *name, const char *what, const int
         t->pair_keys[i] = key;
         t->pair_rank[i] = r;
     }
+    t->tok_bytes = malloc(total + 1);
+    if (!t->tok_bytes) return nomem(t, err);
+    for (int i = 0; i < 256; i++) t->tok_bytes[i] = (char)byte_of[i];
+    for (int r = 0; r < M; r++) {
+        int32_t a = merges[2 * r], b = merges[2 * r + 1];
+        size_t la = t->tok_off[a + 1] - t->tok_off[a], lb = t->tok_off[b + 1] - t->tok_off[b];
+        char *dst = t->tok_bytes + t->tok_off[256 + r];
+        memcpy(dst, t->tok_bytes + t->tok_off[a], la);
+        memcpy(dst + la, t->tok_bytes + t->tok_off[b], lb);
+    }
+    for (int k = 0; k < S; k++)
+        memcpy(t->tok_bytes + t->tok_off[256 + M + k], special[k], special_len[k]);
+    t->tok_bytes[total] = 0;
+
     *out = t;
     return 0;
 }
@@ -173,6 +182,10 @@ static int open_bytes(gpt_tokenizer **out, gpt_error *err) {
     int byte_id[256];
     for (int b = 0; b < 256; b++) byte_id[b] = b;
     return tok_build(out, "bytes", "bytes tokenizer", byte_id, 0, NULL, 0, NULL, NULL, err);
+}
+
+int gpt_tokenizer_is_builtin(const char *name) {
+    return name && (!strcmp(name, "gpt2") || !strcmp(name, "bytes"));
 }
 
 int gpt_tokenizer_open(gpt_tokenizer **out, const char *name, gpt_error *err) {
