@@ -2,7 +2,9 @@
  * test_shard.c - token shard files: round trips at every id width,
  * refusal of bad ids on write, and strict opening of truncated, extended
  * and corrupt files (magic, version, header checksum, width, vocabulary,
- * count), ids outside the vocabulary refused on read, failed writes.
+ * count, block table), ids outside the vocabulary refused on read, ids
+ * changed inside the vocabulary caught by the block checksums (issue 13),
+ * version 1 shards still read, failed writes.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -27,6 +29,25 @@ static char *must_read(const char *path, size_t *n) {
 
 static void put32(unsigned char *p, uint32_t v) {
     for (int k = 0; k < 4; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+
+static uint32_t get32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Recomputes every checksum of a version-2 shard image of n bytes (header,
+ * 64 KiB blocks of ids, block table), as a forger would. */
+static void fix_crcs(unsigned char *d, size_t n) {
+    put32(d + 28, gpt_crc32(0, d, 28));
+    size_t data = (size_t)(get32(d + 16) | (uint64_t)get32(d + 20) << 32) * get32(d + 12);
+    size_t nb = (data + 65535) / 65536;
+    unsigned char *t = d + 32 + data;
+    if (32 + data + 4 * nb + 4 != n) return;
+    for (size_t b = 0; b < nb; b++) {
+        size_t len = data - b * 65536 < 65536 ? data - b * 65536 : 65536;
+        put32(t + 4 * b, gpt_crc32(0, d + 32 + b * 65536, len));
+    }
+    put32(t + 4 * nb, gpt_crc32(0, t, 4 * nb));
 }
 
 static int try_shard(const char *path, gpt_error *err) {
@@ -59,7 +80,9 @@ static void test_shards(void) {
         EXPECT(!gpt_shard_write(path, ids, N, V, &err), "%s", err.msg);
         struct stat st;
         int width = V <= 65536 ? 2 : 4;
-        EXPECT(stat(path, &st) == 0 && st.st_size == 32 + (off_t)N * width, "size");
+        off_t blocks = ((off_t)N * width + 65535) / 65536;
+        EXPECT(stat(path, &st) == 0 && st.st_size == 32 + (off_t)N * width + 4 * blocks + 4,
+               "size");
         gpt_shard *s = NULL;
         EXPECT(!gpt_shard_open(&s, path, &err), "%s", err.msg);
         if (s) {
@@ -152,9 +175,73 @@ static void test_shards(void) {
     EXPECT(try_shard(bad, &err) == GPT_ERR_INVALID, "huge count");
     test_end();
 
+    test_begin("shard: a corrupt block table is refused");
+    memcpy(d, good, n);
+    d[32 + 20] ^= 1; /* the first block's CRC */
+    write_bytes(bad, d, n);
+    EXPECT(try_shard(bad, &err) == GPT_ERR_INVALID && strstr(err.msg, "block table"), "%s",
+           err.msg);
+    test_end();
+
+    /* Issue 13: an id changed to another id inside the vocabulary used to
+     * read back without complaint. */
+    test_begin("shard: an id changed inside the vocabulary fails the block checksum when read");
+    memcpy(d, good, n);
+    d[32 + 2 * 6] ^= 1; /* token 6: id 42 -> 43, still below 100 */
+    write_bytes(bad, d, n);
+    s = NULL;
+    EXPECT(!gpt_shard_open(&s, bad, &err), "opening does not read the ids: %s", err.msg);
+    if (s) {
+        EXPECT(gpt_shard_read(s, 8, 2, got, &err) == GPT_ERR_INVALID &&
+                   strstr(err.msg, "checksum") && strstr(err.msg, "corrupt"),
+               "%s", err.msg);
+        gpt_shard_close(s);
+    }
+    test_end();
+
+    test_begin("shard: only the corrupt 64 KiB block is refused, naming its tokens");
+    char big_path[128];
+    snprintf(big_path, sizeof big_path, "%s/big.bin", tmp_dir);
+    for (int i = 0; i < N; i++) got[i] = i % 50257;
+    EXPECT(!gpt_shard_write(big_path, got, N, 50257, &err), "%s", err.msg);
+    size_t bn;
+    unsigned char *big = (unsigned char *)must_read(big_path, &bn);
+    big[32 + 2 * 65536 + 10] ^= 4; /* block 2 holds tokens 65536..98303 */
+    write_bytes(bad, big, bn);
+    free(big);
+    s = NULL;
+    EXPECT(!gpt_shard_open(&s, bad, &err), "%s", err.msg);
+    if (s) {
+        EXPECT(!gpt_shard_read(s, 0, 1000, got, &err), "block 0: %s", err.msg);
+        EXPECT(!gpt_shard_read(s, 32768, 1000, got, &err), "block 1: %s", err.msg);
+        EXPECT(gpt_shard_read(s, 98000, 1000, got, &err) == GPT_ERR_INVALID &&
+                   strstr(err.msg, "tokens 65536 to 98303"),
+               "blocks 2-3: %s", err.msg);
+        EXPECT(!gpt_shard_read(s, 98304, 1000, got, &err), "block 3: %s", err.msg);
+        gpt_shard_close(s);
+    }
+    test_end();
+
+    test_begin("shard: version 1 (no block table) is still read");
+    memcpy(d, good, n);
+    put32(d + 8, 1);
+    put32(d + 28, gpt_crc32(0, d, 28));
+    write_bytes(bad, d, 32 + 20);
+    s = NULL;
+    EXPECT(!gpt_shard_open(&s, bad, &err), "%s", err.msg);
+    if (s) {
+        EXPECT(!gpt_shard_read(s, 0, 10, got, &err) && !memcmp(got, ids, 10 * sizeof *ids), "%s",
+               err.msg);
+        gpt_shard_close(s);
+    }
+    write_bytes(bad, d, n); /* a version 1 header with a table after the ids */
+    EXPECT(try_shard(bad, &err) == GPT_ERR_INVALID, "trailing bytes after version 1 ids");
+    test_end();
+
     test_begin("shard: an id outside the vocabulary is refused when read");
     memcpy(d, good, n);
     d[32 + 2 * 6] = 100; /* token 6 = id 100 of 100 */
+    fix_crcs(d, n);
     write_bytes(bad, d, n);
     s = NULL;
     EXPECT(!gpt_shard_open(&s, bad, &err), "%s", err.msg);
@@ -198,7 +285,7 @@ int main(void) {
     gpt_test_fail_write_after = -1;
     test_shards();
     char p[128];
-    const char *names[] = {"s.bin", "bad.bin"};
+    const char *names[] = {"s.bin", "bad.bin", "big.bin"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         snprintf(p, sizeof p, "%s/%s", tmp_dir, names[k]);
         unlink(p);

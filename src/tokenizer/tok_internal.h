@@ -23,6 +23,8 @@
 #define TOK_MAX_VOCAB (1 << 24)
 #define TOK_MAX_SPECIAL 1024
 #define TOK_MAX_TOKEN_BYTES 4096
+/* All tokens' bytes together (GPT-2's take 0.3 MB). */
+#define TOK_MAX_TOTAL_BYTES (1 << 28)
 
 #define TOK_EOT_TEXT "<|endoftext|>"
 
