@@ -468,6 +468,11 @@ static int is_file(const char *p) {
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+static int exists(const char *p) {
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
 static int ends_with(const char *s, const char *t) {
     size_t n = strlen(s), m = strlen(t);
     return n >= m && !strcmp(s + n - m, t);
@@ -497,7 +502,7 @@ static int hf_paths(const char *path, char **st_path, char **cfg_path, gpt_error
     if (is_dir(path)) {
         *st_path = path_join(path, "model.safetensors");
         *cfg_path = path_join(path, "config.json");
-        if (*st_path && !is_file(*st_path)) {
+        if (*st_path && !exists(*st_path)) {
             char *idx = path_join(path, "model.safetensors.index.json");
             int sharded = idx && is_file(idx);
             free(idx);
@@ -540,7 +545,7 @@ int gpt_hf_open(gpt_hf_file **out, const char *path, gpt_error *err) {
     void *map = NULL;
     size_t map_len = 0;
     int fd = -1;
-    if (!is_file(cfg_path)) {
+    if (!exists(cfg_path)) {
         rc = gpt_fail(err, GPT_ERR_INVALID,
                       "no config.json beside '%s': a Hugging Face checkpoint needs both "
                       "('%s' is missing)",

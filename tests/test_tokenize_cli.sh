@@ -47,13 +47,16 @@ files_same "Shakespeare round trips through JSON (--decode --input FILE)" "$SHK"
 same "Shakespeare is 338,025 tokens" "$(tr ',' '\n' <"$tmp/shk.json" | wc -l | tr -d ' ')" "338025"
 
 # --- token shards
+# Bytes of a shard of N uint16 ids: the 32-byte header, the ids, a CRC-32
+# per 64 KiB of ids and the block table's own CRC.
+shard_bytes() { echo $((32 + 2 * $1 + 4 * ((2 * $1 + 65535) / 65536) + 4)); }
 rc "--input FILE --out PREFIX writes shards" 0 "$GPT" tokenize --tokenizer gpt2 --input "$SHK" --out "$tmp/shk"
-same "train shard size (32-byte header, uint16 ids)" "$(wc -c <"$tmp/shk_train.bin" | tr -d ' ')" "$((32 + 2 * 304223))"
-same "val shard holds the last 10%" "$(wc -c <"$tmp/shk_val.bin" | tr -d ' ')" "$((32 + 2 * 33802))"
+same "train shard size (32-byte header, uint16 ids, block CRCs)" "$(wc -c <"$tmp/shk_train.bin" | tr -d ' ')" "$(shard_bytes 304223)"
+same "val shard holds the last 10%" "$(wc -c <"$tmp/shk_val.bin" | tr -d ' ')" "$(shard_bytes 33802)"
 { "$GPT" tokenize --decode --input "$tmp/shk_train.bin" && "$GPT" tokenize --decode --input "$tmp/shk_val.bin"; } >"$tmp/shards.back"
 files_same "decoded train + val shards are the text" "$SHK" "$tmp/shards.back"
 rc "--val-fraction 0" 0 "$GPT" tokenize --input "$SHK" --out "$tmp/all" --val-fraction 0
-same "--val-fraction 0 leaves an empty val shard" "$(wc -c <"$tmp/all_val.bin" | tr -d ' ')" "32"
+same "--val-fraction 0 leaves an empty val shard" "$(wc -c <"$tmp/all_val.bin" | tr -d ' ')" "$(shard_bytes 0)"
 printf 'one' >"$tmp/a.txt"
 printf 'two' >"$tmp/b.txt"
 same "files are documents: <|endoftext|> between them" "$("$GPT" tokenize --input "$tmp/a.txt" "$tmp/b.txt")" "[505,50256,11545]"
