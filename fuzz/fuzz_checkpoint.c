@@ -12,7 +12,9 @@
  * a 64 MiB memory limit: configurations that are valid but huge must be
  * refused, not allocated. Each input is tried as given and with its CRC-32
  * (the 4 bytes before the 8-byte end marker) corrected, so that mutations
- * get past the checksum to what lies behind it.
+ * get past the checksum to what lies behind it. A refusal allocates at most
+ * 16 bytes per input byte (alloc_count.h): the memory limit alone let a
+ * 33 KB file claiming a million layers build a model before it was refused.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc_count.h"
 #include "gpt.h"
 #include "util.h"
 
@@ -61,14 +64,25 @@ static void try_load(const unsigned char *d, size_t n) {
     gpt_error err = {0};
     gpt_config cfg;
     gpt_train_state st;
+    alloc_begin();
     int rc_state = gpt_checkpoint_read_state(path, &cfg, &st, &err);
-    if (rc_state) refused(rc_state, &err, "state refused without GPT_ERR_INVALID and a message");
+    if (rc_state) {
+        refused(rc_state, &err, "state refused without GPT_ERR_INVALID and a message");
+        alloc_check_refusal("fuzz_checkpoint", "a checkpoint's header", n, 2, 65536);
+    }
     gpt_model *m = NULL;
     memset(&err, 0, sizeof err);
+    alloc_begin();
     int rc = gpt_model_load(&m, path, &rt, &err);
     if (rc) {
         check(m == NULL, "a refused load handed out a model", &err);
         refused(rc, &err, "load refused without GPT_ERR_INVALID and a message");
+        /* The model is built only for a file at least as large as its
+         * parameters and a 33-byte table entry per tensor; the build's host
+         * tables and alignment padding cost under 16 bytes per such byte. */
+        char what[640];
+        snprintf(what, sizeof what, "a checkpoint (%s)", err.msg);
+        alloc_check_refusal("fuzz_checkpoint", what, n, 16, (size_t)1 << 20);
         return;
     }
     check(rc_state == 0, "the model loads but its state does not", NULL);
@@ -110,6 +124,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
         snprintf(path, sizeof path, "%s/fuzz_ckpt.%ld.ckpt", dir, (long)getpid());
         snprintf(path2, sizeof path2, "%s/fuzz_ckpt.%ld.saved.ckpt", dir, (long)getpid());
+    }
+    static int warm;
+    if (!warm) {
+        /* The OpenMP runtime allocates for itself once, when the first
+         * backend is made: not the loader's cost. */
+        gpt_runtime rt = {"cpu", GPT_PREC_FP32, 1, 0, 0, (size_t)64 << 20};
+        gpt_config cfg = {16, 0, 4, 1, 1, 4, 4, 0};
+        gpt_model *m = NULL;
+        gpt_error err;
+        check(gpt_model_create(&m, &cfg, &rt, 1, &err) == 0, "cannot make a model", &err);
+        gpt_model_free(m);
+        warm = 1;
     }
     try_load(data, size);
     if (size >= 16 + 12) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_count.h"
 #include "hf.h"
 #include "safetensors.h"
 
@@ -39,9 +40,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     gpt_error err = {0};
     st_file st;
+    alloc_begin();
     int rc = st_parse(&st, img, n, &err);
     if (rc) {
         check(rc == GPT_ERR_INVALID && err.msg[0], "container refused without a message");
+        alloc_check_refusal("fuzz_safetensors", "a safetensors image", n, 16, 65536);
     } else {
         for (size_t i = 0; i < st.n; i++) {
             const st_tensor *t = &st.t[i];
@@ -58,10 +61,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     gpt_hf_file *f = NULL;
     memset(&err, 0, sizeof err);
+    alloc_begin();
     rc = gpt_hf_parse_memory(&f, cfg, c, img, n, &err);
     if (rc) {
         check(!f && (rc == GPT_ERR_INVALID || rc == GPT_ERR_NOMEM) && err.msg[0],
               "checkpoint refused without GPT_ERR_INVALID and a message");
+        alloc_check_refusal("fuzz_safetensors", "config.json and a safetensors image", c + n, 16,
+                            65536);
     } else {
         const gpt_config *cf = gpt_hf_config(f);
         check(gpt_hf_num_tensors(f) == 4 + 12 * cf->n_layer, "tensor count");

@@ -2,7 +2,8 @@
  * fuzz_tokenizer_load.c - libFuzzer target for the tokenizer-file loader:
  * any bytes must load or be refused with GPT_ERR_INVALID, never crash. A
  * file that loads must serialize back to exactly the same bytes (the format
- * is canonical) and must round trip text.
+ * is canonical) and must round trip text. A refusal allocates at most 12
+ * bytes per input byte (alloc_count.h).
  *
  * Each input is tried twice: as given, and with its last 4 bytes replaced
  * by the right CRC-32, so that mutations get past the checksum and reach
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_count.h"
 #include "gpt_tokenizer.h"
 #include "util.h"
 
@@ -26,9 +28,14 @@ static void check(int ok, const char *what) {
 static void try_load(const unsigned char *d, size_t n) {
     gpt_error err;
     gpt_tokenizer *t = NULL;
+    alloc_begin();
     int rc = gpt_tokenizer_load_memory(&t, d, n, &err);
     if (rc) {
         check(rc == GPT_ERR_INVALID && !t && err.msg[0], "refused without GPT_ERR_INVALID");
+        /* Every refusal comes before the token bytes are laid out: the
+         * tables it may have built are the merges (twice), the ids' offsets
+         * and the pair table, at most ~10 bytes per input byte. */
+        alloc_check_refusal("fuzz_tokenizer_load", "a tokenizer file", n, 12, 65536);
         return;
     }
     void *ser;
