@@ -5,12 +5,15 @@
 #   make run           build, then the default run: train the tiny model on
 #                      Tiny Shakespeare and print a sample
 #   make test          build and run the test suite
-#   make CUDA=1        also the CUDA backend (sm_90 + PTX); needs nvcc
+#   make CUDA=1        also the CUDA backend (sm_90 + PTX); needs nvcc; with
+#                      NCCL when found (NCCL_HOME=..., NCCL=0 to leave out)
+#   make MPI=0         without MPI (found by pkg-config or mpicc otherwise)
 #   make test-cuda     CUDA op tests against the CPU backend (GPU machine)
 #   make SAN=1 test    the suite under AddressSanitizer + UBSan (build-san/)
 #   make fuzz          libFuzzer targets (clang) in build-fuzz/
 #
-# Sources are found by folder: src/*.c and src/<part>/*.c (the library),
+# Sources are found by folder: src/*.c and src/<part>/*.c (the library;
+# src/dist/ picks its files by what was found),
 # src/cuda/*.cu (CUDA backend), tools/*.c (the gpt command), tests/test_*.c
 # (one program each), bench/*.c (benchmarks), fuzz/*.c (fuzz targets).
 #
@@ -70,7 +73,32 @@ else ifeq ($(BLAS),accelerate)
   LDLIBS += -framework Accelerate
 endif
 
-LIB_SRC  := $(wildcard src/*.c) $(filter-out src/cuda/%,$(wildcard src/*/*.c))
+# MPI (data-parallel training on CPUs, and mpirun-launched jobs on GPUs):
+# found through pkg-config (Open MPI's mpi-c, MPICH's mpich) or Open MPI's
+# mpicc; MPI=0 builds without it. Only src/dist/comm_mpi.c sees mpi.h.
+MPI     ?= auto
+ifeq ($(MPI),auto)
+  MPI_PC := $(firstword $(foreach p,mpi-c mpich,$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),$(p))))
+  ifneq ($(MPI_PC),)
+    MPI := 1
+    MPI_CFLAGS := $(shell pkg-config --cflags $(MPI_PC))
+    MPI_LIBS   := $(shell pkg-config --libs $(MPI_PC))
+  else ifneq ($(shell mpicc --showme:link 2>/dev/null),)
+    MPI := 1
+    MPI_CFLAGS := $(shell mpicc --showme:compile)
+    MPI_LIBS   := $(shell mpicc --showme:link)
+  else
+    MPI := 0
+  endif
+endif
+DIST_SRC := src/dist/dist.c
+ifeq ($(MPI),1)
+  CFLAGS   += -DGPT_HAVE_MPI
+  LDLIBS   += $(MPI_LIBS)
+  DIST_SRC += src/dist/comm_mpi.c
+endif
+
+LIB_SRC  := $(wildcard src/*.c) $(filter-out src/cuda/% src/dist/%,$(wildcard src/*/*.c)) $(DIST_SRC)
 CU_SRC   := $(wildcard src/cuda/*.cu)
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -86,6 +114,20 @@ ifeq ($(CUDA),1)
   LIB_OBJ  += $(CU_SRC:%.cu=$(BUILD)/%.o)
   TEST_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lrt
+  # NCCL (data-parallel training on GPUs): NCCL_HOME, else the CUDA
+  # toolkit's, else the nvidia-nccl Python package's (which ships only
+  # libnccl.so.2); NCCL=0 builds without it.
+  NCCL ?= auto
+  ifeq ($(NCCL),auto)
+    NCCL_HOME ?= $(firstword $(foreach d,$(CUDA_HOME) /usr $(shell python3 -c 'import nvidia.nccl as n; print(n.__path__[0])' 2>/dev/null),$(if $(wildcard $(d)/include/nccl.h),$(d))))
+    NCCL := $(if $(NCCL_HOME),1,0)
+  endif
+  ifeq ($(NCCL),1)
+    NCCL_LIB := $(firstword $(wildcard $(foreach l,lib lib64 lib/x86_64-linux-gnu lib/aarch64-linux-gnu,$(NCCL_HOME)/$(l)/libnccl.so $(NCCL_HOME)/$(l)/libnccl.so.2)))
+    CFLAGS   += -DGPT_HAVE_NCCL
+    LDLIBS   += $(NCCL_LIB) -Wl,-rpath,$(dir $(NCCL_LIB))
+    LIB_OBJ  += $(BUILD)/src/dist/comm_nccl.o
+  endif
 endif
 
 LIB      := $(BUILD)/libgpt.a
@@ -95,6 +137,9 @@ GPT_TEST := $(BUILD)/gpt-test
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 ifeq ($(CUDA),1)
   TESTS  += $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
+endif
+ifeq ($(MPI),1) # run under mpirun by tests/test_dist_mpi.sh
+  TESTS  += $(patsubst tests/dist/%.c,$(BUILD)/tests/dist/%,$(wildcard tests/dist/*.c))
 endif
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -125,6 +170,9 @@ $(BUILD)/tools/%.o: tools/%.c $(HEADERS) $(wildcard tools/*.h)
 $(BUILD)/test-obj/tools/%.o: tools/%.c $(HEADERS) $(wildcard tools/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TOOL_INC) -DGPT_TEST_BUILD -c $< -o $@
+
+$(BUILD)/src/dist/comm_mpi.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/src/dist/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include
 
 $(BUILD)/%.o: %.cu $(wildcard include/*.h src/*.h src/cuda/*.cuh)
 	@mkdir -p $(dir $@)

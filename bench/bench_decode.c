@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     gpt_config_resolve(&cfg);
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+    gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32};
     gpt_model *m = NULL;
     if (gpt_model_create(&m, &cfg, &rt, 1, &err)) {
         fprintf(stderr, "bench_decode: %s\n", err.msg);

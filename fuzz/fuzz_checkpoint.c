@@ -60,7 +60,7 @@ static void round_trip(gpt_model *m, int with_opt, const gpt_train_state *st,
 
 static void try_load(const unsigned char *d, size_t n) {
     write_file(path, d, n);
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 1, 0, 0, (size_t)64 << 20};
+    gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32, .threads = 1, .memory_limit = (size_t)64 << 20};
     gpt_error err = {0};
     gpt_config cfg;
     gpt_train_state st;

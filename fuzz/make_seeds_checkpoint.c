@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
     }
     char p[512];
     gpt_error err = {0};
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 1, 0, 0, 0};
+    gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32, .threads = 1};
     /* V=3 with no padding rows, maxT=2, C=2, F=2: a few dozen floats. */
     gpt_config one = {3, 3, 2, 1, 1, 2, 2, 0}, two = {5, 8, 3, 2, 2, 4, 3, 0};
     gpt_train_opts o;

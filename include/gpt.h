@@ -84,6 +84,8 @@ typedef struct {
     int profile;          /* time every operation (see gpt_profile_report) */
     int check;            /* scan every operation's output for NaN/Inf */
     size_t memory_limit;  /* bytes the run may use; 0 = what the device has */
+    int device_index;     /* which GPU (0 = the first); each data-parallel rank
+                             on a machine takes its local rank (gpt_dist.h) */
 } gpt_runtime;
 
 /* Names of the backends compiled into this build, NULL-terminated. */

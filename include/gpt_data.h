@@ -39,6 +39,12 @@ double gpt_data_val_tokens_per_byte(const gpt_data *d);
  * (xoshiro256** state, 4 words, advanced). out: (B, T+1). */
 int gpt_data_train_batch(const gpt_data *d, uint64_t rng[4], int B, int T, int *out,
                          gpt_error *err);
+/* Rows [first, first + n) of the batch gpt_data_train_batch would draw
+ * (rng advanced the same): each data-parallel rank reads its own rows of
+ * the global batch, so R ranks see exactly the rows, in the same order,
+ * that one process with the whole batch sees. out: (n, T+1). */
+int gpt_data_train_batch_part(const gpt_data *d, uint64_t rng[4], int B, int first, int n, int T,
+                              int *out, gpt_error *err);
 /* Number of validation batches of (B, T+1) tokens: consecutive windows,
  * T tokens apart, so that every validation token is predicted once. */
 size_t gpt_data_val_batches(const gpt_data *d, int B, int T);

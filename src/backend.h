@@ -95,10 +95,12 @@ typedef struct {
 
 /* Step statistics, in device memory (F32 class, 4 floats). */
 typedef struct {
-    float loss_sum;  /* sum of token losses over the step (sum_f32 writes it) */
-    float grad_norm; /* adamw writes the global L2 norm before clipping */
-    float skipped;   /* adamw writes 1 if it skipped the update, else 0 */
-    float pad;
+    float loss_sum;   /* sum of token losses over the step (sum_f32 writes it) */
+    float grad_norm;  /* adamw writes the global L2 norm before clipping */
+    float skipped;    /* adamw writes 1 if it skipped the update, else 0 */
+    float grad_sumsq; /* sum of squared gradients over the whole model, every
+                         rank's share included: sumsq writes it, the model
+                         sums it over ranks, adamw reads it */
 } gpt_step_stats;
 
 typedef struct gpt_backend gpt_backend;
@@ -130,6 +132,13 @@ typedef struct {
     void (*download)(gpt_backend *be, void *dst, const void *src, size_t n, int cls);
     /* Waits for all issued work; returns be->err.code. */
     int (*sync)(gpt_backend *be);
+    /* Optional (NULL where absent): the native queue the backend issues its
+     * work on (a cudaStream_t for CUDA), for a communicator (NCCL, src/dist/)
+     * that must start its collectives after the work issued before them and
+     * make later work wait for them, without a host wait. A backend without
+     * it finishes every op before returning and keeps tensors in host
+     * memory, where MPI reads and writes them directly. */
+    void *(*stream)(gpt_backend *be);
 
     /* ---------------------------------------------------------- forward */
     /* out[b,t,:] = wte[tok[b,t],:] + wpe[p,:], p = (pos0 ? pos0[b] : 0) + t.
@@ -215,9 +224,15 @@ typedef struct {
                                const void *out, const float *lse, int B, int T, int C, int NH);
 
     /* -------------------------------------------------------- optimizer */
+    /* out[0] = sum of grad[i]^2 over n elements, deterministic (the same
+     * bits for the same input). out F32 (1); grad GRAD (n). */
+    void (*sumsq)(gpt_backend *be, float *out, const void *grad, size_t n);
     /* One AdamW update over the n parameters as one range, following
-     * PyTorch's AdamW and clip_grad_norm_:
-     *   norm = ||grad||_2            -> stats->grad_norm
+     * PyTorch's AdamW and clip_grad_norm_. The norm is not computed here:
+     * the range may be one rank's shard of a larger model, so the caller
+     * puts the squared norm of the whole gradient in stats->grad_sumsq
+     * (sumsq, summed over ranks) and every rank clips and skips alike.
+     *   norm = sqrt(stats->grad_sumsq) -> stats->grad_norm
      *   skip = !finite(norm) || !finite(stats->loss_sum) -> stats->skipped
      *   if !skip: s = clip > 0 ? min(1, clip / (norm + 1e-6)) : 1
      *     for each i: g = s * grad[i]

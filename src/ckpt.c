@@ -40,10 +40,11 @@ typedef struct {
     gpt_atomic_file af;
     gpt_error *err;
     int rc;
+    int sink; /* a data-parallel rank other than 0: takes part, writes nothing */
 } writer;
 
 static void w_bytes(writer *w, const void *p, size_t n) {
-    if (!w->rc) w->rc = gpt_atomic_write(&w->af, p, n, w->err);
+    if (!w->rc && !w->sink) w->rc = gpt_atomic_write(&w->af, p, n, w->err);
 }
 static void w_u16(writer *w, uint16_t v) {
     unsigned char b[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
@@ -100,10 +101,15 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
     if (with_optimizer && !m->train_ready)
         return gpt_fail(err, GPT_ERR_INVALID,
                         "cannot save optimizer state: the model has not been trained");
+    /* Data-parallel ranks: rank 0 writes. The others hold the same values
+     * and have nothing to do, except under ZeRO, where they send their
+     * blocks of the optimizer state (gpt_train_get_moment). */
+    int sink = dist_rank(m) != 0;
+    if (sink && !dist_save_collective(m)) return GPT_OK;
     float *buf = malloc(gpt_model_max_tensor(m) * sizeof(float));
     if (!buf) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory saving '%s'", path);
-    writer w = {.err = err};
-    if ((w.rc = gpt_atomic_open(&w.af, path, err))) {
+    writer w = {.err = err, .sink = sink};
+    if (!sink && (w.rc = gpt_atomic_open(&w.af, path, err))) {
         free(buf);
         return w.rc;
     }
@@ -165,9 +171,7 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
     }
     for (int pass = 0; with_optimizer && pass < 2; pass++)
         for (int i = 0; i < m->ntensors && !w.rc; i++) {
-            float *src = (pass == 0 ? m->m : m->v) + m->toff[i];
-            m->be->ops->download(m->be, buf, src, m->tinfo[i].numel, GPT_CLS_F32);
-            if ((w.rc = gpt_model_backend_error(m, err)) ||
+            if ((w.rc = gpt_train_get_moment(m, pass, i, buf, err)) ||
                 (w.rc = check_values(buf, m->tinfo[i].numel, pass == 1,
                                      pass == 0 ? "the first AdamW moment" : "the second AdamW moment",
                                      path, err)))
@@ -175,6 +179,7 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
             w_floats(&w, buf, m->tinfo[i].numel);
         }
     free(buf);
+    if (sink) return w.rc;
     if (!w.rc) {
         w_u32(&w, w.af.crc);
         w_bytes(&w, CKPT_END, 8);
@@ -568,9 +573,7 @@ int gpt_train_resume(gpt_model *m, const char *path, gpt_error *err) {
                         rc = r_fail(&r, "the optimizer state holds invalid values");
                         break;
                     }
-                if (!rc)
-                    m->be->ops->upload(m->be, (pass == 0 ? m->m : m->v) + m->toff[i], buf,
-                                       m->tinfo[i].numel, GPT_CLS_F32);
+                if (!rc) gpt_train_set_moment(m, pass, i, buf);
             }
         if (!rc) rc = read_trailer(&r);
     }
@@ -578,8 +581,8 @@ int gpt_train_resume(gpt_model *m, const char *path, gpt_error *err) {
     fclose(r.f);
     if (rc) {
         /* Moments may be half written: start them again from zero. */
-        m->be->ops->memset0(m->be, m->m, m->nparams * 4);
-        m->be->ops->memset0(m->be, m->v, m->nparams * 4);
+        m->be->ops->memset0(m->be, m->m, m->opt_n * 4);
+        m->be->ops->memset0(m->be, m->v, m->opt_n * 4);
         return rc;
     }
     m->step = (int)h.step;

@@ -158,9 +158,12 @@ size_t gpt_data_val_tokens(const gpt_data *d) { return d->val.n; }
 int gpt_data_max_id(const gpt_data *d) { return d->max_id; }
 double gpt_data_val_tokens_per_byte(const gpt_data *d) { return d->val_tokens_per_byte; }
 
-int gpt_data_train_batch(const gpt_data *d, uint64_t rng[4], int B, int T, int *out,
-                         gpt_error *err) {
+int gpt_data_train_batch_part(const gpt_data *d, uint64_t rng[4], int B, int first, int n, int T,
+                              int *out, gpt_error *err) {
     size_t need = (size_t)T + 1;
+    if (first < 0 || n < 0 || first > B || n > B - first)
+        return gpt_fail(err, GPT_ERR_INVALID, "rows [%d, %d) are not within a batch of %d", first,
+                        first + n, B);
     if (d->train.n < need)
         return gpt_fail(err, GPT_ERR_INVALID,
                         "the training split has %zu tokens, fewer than seq_len + 1 (%d): use a "
@@ -169,12 +172,20 @@ int gpt_data_train_batch(const gpt_data *d, uint64_t rng[4], int B, int T, int *
     gpt_rng r;
     memcpy(r.s, rng, sizeof r.s);
     int rc = GPT_OK;
+    /* Every row's offset is drawn, so that the generator advances alike
+     * whichever rows this caller reads. */
     for (int b = 0; b < B && !rc; b++) {
         size_t off = (size_t)gpt_rng_below(&r, d->train.n - need + 1);
-        rc = read_split(&d->train, off, need, out + (size_t)b * need, err);
+        if (b >= first && b < first + n)
+            rc = read_split(&d->train, off, need, out + (size_t)(b - first) * need, err);
     }
     memcpy(rng, r.s, sizeof r.s);
     return rc;
+}
+
+int gpt_data_train_batch(const gpt_data *d, uint64_t rng[4], int B, int T, int *out,
+                         gpt_error *err) {
+    return gpt_data_train_batch_part(d, rng, B, 0, B, T, out, err);
 }
 
 size_t gpt_data_val_batches(const gpt_data *d, int B, int T) {

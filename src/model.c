@@ -11,6 +11,7 @@
 
 #include "hf.h"
 #include "gpt_tokenizer.h"
+#include "gpt_dist.h"
 #include "model.h"
 #include "util.h"
 
@@ -134,7 +135,8 @@ int gpt_model_reserve(gpt_model *m, gpt_shape s, gpt_error *err) {
 size_t gpt_model_device_bytes(const gpt_model *m) {
     const gpt_backend *be = m->be;
     size_t n = m->nparams * (be->cls_size[GPT_CLS_PARAM] + (m->master ? 4 : 0));
-    if (m->grads) n += m->nparams * (be->cls_size[GPT_CLS_GRAD] + 8);
+    if (m->grads) n += m->nparams * be->cls_size[GPT_CLS_GRAD];
+    n += gpt_model_optimizer_bytes(m) - (m->master ? m->nparams * 4 : 0);
     if (m->ta.act)
         n += m->ta.act_elems * be->cls_size[GPT_CLS_ACT] + (m->ta.f32_elems + m->ta.i32_elems) * 4;
     n += m->ia.bytes;
@@ -251,6 +253,7 @@ void gpt_model_free(gpt_model *m) {
     gpt_train_free(m);
     gpt_infer_free(m);
     gpt_kv_free(m);
+    dist_free(m); /* its communicator uses the backend's stream */
     if (m->be) {
         if (m->params) m->be->ops->free(m->be, m->params);
         if (m->master) m->be->ops->free(m->be, m->master);
@@ -290,6 +293,8 @@ int gpt_model_get_tensor(gpt_model *m, int i, float *dst, gpt_error *err) {
         return gpt_fail(err, GPT_ERR_INVALID, "tensor index %d out of range", i);
     if (m->master)
         m->be->ops->download(m->be, dst, m->master + m->toff[i], m->tinfo[i].numel, GPT_CLS_F32);
+    else if (dist_sharded_master(m))
+        return dist_get_master(m, i, dst, err);
     else
         m->be->ops->download(m->be, dst, gpt_at(m, m->params, m->toff[i], GPT_CLS_PARAM),
                              m->tinfo[i].numel, GPT_CLS_PARAM);
@@ -307,6 +312,7 @@ int gpt_model_set_tensor(gpt_model *m, int i, const float *src, gpt_error *err) 
     m->be->ops->upload(m->be, gpt_at(m, m->params, m->toff[i], GPT_CLS_PARAM), src, n,
                        GPT_CLS_PARAM);
     if (m->master) m->be->ops->upload(m->be, m->master + m->toff[i], src, n, GPT_CLS_F32);
+    if (dist_sharded_master(m)) dist_set_master(m, i, src);
     return gpt_model_backend_error(m, err);
 }
 

@@ -77,6 +77,8 @@ typedef struct {
     int layer;        /* -1 outside layers */
 } prof_slot;
 
+typedef struct dist_state dist_state; /* model_dist.c */
+
 struct gpt_model {
     gpt_config cfg;
     gpt_runtime rt;
@@ -100,7 +102,8 @@ struct gpt_model {
     int train_ready;
     gpt_train_opts topts;
     void *grads;      /* GRAD (nparams) */
-    float *m, *v;     /* F32 (nparams) */
+    float *m, *v;     /* F32 (opt_n) */
+    size_t opt_n;     /* nparams, or one rank's block under ZeRO (model_dist.c) */
     int step;         /* optimizer steps attempted */
     int opt_step;     /* updates applied (AdamW's t) */
     int bad_streak;
@@ -122,6 +125,7 @@ struct gpt_model {
     int use_graphs;
     gpt_shape reserved; /* largest shapes the backend's workspaces cover */
     int graph_epoch; /* bumped whenever buffers move: graph ids = 4*epoch + kind */
+    dist_state *dist; /* data parallelism; NULL when the model trains alone */
 };
 
 /* Graph ids: captured work is only valid for the buffers it was recorded
@@ -162,6 +166,39 @@ void gpt_kv_free(gpt_model *m);
 
 /* model_train.c */
 void gpt_train_free(gpt_model *m);
+
+/* model_dist.c: data parallelism. With m->dist NULL each does nothing or
+ * answers for a model that trains alone (1 rank, the whole vector). */
+void dist_free(gpt_model *m);
+int dist_ranks(const gpt_model *m);
+int dist_rank(const gpt_model *m);
+/* Elements of m and v: nparams, or one rank's block under ZeRO. */
+size_t dist_opt_elems(const gpt_model *m);
+/* After the gradients and moments exist: ZeRO's shard of the master. */
+int dist_train_alloc(gpt_model *m, gpt_error *err);
+/* This rank's block [lo, lo + n) of the flat vector (the whole of it alone). */
+void dist_block(const gpt_model *m, size_t *lo, size_t *n);
+/* What this rank's adamw updates: [lo, lo + n) with that range's master. */
+void dist_update_range(const gpt_model *m, size_t *lo, size_t *n, float **master);
+/* The step, in order: dist_bucket for each range of gradients the backward
+ * has finished (last micro-batch), dist_progress between ops,
+ * dist_grads_done after the backward, dist_sum_stats after sumsq,
+ * dist_update_done after adamw, then dist_wait before reading results. */
+void dist_bucket(gpt_model *m, size_t off, size_t n);
+void dist_progress(gpt_model *m);
+void dist_grads_done(gpt_model *m);
+void dist_sum_stats(gpt_model *m, gpt_step_stats *stats);
+void dist_update_done(gpt_model *m);
+int dist_wait(gpt_model *m, gpt_error *err);
+/* Checkpoints: rank 0 writes; under ZeRO every rank takes part. */
+int dist_save_collective(const gpt_model *m);
+int dist_sharded_master(const gpt_model *m);
+int dist_get_master(gpt_model *m, int i, float *dst, gpt_error *err);
+void dist_set_master(gpt_model *m, int i, const float *src);
+/* AdamW moment `which` (0: m, 1: v) of tensor i to or from host fp32;
+ * get is collective under ZeRO. */
+int gpt_train_get_moment(gpt_model *m, int which, int i, float *dst, gpt_error *err);
+void gpt_train_set_moment(gpt_model *m, int which, int i, const float *src);
 /* Forward + backward only (no update): leaves the gradients of tokens
  * (grad_accum, B, T+1) in m->grads and the mean loss in *loss. For tests. */
 int gpt_train_grads(gpt_model *m, const int *tokens, float *loss, gpt_error *err);

@@ -3,7 +3,10 @@
  * forward (embeddings, pre-LN blocks with fused residual+layernorm, tied
  * head, fused cross-entropy), backward in reverse order, and one AdamW
  * call. The host waits for the device once per step, to read the loss,
- * the gradient norm and whether the update was skipped.
+ * the gradient norm and whether the update was skipped. In data-parallel
+ * runs the backward hands each layer's gradients to the communicator as
+ * it finishes them (model_dist.c), so that they travel while the layers
+ * below are still computed.
  *
  * Notation: N = B*T positions; X(l) the residual stream entering layer l
  * (X(L) leaves the last one).
@@ -89,6 +92,7 @@ void gpt_train_free(gpt_model *m) {
     free(m->ta.host_i32);
     m->grads = NULL;
     m->m = m->v = NULL;
+    m->opt_n = 0;
     memset(&m->ta, 0, sizeof m->ta);
     m->train_ready = 0;
 }
@@ -124,6 +128,7 @@ void gpt_op_done(gpt_model *m, const char *name, int layer, const void *out, siz
         prof_mark(m, name, layer);                                                        \
         call;                                                                             \
         gpt_op_done(m, name, layer, out, n, cls);                                         \
+        dist_progress(m);                                                                 \
     } while (0)
 
 int gpt_profile_report(const gpt_model *m, char *buf, size_t len) {
@@ -213,7 +218,8 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
     s.n_timers = prof_cap;
     size_t bytes = ta.act_elems * be->cls_size[GPT_CLS_ACT] + ta.f32_elems * 4 +
                    ta.i32_elems * 4 + be->ops->workspace_bytes(be, &s) + host_bytes;
-    if (!m->grads) bytes += m->nparams * (be->cls_size[GPT_CLS_GRAD] + 8);
+    size_t opt_n = dist_opt_elems(m);
+    if (!m->grads) bytes += m->nparams * be->cls_size[GPT_CLS_GRAD] + opt_n * 8;
     if ((rc = gpt_model_check_memory(m, bytes, "training", err))) return rc;
     layer_acts *layers = calloc((size_t)c->n_layer, sizeof *layers);
     if (!layers) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
@@ -227,11 +233,16 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
     if (!m->grads) {
         m->grads = be->ops->alloc(be, m->nparams * be->cls_size[GPT_CLS_GRAD]);
         /* The optimizer state is one lifetime: m then v in one buffer. */
-        m->m = m->grads ? be->ops->alloc(be, 2 * m->nparams * 4) : NULL;
-        m->v = m->m ? m->m + m->nparams : NULL;
+        m->m = m->grads ? be->ops->alloc(be, 2 * opt_n * 4) : NULL;
+        m->v = m->m ? m->m + opt_n : NULL;
+        m->opt_n = m->v ? opt_n : 0;
         if (m->v) {
             be->ops->memset0(be, m->grads, m->nparams * be->cls_size[GPT_CLS_GRAD]);
-            be->ops->memset0(be, m->m, 2 * m->nparams * 4);
+            be->ops->memset0(be, m->m, 2 * opt_n * 4);
+        }
+        if (m->v && (rc = dist_train_alloc(m, err))) {
+            gpt_train_free(m);
+            return rc;
         }
     }
     if (m->v) {
@@ -268,7 +279,9 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
 
 /* ------------------------------------------------------------- forward */
 
-static void forward_backward(gpt_model *m, float dloss) {
+/* One micro-batch. reduce: the last of the step, whose backward hands the
+ * finished gradients to the communicator. */
+static void forward_backward(gpt_model *m, float dloss, int reduce) {
     gpt_backend *be = m->be;
     const gpt_backend_ops *o = be->ops;
     const gpt_config *c = &m->cfg;
@@ -375,9 +388,16 @@ static void forward_backward(gpt_model *m, float dloss) {
         OP("layernorm_backward", l, A(ta->dres), NC, GPT_CLS_ACT,
            o->layernorm_backward(be, A(ta->dres), G(p->ln1_w), G(p->ln1_b), A(ta->scratch), X(l),
                                  P(p->ln1_w), F32(la->ln1_mean), F32(la->ln1_rstd), n, C));
+        /* Layer l's matrices are final: (qkv, proj, fc, fc2) lie together,
+         * before layer l+1's. Its vectors travel with everyone's below. */
+        if (reduce) dist_bucket(m, p->qkv_w, (l + 1 < L ? m->lp[l + 1].qkv_w : m->ndecay) - p->qkv_w);
     }
     OP("encoder_backward", -1, G(m->wte), (size_t)Vp * C, GPT_CLS_GRAD,
        o->encoder_backward(be, G(m->wte), G(m->wpe), A(ta->dres), tokens, B, T, C, Vp));
+    if (reduce) { /* wte (the head's and the embedding's) and wpe; every vector */
+        dist_bucket(m, 0, m->lp[0].qkv_w);
+        dist_bucket(m, m->ndecay, m->nparams - m->ndecay);
+    }
 #undef P
 #undef G
 #undef A
@@ -408,7 +428,8 @@ static int run_microsteps(gpt_model *m, const int *tokens, gpt_error *err) {
     m->prof_n = 0;
     m->check_msg[0] = 0;
     o->memset0(be, ta->f32 + ta->stats, sizeof(gpt_step_stats));
-    float dloss = 1.0f / ((float)N * (float)opt->grad_accum);
+    /* The mean over every rank's tokens: ranks add their gradients. */
+    float dloss = 1.0f / ((float)N * (float)opt->grad_accum * (float)dist_ranks(m));
     /* The first step runs eagerly (libraries initialise lazily); later
      * steps replay what the backend recorded, where it records. */
     int graphs = m->use_graphs && ta->graph_ready;
@@ -420,7 +441,7 @@ static int run_microsteps(gpt_model *m, const int *tokens, gpt_error *err) {
         }
         o->upload(be, ta->i32, host, 2 * N, GPT_CLS_I32);
         if (!graphs || !o->graph_begin(be, gpt_graph_id(m, GRAPH_MICROSTEP))) {
-            forward_backward(m, dloss);
+            forward_backward(m, dloss, a + 1 == opt->grad_accum);
             if (graphs) o->graph_end(be, gpt_graph_id(m, GRAPH_MICROSTEP));
         }
     }
@@ -430,6 +451,8 @@ static int run_microsteps(gpt_model *m, const int *tokens, gpt_error *err) {
 int gpt_train_grads(gpt_model *m, const int *tokens, float *loss, gpt_error *err) {
     if (!m->train_ready)
         return gpt_fail(err, GPT_ERR_INVALID, "gpt_train_grads: call gpt_train_init first");
+    if (m->dist)
+        return gpt_fail(err, GPT_ERR_INVALID, "gpt_train_grads: single-process models only");
     m->be->ops->memset0(m->be, m->grads, m->nparams * m->be->cls_size[GPT_CLS_GRAD]);
     int rc = run_microsteps(m, tokens, err);
     if (rc) return rc;
@@ -447,12 +470,13 @@ int gpt_train_step(gpt_model *m, const int *tokens, gpt_step_info *info, gpt_err
     const gpt_backend_ops *o = be->ops;
     const gpt_train_opts *opt = &m->topts;
     train_acts *ta = &m->ta;
-    size_t N = (size_t)ta->B * ta->T;
+    size_t N = (size_t)ta->B * ta->T * dist_ranks(m); /* positions of the step, every rank's */
     gpt_step_stats *stats = (gpt_step_stats *)(ta->f32 + ta->stats);
     gpt_adamw_hyper *hyper = (gpt_adamw_hyper *)(ta->f32 + ta->hyper);
     int graphs = m->use_graphs && ta->graph_ready;
     int rc = run_microsteps(m, tokens, err);
     if (rc) return rc;
+    dist_grads_done(m);
     float lr = gpt_lr_at(opt, m->step);
     int t = m->opt_step + 1;
     float hv[8] = {lr,
@@ -470,13 +494,26 @@ int gpt_train_step(gpt_model *m, const int *tokens, gpt_step_info *info, gpt_err
         m->inject_nan = 0;
     }
     if (!graphs || !o->graph_begin(be, gpt_graph_id(m, GRAPH_ADAMW))) {
-        OP("adamw", -1, m->params, m->nparams, GPT_CLS_PARAM,
-           o->adamw(be, m->params, m->master, m->grads, m->m, m->v, m->nparams, m->ndecay, hyper,
-                    stats));
+        /* Each rank squares its block; the sum over ranks is the norm of
+         * the whole gradient, the same on every rank, so that every rank
+         * clips and skips alike. */
+        size_t lo, n;
+        float *master;
+        dist_block(m, &lo, &n);
+        OP("sumsq", -1, &stats->grad_sumsq, 1, GPT_CLS_F32,
+           o->sumsq(be, &stats->grad_sumsq, gpt_at(m, m->grads, lo, GPT_CLS_GRAD), n));
+        dist_sum_stats(m, stats);
+        dist_update_range(m, &lo, &n, &master);
+        size_t n_decay = m->ndecay > lo ? (m->ndecay - lo < n ? m->ndecay - lo : n) : 0;
+        OP("adamw", -1, gpt_at(m, m->params, lo, GPT_CLS_PARAM), n, GPT_CLS_PARAM,
+           o->adamw(be, gpt_at(m, m->params, lo, GPT_CLS_PARAM), master,
+                    gpt_at(m, m->grads, lo, GPT_CLS_GRAD), m->m, m->v, n, n_decay, hyper, stats));
+        dist_update_done(m);
         if (graphs) o->graph_end(be, gpt_graph_id(m, GRAPH_ADAMW));
     }
     ta->graph_ready = 1;
     prof_mark(m, "end", -1);
+    if ((rc = dist_wait(m, err))) return rc;
     float sv[4];
     o->download(be, sv, stats, 4, GPT_CLS_F32);
     if ((rc = gpt_model_backend_error(m, err))) return rc;

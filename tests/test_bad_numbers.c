@@ -99,7 +99,7 @@ int main(void) {
     snprintf(before, sizeof before, "%s/before.ckpt", dir);
     snprintf(after, sizeof after, "%s/after.ckpt", dir);
     snprintf(stopped, sizeof stopped, "%s/stopped.ckpt", dir);
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+    gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32};
     gpt_error err = {0};
     int tok[B * (T + 1)];
     fixed_batch(tok);

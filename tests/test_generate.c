@@ -14,7 +14,7 @@
 #include "hf.h"
 #include "test.h"
 
-static const gpt_runtime RT = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+static const gpt_runtime RT = {.device = "cpu", .precision = GPT_PREC_FP32};
 
 /* KV decoding and the full forward pass compute the same fp32 math in a
  * different order (the cache attention sums over positions one query at a

@@ -23,7 +23,7 @@
 
 #define FIX "tests/data/hf_tiny"
 
-static const gpt_runtime RT = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+static const gpt_runtime RT = {.device = "cpu", .precision = GPT_PREC_FP32};
 
 /* ------------------------------------------------------------ fixture */
 

@@ -20,7 +20,7 @@ int main(void) {
         printf("cannot read data/tinyshakespeare.txt\n");
         return 1;
     }
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+    gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32};
     gpt_config cfg = limits_config(1);
     gpt_error err = {0};
     gpt_model *m = NULL;

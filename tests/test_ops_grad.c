@@ -413,6 +413,7 @@ static void test_adamw(size_t n, size_t n_decay) {
     double *pd = to_d(p, n), *gd = to_d(g, n), *md = to_d(m, n), *vd = to_d(v, n);
     gpt_adamw_hyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1 - 0.9f * 0.9f, 1 - 0.95f * 0.95f};
     gpt_step_stats st = {1.0f, 0, 0, 0};
+    be->ops->sumsq(be, &st.grad_sumsq, g, n);
     be->ops->adamw(be, p, NULL, g, m, v, n, n_decay, &h, &st);
     double norm = 0;
     for (size_t i = 0; i < n; i++) norm += gd[i] * gd[i];
@@ -438,6 +439,7 @@ static void test_adamw(size_t n, size_t n_decay) {
     memcpy(p2, p, n * 4), memcpy(m2, m, n * 4), memcpy(v2, v, n * 4);
     for (size_t i = 0; i < n; i++) g[i] = 1;
     st.loss_sum = NAN;
+    be->ops->sumsq(be, &st.grad_sumsq, g, n);
     be->ops->adamw(be, p, NULL, g, m, v, n, n_decay, &h, &st);
     EXPECT(st.skipped == 1, "a NaN loss must skip the update");
     EXPECT(!memcmp(p, p2, n * 4) && !memcmp(m, m2, n * 4) && !memcmp(v, v2, n * 4),
@@ -445,11 +447,26 @@ static void test_adamw(size_t n, size_t n_decay) {
     /* A non-finite gradient does too. */
     st.loss_sum = 1;
     g[n / 2] = INFINITY;
+    be->ops->sumsq(be, &st.grad_sumsq, g, n);
     be->ops->adamw(be, p, NULL, g, m, v, n, n_decay, &h, &st);
     EXPECT(st.skipped == 1 && !memcmp(p, p2, n * 4), "an infinite gradient must skip the update");
     test_end();
     free(p), free(g), free(m), free(v), free(pd), free(gd), free(md), free(vd), free(p2), free(m2);
     free(v2);
+}
+
+static void test_sumsq(size_t n) {
+    test_begin("sumsq n=%zu", n);
+    float *x = frand(n, 1), out[2] = {5, 5};
+    double ref = 0;
+    for (size_t i = 0; i < n; i++) ref += (double)x[i] * x[i];
+    be->ops->sumsq(be, out, x, n);
+    be->ops->sumsq(be, out + 1, x, n);
+    /* accumulated in double: only the final rounding to fp32 */
+    EXPECT(fabs(out[0] - ref) <= 1e-7 * ref, "sumsq %.9g vs %.9g", out[0], ref);
+    EXPECT(out[0] == out[1], "two calls gave %.9g and %.9g", out[0], out[1]);
+    test_end();
+    free(x);
 }
 
 static void test_sum(size_t n) {
@@ -563,6 +580,7 @@ int main(void) {
     test_crossentropy(4, 64, 128);
     test_encoder(2, 7, 12, 37);
     test_encoder(1, 3, 5, 4);
+    test_sumsq(100003);
     test_adamw(1000, 600);
     test_adamw(37, 0);
     test_sum(12345);

@@ -51,7 +51,7 @@ int gpt_cmd_convert(int argc, char **argv) {
         }
     }
     if (!model || !out) return cli_usage_error(CMD, "--model and --out are required (try --help)");
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+    gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32};
     gpt_error err = {0};
     gpt_model *m = NULL;
     int rc = gpt_model_load(&m, model, &rt, &err);

@@ -256,7 +256,7 @@ int gpt_cmd_generate(int argc, char **argv) {
         gpt_fail(&err, GPT_ERR_NOMEM, "out of memory");
         goto lib_fail;
     }
-    gpt_runtime rt = {a.device, GPT_PREC_AUTO, a.threads, 0, 0, 0};
+    gpt_runtime rt = {.device = a.device, .precision = GPT_PREC_AUTO, .threads = a.threads};
     if ((rc = gpt_model_load(&m, a.model, &rt, &err))) goto lib_fail;
 
     /* The tokenizer is needed for text, stop strings and <|endoftext|>;

@@ -17,15 +17,24 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "dist_launch.h"
 #include "gpt.h"
 #include "gpt_data.h"
+#include "gpt_dist.h"
 #include "gpt_tokenizer.h"
 #include "plot.h"
 #include "train_args.h"
 #include "train_util.h"
 #include "../src/tools_internal.h"
 
-static const char *CMD = "train";
+static const char *CMD = "train"; /* "train (rank R)" on data-parallel ranks other than 0 */
+/* Rank 0 alone prints progress and writes metrics, plots and checkpoints;
+ * every rank prints its errors. */
+static int is_root = 1;
+#define SAY(...)                                                                            \
+    do {                                                                                    \
+        if (is_root) fprintf(stderr, __VA_ARGS__);                                          \
+    } while (0)
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -79,6 +88,12 @@ static void usage(FILE *f) {
 "  --threads N           CPU threads (default: OpenMP's)\n"
 "  --profile             print a table of time per operation for one step\n"
 "  --check               scan every operation's output for NaN/Inf\n"
+"data parallel (docs/DISTRIBUTED.md; -B is per rank, so a step takes\n"
+"B x ranks x grad-accum sequences, the same rows whatever the number of ranks):\n"
+"  --gpus N              start N ranks on this machine's GPUs (NCCL, no MPI needed);\n"
+"                        on CPUs or several machines: mpirun -np N gpt train ...\n"
+"  --zero 1              ZeRO stage 1: split the AdamW state across the ranks\n"
+"  --dist-timeout S      a rank that waits S seconds for the others fails (default 600)\n"
 "\n"
 "example:\n"
 "  gpt train --preset tiny --data data/tinyshakespeare.txt --out runs/tiny\n");
@@ -165,24 +180,29 @@ static void remove_stale_temporaries(const char *dir) {
 }
 
 
-/* Mean validation loss over up to max_batches batches (0 = all). */
-static int evaluate(gpt_model *m, const gpt_data *d, int B, int T, int max_batches, int *buf,
-                    double *loss, gpt_error *err) {
-    size_t nb = gpt_data_val_batches(d, B, T);
+/* Mean validation loss over up to max_batches batches (0 = all) of B x R
+ * windows: rank r takes rows [r B, (r + 1) B) of each, which are batch
+ * i R + r of B windows, so that R ranks cover the windows one process
+ * with the whole batch covers. */
+static int evaluate(gpt_model *m, const gpt_data *d, int B, int T, int rank, int R,
+                    int max_batches, int *buf, double *loss, gpt_error *err) {
+    size_t nb = gpt_data_val_batches(d, B * R, T);
     if (nb == 0) return gpt_fail(err, GPT_ERR_INVALID,
                                  "the validation split (%zu tokens) is shorter than one batch of "
                                  "%d x %d: use a smaller --batch or --seq",
-                                 gpt_data_val_tokens(d), B, T + 1);
+                                 gpt_data_val_tokens(d), B * R, T + 1);
     if (max_batches > 0 && (size_t)max_batches < nb) nb = (size_t)max_batches;
     double sum = 0;
     for (size_t i = 0; i < nb; i++) {
         double l;
-        int rc = gpt_data_val_batch(d, i, B, T, buf, err);
+        int rc = gpt_data_val_batch(d, i * R + rank, B, T, buf, err);
         if (!rc) rc = gpt_eval_loss(m, buf, B, T, &l, err);
         if (rc) return rc;
         sum += l;
     }
-    *loss = sum / (double)nb;
+    int rc = gpt_model_allreduce(m, &sum, 1, 0, err);
+    if (rc) return rc;
+    *loss = sum / ((double)nb * R);
     return GPT_OK;
 }
 
@@ -224,7 +244,26 @@ int gpt_cmd_train(int argc, char **argv) {
         return EXIT_OK;
     }
     if (rc) return rc;
+    /* The launcher: the ranks it starts run this command again. */
+    if (a.gpus && !getenv(GPT_DIST_ENV_RANK)) return dist_launch(argc, argv, a.gpus);
     gpt_error err = {0};
+    gpt_dist *dist = NULL;
+    if ((rc = gpt_dist_init(&dist, a.dist_timeout, &err))) return cli_lib_error(CMD, &err);
+    /* multi: a communicator takes part (several ranks, or one started by a
+     * launcher); R ranks share each step. */
+    int rank = gpt_dist_rank(dist), R = gpt_dist_size(dist);
+    int multi = strcmp(gpt_dist_launcher(dist), "none") != 0;
+    static char rank_cmd[32];
+    if (rank) {
+        snprintf(rank_cmd, sizeof rank_cmd, "train (rank %d)", rank);
+        CMD = rank_cmd;
+        is_root = 0;
+    }
+    if (a.gpus && a.gpus != R) {
+        gpt_dist_free(dist);
+        return cli_usage_error(CMD, "--gpus %d, but this job has %d ranks", a.gpus, R);
+    }
+    a.rt.device_index = gpt_dist_local_rank(dist);
     gpt_model *m = NULL;
     gpt_tokenizer *tok = NULL;
     gpt_data *data = NULL;
@@ -233,7 +272,7 @@ int gpt_cmd_train(int argc, char **argv) {
     FILE *metrics = NULL;
     series_buf tr = {0}, va = {0};
     gpt_train_state st = {0};
-    int exit_code = EXIT_OK;
+    int exit_code = EXIT_OK, clean_end = 0;
     const char *out = a.out;
     char default_out[300];
     if (!out) {
@@ -265,9 +304,17 @@ int gpt_cmd_train(int argc, char **argv) {
         for (int i = 1; i < argc; i++) steps_given |= !strcmp(argv[i], "--steps");
         a.opts = st.opts;
         if (steps_given) a.opts.max_steps = steps;
+        /* A checkpoint holds the rows of a step over all ranks: this job's
+         * ranks share them. */
+        if (a.opts.batch_size % R) {
+            exit_code = cli_usage_error(CMD, "'%s' was trained with %d rows a micro-batch, which %d ranks cannot share evenly",
+                                        resume_path, a.opts.batch_size, R);
+            goto done;
+        }
+        a.opts.batch_size /= R;
         if ((rc = gpt_model_load(&m, resume_path, &a.rt, &err))) goto lib_fail;
         if (gpt_model_step(m) >= a.opts.max_steps) {
-            fprintf(stderr, "gpt train: '%s' already reached step %d of %d: pass --steps N to train longer\n",
+            SAY("gpt train: '%s' already reached step %d of %d: pass --steps N to train longer\n",
                     resume_path, gpt_model_step(m), a.opts.max_steps);
         }
     }
@@ -314,7 +361,7 @@ int gpt_cmd_train(int argc, char **argv) {
         exit_code = cli_usage_error(CMD, "--data FILE is required to resume (the data is not stored in the checkpoint)");
         goto done;
     }
-    fprintf(stderr, "gpt train: reading %s with the %s tokenizer\n", a.data, gpt_tokenizer_name(tok));
+    SAY("gpt train: reading %s with the %s tokenizer\n", a.data, gpt_tokenizer_name(tok));
     if ((rc = gpt_data_open(&data, a.data, a.val, tok, a.val_fraction, &err))) goto lib_fail;
     if (gpt_data_max_id(data) > a.cfg.vocab_size) {
         exit_code = cli_usage_error(CMD, "the data holds token id %d but the model's vocabulary has %d tokens",
@@ -322,7 +369,7 @@ int gpt_cmd_train(int argc, char **argv) {
         goto done;
     }
     double tpb = gpt_data_val_tokens_per_byte(data);
-    fprintf(stderr, "gpt train: %zu training tokens, %zu validation tokens%s\n",
+    SAY("gpt train: %zu training tokens, %zu validation tokens%s\n",
             gpt_data_train_tokens(data), gpt_data_val_tokens(data),
             tpb > 0 ? "" : " (shards: no per-character loss)");
 
@@ -333,8 +380,11 @@ int gpt_cmd_train(int argc, char **argv) {
                                       a.opts.recompute, &plan, &err)))
             goto lib_fail;
         char b1[32], b2[32], b3[32], b4[32], b5[32];
-        fprintf(stderr,
-                "gpt train: model %d layers, %d heads, %d channels, MLP %d, T<=%d, V=%d: %.2fM "
+        if (multi && a.zero) { /* this rank's share of the AdamW state */
+            plan.total -= plan.optimizer - plan.optimizer / R;
+            plan.optimizer /= R;
+        }
+        SAY("gpt train: model %d layers, %d heads, %d channels, MLP %d, T<=%d, V=%d: %.2fM "
                 "parameters\n"
                 "gpt train: memory needed: %s parameters + %s gradients + %s optimizer + %s "
                 "activations = %s\n",
@@ -361,12 +411,21 @@ int gpt_cmd_train(int argc, char **argv) {
         free(ser);
         if (rc) goto lib_fail;
     }
-    fprintf(stderr, "gpt train: device %s (%s, %s)\n", gpt_model_device(m), gpt_model_device_desc(m),
-            gpt_model_precision(m));
+    SAY("gpt train: device %s (%s, %s)\n", gpt_model_device(m), gpt_model_device_desc(m),
+        gpt_model_precision(m));
+    if (multi && (rc = gpt_model_set_dist(m, dist, a.zero, &err))) goto lib_fail;
     if ((rc = gpt_train_init(m, &a.opts, &err))) goto lib_fail;
+    if (multi) {
+        char b1[32];
+        SAY("gpt train: data parallel over %d rank%s (%s), ZeRO-1 %s: %d x %d x %d = %d sequences "
+            "a step; AdamW state %s a rank\n",
+            R, R == 1 ? "" : "s", gpt_model_comm(m), a.zero ? "on" : "off", a.opts.batch_size, R,
+            a.opts.grad_accum, a.opts.batch_size * R * a.opts.grad_accum,
+            cli_bytes(gpt_model_optimizer_bytes(m), b1));
+    }
     if (resume_path) {
         if ((rc = gpt_train_resume(m, resume_path, &err))) goto lib_fail;
-        fprintf(stderr, "gpt train: resumed from %s at step %d\n", resume_path, gpt_model_step(m));
+        SAY("gpt train: resumed from %s at step %d\n", resume_path, gpt_model_step(m));
     } else {
         gpt_rng r;
         gpt_rng_seed(&r, (uint64_t)a.seed ^ 0x5DEECE66DULL);
@@ -377,13 +436,14 @@ int gpt_cmd_train(int argc, char **argv) {
     }
     st.has_train = 1;
     st.opts = a.opts;
-    if (make_dirs(out) != 0) {
+    st.opts.batch_size *= R; /* checkpoints hold the rows of a step over all ranks */
+    if (is_root && make_dirs(out) != 0) {
         exit_code = cli_usage_error(CMD, "cannot create the output folder '%s': %s", out, strerror(errno));
         goto done;
     }
-    remove_stale_temporaries(out);
-    metrics = fopen(metrics_path, resume_path ? "a" : "w");
-    if (!metrics) {
+    if (is_root) remove_stale_temporaries(out);
+    metrics = is_root ? fopen(metrics_path, resume_path ? "a" : "w") : NULL;
+    if (is_root && !metrics) {
         fprintf(stderr, "gpt train: cannot write '%s': %s\n", metrics_path, strerror(errno));
         exit_code = EXIT_RUNTIME;
         goto done;
@@ -413,7 +473,8 @@ int gpt_cmd_train(int argc, char **argv) {
     if (inject && sscanf(inject, "%ld:%ld", &nan_at, &nan_count) < 1) nan_at = 0;
     for (int s = first; s < a.opts.max_steps; s++) {
         for (int k = 0; k < accum; k++)
-            if ((rc = gpt_data_train_batch(data, st.rng, B, T, batch + (size_t)k * B * (T + 1), &err)))
+            if ((rc = gpt_data_train_batch_part(data, st.rng, B * R, rank * B, B, T,
+                                                batch + (size_t)k * B * (T + 1), &err)))
                 goto lib_fail;
         gpt_step_info info;
         if (nan_at > 0 && s + 1 >= nan_at && s + 1 < nan_at + nan_count) gpt_debug_inject_nan(m);
@@ -429,18 +490,19 @@ int gpt_cmd_train(int argc, char **argv) {
             }
             goto lib_fail;
         }
-        st.tokens_seen += (int64_t)B * T * accum;
-        tokens_done += (double)B * T * accum;
+        st.tokens_seen += (int64_t)B * R * T * accum;
+        tokens_done += (double)B * R * T * accum;
         if (info.skipped)
-            fprintf(stderr, "%sgpt train: step %d skipped: non-finite loss or gradient norm (%d in a row)\n",
+            SAY("%sgpt train: step %d skipped: non-finite loss or gradient norm (%d in a row)\n",
                     isatty_err ? "\n" : "", info.step, info.bad_streak);
         else {
             smooth = isnan(smooth) ? info.loss : 0.9 * smooth + 0.1 * info.loss;
             series_add(&tr, info.step, info.loss);
         }
-        double tok_s = (double)B * T * accum / dt;
+        double tok_s = (double)B * R * T * accum / dt;
         char jl[32], jn[32];
-        fprintf(metrics,
+        if (metrics)
+            fprintf(metrics,
                 "{\"step\":%d,\"loss\":%s,\"lr\":%.6g,\"grad_norm\":%s,\"skipped\":%d,"
                 "\"ms\":%.3f,\"tok_s\":%.1f}\n",
                 info.step, json_num(jl, "%.6f", info.loss), info.lr,
@@ -448,33 +510,42 @@ int gpt_cmd_train(int argc, char **argv) {
         if (a.rt.profile && s == first + (first + 1 < a.opts.max_steps ? 1 : 0)) {
             char table[8192];
             gpt_profile_report(m, table, sizeof table);
-            fprintf(stderr, "\ngpt train: time per operation, step %d:\n%s", info.step, table);
+            SAY("\ngpt train: time per operation, step %d:\n%s", info.step, table);
         }
         int last = s + 1 == a.opts.max_steps;
         double now = gpt_now();
         int stop = interrupted || (a.time_limit > 0 && now - t_start >= a.time_limit) ||
                    (a.stop_after > 0 && info.step - first >= a.stop_after);
+        if (multi) { /* a signal or a clock seen by any rank stops every rank here */
+            double votes[2] = {stop, interrupted};
+            if ((rc = gpt_model_allreduce(m, votes, 2, 1, &err))) goto lib_fail;
+            stop = votes[0] != 0;
+            interrupted = votes[1] != 0;
+        }
         if (info.step % a.eval_every == 0 || last || stop) {
             double vl = NAN;
             /* The final figure covers the whole validation split unless
              * --eval-batches was given. */
             int nb = (last || stop) && !a.eval_batches_given ? 0 : a.eval_batches;
-            if ((rc = evaluate(m, data, B, T, nb, vbuf, &vl, &err)))
+            if ((rc = evaluate(m, data, B, T, rank, R, nb, vbuf, &vl, &err)))
                 goto lib_fail;
             last_val = vl;
             series_add(&va, info.step, vl);
             if (st.best_val_loss == 0 || vl < st.best_val_loss) st.best_val_loss = (float)vl;
             char jv[32];
-            fprintf(metrics, "{\"step\":%d,\"val_loss\":%s", info.step, json_num(jv, "%.6f", vl));
-            if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%s", json_num(jv, "%.6f", vl * tpb));
-            fprintf(metrics, "}\n");
-            fprintf(stderr, "%sstep %d: val loss %.4f%s", isatty_err ? "\r\033[K" : "", info.step, vl,
-                    tpb > 0 ? "" : "\n");
-            if (tpb > 0) fprintf(stderr, " (%.4f nats/char)\n", vl * tpb);
+            if (metrics) {
+                fprintf(metrics, "{\"step\":%d,\"val_loss\":%s", info.step, json_num(jv, "%.6f", vl));
+                if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%s", json_num(jv, "%.6f", vl * tpb));
+                fprintf(metrics, "}\n");
+            }
+            SAY("%sstep %d: val loss %.4f%s", isatty_err ? "\r\033[K" : "", info.step, vl,
+                tpb > 0 ? "" : "\n");
+            if (tpb > 0) SAY(" (%.4f nats/char)\n", vl * tpb);
         }
-        fflush(metrics);
+        if (metrics) fflush(metrics);
         if (info.step % save_every == 0 || last || stop) {
             st.opts = a.opts;
+            st.opts.batch_size *= R;
             if ((rc = gpt_checkpoint_save(m, ckpt, 1, &st, &err))) {
                 /* Saves are atomic: say that the last one is still there. */
                 fprintf(stderr, "%sgpt train: %s (step %d not saved; the previous checkpoint is unchanged)\n",
@@ -483,17 +554,17 @@ int gpt_cmd_train(int argc, char **argv) {
                 goto done;
             }
         }
-        if (now - t_last >= (isatty_err ? 0.25 : 5.0) || last || s == first) {
+        if (is_root && (now - t_last >= (isatty_err ? 0.25 : 5.0) || last || s == first)) {
             t_last = now;
             double el = now - t_start, rate = tokens_done / el;
-            double remain = (a.opts.max_steps - info.step) * (double)B * T * accum / rate;
+            double remain = (a.opts.max_steps - info.step) * (double)B * R * T * accum / rate;
             fprintf(stderr, "%sstep %d/%d | loss %.4f | lr %.2e | norm %.2f | %.0f tok/s | %.0f ms/step | ETA %.0fs%s",
                     isatty_err ? "\r\033[K" : "", info.step, a.opts.max_steps, smooth, info.lr,
                     info.grad_norm, rate, dt * 1e3, remain, isatty_err ? "" : "\n");
             fflush(stderr);
         }
         if (stop) {
-            fprintf(stderr, "%sgpt train: %s at step %d; checkpoint saved to %s (continue with --resume)\n",
+            SAY("%sgpt train: %s at step %d; checkpoint saved to %s (continue with --resume)\n",
                     isatty_err ? "\n" : "",
                     interrupted ? "interrupted" : a.stop_after ? "stopped as asked" : "time limit reached",
                     info.step, ckpt);
@@ -501,6 +572,11 @@ int gpt_cmd_train(int argc, char **argv) {
             break;
         }
     }
+    /* Every rank got here at the same step: the communicator ends with
+     * all of them, and rank 0 alone finishes the run. */
+    if (multi && (rc = gpt_model_end_dist(m, &err))) goto lib_fail;
+    clean_end = 1;
+    if (!is_root) goto done;
     if (isatty_err) fputc('\n', stderr);
     {
         plot_series ps[2] = {{"train loss", "#1f77b4", tr.x, tr.y, tr.n},
@@ -522,6 +598,13 @@ int gpt_cmd_train(int argc, char **argv) {
 lib_fail:
     exit_code = cli_lib_error(CMD, &err);
 done:
+    if (multi && exit_code && !clean_end) {
+        /* A rank that fails leaves at once: a goodbye with the others
+         * (MPI_Finalize, NCCL's) could wait for ranks that wait for it.
+         * mpirun, or the --gpus launcher, stops the rest. */
+        fflush(NULL);
+        return exit_code;
+    }
     if (metrics) fclose(metrics);
     free(tr.x);
     free(tr.y);
@@ -535,5 +618,6 @@ done:
     gpt_data_free(data);
     gpt_tokenizer_free(tok);
     gpt_model_free(m);
+    gpt_dist_free(dist);
     return exit_code;
 }

@@ -96,6 +96,9 @@ int train_args_parse(int argc, char **argv, train_args *a) {
         } else if (!strcmp(f, "--threads")) INT(1, 4096, a->rt.threads);
         else if (!strcmp(f, "--profile")) a->rt.profile = 1;
         else if (!strcmp(f, "--check")) a->rt.check = 1;
+        else if (!strcmp(f, "--gpus")) INT(1, 1024, a->gpus);
+        else if (!strcmp(f, "--zero")) INT(0, 1, a->zero);
+        else if (!strcmp(f, "--dist-timeout")) FLT(1, 1e9, a->dist_timeout);
         else return cli_usage_error(CMD, "unknown option '%s' (see gpt train --help)", f);
 #undef VAL
 #undef INT
@@ -104,6 +107,9 @@ int train_args_parse(int argc, char **argv, train_args *a) {
     if (a->rt.device && strcmp(a->rt.device, "cpu") && strcmp(a->rt.device, "cuda") &&
         strcmp(a->rt.device, "auto"))
         return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", a->rt.device);
+    if (a->gpus && a->rt.device && !strcmp(a->rt.device, "cpu"))
+        return cli_usage_error(CMD, "--gpus starts one rank per GPU: on CPUs, start the ranks with "
+                                    "mpirun -np N gpt train ...");
     if (!a->data && !a->resume_flag)
         return cli_usage_error(CMD, "--data FILE is required (see gpt train --help)");
     if (a->init && a->resume_flag)

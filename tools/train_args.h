@@ -18,6 +18,8 @@ typedef struct {
     gpt_train_opts opts;
     int opts_B, opts_T;
     gpt_runtime rt;
+    int gpus, zero;      /* --gpus N (0: not given), --zero 0|1 */
+    double dist_timeout; /* --dist-timeout S (0: the library's default) */
 } train_args;
 
 /* Returned by train_args_parse when --help was asked for. */

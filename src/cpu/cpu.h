@@ -65,6 +65,7 @@ void cpu_crossentropy(gpt_backend *be, float *losses, void *logits, const int *t
                       int Vp, float dloss, int grad);
 void cpu_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int accumulate);
 void cpu_add(gpt_backend *be, void *out, const void *a, const void *b, size_t n);
+void cpu_sumsq(gpt_backend *be, float *out, const void *grad, size_t n);
 void cpu_adamw(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,
                size_t n, size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats);
 

@@ -256,6 +256,7 @@ static const gpt_backend_ops cpu_ops = {
     .layernorm_backward = cpu_layernorm_backward,
     .matmul_backward = cpu_matmul_backward,
     .attention_backward = cpu_attention_backward,
+    .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
     .nonfinite_count = cpu_nonfinite_count,
     .timer_record = cpu_timer_record,

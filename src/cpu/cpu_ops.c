@@ -194,10 +194,9 @@ void cpu_add(gpt_backend *be, void *out_, const void *a_, const void *b_, size_t
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void cpu_adamw(gpt_backend *be, void *params_, float *master, void *grad_, float *m, float *v,
-               size_t n, size_t n_decay, const gpt_adamw_hyper *h, gpt_step_stats *stats) {
-    float *params = params_, *grad = grad_;
-    /* Global norm: per-thread partials in double, summed in thread order. */
+void cpu_sumsq(gpt_backend *be, float *out, const void *grad_, size_t n) {
+    const float *grad = grad_;
+    /* Per-thread partials in double, summed in thread order. */
     int nthr = 1;
 #pragma omp parallel
     {
@@ -210,7 +209,13 @@ void cpu_adamw(gpt_backend *be, void *params_, float *master, void *grad_, float
     }
     double sq = 0;
     for (int t = 0; t < nthr; t++) sq += *(const double *)scratch_of(be, t);
-    float norm = (float)sqrt(sq);
+    out[0] = (float)sq;
+}
+
+void cpu_adamw(gpt_backend *be, void *params_, float *master, void *grad_, float *m, float *v,
+               size_t n, size_t n_decay, const gpt_adamw_hyper *h, gpt_step_stats *stats) {
+    float *params = params_, *grad = grad_;
+    float norm = sqrtf(stats->grad_sumsq);
     stats->grad_norm = norm;
     int skip = !isfinite(norm) || !isfinite(stats->loss_sum);
     stats->skipped = skip ? 1.0f : 0.0f;

@@ -1,11 +1,13 @@
 /*
- * adamw.cu - the whole optimizer step in two launches and no host wait:
- *   1. partial sums of grad^2, one per block (a fixed grid, so the same
- *      gradient gives the same bits);
- *   2. every block adds the partials in the same order (a few hundred
- *      floats), so each knows the global norm, the clip factor and whether
- *      to skip; then one pass updates moments, master and parameters and
- *      zeroes the gradient. Block 0 writes grad_norm and skipped.
+ * adamw.cu - the optimizer step without a host wait:
+ *   sumsq: partial sums of grad^2, one per block (a fixed grid, so the same
+ *     gradient gives the same bits), then one block adds the partials in a
+ *     fixed order and writes the sum;
+ *   adamw: every block reads the squared norm the caller left in the step
+ *     statistics (summed over ranks in data-parallel runs), so each knows
+ *     the clip factor and whether to skip; then one pass updates moments,
+ *     master and parameters and zeroes the gradient. Block 0 writes
+ *     grad_norm and skipped.
  * Hyper-parameters are read from device memory, so a captured graph picks
  * up each step's learning rate and bias corrections.
  */
@@ -45,6 +47,30 @@ __global__ void __launch_bounds__(AW_THREADS)
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
+/* out[0] = the sum of the nparts partials, added in a fixed order. */
+__global__ void __launch_bounds__(AW_THREADS) sumsq_final_kernel(float *out, const float *part, int nparts) {
+    __shared__ float shm[33];
+    float s = 0.f;
+    for (int k = threadIdx.x; k < nparts; k += blockDim.x) s += part[k];
+    s = block_sum(s, shm);
+    if (threadIdx.x == 0) out[0] = s;
+}
+
+extern "C" void cuda_sumsq(gpt_backend *be, float *out, const void *grad, size_t n) {
+    CUDA_SKIP_IF_FAILED(be);
+    cuda_ctx *c = cuda_ctx_of(be);
+    int G = norm_grid(&c->prop, n);
+    if ((size_t)G > c->scratch_elems) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda sumsq: call reserve() first");
+        return;
+    }
+    const float *g = (const float *)grad;
+    sumsq_kernel<<<G, AW_THREADS, 0, c->stream>>>(c->scratch, g, n, cuda_aligned16(g));
+    if (CUDA_LAUNCHED(be, "sumsq")) return;
+    sumsq_final_kernel<<<1, AW_THREADS, 0, c->stream>>>(out, c->scratch, G);
+    CUDA_LAUNCHED(be, "sumsq_final");
+}
+
 template <typename T>
 __device__ __forceinline__ void adamw_one(T *params, float *master, float *grad, float *m, float *v,
                                           size_t i, size_t n_decay, float scale,
@@ -64,13 +90,8 @@ __device__ __forceinline__ void adamw_one(T *params, float *master, float *grad,
 template <typename T>
 __global__ void __launch_bounds__(AW_THREADS)
     adamw_kernel(T *params, float *master, float *grad, float *m, float *v, size_t n,
-                 size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats,
-                 const float *part, int nparts, int vec) {
-    __shared__ float shm[33];
-    float s = 0.f;
-    for (int k = threadIdx.x; k < nparts; k += blockDim.x) s += part[k];
-    s = block_sum(s, shm);
-    float norm = sqrtf(s);
+                 size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats, int vec) {
+    float norm = sqrtf(stats->grad_sumsq);
     int skip = !isfinite(norm) || !isfinite(stats->loss_sum);
     const gpt_adamw_hyper h = *hyper;
     float scale = 1.f;
@@ -124,21 +145,14 @@ template <typename T>
 static void adamw_t(gpt_backend *be, T *params, float *master, float *grad, float *m, float *v,
                     size_t n, size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats) {
     cuda_ctx *c = cuda_ctx_of(be);
-    int G = norm_grid(&c->prop, n);
-    if ((size_t)G > c->scratch_elems) {
-        gpt_backend_fail(be, GPT_ERR_INVALID, "cuda adamw: call reserve() first");
-        return;
-    }
     /* params hold 4 elements per step: 8 bytes for bf16, 16 for fp32 */
     int vec = cuda_aligned16(grad) && cuda_aligned16(m) && cuda_aligned16(v) &&
               (!master || cuda_aligned16(master)) && ((uintptr_t)params % (4 * sizeof(T))) == 0;
-    sumsq_kernel<<<G, AW_THREADS, 0, c->stream>>>(c->scratch, grad, n, cuda_aligned16(grad));
-    if (CUDA_LAUNCHED(be, "adamw_norm")) return;
     size_t want = (n + AW_THREADS * 4 - 1) / (AW_THREADS * 4);
     size_t cap = (size_t)c->prop.multiProcessorCount * 8;
     unsigned grid = (unsigned)(want < 1 ? 1 : (want < cap ? want : cap));
     adamw_kernel<T><<<grid, AW_THREADS, 0, c->stream>>>(params, master, grad, m, v, n, n_decay,
-                                                        hyper, stats, c->scratch, G, vec);
+                                                        hyper, stats, vec);
     CUDA_LAUNCHED(be, "adamw");
 }
 

@@ -110,6 +110,8 @@ static void cu_destroy(gpt_backend *be) {
 
 static const char *cu_device_desc(gpt_backend *be) { return cuda_ctx_of(be)->desc; }
 
+static void *cu_stream(gpt_backend *be) { return (void *)cuda_ctx_of(be)->stream; }
+
 static int cu_mem_info(gpt_backend *be, size_t *free_bytes, size_t *total_bytes) {
     size_t f = 0, t = 0;
     if (CUDA_CHECK(be, cudaMemGetInfo(&f, &t))) return be->err.code;
@@ -446,6 +448,7 @@ static const gpt_backend_ops cuda_ops = {
     cu_upload,
     cu_download,
     cu_sync,
+    cu_stream,
     cuda_encoder_forward,
     cuda_layernorm_forward,
     cuda_residual_layernorm_forward,
@@ -460,6 +463,7 @@ static const gpt_backend_ops cuda_ops = {
     cuda_layernorm_backward,
     cuda_matmul_backward,
     cuda_attention_backward,
+    cuda_sumsq,
     cuda_adamw,
     cuda_nonfinite_count,
     cu_timer_record,
@@ -543,8 +547,11 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     c->am_split = env_int("GPT_CUDA_ARGMAX_SPLIT", 1);
     c->kv_uk = env_int("GPT_CUDA_KV_UK", 0);
 
-    c->device = 0;
-    if (!CUDA_CHECK(be, cudaSetDevice(c->device)) &&
+    c->device = rt ? rt->device_index : 0;
+    if (c->device < 0 || c->device >= n)
+        gpt_backend_fail(be, GPT_ERR_INVALID, "GPU %d asked for, but %d %s visible", c->device, n,
+                         n == 1 ? "is" : "are");
+    if (!be->err.code && !CUDA_CHECK(be, cudaSetDevice(c->device)) &&
         !CUDA_CHECK(be, cudaGetDeviceProperties(&c->prop, c->device))) {
         snprintf(c->desc, sizeof c->desc, "%s (sm_%d%d, %d SMs, %.1f GiB)", c->prop.name,
                  c->prop.major, c->prop.minor, c->prop.multiProcessorCount,

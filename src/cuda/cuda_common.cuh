@@ -417,6 +417,7 @@ void cuda_crossentropy(gpt_backend *be, float *losses, void *logits, const int *
 int cuda_crossentropy_setup(gpt_backend *be);
 
 /* adamw.cu */
+void cuda_sumsq(gpt_backend *be, float *out, const void *grad, size_t n);
 void cuda_adamw(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,
                 size_t n, size_t n_decay, const gpt_adamw_hyper *hyper, gpt_step_stats *stats);
 size_t cuda_adamw_scratch(const cudaDeviceProp *prop);

@@ -594,6 +594,26 @@ static void t_sum(size_t n, int accumulate) {
 
 /* --------------------------------------------------------------- AdamW */
 
+static void t_sumsq(size_t n) {
+    test_begin("%s: sumsq n=%zu (against a double sum, the same bits twice)", K->name, n);
+    float *g = rnd(n, 0.01f, GPT_CLS_GRAD);
+    double ref_sum = 0;
+    for (size_t i = 0; i < n; i++) ref_sum += (double)g[i] * g[i];
+    void *dg = put(K->be, g, n, GPT_CLS_GRAD), *out = put(K->be, g, 2, GPT_CLS_F32);
+    K->be->ops->sumsq(K->be, out, dg, n);
+    K->be->ops->sumsq(K->be, (float *)out + 1, dg, n);
+    expect_ok();
+    float r[2];
+    K->be->ops->download(K->be, r, out, 2, GPT_CLS_F32);
+    /* fp32 partial sums of n positive terms: relative error below n^0.5 * 2^-24 */
+    EXPECT(fabs(r[0] - ref_sum) <= 1e-5 * ref_sum, "sumsq %.9g vs %.9g", r[0], ref_sum);
+    EXPECT(r[0] == r[1], "two calls gave %.9g and %.9g", r[0], r[1]);
+    drop(K->be, dg);
+    drop(K->be, out);
+    free(g);
+    test_end();
+}
+
 static void t_adamw(size_t n, size_t n_decay, float clip, int poison_loss) {
     test_begin("%s: adamw n=%zu n_decay=%zu clip=%g%s", K->name, n, n_decay, clip,
                poison_loss ? " (non-finite loss: skipped)" : "");
@@ -612,6 +632,8 @@ static void t_adamw(size_t n, size_t n_decay, float clip, int poison_loss) {
     /* bf16 mode keeps an fp32 master copy; the CPU (fp32 params) has none */
     master[0] = bf16() ? put(K->be, p, n, GPT_CLS_F32) : NULL;
     master[1] = NULL;
+    /* the squared norm goes in stats->grad_sumsq (the fourth float) */
+    BOTH(be->ops->sumsq(be, (float *)X(ds) + 3, X(dg), n));
     BOTH(be->ops->adamw(be, X(dp), X(master), X(dg), X(dm), X(dv), n, n_decay,
                         (const gpt_adamw_hyper *)X(dh), (gpt_step_stats *)X(ds)));
     expect_ok();
@@ -837,6 +859,8 @@ static void run_all(void) {
     t_crossentropy(3, 50257, 50304, 1); /* GPT-2's vocabulary: 13 vectors a thread */
     t_sum(1001, 0);
     t_sum(100000, 1);
+    t_sumsq(10007);
+    t_sumsq(3000001);
     t_adamw(10007, 5000, 1.f, 0);
     t_adamw(10007, 5000, 0.f, 0);
     t_adamw(4096, 4096, 1e-6f, 0); /* the clip binds */

@@ -22,7 +22,7 @@ enum { LAYERS = 2, STEPS = 6 };
 
 static gpt_model *make(const char *device, int precision, gpt_error *err) {
     gpt_config cfg = limits_config(LAYERS);
-    gpt_runtime rt = {device, precision, 0, 0, 0, 0};
+    gpt_runtime rt = {.device = device, .precision = precision};
     gpt_model *m = NULL;
     return gpt_model_create(&m, &cfg, &rt, 7, err) ? NULL : m;
 }
