@@ -119,7 +119,9 @@ ifeq ($(CUDA),1)
   # libnccl.so.2); NCCL=0 builds without it.
   NCCL ?= auto
   ifeq ($(NCCL),auto)
-    NCCL_HOME ?= $(firstword $(foreach d,$(CUDA_HOME) /usr $(shell python3 -c 'import nvidia.nccl as n; print(n.__path__[0])' 2>/dev/null),$(if $(wildcard $(d)/include/nccl.h),$(d))))
+    ifeq ($(origin NCCL_HOME),undefined)
+      NCCL_HOME := $(firstword $(foreach d,$(CUDA_HOME) /usr $(shell python3 -c 'import nvidia.nccl as n; print(n.__path__[0])' 2>/dev/null),$(if $(wildcard $(d)/include/nccl.h),$(d))))
+    endif
     NCCL := $(if $(NCCL_HOME),1,0)
   endif
   ifeq ($(NCCL),1)

@@ -32,6 +32,12 @@ typedef struct gpt_dist gpt_dist;
  * MPI_Finalize. */
 int gpt_dist_init(gpt_dist **out, double timeout_s, gpt_error *err);
 void gpt_dist_free(gpt_dist *d);
+/* Marks the job as failed on this rank, before freeing the model and d:
+ * what is freed after is released without the goodbyes that wait for the
+ * other ranks (MPI_Finalize, NCCL's finalize), which could wait forever
+ * for ranks that wait for this one. The launcher (mpirun, gpt train
+ * --gpus) stops the others when this process exits non-zero. */
+void gpt_dist_fail(gpt_dist *d);
 int gpt_dist_rank(const gpt_dist *d);
 int gpt_dist_size(const gpt_dist *d);
 /* Rank among the ranks of this machine: the GPU a rank uses. */

@@ -598,13 +598,10 @@ int gpt_cmd_train(int argc, char **argv) {
 lib_fail:
     exit_code = cli_lib_error(CMD, &err);
 done:
-    if (multi && exit_code && !clean_end) {
-        /* A rank that fails leaves at once: a goodbye with the others
-         * (MPI_Finalize, NCCL's) could wait for ranks that wait for it.
-         * mpirun, or the --gpus launcher, stops the rest. */
-        fflush(NULL);
-        return exit_code;
-    }
+    /* A rank that fails leaves without the goodbyes that wait for the
+     * others (they may be waiting for it); mpirun, or the --gpus
+     * launcher, stops the rest. */
+    if (multi && exit_code && !clean_end) gpt_dist_fail(dist);
     if (metrics) fclose(metrics);
     free(tr.x);
     free(tr.y);

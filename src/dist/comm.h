@@ -64,7 +64,8 @@ typedef struct {
 
 struct comm {
     const comm_ops *ops;
-    const char *name; /* "nccl", "mpi" */
+    const gpt_dist *job; /* the job it joins: job->failed ends it without goodbyes */
+    const char *name;    /* "nccl", "mpi" */
     int rank, size;
     double timeout_s;
     gpt_error err;
@@ -89,6 +90,7 @@ struct gpt_dist {
     int launcher;  /* DIST_MPI, DIST_PIPE or DIST_NONE */
     int id_fd;     /* DIST_PIPE: rank 0 writes, the others read */
     int mpi_owned; /* we called MPI_Init, so we call MPI_Finalize */
+    int failed;    /* gpt_dist_fail: leave without waiting for the others */
     double timeout_s;
 };
 enum { DIST_NONE = 0, DIST_MPI = 1, DIST_PIPE = 2 };

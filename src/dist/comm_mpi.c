@@ -199,9 +199,11 @@ static int mpi_allreduce_host(comm *c, double *x, int n, int op) {
 
 static void mpi_destroy(comm *c) {
     mpi_comm *mc = mpi_of(c);
-    /* A communicator with requests in flight (after an error) is left to
-     * the end of the process: freeing it would wait for them. */
-    if (mc->head == mc->nq && mc->mc != MPI_COMM_NULL) MPI_Comm_free(&mc->mc);
+    /* A communicator with requests in flight (after an error), or of a
+     * failed job, is left to the end of the process: freeing it could
+     * wait for them. */
+    if (mc->head == mc->nq && !(c->job && c->job->failed) && mc->mc != MPI_COMM_NULL)
+        MPI_Comm_free(&mc->mc);
     free(mc->q);
     free(mc);
 }
@@ -232,6 +234,7 @@ int comm_mpi_create(comm **out, gpt_dist *d, gpt_backend *be, gpt_error *err) {
     mpi_comm *mc = calloc(1, sizeof *mc);
     if (!mc) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     mc->base.ops = &mpi_ops;
+    mc->base.job = d;
     mc->base.name = "mpi";
     mc->base.rank = d->rank;
     mc->base.size = d->size;

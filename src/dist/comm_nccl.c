@@ -202,7 +202,7 @@ static int nccl_allreduce_host(comm *c, double *x, int count, int op) {
 
 static void nccl_destroy(comm *c) {
     nccl_comm *n = nc_of(c);
-    if (n->nc && !c->err.code) {
+    if (n->nc && !c->err.code && !(c->job && c->job->failed)) {
         /* Finalize flushes what is in flight; past the deadline, abort. */
         ncclResult_t r = ncclCommFinalize(n->nc);
         double start = gpt_now();
@@ -217,7 +217,7 @@ static void nccl_destroy(comm *c) {
         ncclCommAbort(n->nc);
     }
     if (n->side) {
-        if (!c->err.code) cudaStreamSynchronize(n->side);
+        if (!c->err.code && !(c->job && c->job->failed)) cudaStreamSynchronize(n->side);
         cudaStreamDestroy(n->side);
     }
     if (n->fork) cudaEventDestroy(n->fork);
@@ -250,6 +250,7 @@ int comm_nccl_create(comm **out, gpt_dist *d, gpt_backend *be, gpt_error *err) {
     if (!n) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     comm *c = &n->base;
     c->ops = &nccl_ops;
+    c->job = d;
     c->name = "nccl";
     c->rank = d->rank;
     c->size = d->size;

@@ -130,9 +130,13 @@ int gpt_dist_init(gpt_dist **out, double timeout_s, gpt_error *err) {
     return GPT_OK;
 }
 
+void gpt_dist_fail(gpt_dist *d) {
+    if (d) d->failed = 1;
+}
+
 void gpt_dist_free(gpt_dist *d) {
     if (!d) return;
-    if (d->launcher == DIST_MPI) dist_mpi_finalize(d);
+    if (d->launcher == DIST_MPI && !d->failed) dist_mpi_finalize(d);
     if (d->id_fd >= 0) close(d->id_fd);
     free(d);
 }

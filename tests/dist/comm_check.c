@@ -140,7 +140,8 @@ static void check_timeout(gpt_dist *d, gpt_backend *be) {
     EXPECT(comm_mpi_create(&c, d, be, &err) == 0, "%s", err.msg);
     d->timeout_s = saved;
     if (!c) return;
-    float x[4] = {1, 2, 3, 4};
+    /* static: rank 0's request outlives this call (it completes later) */
+    static float x[4] = {1, 2, 3, 4};
     if (rank == 0) {
         double t0 = gpt_now();
         c->ops->allreduce(c, x, 4, DT_F32, RED_SUM);
