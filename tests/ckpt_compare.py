@@ -1,17 +1,21 @@
 """Compares two of our checkpoints (src/ckpt.c's format) value by value.
 
 usage: python3 tests/ckpt_compare.py A.ckpt B.ckpt [--tol X] [--exact]
+                                      [--base START.ckpt --change X]
 
 Prints the largest absolute difference of the parameters, and of the AdamW
 moments when both files hold them, and the step counters; exits 1 when a
 difference is above --tol (relative to the largest magnitude of that part,
 so that one tolerance fits parameters and moments alike), or, with --exact,
-when the files differ at all in their values. Exit 2 on unreadable files.
+when the files differ at all in their values. With --base (the parameters
+both runs started from): exits 1 when ||A - B|| > X ||B - START|| over the
+parameters, i.e. when the runs disagree by more than a share X of what
+training changed (the measure for bf16 runs, whose roundings differ).
+Exit 2 on unreadable files.
 """
 import struct
 import sys
-
-import numpy as np
+from array import array
 
 
 def read(path):
@@ -52,7 +56,10 @@ def read(path):
         take("qq")
         sizes.append(take("Q")[0])
     total = sum(sizes)
-    data = np.frombuffer(b, dtype="<f4", count=total * (3 if flags & 1 else 1), offset=o)
+    data = array("f")
+    data.frombytes(b[o:o + 4 * total * (3 if flags & 1 else 1)])
+    if sys.byteorder != "little":
+        data.byteswap()
     parts = {"params": data[:total]}
     if flags & 1:
         parts["m"] = data[total:2 * total]
@@ -62,7 +69,12 @@ def read(path):
 
 def main():
     args = sys.argv[1:]
-    tol, exact = None, False
+    tol, exact, base, change = None, False, None, None
+    if "--base" in args:
+        i = args.index("--base")
+        base, change = args[i + 1], float(args[i + 3])
+        assert args[i + 2] == "--change"
+        del args[i:i + 4]
     if "--tol" in args:
         i = args.index("--tol")
         tol = float(args[i + 1])
@@ -75,6 +87,7 @@ def main():
         sys.exit(2)
     try:
         a, b = read(args[0]), read(args[1])
+        start = read(base)["parts"]["params"] if base else None
     except (OSError, ValueError, struct.error) as e:
         print(f"ckpt_compare: {e}", file=sys.stderr)
         sys.exit(2)
@@ -88,13 +101,20 @@ def main():
         if y is None or len(x) != len(y):
             bad.append(f"{name}: missing or of another size")
             continue
-        diff = float(np.max(np.abs(x.astype(np.float64) - y)))
-        scale = float(np.max(np.abs(y))) or 1.0
+        diff = max(abs(p - q) for p, q in zip(x, y))
+        scale = max(abs(q) for q in y) or 1.0
         print(f"{name}: max |a - b| = {diff:.3g} (largest |b| {scale:.3g}, relative {diff / scale:.3g})")
         if exact and diff != 0:
             bad.append(f"{name} differ")
         if tol is not None and diff > tol * scale:
             bad.append(f"{name} differ by {diff / scale:.3g} of their scale (tolerance {tol:g})")
+    if start is not None:
+        x, y = a["parts"]["params"], b["parts"]["params"]
+        d = sum((p - q) ** 2 for p, q in zip(x, y)) ** 0.5
+        u = sum((q - s0) ** 2 for q, s0 in zip(y, start)) ** 0.5
+        print(f"params: ||a - b|| = {d:.3g}, ||b - start|| = {u:.3g}, share {d / (u or 1):.3g}")
+        if d > change * u:
+            bad.append(f"params differ by {d / (u or 1):.3g} of the change (limit {change:g})")
     for line in bad:
         print("ckpt_compare: " + line)
     sys.exit(1 if bad else 0)

@@ -245,7 +245,12 @@ int gpt_cmd_train(int argc, char **argv) {
     }
     if (rc) return rc;
     /* The launcher: the ranks it starts run this command again. */
-    if (a.gpus && !getenv(GPT_DIST_ENV_RANK)) return dist_launch(argc, argv, a.gpus);
+    if (a.gpus && !getenv(GPT_DIST_ENV_RANK)) {
+        if (!gpt_backend_available("cuda"))
+            return cli_usage_error(CMD, "--gpus: no usable GPU here (or a build without CUDA: make "
+                                        "CUDA=1); on CPUs, start the ranks with mpirun -np N gpt train ...");
+        return dist_launch(argc, argv, a.gpus);
+    }
     gpt_error err = {0};
     gpt_dist *dist = NULL;
     if ((rc = gpt_dist_init(&dist, a.dist_timeout, &err))) return cli_lib_error(CMD, &err);
