@@ -129,6 +129,7 @@ ifeq ($(CUDA),1)
     CFLAGS   += -DGPT_HAVE_NCCL
     LDLIBS   += $(NCCL_LIB) -Wl,-rpath,$(dir $(NCCL_LIB))
     LIB_OBJ  += $(BUILD)/src/dist/comm_nccl.o
+    TEST_OBJ += $(BUILD)/test-obj/src/dist/comm_nccl.o
   endif
 endif
 
@@ -173,8 +174,8 @@ $(BUILD)/test-obj/tools/%.o: tools/%.c $(HEADERS) $(wildcard tools/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TOOL_INC) -DGPT_TEST_BUILD -c $< -o $@
 
-$(BUILD)/src/dist/comm_mpi.o: CFLAGS += $(MPI_CFLAGS)
-$(BUILD)/src/dist/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include
+$(BUILD)/src/dist/comm_mpi.o $(BUILD)/test-obj/src/dist/comm_mpi.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/src/dist/comm_nccl.o $(BUILD)/test-obj/src/dist/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include
 
 $(BUILD)/%.o: %.cu $(wildcard include/*.h src/*.h src/cuda/*.cuh)
 	@mkdir -p $(dir $@)

@@ -10,7 +10,8 @@
 #   bash bench/gpu.sh [PHASE...]    PHASE: all (default), check, tests, ours,
 #                                   profile, peers, train (our training runs
 #                                   and their peers only), gen (generation
-#                                   only), initcheck_ops
+#                                   only), initcheck_ops; dist alone runs
+#                                   bench/dist.sh (data parallelism)
 #
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
 # racecheck only); ours = our timings; profile = per-op times
@@ -26,6 +27,9 @@ phases=" ${*:-all} "
 want() { case "$phases" in *" $1 "*|*" all "*) return 0 ;; esac; return 1; }
 # check = tests + sanitize; tests alone skip the slower sanitizer runs
 case "$phases" in *" check "*) phases="$phases tests sanitize initcheck_train " ;; esac
+# dist (data-parallel: NCCL tests, 1/2/4 GPUs against PyTorch DDP) is its own
+# script, run only when named: bash bench/gpu.sh dist == bash bench/dist.sh
+if [ "$phases" = " dist " ]; then exec bash bench/dist.sh; fi
 OUT=${OUT:-$PWD/out/gpu}
 mkdir -p "$OUT"
 # The device tool returns at most 8 files from $OUT: logs are written under

@@ -231,6 +231,11 @@ static void ck_attention_backward(gpt_backend *be, void *dqkv, const void *dout,
     issued(be, "attention_backward");
     output(be, dqkv, (size_t)B * T * 3 * C, GPT_CLS_ACT);
 }
+static void ck_sumsq(gpt_backend *be, float *out, const void *grad, size_t n) {
+    BASE->sumsq(be, out, grad, n);
+    issued(be, "sumsq");
+    output(be, out, 1, GPT_CLS_F32);
+}
 static void ck_adamw(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,
                      size_t n, size_t n_decay, const gpt_adamw_hyper *hyper,
                      gpt_step_stats *stats) {
@@ -309,6 +314,7 @@ int gpt_backend_check_wrap(gpt_backend *be, gpt_error *err) {
     o->layernorm_backward = ck_layernorm_backward;
     o->matmul_backward = ck_matmul_backward;
     o->attention_backward = ck_attention_backward;
+    o->sumsq = ck_sumsq;
     o->adamw = ck_adamw;
     o->argmax = ck_argmax;
     o->matmul_ln_forward = b->matmul_ln_forward ? ck_matmul_ln_forward : NULL;

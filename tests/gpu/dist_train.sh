@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# (Run by bench/dist.sh, not by tests/run.sh --cuda: it takes a minute or
+# more. GPT_BIN=build-cuda/gpt bash tests/gpu/dist_train.sh)
 # Data-parallel training with NCCL on this machine's GPUs (gpt train
 # --gpus N), against one process on one GPU (bf16):
 #  - one rank: the NCCL path (launcher, id pipe, side stream, collectives,
