@@ -245,8 +245,12 @@ int gpt_cmd_train(int argc, char **argv) {
     }
     if (rc) return rc;
     /* The launcher: the ranks it starts run this command again. */
+    int launch_test = 0; /* test builds: the launcher's plumbing without GPUs (below) */
+#ifdef GPT_TEST_BUILD
+    launch_test = getenv("GPT_TEST_LAUNCH") != NULL;
+#endif
     if (a.gpus && !getenv(GPT_DIST_ENV_RANK)) {
-        if (!gpt_backend_available("cuda"))
+        if (!gpt_backend_available("cuda") && !launch_test)
             return cli_usage_error(CMD, "--gpus: no usable GPU here (or a build without CUDA: make "
                                         "CUDA=1); on CPUs, start the ranks with mpirun -np N gpt train ...");
         return dist_launch(argc, argv, a.gpus);
@@ -268,6 +272,23 @@ int gpt_cmd_train(int argc, char **argv) {
         gpt_dist_free(dist);
         return cli_usage_error(CMD, "--gpus %d, but this job has %d ranks", a.gpus, R);
     }
+#ifdef GPT_TEST_BUILD
+    /* GPT_TEST_LAUNCH=ok: every rank exits 0; =fail: rank 1 exits 3 at once
+     * and the others wait to be stopped; =wait: every rank waits (the test
+     * kills one). tests/test_dist_launch.sh. */
+    if (launch_test && getenv(GPT_DIST_ENV_RANK)) {
+        const char *mode = getenv("GPT_TEST_LAUNCH");
+        fprintf(stderr, "test launch: rank %d of %d, GPU %d\n", rank, R, gpt_dist_local_rank(dist));
+        gpt_dist_free(dist);
+        if (!strcmp(mode, "ok")) return EXIT_OK;
+        if (!strcmp(mode, "fail") && rank == 1) {
+            fprintf(stderr, "gpt train (rank 1): failing as asked\n");
+            return 3;
+        }
+        sleep(120);
+        return EXIT_OK;
+    }
+#endif
     a.rt.device_index = gpt_dist_local_rank(dist);
     gpt_model *m = NULL;
     gpt_tokenizer *tok = NULL;
