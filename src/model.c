@@ -134,9 +134,10 @@ int gpt_model_reserve(gpt_model *m, gpt_shape s, gpt_error *err) {
 
 size_t gpt_model_device_bytes(const gpt_model *m) {
     const gpt_backend *be = m->be;
-    size_t n = m->nparams * (be->cls_size[GPT_CLS_PARAM] + (m->master ? 4 : 0));
+    size_t n = m->nparams * be->cls_size[GPT_CLS_PARAM];
     if (m->grads) n += m->nparams * be->cls_size[GPT_CLS_GRAD];
-    n += gpt_model_optimizer_bytes(m) - (m->master ? m->nparams * 4 : 0);
+    /* master weights, and the moments when training (ZeRO: this rank's block) */
+    n += m->m ? gpt_model_optimizer_bytes(m) : (m->master ? m->nparams * 4 : 0);
     if (m->ta.act)
         n += m->ta.act_elems * be->cls_size[GPT_CLS_ACT] + (m->ta.f32_elems + m->ta.i32_elems) * 4;
     n += m->ia.bytes;

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "gpt.h"
+#include "gpt_dist.h"
 
 static const char *CMD = "info";
 
@@ -103,7 +104,10 @@ int gpt_cmd_info(int argc, char **argv) {
     printf("gpt %s\nbackends compiled in:", GPT_VERSION);
     for (const char *const *n = gpt_backend_names(); *n; n++)
         printf(" %s%s", *n, gpt_backend_available(*n) ? "" : " (no device found)");
-    printf("\npresets:\n");
+    printf("\ndata-parallel collectives: %s%s%s\n", gpt_dist_available("mpi") ? "mpi " : "",
+           gpt_dist_available("nccl") ? "nccl " : "",
+           gpt_dist_available("mpi") || gpt_dist_available("nccl") ? "(docs/DISTRIBUTED.md)" : "none in this build");
+    printf("presets:\n");
     for (const char *const *n = gpt_config_preset_names(); *n; n++) {
         gpt_config c;
         gpt_config_preset(*n, &c, &err);
