@@ -118,14 +118,18 @@ ifeq ($(CUDA),1)
   # toolkit's, else the nvidia-nccl Python package's (which ships only
   # libnccl.so.2); NCCL=0 builds without it.
   NCCL ?= auto
+  nccl_lib = $(firstword $(wildcard $(foreach l,lib lib64 lib/x86_64-linux-gnu lib/aarch64-linux-gnu,$(1)/$(l)/libnccl.so $(1)/$(l)/libnccl.so.2)))
   ifeq ($(NCCL),auto)
     ifeq ($(origin NCCL_HOME),undefined)
-      NCCL_HOME := $(firstword $(foreach d,$(CUDA_HOME) /usr $(shell python3 -c 'import nvidia.nccl as n; print(n.__path__[0])' 2>/dev/null),$(if $(wildcard $(d)/include/nccl.h),$(d))))
+      NCCL_HOME := $(firstword $(foreach d,$(CUDA_HOME) /usr $(shell python3 -c 'import nvidia.nccl as n; print(n.__path__[0])' 2>/dev/null),$(if $(and $(wildcard $(d)/include/nccl.h),$(call nccl_lib,$(d))),$(d))))
     endif
     NCCL := $(if $(NCCL_HOME),1,0)
   endif
   ifeq ($(NCCL),1)
-    NCCL_LIB := $(firstword $(wildcard $(foreach l,lib lib64 lib/x86_64-linux-gnu lib/aarch64-linux-gnu,$(NCCL_HOME)/$(l)/libnccl.so $(NCCL_HOME)/$(l)/libnccl.so.2)))
+    NCCL_LIB := $(call nccl_lib,$(NCCL_HOME))
+    ifeq ($(NCCL_LIB),)
+      $(error NCCL_HOME=$(NCCL_HOME) has no lib/libnccl.so(.2))
+    endif
     CFLAGS   += -DGPT_HAVE_NCCL
     LDLIBS   += $(NCCL_LIB) -Wl,-rpath,$(dir $(NCCL_LIB))
     LIB_OBJ  += $(BUILD)/src/dist/comm_nccl.o
