@@ -388,9 +388,11 @@ static void forward_backward(gpt_model *m, float dloss, int reduce) {
         OP("layernorm_backward", l, A(ta->dres), NC, GPT_CLS_ACT,
            o->layernorm_backward(be, A(ta->dres), G(p->ln1_w), G(p->ln1_b), A(ta->scratch), X(l),
                                  P(p->ln1_w), F32(la->ln1_mean), F32(la->ln1_rstd), n, C));
-        /* Layer l's matrices are final: (qkv, proj, fc, fc2) lie together,
-         * before layer l+1's. Its vectors travel with everyone's below. */
-        if (reduce) dist_bucket(m, p->qkv_w, (l + 1 < L ? m->lp[l + 1].qkv_w : m->ndecay) - p->qkv_w);
+        /* Layer l's matrices (qkv, proj, fc, fc2: together in the flat
+         * vector, before layer l+1's) are final; its biases and gains go
+         * with every layer's in the last bucket. */
+        size_t end = l + 1 < L ? m->lp[l + 1].qkv_w : m->ndecay;
+        if (reduce) dist_bucket(m, p->qkv_w, end - p->qkv_w);
     }
     OP("encoder_backward", -1, G(m->wte), (size_t)Vp * C, GPT_CLS_GRAD,
        o->encoder_backward(be, G(m->wte), G(m->wpe), A(ta->dres), tokens, B, T, C, Vp));
