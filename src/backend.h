@@ -66,7 +66,9 @@ enum {
     GPT_CLS_ACT = 2,   /* activations and activation gradients */
     GPT_CLS_F32 = 3,   /* always fp32: statistics, losses, optimizer state */
     GPT_CLS_I32 = 4,   /* token ids, positions */
-    GPT_CLS_COUNT = 5
+    GPT_CLS_Q8 = 5,    /* int8 weight matrices in quant.h's layout, as bytes
+                          (only backends with matmul_q8_forward see it) */
+    GPT_CLS_COUNT = 6
 };
 
 /* Largest shapes the model will use until the next reserve(); backends size
@@ -80,6 +82,7 @@ typedef struct {
     int train;       /* backward and optimizer will be called */
     size_t n_params; /* elements in the parameter range given to adamw */
     int n_timers;    /* timer slots for profiling (0 = none) */
+    int q8;          /* matmul_q8_forward will be called (B*T rows, C or F inputs) */
 } gpt_shape;
 
 /* Step hyper-parameters, kept in device memory (F32 class, 8 floats) so that
@@ -123,9 +126,9 @@ typedef struct {
     void *(*alloc)(gpt_backend *be, size_t bytes);
     void (*free)(gpt_backend *be, void *p);
     void (*memset0)(gpt_backend *be, void *p, size_t bytes);
-    /* Host -> device, n elements. src is fp32 for PARAM/GRAD/ACT/F32 and
-     * int32 for I32; converted to the class's type. src may be reused as
-     * soon as upload returns. */
+    /* Host -> device, n elements. src is fp32 for PARAM/GRAD/ACT/F32,
+     * int32 for I32 and bytes for Q8 (copied unchanged); converted to the
+     * class's type. src may be reused as soon as upload returns. */
     void (*upload)(gpt_backend *be, void *dst, const void *src, size_t n, int cls);
     /* Device -> host, n elements, converted to fp32 (int32 for I32).
      * Waits for all issued work. */
@@ -296,6 +299,18 @@ typedef struct {
                              const void *bias, int N, int IC, int OC, int gelu);
     int (*matmul_residual_forward)(gpt_backend *be, void *x, const void *in, const void *w,
                                    const void *bias, int N, int IC, int OC);
+
+    /* ------------------------------------------------ int8 weights */
+    /* Optional (NULL where a backend has none; the model then refuses to
+     * quantise): matmul_forward with an int8 weight matrix, for inference.
+     * wq Q8 (OC, IC) in quant.h's layout; out, pre, in, bias, N, gelu as
+     * matmul_forward. The backend may quantise `in` as well (blocks of 32
+     * with their own scale), and needs reserve() with q8 set first. */
+    void (*matmul_q8_forward)(gpt_backend *be, void *out, void *pre, const void *in,
+                              const void *wq, const void *bias, int N, int IC, int OC, int gelu);
+    /* Optional: the name of the int8 kernel in use ("avx512-vnni"), for
+     * gpt info and benchmarks. */
+    const char *(*q8_kernel)(gpt_backend *be);
 } gpt_backend_ops;
 
 struct gpt_backend {

@@ -558,7 +558,7 @@ int main(void) {
         printf("FAIL create CPU backend: %s\n0 passed, 1 failed\n", err.msg);
         return 1;
     }
-    gpt_shape s = {4, 40, 100, 5, 400, 1000, 1024, 2, 64, 1, 0, 0};
+    gpt_shape s = {4, 40, 100, 5, 400, 1000, 1024, 2, 64, 1, 0, 0, 0};
     be->ops->reserve(be, &s);
     gpt_rng_seed(&rng, 42);
     struct {

@@ -19,6 +19,9 @@ typedef struct {
     size_t fold_elems;
     double *timers;        /* n_timers wall-clock stamps */
     int n_timers;
+    const struct cpu_q8_kernel_s *q8; /* the int8 kernel products use (cpu_q8.h) */
+    void *q8_scratch;      /* quantised activations of one int8 product */
+    size_t q8_scratch_bytes;
     char desc[160];
 } cpu_ctx;
 
@@ -39,6 +42,10 @@ void cpu_sgemm(int transA, int transB, int M, int N, int K, float alpha, const f
 /* The portable blocked fallback behind cpu_sgemm (tested against CBLAS). */
 void cpu_sgemm_fallback(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                         int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* cpu_q8.c */
+void cpu_matmul_q8_forward(gpt_backend *be, void *out, void *pre, const void *in, const void *wq,
+                           const void *bias, int N, int IC, int OC, int gelu);
 
 /* cpu_attention.c */
 void cpu_attention_forward(gpt_backend *be, void *out, float *lse, const void *qkv, int B, int T,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cpu.h"
+#include "cpu_q8.h"
 #include "util.h"
 
 #if defined(GPT_HAVE_CBLAS) && !defined(GPT_ACCELERATE)
@@ -34,6 +35,7 @@ static void cpu_destroy(gpt_backend *be) {
     free(c->scratch);
     free(c->fold);
     free(c->timers);
+    free(c->q8_scratch);
     free(c);
     free(be);
 }
@@ -74,9 +76,17 @@ static size_t scratch_floats(const gpt_shape *s) {
 /* Rows the folded decoding products stage through (one per batch row). */
 static size_t fold_floats(const gpt_shape *s) { return (size_t)s->B * (size_t)s->C; }
 
+/* The quantised activations of the widest int8 product: B*T rows of C
+ * or F inputs. */
+static size_t q8_scratch_bytes(const gpt_shape *s) {
+    if (!s->q8) return 0;
+    return cpu_q8_act_bytes(s->B * s->T, s->F > s->C ? s->F : s->C);
+}
+
 static size_t cpu_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
     return (size_t)omp_get_max_threads() * scratch_floats(s) * sizeof(float) +
-           fold_floats(s) * sizeof(float) + (size_t)s->n_timers * sizeof(double);
+           fold_floats(s) * sizeof(float) + (size_t)s->n_timers * sizeof(double) +
+           q8_scratch_bytes(s);
 }
 
 static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
@@ -114,6 +124,17 @@ static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
         c->timers = nt2;
         c->n_timers = s->n_timers;
     }
+    size_t qb = q8_scratch_bytes(s);
+    if (qb > c->q8_scratch_bytes) {
+        void *q = aligned_alloc(64, (qb + 63) / 64 * 64);
+        if (!q) {
+            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for int8 activations");
+            return GPT_ERR_NOMEM;
+        }
+        free(c->q8_scratch);
+        c->q8_scratch = q;
+        c->q8_scratch_bytes = qb;
+    }
     return GPT_OK;
 }
 
@@ -142,12 +163,12 @@ static void cpu_free(gpt_backend *be, void *p) { free(p); }
 static void cpu_memset0(gpt_backend *be, void *p, size_t bytes) { memset(p, 0, bytes); }
 
 static void cpu_upload(gpt_backend *be, void *dst, const void *src, size_t n, int cls) {
-    memcpy(dst, src, n * 4);
+    memcpy(dst, src, n * be->cls_size[cls]);
 }
 
 static void cpu_download(gpt_backend *be, void *dst, const void *src, size_t n, int cls) {
     be->syncs++;
-    memcpy(dst, src, n * 4);
+    memcpy(dst, src, n * be->cls_size[cls]);
 }
 
 static int cpu_sync(gpt_backend *be) {
@@ -227,6 +248,8 @@ static int cpu_matmul_residual_forward(gpt_backend *be, void *x, const void *in,
     return 1;
 }
 
+static const char *cpu_q8_kernel_name(gpt_backend *be) { return ctx_of(be)->q8->name; }
+
 static int cpu_graph_begin(gpt_backend *be, int id) { return 0; }
 static void cpu_graph_end(gpt_backend *be, int id) {}
 
@@ -267,6 +290,8 @@ static const gpt_backend_ops cpu_ops = {
     .copy = cpu_copy,
     .matmul_ln_forward = cpu_matmul_ln_forward,
     .matmul_residual_forward = cpu_matmul_residual_forward,
+    .matmul_q8_forward = cpu_matmul_q8_forward,
+    .q8_kernel = cpu_q8_kernel_name,
 };
 
 static void cpu_model_name(char *buf, size_t n) {
@@ -317,11 +342,13 @@ int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *
              "built-in matmul"
 #endif
     );
+    c->q8 = cpu_q8_best();
     be->ops = &cpu_ops;
     be->ctx = c;
     be->name = "cpu";
     be->precision = GPT_PREC_FP32;
     for (int i = 0; i < GPT_CLS_COUNT; i++) be->cls_size[i] = 4;
+    be->cls_size[GPT_CLS_Q8] = 1;
     *out = be;
     return GPT_OK;
 }

@@ -1,0 +1,158 @@
+/*
+ * cpu_q8.c - int8 matrix products on the CPU: the backend's
+ * matmul_q8_forward, the quantisation of its activations, the split of
+ * output rows over threads, the portable C kernel (the reference the SIMD
+ * kernels are tested against) and the choice of kernel at run time.
+ *
+ * Why the activations are quantised too: an int8 x int8 product with int32
+ * sums is what the CPUs' dot-product instructions do (VNNI's vpdpbusd,
+ * NEON's sdot), 4x the products per instruction of fp32 FMA. Each block of
+ * 32 activations gets its own fp32 scale (the blocks of the weights'
+ * layout), so one large activation costs precision only in its block.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "cpu_math.h"
+#include "cpu_q8.h"
+#include "util.h"
+
+size_t cpu_q8_act_bytes(int N, int IC) {
+    size_t K = gpt_q8_cols(IC);
+    /* quants, then block scales, then the expanded scales (K/4 floats a row) */
+    return (size_t)N * K + (size_t)N * (K / GPT_Q8_BLOCK) * 4 + (size_t)N * K + 64;
+}
+
+static void quantize_row(int8_t *q, float *d, float *dexp, const float *x, int IC, size_t K,
+                         int u8) {
+    size_t nb = K / GPT_Q8_BLOCK;
+    for (size_t b = 0; b < nb; b++) {
+        size_t c0 = b * GPT_Q8_BLOCK, n = (size_t)IC - c0 < GPT_Q8_BLOCK ? (size_t)IC - c0 : GPT_Q8_BLOCK;
+        float amax = 0;
+        for (size_t c = 0; c < n; c++) amax = fmaxf(amax, fabsf(x[c0 + c]));
+        float db = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        d[b] = db;
+        if (dexp)
+            for (int j = 0; j < 8; j++) dexp[b * 8 + j] = db;
+        for (size_t c = 0; c < GPT_Q8_BLOCK; c++) {
+            /* rintf: round half to even, as the weights' lrintf; |x * inv| <= 127 */
+            int v = c < n ? (int)rintf(x[c0 + c] * inv) : 0;
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            if (u8) ((uint8_t *)q)[c0 + c] = (uint8_t)(v + 128);
+            else q[c0 + c] = (int8_t)v;
+        }
+    }
+}
+
+void cpu_q8_quantize_act(cpu_q8_act *a, void *scratch, const float *x, int N, int IC,
+                         const cpu_q8_kernel *k) {
+    size_t K = gpt_q8_cols(IC), nb = K / GPT_Q8_BLOCK;
+    char *p = scratch;
+    int8_t *q = (int8_t *)p;
+    float *d = (float *)(p + (((size_t)N * K + 63) & ~(size_t)63));
+    float *dexp = d + (size_t)N * nb;
+    a->N = N;
+    a->K = K;
+    a->q = q;
+    a->d = d;
+    a->dexp = k->dexp ? dexp : NULL;
+#pragma omp parallel for schedule(static) if ((size_t)N * K >= 65536)
+    for (int n = 0; n < N; n++)
+        quantize_row(q + (size_t)n * K, d + (size_t)n * nb, k->dexp ? dexp + (size_t)n * K / 4 : NULL,
+                     x + (size_t)n * IC, IC, K, k->x_u8);
+}
+
+/* ------------------------------------------------------ portable kernel */
+
+static void rows_c(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq,
+                   const uint16_t *wd, int o0, int o1) {
+    size_t K = x->K, nb = K / GPT_Q8_BLOCK;
+    for (int o = o0; o < o1; o++) {
+        const int8_t *w = wq + (size_t)o * K;
+        const uint16_t *dw = wd + (size_t)o * nb;
+        for (int n = 0; n < x->N; n++) {
+            const int8_t *xq = x->q + (size_t)n * K;
+            const float *dx = x->d + (size_t)n * nb;
+            float acc = 0;
+            for (size_t b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int c = 0; c < GPT_Q8_BLOCK; c++)
+                    s += (int32_t)w[b * GPT_Q8_BLOCK + c] * xq[b * GPT_Q8_BLOCK + c];
+                acc += gpt_f16_to_f32(dw[b]) * dx[b] * (float)s;
+            }
+            y[(size_t)n * ldy + o] = acc;
+        }
+    }
+}
+
+static const cpu_q8_kernel kernel_c = {"c", 0, 0, rows_c};
+
+/* ------------------------------------------------------------- dispatch */
+
+const cpu_q8_kernel *const *cpu_q8_kernels(int *n) {
+    static const cpu_q8_kernel *list[8];
+    static int count = -1;
+#pragma omp critical(cpu_q8_kernels)
+    if (count < 0) {
+        int k = 0;
+        const cpu_q8_kernel *cands[] = {cpu_q8_kernel_avx512vnni(), cpu_q8_kernel_avx2(),
+                                        cpu_q8_kernel_neon_dot(), cpu_q8_kernel_neon()};
+        for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++)
+            if (cands[i]) list[k++] = cands[i];
+        list[k++] = &kernel_c;
+        count = k;
+    }
+    *n = count;
+    return list;
+}
+
+const cpu_q8_kernel *cpu_q8_best(void) {
+    int n;
+    return cpu_q8_kernels(&n)[0];
+}
+
+/* Output rows a task: enough that a task's weights (16 rows of gpt2's
+ * 3072 inputs: 50 KB) outweigh the cost of taking it, few enough that a
+ * thread slowed by a busy core leaves its share to the others (dynamic
+ * schedule) instead of holding up the product. */
+#define ROWS_PER_TASK 16
+
+void cpu_q8_matmul(const cpu_q8_kernel *k, float *y, const cpu_q8_act *x, const void *wq, int OC,
+                   const float *bias, float *gelu_out) {
+    const int8_t *q = wq;
+    const uint16_t *d = (const uint16_t *)((const char *)wq + (size_t)OC * x->K);
+    int tasks = (OC + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < tasks; t++) {
+        int o0 = t * ROWS_PER_TASK, o1 = o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC;
+        k->rows(y, (size_t)OC, x, q, d, o0, o1);
+        /* the epilogue while the task's outputs are in cache */
+        for (int n = 0; n < x->N && (bias || gelu_out); n++) {
+            float *yr = y + (size_t)n * OC;
+            for (int o = o0; o < o1; o++) {
+                float v = yr[o] + (bias ? bias[o] : 0.0f);
+                yr[o] = v;
+                if (gelu_out) gelu_out[(size_t)n * OC + o] = cpu_gelu(v);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------ backend op */
+
+void cpu_matmul_q8_forward(gpt_backend *be, void *out_, void *pre_, const void *in, const void *wq,
+                           const void *bias_, int N, int IC, int OC, int gelu_on) {
+    cpu_ctx *c = be->ctx;
+    float *out = out_, *pre = pre_;
+    const float *bias = bias_;
+    GPT_ASSERT(gelu_on || !pre);
+    GPT_ASSERT(cpu_q8_act_bytes(N, IC) <= c->q8_scratch_bytes);
+    const cpu_q8_kernel *k = c->q8;
+    cpu_q8_act x;
+    cpu_q8_quantize_act(&x, c->q8_scratch, in, N, IC, k);
+    /* y goes where the GELU reads it: pre when saved, else out itself. */
+    cpu_q8_matmul(k, pre ? pre : out, &x, wq, OC, bias, gelu_on ? out : NULL);
+}

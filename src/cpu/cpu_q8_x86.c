@@ -1,0 +1,141 @@
+/*
+ * cpu_q8_x86.c - int8 product kernels for x86-64 (cpu_q8.h's contract):
+ * AVX512-VNNI and AVX2. Each function carries its instruction set as a
+ * target attribute, so the build needs no -march and one binary runs on
+ * any x86-64; cpu_q8.c calls a kernel only where the CPU has it.
+ *
+ * Both kernels read each weight vector once and use it for up to four
+ * activation rows (batch rows in decoding), then move on: decoding is
+ * bound by reading the weights, so nothing is gained by keeping them.
+ */
+#include <string.h>
+
+#include "cpu_q8.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")))
+#define T256 __attribute__((target("avx2,fma,f16c")))
+
+/* ---------------------------------------------------------- AVX512-VNNI
+ * vpdpbusd multiplies unsigned by signed bytes, four products into each
+ * int32 lane. Activations come as u = q + 128 (cpu_q8_act.q, x_u8), so
+ * sum(u * w) = sum(q * w) + 128 * sum(w): the second term is the same
+ * vpdpbusd with u = 128, computed once per weight vector and shared by
+ * the activation rows, and the row's sums start from its negation. A
+ * 64-byte vector is two blocks: int32 lanes 0-7 sum block 2j, lanes 8-15
+ * block 2j+1; they are scaled in fp32 by (weight scale) x (activation
+ * scale) lane by lane and summed across lanes once, at the end. */
+
+T512 static inline __m512 scales_pair(const uint16_t *dw, int two) {
+    /* [d0 x 8, d1 x 8] as fp32 from two fp16 scales (one if !two: d1 = 0) */
+    uint32_t pair = 0;
+    memcpy(&pair, dw, two ? 4 : 2);
+    const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, /* lane 0: d0 */
+                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3); /* lane 1: d1 */
+    return _mm512_cvtph_ps(_mm256_shuffle_epi8(_mm256_set1_epi32((int)pair), spread));
+}
+
+T512 static void rows_avx512vnni(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq,
+                                 const uint16_t *wd, int o0, int o1) {
+    size_t K = x->K, nb = K / GPT_Q8_BLOCK;
+    const __m512i u128 = _mm512_set1_epi8((char)0x80);
+    for (int o = o0; o < o1; o++) {
+        const int8_t *w = wq + (size_t)o * K;
+        const uint16_t *dw = wd + (size_t)o * nb;
+        for (int n0 = 0; n0 < x->N; n0 += 4) {
+            int nn = x->N - n0 < 4 ? x->N - n0 : 4;
+            const int8_t *xq = x->q + (size_t)n0 * K;
+            const float *xd = x->dexp + (size_t)n0 * (K / 4);
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t k = 0; k < K; k += 64) {
+                /* the last vector of a K that is 32 mod 64 holds one block */
+                int two = k + 64 <= K;
+                __mmask64 mb = two ? ~(__mmask64)0 : 0xFFFFFFFFull;
+                __mmask16 mf = two ? 0xFFFF : 0x00FF;
+                __m512i wv = _mm512_maskz_loadu_epi8(mb, w + k);
+                __m512i neg = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, wv));
+                __m512 dwv = scales_pair(dw + k / GPT_Q8_BLOCK, two);
+#define ROW(j, acc)                                                                            \
+    if (j < nn) {                                                                              \
+        __m512i s = _mm512_dpbusd_epi32(neg, _mm512_maskz_loadu_epi8(mb, xq + j * K + k), wv); \
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s),                                        \
+                                 _mm512_maskz_loadu_ps(mf, xd + j * (K / 4) + k / 4));         \
+        acc = _mm512_fmadd_ps(f, dwv, acc);                                                    \
+    }
+                ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3)
+#undef ROW
+            }
+            __m512 acc[4] = {a0, a1, a2, a3};
+            for (int j = 0; j < nn; j++) y[(size_t)(n0 + j) * ldy + o] = _mm512_reduce_add_ps(acc[j]);
+        }
+    }
+}
+
+static const cpu_q8_kernel kernel_avx512vnni = {"avx512-vnni", 1, 1, rows_avx512vnni};
+
+/* ----------------------------------------------------------------- AVX2
+ * vpmaddubsw multiplies unsigned by signed bytes into int16 pairs, with
+ * saturation: |w| (<= 127, never -128) times the activation with w's sign
+ * moved onto it keeps each pair within 2 * 127 * 127 < 32767. One block
+ * is one 32-byte vector, scaled by its two scales as one fp32 factor. */
+
+T256 static void rows_avx2(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq,
+                           const uint16_t *wd, int o0, int o1) {
+    size_t K = x->K, nb = K / GPT_Q8_BLOCK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int o = o0; o < o1; o++) {
+        const int8_t *w = wq + (size_t)o * K;
+        const uint16_t *dw = wd + (size_t)o * nb;
+        for (int n0 = 0; n0 < x->N; n0 += 4) {
+            int nn = x->N - n0 < 4 ? x->N - n0 : 4;
+            const int8_t *xq = x->q + (size_t)n0 * K;
+            const float *xd = x->d + (size_t)n0 * nb;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t b = 0; b < nb; b++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * GPT_Q8_BLOCK));
+                __m256i aw = _mm256_abs_epi8(wv);
+                float dwf = _cvtsh_ss(dw[b]);
+#define ROW(j, acc)                                                                             \
+    if (j < nn) {                                                                               \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + j * K + b * GPT_Q8_BLOCK));      \
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones); \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dwf * xd[j * nb + b]), acc); \
+    }
+                ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3)
+#undef ROW
+            }
+            __m256 acc[4] = {a0, a1, a2, a3};
+            for (int j = 0; j < nn; j++) {
+                __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
+                s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                s = _mm_add_ss(s, _mm_movehdup_ps(s));
+                y[(size_t)(n0 + j) * ldy + o] = _mm_cvtss_f32(s);
+            }
+        }
+    }
+}
+
+static const cpu_q8_kernel kernel_avx2 = {"avx2", 0, 0, rows_avx2};
+
+/* F16C comes with every CPU that has AVX2 and FMA (Intel since Haswell,
+ * AMD since Piledriver); compilers' feature tests do not all name it. */
+const cpu_q8_kernel *cpu_q8_kernel_avx512vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("fma")
+               ? &kernel_avx512vnni
+               : NULL;
+}
+const cpu_q8_kernel *cpu_q8_kernel_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &kernel_avx2 : NULL;
+}
+
+#else
+const cpu_q8_kernel *cpu_q8_kernel_avx512vnni(void) { return NULL; }
+const cpu_q8_kernel *cpu_q8_kernel_avx2(void) { return NULL; }
+#endif
