@@ -122,6 +122,31 @@ int gpt_model_set_tokenizer(gpt_model *m, const char *name, const void *blob, si
                             gpt_error *err);
 const char *gpt_model_tokenizer(const gpt_model *m, const void **blob, size_t *len);
 
+/* Weight-only quantisation for inference. GPT_QUANT_INT8 ("Q8_0"): every
+ * layer's four matrices and the output head become int8, in blocks of 32
+ * weights sharing one fp16 scale (8.5 bits a weight), and the products
+ * multiply int8 by int8 (activations are quantised the same way on the
+ * fly) with the CPU's dot-product instructions. Layernorms, biases, the
+ * embeddings' lookup and attention stay fp32. */
+typedef enum {
+    GPT_QUANT_NONE = 0,
+    GPT_QUANT_INT8 = 1,
+} gpt_quant;
+
+/* Converts a model in place to the given quantisation: int8 from fp32
+ * (each weight within half its block's scale), or back to fp32 (the
+ * dequantised values). Training state, activations and the KV cache are
+ * dropped; a quantised model is for inference only (gpt_train_init refuses
+ * it) and gpt_checkpoint_save writes it quantised. Refused (GPT_ERR_INVALID)
+ * on a device without int8 products (the CPU has them) and for weights
+ * beyond an fp16 block scale (|w| > 8.3e6). */
+int gpt_model_quantize(gpt_model *m, gpt_quant q, gpt_error *err);
+/* "none" or "int8". */
+const char *gpt_model_quant(const gpt_model *m);
+/* The int8 product kernel the device runs ("avx512-vnni", "avx2",
+ * "neon-dotprod", "neon", "c"), or NULL where it has none. */
+const char *gpt_model_quant_kernel(const gpt_model *m);
+
 /* Named parameter table (in the checkpoint's order). */
 typedef struct {
     const char *name; /* "wte", "h.3.attn.qkv.w", ... */

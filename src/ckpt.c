@@ -3,20 +3,28 @@
  * written atomically.
  *
  * Layout (little-endian):
- *   "GPTCKPT\0"  u32 version (1)  u32 flags (1 optimizer, 2 trainer state, 4 tokenizer file)
+ *   "GPTCKPT\0"  u32 version (1, or 2 for an int8 model)
+ *   u32 flags (1 optimizer, 2 trainer state, 4 tokenizer file, 8 int8 model)
  *   config: i32 V, Vp, maxT, L, NH, C, F; f32 ln_eps
  *   i64 step, i64 opt_step
  *   [flags & 2] trainer state: i32 B, T, grad_accum, max_steps, warmup, recompute, max_bad;
  *               f32 lr, min_lr, weight_decay, beta1, beta2, eps, grad_clip;
  *               u64 rng[4]; i64 tokens_seen; f32 best_val_loss
  *   tokenizer: u16 name length, name; [flags & 4] u64 length, tokenizer file bytes
- *   u32 ntensors; per tensor: u16 name length, name, u32 ndim, i64 shape[2], u64 numel
- *   data: every tensor in fp32, in table order; [flags & 1] then all of m, then all of v
+ *   u32 ntensors; per tensor: u16 name length, name, u32 ndim, i64 shape[2], u64 numel,
+ *               [version 2] u32 dtype (0 fp32, 1 int8 in quant.h's layout)
+ *   data: every tensor in its dtype (fp32: numel floats; int8: gpt_q8_bytes of its
+ *         shape), in table order; [flags & 1] then all of m, then all of v
  *   u32 CRC-32 of every byte before it; "GPTCKEND"
  *
  * Readers check every field against the model the configuration builds,
  * and the file size against what the table implies, before reading data;
  * the CRC is checked at the end, before the model is handed out.
+ *
+ * An int8 model (flag 8) is the fp32 format with a dtype per tensor: the
+ * layers' matrices and wte are int8, every other tensor fp32, as model.c
+ * lays out a quantised model; it carries no optimizer or trainer state.
+ * fp32 models are still written as version 1, which older builds read.
  */
 #include <math.h>
 #include <stdio.h>
@@ -27,12 +35,30 @@
 
 #include "gpt_tokenizer.h"
 #include "model.h"
+#include "quant.h"
 #include "util.h"
 
 #define CKPT_MAGIC "GPTCKPT"
 #define CKPT_END "GPTCKEND"
 #define CKPT_VERSION 1u
-enum { F_OPT = 1, F_TRAIN = 2, F_TOKBLOB = 4 };
+#define CKPT_VERSION_DTYPES 2u /* adds a dtype to each tensor */
+enum { F_OPT = 1, F_TRAIN = 2, F_TOKBLOB = 4, F_Q8 = 8 };
+enum { DT_F32 = 0, DT_Q8 = 1 };
+
+/* Bytes of tensor i's data in the file. */
+static uint64_t tensor_bytes(const gpt_model *m, int i) {
+    const gpt_tensor_info *t = &m->tinfo[i];
+    if (m->qoff[i] != GPT_NO_OFFSET) return gpt_q8_bytes(t->shape[0], t->ndim == 2 ? t->shape[1] : 1);
+    return (uint64_t)t->numel * 4;
+}
+
+/* Largest tensor_bytes of the int8 tensors (0 if none). */
+static size_t max_q8_bytes(const gpt_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->ntensors; i++)
+        if (m->qoff[i] != GPT_NO_OFFSET && tensor_bytes(m, i) > n) n = (size_t)tensor_bytes(m, i);
+    return n;
+}
 
 /* ------------------------------------------------------------- writing */
 
@@ -107,17 +133,25 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
     int sink = dist_rank(m) != 0;
     if (sink && !dist_save_collective(m)) return GPT_OK;
     float *buf = malloc(gpt_model_max_tensor(m) * sizeof(float));
-    if (!buf) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory saving '%s'", path);
+    void *qbuf = m->quant ? malloc(max_q8_bytes(m)) : NULL;
+    if (!buf || (m->quant && !qbuf)) {
+        free(buf);
+        free(qbuf);
+        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory saving '%s'", path);
+    }
     writer w = {.err = err, .sink = sink};
     if (!sink && (w.rc = gpt_atomic_open(&w.af, path, err))) {
         free(buf);
+        free(qbuf);
         return w.rc;
     }
     const gpt_config *c = &m->cfg;
-    uint32_t flags = (with_optimizer ? F_OPT : 0) | (state && state->has_train ? F_TRAIN : 0) |
-                     (m->tok_blob ? F_TOKBLOB : 0);
+    /* an int8 model is for inference: no trainer state (with_optimizer needs training) */
+    uint32_t flags = (with_optimizer ? F_OPT : 0) |
+                     (state && state->has_train && !m->quant ? F_TRAIN : 0) |
+                     (m->tok_blob ? F_TOKBLOB : 0) | (m->quant ? F_Q8 : 0);
     w_bytes(&w, CKPT_MAGIC, 8); /* 7 letters and the NUL */
-    w_u32(&w, CKPT_VERSION);
+    w_u32(&w, m->quant ? CKPT_VERSION_DTYPES : CKPT_VERSION);
     w_u32(&w, flags);
     w_i32(&w, c->vocab_size);
     w_i32(&w, c->padded_vocab);
@@ -162,8 +196,14 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
         w_u64(&w, (uint64_t)t->shape[0]);
         w_u64(&w, (uint64_t)t->shape[1]);
         w_u64(&w, t->numel);
+        if (m->quant) w_u32(&w, m->qoff[i] != GPT_NO_OFFSET ? DT_Q8 : DT_F32);
     }
     for (int i = 0; i < m->ntensors && !w.rc; i++) {
+        if (m->qoff[i] != GPT_NO_OFFSET) { /* as stored: quant.h's layout is little-endian bytes */
+            if (!(w.rc = gpt_model_get_tensor_q8(m, i, qbuf, err)))
+                w_bytes(&w, qbuf, (size_t)tensor_bytes(m, i));
+            continue;
+        }
         if ((w.rc = gpt_model_get_tensor(m, i, buf, err)) ||
             (w.rc = check_values(buf, m->tinfo[i].numel, 0, m->tinfo[i].name, path, err)))
             break;
@@ -179,6 +219,7 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
             w_floats(&w, buf, m->tinfo[i].numel);
         }
     free(buf);
+    free(qbuf);
     if (sink) return w.rc;
     if (!w.rc) {
         w_u32(&w, w.af.crc);
@@ -259,6 +300,7 @@ static void r_floats(reader *r, float *x, size_t n, const char *what) {
 }
 
 typedef struct {
+    uint32_t version;
     uint32_t flags;
     gpt_config cfg;
     int64_t step, opt_step;
@@ -332,14 +374,19 @@ static int read_header(reader *r, ckpt_header *h, gpt_model *m_check) {
     if (r->rc) return r->rc;
     if (memcmp(magic, CKPT_MAGIC, 8) != 0) return r_fail(r, "wrong magic number");
     uint32_t version = (uint32_t)r_uint(r, 4, "the version");
-    if (!r->rc && version != CKPT_VERSION) {
+    if (!r->rc && version != CKPT_VERSION && version != CKPT_VERSION_DTYPES) {
         char msg[96];
-        snprintf(msg, sizeof msg, "version %u is not supported (this build reads version %u)",
-                 version, CKPT_VERSION);
+        snprintf(msg, sizeof msg, "version %u is not supported (this build reads versions 1 and 2)",
+                 version);
         return r_fail(r, msg);
     }
+    h->version = version;
     h->flags = (uint32_t)r_uint(r, 4, "the flags");
-    if (!r->rc && (h->flags & ~(uint32_t)(F_OPT | F_TRAIN | F_TOKBLOB))) return r_fail(r, "unknown flags");
+    if (!r->rc && (h->flags & ~(uint32_t)(F_OPT | F_TRAIN | F_TOKBLOB | F_Q8))) return r_fail(r, "unknown flags");
+    if (!r->rc && (h->flags & F_Q8) && version != CKPT_VERSION_DTYPES)
+        return r_fail(r, "an int8 model in a version 1 file (int8 needs version 2)");
+    if (!r->rc && (h->flags & F_Q8) && (h->flags & (F_OPT | F_TRAIN)))
+        return r_fail(r, "an int8 model with optimizer or trainer state (int8 is for inference only)");
     gpt_config *c = &h->cfg;
     c->vocab_size = r_i32(r, "the configuration");
     c->padded_vocab = r_i32(r, "the configuration");
@@ -433,7 +480,16 @@ static int read_header(reader *r, ckpt_header *h, gpt_model *m_check) {
         uint32_t ndim = (uint32_t)r_uint(r, 4, "the tensor table");
         uint64_t s0 = r_uint(r, 8, "the tensor table"), s1 = r_uint(r, 8, "the tensor table");
         uint64_t numel = r_uint(r, 8, "the tensor table");
+        uint32_t dtype = h->version == CKPT_VERSION_DTYPES ? (uint32_t)r_uint(r, 4, "the tensor table") : DT_F32;
         if (r->rc) return r->rc;
+        uint32_t want = m_check->qoff[i] != GPT_NO_OFFSET ? DT_Q8 : DT_F32;
+        if (dtype != want) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "tensor %u (%s) has dtype %u where %s model needs %u (%s)", i,
+                     t->name, dtype, m_check->quant ? "an int8" : "an fp32", want,
+                     want == DT_Q8 ? "int8" : "fp32");
+            return r_fail(r, msg);
+        }
         if (strcmp(name, t->name) || ndim != (uint32_t)t->ndim || s0 != (uint64_t)t->shape[0] ||
             s1 != (uint64_t)t->shape[1] || numel != t->numel) {
             char msg[600];
@@ -443,7 +499,7 @@ static int read_header(reader *r, ckpt_header *h, gpt_model *m_check) {
                      t->shape[1]);
             return r_fail(r, msg);
         }
-        data += numel * 4;
+        data += tensor_bytes(m_check, (int)i);
     }
     if (m_check) {
         uint64_t expect = data * ((h->flags & F_OPT) ? 3 : 1) + 4 + 8;
@@ -479,45 +535,92 @@ static void r_skip_floats(reader *r, float *buf, size_t bufn, uint64_t n) {
     }
 }
 
+/* The padded rows of wte (V..Vp) must be zero: in an int8 file, zero
+ * quants with zero scales, as the quantiser writes them. */
+static int q8_padding_zero(const gpt_model *m, const unsigned char *q) {
+    size_t K = gpt_q8_cols(m->cfg.n_embd), nb = K / GPT_Q8_BLOCK, Vp = (size_t)m->cfg.padded_vocab;
+    for (size_t r = (size_t)m->cfg.vocab_size; r < Vp; r++) {
+        for (size_t k = 0; k < K; k++)
+            if (q[r * K + k]) return 0;
+        for (size_t b = 0; b < 2 * nb; b++)
+            if (q[Vp * K + r * nb * 2 + b]) return 0;
+    }
+    return 1;
+}
+
+/* Reads the tensors' data into m, in table order (r after the header). */
+static int read_tensors(reader *r, gpt_model *m, gpt_error *err) {
+    float *buf = malloc(gpt_model_max_tensor(m) * sizeof(float));
+    unsigned char *qbuf = m->quant ? malloc(max_q8_bytes(m)) : NULL;
+    int rc = 0;
+    if (!buf || (m->quant && !qbuf)) rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory loading '%s'", r->path);
+    for (int i = 0; i < m->ntensors && !rc; i++) {
+        int is_wte = !strcmp(m->tinfo[i].name, "wte");
+        if (m->qoff[i] != GPT_NO_OFFSET) {
+            const gpt_tensor_info *t = &m->tinfo[i];
+            r_bytes(r, qbuf, (size_t)tensor_bytes(m, i), t->name);
+            if ((rc = r->rc)) break;
+            char why[160], msg[300];
+            if (gpt_q8_check(qbuf, t->shape[0], t->shape[1], why, sizeof why)) {
+                snprintf(msg, sizeof msg, "tensor %s: %s", t->name, why);
+                rc = r_fail(r, msg);
+                break;
+            }
+            if (is_wte && !q8_padding_zero(m, qbuf)) {
+                rc = r_fail(r, "the padded rows of wte are not zero");
+                break;
+            }
+            rc = gpt_model_set_tensor_q8(m, i, qbuf, err);
+        } else {
+            r_floats(r, buf, m->tinfo[i].numel, m->tinfo[i].name);
+            if ((rc = r->rc)) break;
+            if (is_wte) /* padding rows must stay zero */
+                for (size_t k = (size_t)m->cfg.vocab_size * m->cfg.n_embd; k < m->tinfo[i].numel; k++)
+                    if (buf[k] != 0) {
+                        rc = r_fail(r, "the padded rows of wte are not zero");
+                        break;
+                    }
+            if (!rc) rc = gpt_model_set_tensor(m, i, buf, err);
+        }
+        if (rc && rc != r->rc && err)
+            snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg), " in '%s'",
+                     r->path);
+    }
+    free(buf);
+    free(qbuf);
+    return rc;
+}
+
 int gpt_checkpoint_load(gpt_model **out, const char *path, const gpt_runtime *rt,
                         gpt_error *err) {
     *out = NULL;
-    /* First pass over the header: learn the configuration. */
-    gpt_config cfg;
-    int rc = gpt_checkpoint_read_state(path, &cfg, NULL, err);
-    if (rc) return rc;
-    gpt_model *m = NULL;
-    if ((rc = gpt_model_build(&m, &cfg, rt, err))) return rc;
+    /* First pass over the header: learn the configuration and the form. */
     reader r;
     ckpt_header h;
+    int rc = open_reader(&r, path, err);
+    if (rc) return rc;
+    rc = read_header(&r, &h, NULL);
+    fclose(r.f);
+    free(h.tok_blob);
+    if (rc) return rc;
+    gpt_model *m = NULL;
+    if ((rc = gpt_model_build_quant(&m, &h.cfg, rt, (h.flags & F_Q8) ? GPT_QUANT_INT8 : GPT_QUANT_NONE,
+                                    err)))
+        return rc;
     if ((rc = open_reader(&r, path, err))) {
         gpt_model_free(m);
         return rc;
     }
     rc = read_header(&r, &h, m);
-    float *buf = NULL;
-    if (!rc) {
+    if (!rc) rc = read_tensors(&r, m, err);
+    if (!rc && (h.flags & F_OPT)) {
         size_t maxn = gpt_model_max_tensor(m);
-        buf = malloc(maxn * sizeof(float));
+        float *buf = malloc(maxn * sizeof(float));
         if (!buf) rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory loading '%s'", path);
-        for (int i = 0; i < m->ntensors && !rc; i++) {
-            r_floats(&r, buf, m->tinfo[i].numel, m->tinfo[i].name);
-            if ((rc = r.rc)) break;
-            if (!strcmp(m->tinfo[i].name, "wte")) /* padding rows must stay zero */
-                for (size_t k = (size_t)m->cfg.vocab_size * m->cfg.n_embd; k < m->tinfo[i].numel; k++)
-                    if (buf[k] != 0) {
-                        rc = r_fail(&r, "the padded rows of wte are not zero");
-                        break;
-                    }
-            if (!rc && (rc = gpt_model_set_tensor(m, i, buf, err)) && err)
-                snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
-                         " in '%s'", path);
-        }
-        if (!rc && (h.flags & F_OPT))
-            for (int i = 0; i < m->ntensors; i++) r_skip_floats(&r, buf, maxn, 2 * m->tinfo[i].numel);
-        if (!rc) rc = r.rc ? r.rc : read_trailer(&r);
+        for (int i = 0; i < m->ntensors && !rc; i++) r_skip_floats(&r, buf, maxn, 2 * m->tinfo[i].numel);
+        free(buf);
     }
-    free(buf);
+    if (!rc) rc = r.rc ? r.rc : read_trailer(&r);
     fclose(r.f);
     if (!rc) {
         rc = gpt_model_set_tokenizer(m, h.tokenizer, h.tok_blob, h.tok_blob_len, err);

@@ -13,6 +13,7 @@
 #include "gpt_tokenizer.h"
 #include "gpt_dist.h"
 #include "model.h"
+#include "quant.h"
 #include "util.h"
 
 /* Tensor offsets are rounded to 64 elements (256 bytes in fp32, 128 in
@@ -29,9 +30,16 @@ typedef struct {
     size_t off;
     size_t name_used;
     int idx;
+    size_t qoff; /* bytes of int8 matrices laid out so far */
 } layout_builder;
 
-static size_t add_tensor(layout_builder *lb, const char *name, int rows, int cols, int decay) {
+/* Where a tensor's values live. */
+enum { IN_PARAMS = 1, IN_Q8 = 2, IN_BOTH = 3 };
+
+/* Adds a tensor; returns its offset in params (GPT_NO_OFFSET if it has no
+ * copy there). An int8 copy gets a byte offset in qw (m->qoff). */
+static size_t add_tensor_in(layout_builder *lb, const char *name, int rows, int cols, int decay,
+                            int where) {
     gpt_model *m = lb->m;
     int i = lb->idx++;
     gpt_tensor_info *t = &m->tinfo[i];
@@ -44,38 +52,59 @@ static size_t add_tensor(layout_builder *lb, const char *name, int rows, int col
     t->shape[1] = cols;
     t->numel = (size_t)rows * (size_t)(cols ? cols : 1);
     t->decay = decay;
+    m->qoff[i] = GPT_NO_OFFSET;
+    if (where & IN_Q8) {
+        m->qoff[i] = lb->qoff;
+        lb->qoff += (gpt_q8_bytes(rows, cols) + 255) / 256 * 256; /* aligned rows for vector loads */
+    }
+    if (!(where & IN_PARAMS)) return m->toff[i] = GPT_NO_OFFSET;
     m->toff[i] = lb->off;
     size_t at = lb->off;
     lb->off += (t->numel + ALIGN_ELEMS - 1) / ALIGN_ELEMS * ALIGN_ELEMS;
     return at;
 }
 
-/* Lays out the parameter table; no device memory yet. */
-static int layout_params(gpt_model *m, gpt_error *err) {
+static size_t add_tensor(layout_builder *lb, const char *name, int rows, int cols, int decay) {
+    return add_tensor_in(lb, name, rows, cols, decay, IN_PARAMS);
+}
+
+/* Lays out the parameter table; no device memory yet. With quant, the
+ * layers' matrices are int8 only and wte is both (module comment of
+ * model.h's qw). */
+static int layout_params(gpt_model *m, int quant, gpt_error *err) {
     const gpt_config *c = &m->cfg;
     int L = c->n_layer, C = c->n_embd, F = c->mlp_hidden;
     m->ntensors = 2 + 12 * L + 2;
     m->tinfo = calloc((size_t)m->ntensors, sizeof *m->tinfo);
     m->toff = calloc((size_t)m->ntensors, sizeof *m->toff);
+    m->qoff = calloc((size_t)m->ntensors, sizeof *m->qoff);
     m->lp = calloc((size_t)L, sizeof *m->lp);
+    m->lq = calloc((size_t)L, sizeof *m->lq);
     /* Longest name "h.<L>.attn.proj.w" plus NUL: 32 bytes is ample per name. */
     m->names = malloc((size_t)m->ntensors * 32);
-    if (!m->tinfo || !m->toff || !m->lp || !m->names)
+    if (!m->tinfo || !m->toff || !m->qoff || !m->lp || !m->lq || !m->names)
         return gpt_fail(err, GPT_ERR_NOMEM, "out of memory for the parameter table");
-    layout_builder lb = {m, 0, 0, 0};
+    layout_builder lb = {m, 0, 0, 0, 0};
     char name[32];
-    m->wte = add_tensor(&lb, "wte", c->padded_vocab, C, 1);
+    int mat = quant ? IN_Q8 : IN_PARAMS;
+    m->wte = add_tensor_in(&lb, "wte", c->padded_vocab, C, 1, quant ? IN_BOTH : IN_PARAMS);
+    m->q_wte = m->qoff[lb.idx - 1];
     m->wpe = add_tensor(&lb, "wpe", c->max_seq_len, C, 1);
     for (int l = 0; l < L; l++) {
         layer_params *p = &m->lp[l];
+        layer_q8 *q = &m->lq[l];
         snprintf(name, sizeof name, "h.%d.attn.qkv.w", l);
-        p->qkv_w = add_tensor(&lb, name, 3 * C, C, 1);
+        p->qkv_w = add_tensor_in(&lb, name, 3 * C, C, 1, mat);
+        q->qkv_w = m->qoff[lb.idx - 1];
         snprintf(name, sizeof name, "h.%d.attn.proj.w", l);
-        p->proj_w = add_tensor(&lb, name, C, C, 1);
+        p->proj_w = add_tensor_in(&lb, name, C, C, 1, mat);
+        q->proj_w = m->qoff[lb.idx - 1];
         snprintf(name, sizeof name, "h.%d.mlp.fc.w", l);
-        p->fc_w = add_tensor(&lb, name, F, C, 1);
+        p->fc_w = add_tensor_in(&lb, name, F, C, 1, mat);
+        q->fc_w = m->qoff[lb.idx - 1];
         snprintf(name, sizeof name, "h.%d.mlp.proj.w", l);
-        p->fc2_w = add_tensor(&lb, name, C, F, 1);
+        p->fc2_w = add_tensor_in(&lb, name, C, F, 1, mat);
+        q->fc2_w = m->qoff[lb.idx - 1];
     }
     m->ndecay = lb.off;
     for (int l = 0; l < L; l++) {
@@ -101,6 +130,8 @@ static int layout_params(gpt_model *m, gpt_error *err) {
     m->lnf_b = add_tensor(&lb, "lnf.b", C, 0, 0);
     GPT_ASSERT(lb.idx == m->ntensors);
     m->nparams = lb.off;
+    m->quant = quant;
+    m->qw_bytes = lb.qoff;
     return GPT_OK;
 }
 
@@ -124,7 +155,7 @@ int gpt_model_reserve(gpt_model *m, gpt_shape s, gpt_error *err) {
 #define GROW(f)                                                                            \
     if (s.f > r->f) r->f = s.f, grew = 1;
     GROW(B) GROW(T) GROW(C) GROW(NH) GROW(F) GROW(V) GROW(Vp) GROW(L) GROW(maxT) GROW(train)
-    GROW(n_params) GROW(n_timers)
+    GROW(n_params) GROW(n_timers) GROW(q8)
 #undef GROW
     if (!grew) return GPT_OK;
     if (m->be->ops->reserve(m->be, r) || m->be->err.code) return gpt_model_backend_error(m, err);
@@ -134,7 +165,7 @@ int gpt_model_reserve(gpt_model *m, gpt_shape s, gpt_error *err) {
 
 size_t gpt_model_device_bytes(const gpt_model *m) {
     const gpt_backend *be = m->be;
-    size_t n = m->nparams * be->cls_size[GPT_CLS_PARAM];
+    size_t n = m->nparams * be->cls_size[GPT_CLS_PARAM] + m->qw_bytes;
     if (m->grads) n += m->nparams * be->cls_size[GPT_CLS_GRAD];
     /* master weights, and the moments when training (ZeRO: this rank's block) */
     n += m->m ? gpt_model_optimizer_bytes(m) : (m->master ? m->nparams * 4 : 0);
@@ -159,8 +190,13 @@ int gpt_model_mem_info(const gpt_model *m, size_t *free_bytes, size_t *total_byt
     return m->be->ops->mem_info(m->be, free_bytes, total_bytes);
 }
 
-int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime *rt,
+int gpt_model_build(gpt_model **out, const gpt_config *cfg, const gpt_runtime *rt,
                     gpt_error *err) {
+    return gpt_model_build_quant(out, cfg, rt, GPT_QUANT_NONE, err);
+}
+
+int gpt_model_build_quant(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime *rt,
+                          int quant, gpt_error *err) {
     *out = NULL;
     gpt_config cfg = *cfg_in;
     gpt_config_resolve(&cfg);
@@ -177,6 +213,12 @@ int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime
         return rc;
     }
     snprintf(m->device_name, sizeof m->device_name, "%s", m->be->name);
+    if (quant && !m->be->ops->matmul_q8_forward) {
+        gpt_model_free(m);
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "the %s backend has no int8 products: run int8 models with --device cpu",
+                        m->device_name);
+    }
     /* The memory check comes before the parameter table is laid out: the
      * table (about 100 host bytes a tensor) is smaller than the padding
      * alone of the parameters it describes, so a configuration too large
@@ -187,15 +229,23 @@ int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime
     size_t bytes = nparams * m->be->cls_size[GPT_CLS_PARAM];
     int need_master = m->be->cls_size[GPT_CLS_PARAM] != 4;
     if (need_master) bytes += nparams * 4;
+    if (quant) { /* the layers' matrices move to int8; wte gains an int8 copy */
+        size_t C = (size_t)cfg.n_embd, F = (size_t)cfg.mlp_hidden, L = (size_t)cfg.n_layer;
+        size_t per_layer = gpt_q8_bytes(3 * cfg.n_embd, cfg.n_embd) + gpt_q8_bytes(cfg.n_embd, cfg.n_embd) +
+                          gpt_q8_bytes(cfg.mlp_hidden, cfg.n_embd) + gpt_q8_bytes(cfg.n_embd, cfg.mlp_hidden) + 4 * 256;
+        bytes -= L * (4 * C * C + 2 * C * F) * m->be->cls_size[GPT_CLS_PARAM];
+        bytes += L * per_layer + gpt_q8_bytes(cfg.padded_vocab, cfg.n_embd) + 256;
+    }
     if ((rc = gpt_model_check_memory(m, bytes, "the parameters", err)) ||
-        (rc = layout_params(m, err))) {
+        (rc = layout_params(m, quant, err))) {
         gpt_model_free(m);
         return rc;
     }
     GPT_ASSERT(m->nparams <= nparams);
     m->params = m->be->ops->alloc(m->be, m->nparams * m->be->cls_size[GPT_CLS_PARAM]);
     if (m->params && need_master) m->master = m->be->ops->alloc(m->be, m->nparams * 4);
-    if (!m->params || (need_master && !m->master)) {
+    if (m->params && quant) m->qw = m->be->ops->alloc(m->be, m->qw_bytes);
+    if (!m->params || (need_master && !m->master) || (quant && !m->qw)) {
         rc = gpt_model_backend_error(m, err);
         gpt_model_free(m);
         return rc ? rc : GPT_ERR_NOMEM;
@@ -203,6 +253,7 @@ int gpt_model_build(gpt_model **out, const gpt_config *cfg_in, const gpt_runtime
     /* Alignment padding between tensors stays zero forever. */
     m->be->ops->memset0(m->be, m->params, m->nparams * m->be->cls_size[GPT_CLS_PARAM]);
     if (m->master) m->be->ops->memset0(m->be, m->master, m->nparams * 4);
+    if (m->qw) m->be->ops->memset0(m->be, m->qw, m->qw_bytes);
     m->use_graphs = !m->rt.profile && !m->rt.check;
     *out = m;
     return GPT_OK;
@@ -258,10 +309,13 @@ void gpt_model_free(gpt_model *m) {
     if (m->be) {
         if (m->params) m->be->ops->free(m->be, m->params);
         if (m->master) m->be->ops->free(m->be, m->master);
+        if (m->qw) m->be->ops->free(m->be, m->qw);
         gpt_backend_destroy(m->be);
     }
     free(m->tinfo);
     free(m->toff);
+    free(m->qoff);
+    free(m->lq);
     free(m->names);
     free(m->lp);
     free(m->tok_blob);
@@ -292,6 +346,7 @@ void gpt_debug_inject_nan(gpt_model *m) { m->inject_nan = 1; }
 int gpt_model_get_tensor(gpt_model *m, int i, float *dst, gpt_error *err) {
     if (i < 0 || i >= m->ntensors)
         return gpt_fail(err, GPT_ERR_INVALID, "tensor index %d out of range", i);
+    if (m->toff[i] == GPT_NO_OFFSET) return gpt_model_get_tensor_dequant(m, i, dst, err);
     if (m->master)
         m->be->ops->download(m->be, dst, m->master + m->toff[i], m->tinfo[i].numel, GPT_CLS_F32);
     else if (dist_sharded_master(m))
@@ -310,6 +365,7 @@ int gpt_model_set_tensor(gpt_model *m, int i, const float *src, gpt_error *err) 
         if (!isfinite(src[k]))
             return gpt_fail(err, GPT_ERR_INVALID, "tensor %s has a non-finite value at %zu",
                             m->tinfo[i].name, k);
+    if (m->qoff[i] != GPT_NO_OFFSET) return gpt_model_set_tensor_quant(m, i, src, err);
     m->be->ops->upload(m->be, gpt_at(m, m->params, m->toff[i], GPT_CLS_PARAM), src, n,
                        GPT_CLS_PARAM);
     if (m->master) m->be->ops->upload(m->be, m->master + m->toff[i], src, n, GPT_CLS_F32);

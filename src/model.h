@@ -21,6 +21,11 @@ typedef struct {
     size_t fc2_w, fc2_b;   /* (C, F), (C) */
 } layer_params;
 
+/* Byte offsets into the model's int8 matrices (qw) of one layer's four. */
+typedef struct {
+    size_t qkv_w, proj_w, fc_w, fc2_w; /* Q8 (3C, C), (C, C), (F, C), (C, F) */
+} layer_q8;
+
 /* Activation offsets of one layer, in elements of their buffer. */
 typedef struct {
     size_t ln1, qkv, atty, res2, ln2, fch, fch_gelu; /* ACT */
@@ -98,6 +103,17 @@ struct gpt_model {
     void *params;  /* PARAM (nparams) */
     float *master; /* F32 (nparams) when PARAM is not fp32, else NULL */
 
+    /* int8 weights (gpt_model_quantize, quantised checkpoints): the layers'
+     * matrices live only here (their toff is GPT_NO_OFFSET); the head has
+     * its int8 copy here and the embedding keeps wte in params, as the
+     * dequantised int8 values, so that both uses see the same weights. */
+    int quant;        /* gpt_quant */
+    void *qw;         /* Q8 (qw_bytes): the matrices in quant.h's layout */
+    size_t qw_bytes;
+    size_t *qoff;     /* (ntensors) byte offset in qw, GPT_NO_OFFSET if not quantised */
+    layer_q8 *lq;     /* (L) */
+    size_t q_wte;     /* the head's (Vp, C) */
+
     /* Training state (gpt_train_init). */
     int train_ready;
     gpt_train_opts topts;
@@ -128,6 +144,9 @@ struct gpt_model {
     dist_state *dist; /* data parallelism; NULL when the model trains alone */
 };
 
+/* toff or qoff of a tensor that has no copy in params or qw. */
+#define GPT_NO_OFFSET ((size_t)-1)
+
 /* Graph ids: captured work is only valid for the buffers it was recorded
  * with, so ids change whenever those are reallocated. */
 enum { GRAPH_MICROSTEP = 1, GRAPH_ADAMW = 2, GRAPH_DECODE = 3, GRAPH_DECODE_CHUNK = 4 };
@@ -149,6 +168,20 @@ int gpt_config_check_positions(const gpt_config *c, long long B, long long T, gp
 size_t gpt_model_max_tensor(const gpt_model *m);
 int gpt_model_build(gpt_model **out, const gpt_config *cfg, const gpt_runtime *rt,
                     gpt_error *err);
+/* gpt_model_build with the layers' matrices and the head in int8 (quant
+ * GPT_QUANT_INT8) or not (GPT_QUANT_NONE). model_quant.c */
+int gpt_model_build_quant(gpt_model **out, const gpt_config *cfg, const gpt_runtime *rt, int quant,
+                          gpt_error *err);
+/* Sets tensor i of a quantised model from its int8 form (quant.h's layout,
+ * gpt_q8_bytes of its shape), checked as a file's would be. model_quant.c */
+int gpt_model_set_tensor_q8(gpt_model *m, int i, const void *q8, gpt_error *err);
+/* Tensor i's int8 form (gpt_q8_bytes of its shape) from a quantised model. */
+int gpt_model_get_tensor_q8(gpt_model *m, int i, void *q8, gpt_error *err);
+/* gpt_model_get_tensor / set_tensor of a tensor that has an int8 copy:
+ * dequantised from it / quantised into it (and, for wte, the dequantised
+ * values into params too). model_quant.c */
+int gpt_model_get_tensor_dequant(gpt_model *m, int i, float *dst, gpt_error *err);
+int gpt_model_set_tensor_quant(gpt_model *m, int i, const float *src, gpt_error *err);
 /* Backend error as a library error (code and message), or 0. */
 int gpt_model_backend_error(gpt_model *m, gpt_error *err);
 /* Grows the backend's workspaces to cover s as well as everything

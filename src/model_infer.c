@@ -71,7 +71,7 @@ static int infer_reserve(gpt_model *m, size_t N, int B, size_t rows, gpt_error *
     size_t f32, i32, a = layout_infer(c, N, B, rows, &n, &f32, &i32);
     int T = (int)((N + (size_t)B - 1) / (size_t)B);
     gpt_shape s = {B, T, c->n_embd, c->n_head, c->mlp_hidden, c->vocab_size, c->padded_vocab,
-                   c->n_layer, c->max_seq_len, 0, m->nparams, 0};
+                   c->n_layer, c->max_seq_len, 0, m->nparams, 0, m->quant != 0};
     size_t bytes = a * be->cls_size[GPT_CLS_ACT] + (f32 + i32) * 4 + be->ops->workspace_bytes(be, &s);
     int rc = gpt_model_check_memory(m, bytes, "inference", err);
     if (rc) return rc;
@@ -117,6 +117,20 @@ static int check_tokens(const gpt_model *m, const int *t, size_t n, gpt_error *e
     return GPT_OK;
 }
 
+/* out = in @ W^T + bias (GELU as matmul_forward) for one of the model's
+ * matrices: its int8 copy (byte qoff of qw) in a quantised model, else its
+ * PARAM values (element off of params). The only place inference cares
+ * which form the weights have. */
+static void infer_matmul(gpt_model *m, void *out, void *pre, const void *in, size_t off,
+                         size_t qoff, const void *bias, int N, int IC, int OC, int gelu) {
+    gpt_backend *be = m->be;
+    if (m->quant)
+        be->ops->matmul_q8_forward(be, out, pre, in, (char *)m->qw + qoff, bias, N, IC, OC, gelu);
+    else
+        be->ops->matmul_forward(be, out, pre, in, gpt_at(m, m->params, off, GPT_CLS_PARAM), bias,
+                                N, IC, OC, gelu);
+}
+
 /* How infer_layers uses the KV cache. */
 enum { KV_NONE = 0, KV_AT_POS = 1, KV_PREFILL = 2 };
 
@@ -146,8 +160,9 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded) {
                          n, C, eps);
     for (int l = 0; l < L; l++) {
         const layer_params *p = &m->lp[l];
-        o->matmul_forward(be, A(ia->qkv), NULL, A(ia->ln), P(p->qkv_w), P(p->qkv_b), n, C, 3 * C,
-                          0);
+        const layer_q8 *q = &m->lq[l];
+        infer_matmul(m, A(ia->qkv), NULL, A(ia->ln), p->qkv_w, q->qkv_w, P(p->qkv_b), n, C, 3 * C,
+                     0);
         if (kv)
             o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
                                     gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
@@ -156,13 +171,13 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded) {
         else
             o->attention_forward(be, A(ia->atty), NULL, A(ia->qkv), B, Tq, C, NH);
         gpt_op_done(m, "attention", l, A(ia->atty), NC, GPT_CLS_ACT);
-        o->matmul_forward(be, A(ia->scratch), NULL, A(ia->atty), P(p->proj_w), P(p->proj_b), n, C,
-                          C, 0);
+        infer_matmul(m, A(ia->scratch), NULL, A(ia->atty), p->proj_w, q->proj_w, P(p->proj_b), n,
+                     C, C, 0);
         o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
                                       A(ia->scratch), P(p->ln2_w), P(p->ln2_b), n, C, eps);
-        o->matmul_forward(be, A(ia->fch), NULL, A(ia->ln), P(p->fc_w), P(p->fc_b), n, C, F, 1);
-        o->matmul_forward(be, A(ia->scratch), NULL, A(ia->fch), P(p->fc2_w), P(p->fc2_b), n, F, C,
-                          0);
+        infer_matmul(m, A(ia->fch), NULL, A(ia->ln), p->fc_w, q->fc_w, P(p->fc_b), n, C, F, 1);
+        infer_matmul(m, A(ia->scratch), NULL, A(ia->fch), p->fc2_w, q->fc2_w, P(p->fc2_b), n, F,
+                     C, 0);
         int last = l + 1 == L;
         o->residual_layernorm_forward(be, A(ia->x), A(ia->ln), NULL, NULL, A(ia->x),
                                       A(ia->scratch), P(last ? m->lnf_w : m->lp[l + 1].ln1_w),
@@ -175,12 +190,10 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded) {
 
 /* logits rows [row0, row0+rows) of ia.logits = ia.ln rows [src, src+rows) @ wte^T. */
 static void infer_head(gpt_model *m, size_t src, size_t row0, int rows) {
-    gpt_backend *be = m->be;
     const gpt_config *c = &m->cfg;
-    be->ops->matmul_forward(
-        be, gpt_at(m, m->ia.act, m->ia.logits + row0 * c->padded_vocab, GPT_CLS_ACT), NULL,
-        gpt_at(m, m->ia.act, m->ia.ln + src * c->n_embd, GPT_CLS_ACT),
-        gpt_at(m, m->params, m->wte, GPT_CLS_PARAM), NULL, rows, c->n_embd, c->padded_vocab, 0);
+    infer_matmul(m, gpt_at(m, m->ia.act, m->ia.logits + row0 * c->padded_vocab, GPT_CLS_ACT), NULL,
+                 gpt_at(m, m->ia.act, m->ia.ln + src * c->n_embd, GPT_CLS_ACT), m->wte, m->q_wte,
+                 NULL, rows, c->n_embd, c->padded_vocab, 0);
 }
 
 /* out (N,OC) = layernorm(x) @ w^T + bias (GELU if gelu): the backend's
@@ -232,7 +245,8 @@ static void decode_forward(gpt_model *m, int B) {
     const layer_params *p0 = &m->lp[0];
     o->encoder_forward(be, A(ia->x), ia->i32, pos0, P(m->wte), P(m->wpe), B, 1, C, c->padded_vocab,
                        c->max_seq_len);
-    if (!o->matmul_ln_forward || !o->matmul_residual_forward || m->rt.check ||
+    /* the folded ops take fp32/bf16 weights: an int8 model runs the plain ones */
+    if (!o->matmul_ln_forward || !o->matmul_residual_forward || m->rt.check || m->quant ||
         !o->matmul_ln_forward(be, A(ia->qkv), NULL, A(ia->x), P(p0->ln1_w), P(p0->ln1_b),
                               c->ln_eps, P(p0->qkv_w), P(p0->qkv_b), B, C, 3 * C, 0)) {
         infer_layers(m, B, 1, KV_AT_POS, 1);
@@ -406,10 +420,9 @@ static int prefill(gpt_model *m, const int *const *prompts, const int *lens, gpt
                       gpt_at(m, m->ia.act, m->ia.ln + ((size_t)b * Tq + (size_t)(lens[b] - 1)) * C,
                              GPT_CLS_ACT),
                       C * be->cls_size[GPT_CLS_ACT]);
-    be->ops->matmul_forward(be, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), NULL,
-                            gpt_at(m, m->ia.act, m->ia.scratch, GPT_CLS_ACT),
-                            gpt_at(m, m->params, m->wte, GPT_CLS_PARAM), NULL, B, c->n_embd,
-                            c->padded_vocab, 0);
+    infer_matmul(m, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), NULL,
+                 gpt_at(m, m->ia.act, m->ia.scratch, GPT_CLS_ACT), m->wte, m->q_wte, NULL, B,
+                 c->n_embd, c->padded_vocab, 0);
     return GPT_OK;
 }
 

@@ -187,6 +187,10 @@ int gpt_profile_report(const gpt_model *m, char *buf, size_t len) {
 /* ---------------------------------------------------------------- init */
 
 int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
+    if (m->quant)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "this model is quantised (int8), which is for inference only: train the "
+                        "fp32 model it came from");
     int rc = gpt_train_opts_validate(o, &m->cfg, err);
     if (rc) return rc;
     gpt_backend *be = m->be;
@@ -213,7 +217,7 @@ int gpt_train_init(gpt_model *m, const gpt_train_opts *o, gpt_error *err) {
     size_t host_bytes = 2 * (size_t)o->batch_size * o->seq_len * sizeof(int);
     gpt_shape s = {o->batch_size, o->seq_len, c->n_embd, c->n_head, c->mlp_hidden,
                    c->vocab_size, c->padded_vocab, c->n_layer, c->max_seq_len, 1, m->nparams,
-                   0};
+                   0, 0};
     int prof_cap = m->rt.profile ? o->grad_accum * (24 * c->n_layer + 24) + 8 : 0;
     s.n_timers = prof_cap;
     size_t bytes = ta.act_elems * be->cls_size[GPT_CLS_ACT] + ta.f32_elems * 4 +
