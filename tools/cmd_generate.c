@@ -34,6 +34,10 @@ static void usage(FILE *f) {
 "  --tokenizer NAME       gpt2, bytes or a tokenizer file (default: the model's)\n"
 "  --device DEV           cpu, cuda or auto (default auto)\n"
 "  --threads N            CPU threads (default: OpenMP's)\n"
+"  --quant int8|none      int8: quantise the weights as the model loads (blocks of\n"
+"                         32 weights with one scale; about 3.5x less to read per\n"
+"                         token, CPU only); none: run an int8 checkpoint in fp32.\n"
+"                         Default: as the model is stored (see gpt quantize)\n"
 "\n"
 "prompts (each --prompt or --prompt-tokens is one row of the batch):\n"
 "  --prompt TEXT          text to continue (default: <|endoftext|>, i.e. no prompt)\n"
@@ -67,7 +71,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *model, *tokenizer, *device, *format;
+    const char *model, *tokenizer, *device, *format, *quant;
     int threads, n, batch, top_k, sliding;
     double temperature, top_p;
     long long seed;
@@ -138,6 +142,11 @@ static int parse_args(int argc, char **argv, gen_args *a) {
             VAL();
             if (!cli_parse_int(CMD, f, v, 1, 4096, &x)) return EXIT_USAGE;
             a->threads = (int)x;
+        } else if (!strcmp(f, "--quant")) {
+            VAL();
+            if (strcmp(v, "int8") && strcmp(v, "none"))
+                return cli_usage_error(CMD, "--quant expects int8 or none, got '%s'", v);
+            a->quant = v;
         } else if (!strcmp(f, "--prompt")) {
             VAL();
             if (!add_row(a, v, NULL, 0)) return cli_usage_error(CMD, "out of memory");
@@ -258,6 +267,9 @@ int gpt_cmd_generate(int argc, char **argv) {
     }
     gpt_runtime rt = {.device = a.device, .precision = GPT_PREC_AUTO, .threads = a.threads};
     if ((rc = gpt_model_load(&m, a.model, &rt, &err))) goto lib_fail;
+    if (a.quant && (rc = gpt_model_quantize(m, strcmp(a.quant, "int8") ? GPT_QUANT_NONE
+                                                                        : GPT_QUANT_INT8, &err)))
+        goto lib_fail;
 
     /* The tokenizer is needed for text, stop strings and <|endoftext|>;
      * ids in, ids out without --stop runs without one. */
@@ -383,6 +395,8 @@ int gpt_cmd_generate(int argc, char **argv) {
     }
     fflush(stdout);
     fprintf(stderr, "gpt generate: batch %d, ", B);
+    if (strcmp(gpt_model_quant(m), "none"))
+        fprintf(stderr, "%s weights (%s kernel), ", gpt_model_quant(m), gpt_model_quant_kernel(m));
     print_rate("prefill", st.prefill_tokens, st.prefill_s);
     fprintf(stderr, ", ");
     print_rate("decode", st.decode_tokens, st.decode_s);

@@ -91,6 +91,9 @@ int gpt_cmd_info(int argc, char **argv) {
         print_config(c);
         printf("  tokenizer %s, trained for %d steps\n", gpt_model_tokenizer(m, NULL, NULL),
                gpt_model_step(m));
+        if (strcmp(gpt_model_quant(m), "none"))
+            printf("  weights %s (matrices and head; products on the %s kernel)\n",
+                   gpt_model_quant(m), gpt_model_quant_kernel(m));
         gpt_train_state st;
         if (gpt_checkpoint_read_state(model, NULL, &st, &err) == 0 && st.has_train)
             printf("  trainer state: B=%d T=%d grad_accum=%d, %d steps planned, lr %g -> %g, "

@@ -358,6 +358,13 @@ int gpt_cmd_train(int argc, char **argv) {
         gpt_model *init = NULL;
         if (a.init) {
             if ((rc = gpt_model_load(&init, a.init, &a.rt, &err))) goto lib_fail;
+            if (strcmp(gpt_model_quant(init), "none")) {
+                gpt_model_free(init);
+                exit_code = cli_usage_error(CMD, "'%s' is an int8 model, for inference only: "
+                                                 "fine-tune from the fp32 model it came from",
+                                            a.init);
+                goto done;
+            }
             src = init;
         }
         if (src) tname = gpt_model_tokenizer(src, &blob, &blen);

@@ -11,6 +11,7 @@ int gpt_cmd_eval(int argc, char **argv);      /* tools/cmd_eval.c */
 int gpt_cmd_info(int argc, char **argv);      /* tools/cmd_info.c */
 int gpt_cmd_bench(int argc, char **argv);     /* tools/cmd_bench.c */
 int gpt_cmd_convert(int argc, char **argv);   /* tools/cmd_convert.c */
+int gpt_cmd_quantize(int argc, char **argv);  /* tools/cmd_quantize.c */
 int gpt_cmd_tokenize(int argc, char **argv);  /* tools/cmd_tokenize.c */
 int gpt_cmd_tokenizer(int argc, char **argv); /* tools/cmd_tokenize.c */
 

@@ -20,6 +20,7 @@ static const struct {
     {"info", gpt_cmd_info, "describe a model, preset or checkpoint and the devices"},
     {"bench", gpt_cmd_bench, "time training steps and generation on this machine"},
     {"convert", gpt_cmd_convert, "write a checkpoint as Hugging Face model.safetensors"},
+    {"quantize", gpt_cmd_quantize, "write an int8 checkpoint for faster CPU generation"},
     {"tokenize", gpt_cmd_tokenize, "text to token ids or shard files, and back"},
     {"tokenizer", gpt_cmd_tokenizer, "train a byte-level BPE vocabulary"},
 };
