@@ -11,6 +11,10 @@
 #   make test-cuda     CUDA op tests against the CPU backend (GPU machine)
 #   make SAN=1 test    the suite under AddressSanitizer + UBSan (build-san/)
 #   make fuzz          libFuzzer targets (clang) in build-fuzz/
+#   make CC=aarch64-linux-gnu-gcc   cross-compile for arm64 into build-aarch64/
+#                      (no -march=native; OpenBLAS only if the target's is
+#                      installed, else the built-in kernels); run the tests
+#                      with bash tests/arm64.sh (qemu-user)
 #
 # Sources are found by folder: src/*.c and src/<part>/*.c (the library;
 # src/dist/ picks its files by what was found),
@@ -32,7 +36,17 @@ SAN     ?= 0
 NATIVE  ?= 1
 BLAS    ?= auto
 
-BUILD   := build
+# Cross-compiling when the compiler's target is not this machine: then no
+# -march=native (it would describe the build machine), a build folder of
+# its own, and only the target's libraries.
+TRIPLET     := $(shell $(CC) -dumpmachine 2>/dev/null)
+TARGET_ARCH := $(firstword $(subst -, ,$(TRIPLET)))
+CROSS       := $(if $(filter $(TARGET_ARCH),$(shell uname -m)),0,1)
+ifeq ($(CROSS),1)
+  NATIVE := 0
+endif
+
+BUILD   := build$(if $(filter 1,$(CROSS)),-$(TARGET_ARCH))
 OPT     := -O3
 ifeq ($(SAN),1)
   BUILD := build-san
@@ -53,8 +67,14 @@ LDLIBS  += -lm -lpthread
 # Ubuntu, OpenBLAS built for OpenMP (libopenblas-openmp-dev) is preferred:
 # the pthreads build's worker threads spin between calls and steal the
 # cores our own OpenMP loops need (attention took twice as long with it).
-OPENBLAS_OMP := $(firstword $(wildcard /usr/lib/*/openblas-openmp/pkgconfig/openblas.pc))
-OPENBLAS_PC  := $(if $(OPENBLAS_OMP),PKG_CONFIG_PATH=$(dir $(OPENBLAS_OMP)) ,)pkg-config
+# Only the target's own pkg-config files count (a cross build must not pick
+# up the build machine's OpenBLAS).
+OPENBLAS_OMP := $(firstword $(wildcard /usr/lib/$(TRIPLET)/openblas-openmp/pkgconfig/openblas.pc))
+ifeq ($(CROSS),1)
+  OPENBLAS_PC := PKG_CONFIG_LIBDIR=$(if $(OPENBLAS_OMP),$(dir $(OPENBLAS_OMP)):)/usr/lib/$(TRIPLET)/pkgconfig pkg-config
+else
+  OPENBLAS_PC := $(if $(OPENBLAS_OMP),PKG_CONFIG_PATH=$(dir $(OPENBLAS_OMP)) ,)pkg-config
+endif
 ifeq ($(BLAS),auto)
   ifeq ($(UNAME),Darwin)
     BLAS := accelerate
@@ -231,4 +251,4 @@ fuzz:
 	bash fuzz/run.sh --build
 
 clean:
-	rm -rf build build-san build-cuda build-san-cuda build-fuzz
+	rm -rf build build-san build-cuda build-san-cuda build-fuzz build-aarch64
