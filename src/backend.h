@@ -130,8 +130,8 @@ typedef struct {
      * int32 for I32 and bytes for Q8 (copied unchanged); converted to the
      * class's type. src may be reused as soon as upload returns. */
     void (*upload)(gpt_backend *be, void *dst, const void *src, size_t n, int cls);
-    /* Device -> host, n elements, converted to fp32 (int32 for I32).
-     * Waits for all issued work. */
+    /* Device -> host, n elements, converted to fp32 (int32 for I32, bytes
+     * unchanged for Q8). Waits for all issued work. */
     void (*download)(gpt_backend *be, void *dst, const void *src, size_t n, int cls);
     /* Waits for all issued work; returns be->err.code. */
     int (*sync)(gpt_backend *be);
@@ -305,7 +305,8 @@ typedef struct {
      * quantise): matmul_forward with an int8 weight matrix, for inference.
      * wq Q8 (OC, IC) in quant.h's layout; out, pre, in, bias, N, gelu as
      * matmul_forward. The backend may quantise `in` as well (blocks of 32
-     * with their own scale), and needs reserve() with q8 set first. */
+     * with their own scale), and needs reserve() with q8 set first.
+     * Early input: bias. */
     void (*matmul_q8_forward)(gpt_backend *be, void *out, void *pre, const void *in,
                               const void *wq, const void *bias, int N, int IC, int OC, int gelu);
     /* Optional: the name of the int8 kernel in use ("avx512-vnni"), for

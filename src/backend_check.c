@@ -281,6 +281,15 @@ static int ck_matmul_residual_forward(gpt_backend *be, void *x, const void *in, 
     return 1;
 }
 
+static void ck_matmul_q8_forward(gpt_backend *be, void *out, void *pre, const void *in,
+                                 const void *wq, const void *bias, int N, int IC, int OC, int gelu) {
+    early(be, "matmul_q8_forward", "bias", bias, (size_t)OC, GPT_CLS_PARAM);
+    BASE->matmul_q8_forward(be, out, pre, in, wq, bias, N, IC, OC, gelu);
+    issued(be, "matmul_q8_forward");
+    output(be, out, (size_t)N * OC, GPT_CLS_ACT);
+    output(be, gelu ? pre : NULL, (size_t)N * OC, GPT_CLS_ACT);
+}
+
 int gpt_backend_check_wrap(gpt_backend *be, gpt_error *err) {
     check_table *t = calloc(1, sizeof *t);
     if (!t) {
@@ -319,6 +328,7 @@ int gpt_backend_check_wrap(gpt_backend *be, gpt_error *err) {
     o->argmax = ck_argmax;
     o->matmul_ln_forward = b->matmul_ln_forward ? ck_matmul_ln_forward : NULL;
     o->matmul_residual_forward = b->matmul_residual_forward ? ck_matmul_residual_forward : NULL;
+    o->matmul_q8_forward = b->matmul_q8_forward ? ck_matmul_q8_forward : NULL;
     be->ops = o;
     return GPT_OK;
 }

@@ -335,11 +335,18 @@ static int open_reader(reader *r, const char *path, gpt_error *err) {
     return GPT_OK;
 }
 
+/* quant.h's gpt_q8_bytes in 64 bits (a hostile configuration's shapes). */
+static uint64_t q8_bytes(uint64_t rows, uint64_t cols) {
+    uint64_t K = (cols + GPT_Q8_BLOCK - 1) / GPT_Q8_BLOCK * GPT_Q8_BLOCK;
+    return rows * K + rows * (K / GPT_Q8_BLOCK) * 2;
+}
+
 /* The least the rest of the file can hold, from the configuration alone:
  * a tensor table entry of at least 33 bytes a tensor (u16 name length, a
  * name of 3 or more bytes, u32 ndim, two i64 dimensions, the u64 element
- * count) and the data (every parameter in fp32, three times with the AdamW
- * moments). Checked before anything is allocated for the model, so that a
+ * count; version 2 adds a u32 dtype) and the data (every parameter in fp32,
+ * three times with the AdamW moments; an int8 model's matrices and wte in
+ * quant.h's layout). Checked before anything is allocated for the model, so that a
  * small file cannot make the reader build a large one; the exact sizes are
  * checked against the model once it is built. */
 static int check_implied_size(reader *r, const ckpt_header *h, uint32_t nt) {
@@ -352,7 +359,15 @@ static int check_implied_size(reader *r, const ckpt_header *h, uint32_t nt) {
         return r_fail(r, msg);
     }
     uint64_t data = (uint64_t)gpt_config_num_params(c) * 4 * ((h->flags & F_OPT) ? 3 : 1);
-    uint64_t least = 33 * want_nt + data + 4 + 8;
+    if (h->flags & F_Q8) { /* the layers' matrices and wte in int8, the rest fp32 */
+        uint64_t C = (uint64_t)c->n_embd, F = (uint64_t)c->mlp_hidden, L = (uint64_t)c->n_layer;
+        uint64_t Vp = (uint64_t)c->padded_vocab;
+        uint64_t q8 = L * (q8_bytes(3 * C, C) + q8_bytes(C, C) + q8_bytes(F, C) + q8_bytes(C, F)) +
+                      q8_bytes(Vp, C);
+        data -= (L * (4 * C * C + 2 * C * F) + Vp * C) * 4;
+        data += q8;
+    }
+    uint64_t least = (h->version == CKPT_VERSION_DTYPES ? 37 : 33) * want_nt + data + 4 + 8;
     if (r->remaining < least) {
         char msg[200];
         snprintf(msg, sizeof msg,

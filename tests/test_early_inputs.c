@@ -186,7 +186,7 @@ int main(void) {
         printf("cpu backend: %s\n0 passed, 1 failed\n", err.msg);
         return 1;
     }
-    gpt_shape s = {N, S, 4 * C, 2, 4 * C, C, C, 1, S, 0, 0, 0};
+    gpt_shape s = {N, S, 4 * C, 2, 4 * C, C, C, 1, S, 0, 0, 0, 0};
     be->ops->reserve(be, &s);
     op_cases();
     gpt_backend_destroy(be);

@@ -877,7 +877,7 @@ int main(void) {
         return 1;
     }
     /* Workspaces for every case below (the largest of each dimension). */
-    gpt_shape s = {4, 256, 2048, 16, 8192, 1001, 1024, 1, 1100, 1, 200000, 8};
+    gpt_shape s = {4, 256, 2048, 16, 8192, 1001, 1024, 1, 1100, 1, 200000, 8, 0};
     static dev_cfg cfgs[] = {{"cuda-fp32", GPT_PREC_FP32, 0, NULL},
                              {"cuda-bf16", GPT_PREC_BF16, 0, NULL},
                              {"cuda-bf16-unfused", GPT_PREC_BF16, 1, NULL}};
