@@ -182,6 +182,12 @@ LIB_INC := -Isrc
 TOOL_INC:= -Itools
 TEST_INC:= -Isrc -Itools
 
+# The arm64 int8 kernel for cores with the dot product is built for them
+# (cpu_q8_arm.c runs it only where the CPU reports the feature).
+ifneq ($(filter aarch64 arm64,$(TARGET_ARCH)),)
+$(BUILD)/src/cpu/cpu_q8_neondot.o $(BUILD)/test-obj/src/cpu/cpu_q8_neondot.o: CFLAGS += -march=armv8.2-a+dotprod
+endif
+
 $(BUILD)/src/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LIB_INC) -c $< -o $@

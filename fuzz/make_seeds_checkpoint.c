@@ -2,7 +2,7 @@
  * make_seeds_checkpoint.c - writes the seed corpus of fuzz_checkpoint: tiny
  * checkpoints through the library's own writer, one for each part of the
  * format (plain weights; trainer state; optimizer moments; a tokenizer file
- * carried inside; two layers).
+ * carried inside; two layers; an int8 model, version 2).
  *
  *   make && cc -std=c11 -Iinclude fuzz/make_seeds_checkpoint.c build/libgpt.a \
  *       -fopenmp -lm $(pkg-config --libs openblas) -o build/make_seeds_checkpoint
@@ -65,6 +65,10 @@ int main(int argc, char **argv) {
     free(blob);
     snprintf(p, sizeof p, "%s/two_layers_tokenizer", argv[1]);
     if (gpt_checkpoint_save(m, p, 0, &st, &err)) die(p, &err);
+    /* int8: a dtype per tensor, the matrices and wte in quant.h's layout */
+    if (gpt_model_quantize(m, GPT_QUANT_INT8, &err)) die("quantize", &err);
+    snprintf(p, sizeof p, "%s/int8", argv[1]);
+    if (gpt_checkpoint_save(m, p, 0, NULL, &err)) die(p, &err);
     gpt_model_free(m);
     return 0;
 }

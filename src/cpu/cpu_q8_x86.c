@@ -2,14 +2,14 @@
  * cpu_q8_x86.c - int8 product kernels for x86-64 (cpu_q8.h's contract):
  * AVX512-VNNI and AVX2. Each function carries its instruction set as a
  * target attribute, so the build needs no -march and one binary runs on
- * any x86-64; cpu_q8.c calls a kernel only where the CPU has it.
- *
- * Both kernels read each weight vector once and use it for up to four
+ * any x86-64; cpu_q8.c calls a kernel only where cpu_features says the CPU
+ * has it. Both kernels read each weight vector once and use it for up to four
  * activation rows (batch rows in decoding), then move on: decoding is
  * bound by reading the weights, so nothing is gained by keeping them.
  */
 #include <string.h>
 
+#include "cpu_features.h"
 #include "cpu_q8.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -120,19 +120,14 @@ T256 static void rows_avx2(float *y, size_t ldy, const cpu_q8_act *x, const int8
 
 static const cpu_q8_kernel kernel_avx2 = {"avx2", 0, 0, rows_avx2};
 
-/* F16C comes with every CPU that has AVX2 and FMA (Intel since Haswell,
- * AMD since Piledriver); compilers' feature tests do not all name it. */
+/* cpu_features' AVX2 level is x86-64-v3 (AVX2, FMA), whose CPUs all have
+ * F16C too (vcvtph2ps, for the scales). */
 const cpu_q8_kernel *cpu_q8_kernel_avx512vnni(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                   __builtin_cpu_supports("fma")
-               ? &kernel_avx512vnni
-               : NULL;
+    const cpu_features *f = cpu_features_get();
+    return f->isa >= CPU_ISA_AVX512 && f->avx512_vnni ? &kernel_avx512vnni : NULL;
 }
 const cpu_q8_kernel *cpu_q8_kernel_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &kernel_avx2 : NULL;
+    return cpu_features_get()->isa >= CPU_ISA_AVX2 ? &kernel_avx2 : NULL;
 }
 
 #else
