@@ -38,12 +38,13 @@ BLAS    ?= auto
 
 # Cross-compiling when the compiler's target is not this machine: then no
 # -march=native (it would describe the build machine), a build folder of
-# its own, and only the target's libraries.
+# its own, and only the target's libraries (no MPI unless MPI=1 says so).
 TRIPLET     := $(shell $(CC) -dumpmachine 2>/dev/null)
 TARGET_ARCH := $(firstword $(subst -, ,$(TRIPLET)))
 CROSS       := $(if $(filter $(TARGET_ARCH),$(shell uname -m)),0,1)
 ifeq ($(CROSS),1)
   NATIVE := 0
+  MPI    ?= 0
 endif
 
 BUILD   := build$(if $(filter 1,$(CROSS)),-$(TARGET_ARCH))

@@ -131,7 +131,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_quant: %s\n", err.msg);
         return 2;
     }
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+    gpt_runtime rt = {0};
+    rt.device = "cpu";
+    rt.precision = GPT_PREC_FP32;
     gpt_model *fp = NULL, *q8 = NULL;
     if (gpt_model_create(&fp, &cfg, &rt, 1, &err) || gpt_model_create(&q8, &cfg, &rt, 1, &err) ||
         gpt_model_quantize(q8, GPT_QUANT_INT8, &err)) {

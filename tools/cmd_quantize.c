@@ -67,7 +67,9 @@ int gpt_cmd_quantize(int argc, char **argv) {
     if (stat(model, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
         return cli_usage_error(CMD, "--out is the --model file: choose another path, so that the "
                                     "fp32 model is kept");
-    gpt_runtime rt = {"cpu", GPT_PREC_FP32, 0, 0, 0, 0};
+    gpt_runtime rt = {0};
+    rt.device = "cpu";
+    rt.precision = GPT_PREC_FP32;
     gpt_error err = {0};
     gpt_model *m = NULL;
     int rc = gpt_model_load(&m, model, &rt, &err);
