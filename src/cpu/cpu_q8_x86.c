@@ -28,19 +28,39 @@
  * block 2j+1; they are scaled in fp32 by (weight scale) x (activation
  * scale) lane by lane and summed across lanes once, at the end. */
 
-T512 static inline __m512 scales_pair(const uint16_t *dw, int two) {
-    /* [d0 x 8, d1 x 8] as fp32 from two fp16 scales (one if !two: d1 = 0) */
-    uint32_t pair = 0;
-    memcpy(&pair, dw, two ? 4 : 2);
+/* [d0 x 8, d1 x 8] as fp32 from the fp16 scale pair (d0 low, d1 high). */
+T512 static inline __m512 scales_pair(uint32_t pair) {
     const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, /* lane 0: d0 */
                                             2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3); /* lane 1: d1 */
     return _mm512_cvtph_ps(_mm256_shuffle_epi8(_mm256_set1_epi32((int)pair), spread));
 }
 
+/* One 64-byte vector of weights WV (two blocks, scales DWV; the second
+ * block all zero in the tail of a K that is 32 mod 64) against up to four
+ * activation rows at XQ (quants) and XD (expanded scales). */
+#define VNNI_STEP(WV, DWV, XQ, XD, M8, M16)                                                      \
+    do {                                                                                         \
+        __m512i neg_ = _mm512_sub_epi32(_mm512_setzero_si512(),                                  \
+                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, WV));  \
+        VNNI_ROW(0, a0, WV, DWV, XQ, XD, M8, M16)                                                \
+        VNNI_ROW(1, a1, WV, DWV, XQ, XD, M8, M16)                                                \
+        VNNI_ROW(2, a2, WV, DWV, XQ, XD, M8, M16)                                                \
+        VNNI_ROW(3, a3, WV, DWV, XQ, XD, M8, M16)                                                \
+    } while (0)
+#define VNNI_ROW(j, acc, WV, DWV, XQ, XD, M8, M16)                                               \
+    if (j < nn) {                                                                                \
+        __m512i s_ = _mm512_dpbusd_epi32(neg_, _mm512_maskz_loadu_epi8(M8, (XQ) + j * K), WV);   \
+        __m512 f_ = _mm512_mul_ps(_mm512_cvtepi32_ps(s_),                                        \
+                                  _mm512_maskz_loadu_ps(M16, (XD) + j * (K / 4)));               \
+        acc = _mm512_fmadd_ps(f_, DWV, acc);                                                     \
+    }
+
 T512 static void rows_avx512vnni(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq,
                                  const uint16_t *wd, int o0, int o1) {
-    size_t K = x->K, nb = K / GPT_Q8_BLOCK;
+    size_t K = x->K, nb = K / GPT_Q8_BLOCK, K64 = K / 64 * 64;
     const __m512i u128 = _mm512_set1_epi8((char)0x80);
+    const __mmask64 all8 = ~(__mmask64)0, half8 = 0xFFFFFFFFull;
+    const __mmask16 all16 = 0xFFFF, half16 = 0x00FF;
     for (int o = o0; o < o1; o++) {
         const int8_t *w = wq + (size_t)o * K;
         const uint16_t *dw = wd + (size_t)o * nb;
@@ -49,30 +69,25 @@ T512 static void rows_avx512vnni(float *y, size_t ldy, const cpu_q8_act *x, cons
             const int8_t *xq = x->q + (size_t)n0 * K;
             const float *xd = x->dexp + (size_t)n0 * (K / 4);
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (size_t k = 0; k < K; k += 64) {
-                /* the last vector of a K that is 32 mod 64 holds one block */
-                int two = k + 64 <= K;
-                __mmask64 mb = two ? ~(__mmask64)0 : 0xFFFFFFFFull;
-                __mmask16 mf = two ? 0xFFFF : 0x00FF;
-                __m512i wv = _mm512_maskz_loadu_epi8(mb, w + k);
-                __m512i neg = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, wv));
-                __m512 dwv = scales_pair(dw + k / GPT_Q8_BLOCK, two);
-#define ROW(j, acc)                                                                            \
-    if (j < nn) {                                                                              \
-        __m512i s = _mm512_dpbusd_epi32(neg, _mm512_maskz_loadu_epi8(mb, xq + j * K + k), wv); \
-        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s),                                        \
-                                 _mm512_maskz_loadu_ps(mf, xd + j * (K / 4) + k / 4));         \
-        acc = _mm512_fmadd_ps(f, dwv, acc);                                                    \
-    }
-                ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3)
-#undef ROW
+            for (size_t k = 0; k < K64; k += 64) {
+                __m512i wv = _mm512_loadu_si512(w + k);
+                uint32_t pair;
+                memcpy(&pair, dw + k / GPT_Q8_BLOCK, 4);
+                __m512 dwv = scales_pair(pair);
+                VNNI_STEP(wv, dwv, xq + k, xd + k / 4, all8, all16);
+            }
+            if (K64 < K) { /* one block left */
+                __m512i wv = _mm512_maskz_loadu_epi8(half8, w + K64);
+                __m512 dwv = scales_pair(dw[K64 / GPT_Q8_BLOCK]);
+                VNNI_STEP(wv, dwv, xq + K64, xd + K64 / 4, half8, half16);
             }
             __m512 acc[4] = {a0, a1, a2, a3};
             for (int j = 0; j < nn; j++) y[(size_t)(n0 + j) * ldy + o] = _mm512_reduce_add_ps(acc[j]);
         }
     }
 }
+#undef VNNI_ROW
+#undef VNNI_STEP
 
 static const cpu_q8_kernel kernel_avx512vnni = {"avx512-vnni", 1, 1, rows_avx512vnni};
 
