@@ -8,6 +8,8 @@
 #   make CUDA=1        also the CUDA backend (sm_90 + PTX); needs nvcc; with
 #                      NCCL when found (NCCL_HOME=..., NCCL=0 to leave out)
 #   make MPI=0         without MPI (found by pkg-config or mpicc otherwise)
+#   make VULKAN=0|1    without / with the Vulkan backend (default: with it when
+#                      pkg-config finds vulkan and glslc is on the PATH)
 #   make test-cuda     CUDA op tests against the CPU backend (GPU machine)
 #   make SAN=1 test    the suite under AddressSanitizer + UBSan (build-san/)
 #   make fuzz          libFuzzer targets (clang) in build-fuzz/
@@ -18,7 +20,8 @@
 #
 # Sources are found by folder: src/*.c and src/<part>/*.c (the library;
 # src/dist/ picks its files by what was found),
-# src/cuda/*.cu (CUDA backend), tools/*.c (the gpt command), tests/test_*.c
+# src/cuda/*.cu (CUDA backend), src/vulkan/*.c and src/vulkan/shaders/*.comp
+# (Vulkan backend), tools/*.c (the gpt command), tests/test_*.c
 # (one program each), bench/*.c (benchmarks), fuzz/*.c (fuzz targets).
 #
 # Test builds: the library's C files are compiled a second time with
@@ -35,6 +38,8 @@ CUDA    ?= 0
 SAN     ?= 0
 NATIVE  ?= 1
 BLAS    ?= auto
+VULKAN  ?= auto
+GLSLC   ?= glslc
 
 # Cross-compiling when the compiler's target is not this machine: then no
 # -march=native (it would describe the build machine), a build folder of
@@ -58,7 +63,28 @@ ifeq ($(CUDA),1)
 endif
 
 UNAME := $(shell uname -s)
-CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fno-math-errno -fopenmp -Iinclude -D_DEFAULT_SOURCE
+CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fno-math-errno -Iinclude -D_DEFAULT_SOURCE
+
+# OpenMP: GCC and LLVM clang have it; Apple's clang has it only through
+# Homebrew's libomp (brew install libomp), which is used where installed.
+# Without it the code builds single-threaded (src/omp_shim.h).
+OMP ?= auto
+ifeq ($(OMP),auto)
+  ifeq ($(UNAME),Darwin)
+    LIBOMP := $(firstword $(wildcard /opt/homebrew/opt/libomp /usr/local/opt/libomp))
+    OMP := $(if $(LIBOMP),brew,0)
+  else
+    OMP := 1
+  endif
+endif
+ifeq ($(OMP),1)
+  CFLAGS += -fopenmp
+else ifeq ($(OMP),brew)
+  CFLAGS += -Xpreprocessor -fopenmp -I$(LIBOMP)/include
+  LDLIBS += -L$(LIBOMP)/lib -lomp
+else
+  CFLAGS += -DGPT_NO_OPENMP -Wno-unknown-pragmas
+endif
 ifeq ($(NATIVE),1)
   CFLAGS += -march=native
 endif
@@ -119,7 +145,7 @@ ifeq ($(MPI),1)
   DIST_SRC += src/dist/comm_mpi.c
 endif
 
-LIB_SRC  := $(wildcard src/*.c) $(filter-out src/cuda/% src/dist/%,$(wildcard src/*/*.c)) $(DIST_SRC)
+LIB_SRC  := $(wildcard src/*.c) $(filter-out src/cuda/% src/dist/% src/vulkan/%,$(wildcard src/*/*.c)) $(DIST_SRC)
 CU_SRC   := $(wildcard src/cuda/*.cu)
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -158,6 +184,27 @@ ifeq ($(CUDA),1)
   endif
 endif
 
+# Vulkan: the host code against the loader (libvulkan), the shaders compiled
+# to SPIR-V by glslc (twice: fp32 and fp16 PARAM/ACT) and embedded as C
+# arrays in one generated file.
+ifeq ($(VULKAN),auto)
+  VULKAN := $(shell pkg-config --exists vulkan 2>/dev/null && command -v $(GLSLC) >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+VK_DIR   := $(BUILD)/vk
+ifeq ($(VULKAN),1)
+  VK_CFLAGS := $(shell pkg-config --cflags vulkan 2>/dev/null)
+  VK_LIBS   := $(shell pkg-config --libs vulkan 2>/dev/null || echo -lvulkan)
+  CFLAGS   += -DGPT_HAVE_VULKAN $(VK_CFLAGS)
+  LDLIBS   += $(VK_LIBS)
+  VK_SRC   := $(wildcard src/vulkan/*.c)
+  VK_NAMES := $(basename $(notdir $(wildcard src/vulkan/shaders/*.comp)))
+  # the cooperative-matrix product exists only in half precision
+  VK_INCS  := $(foreach n,$(VK_NAMES),$(if $(findstring _coop,$(n)),,$(VK_DIR)/$(n).f32.inc) $(VK_DIR)/$(n).f16.inc)
+  LIB_OBJ  += $(VK_SRC:%.c=$(BUILD)/%.o) $(VK_DIR)/shaders.o
+  TEST_OBJ += $(VK_SRC:%.c=$(BUILD)/test-obj/%.o) $(VK_DIR)/shaders.o
+endif
+GLSLC_FLAGS ?= --target-env=vulkan1.2 -O
+
 LIB      := $(BUILD)/libgpt.a
 GPT      := $(BUILD)/gpt
 TEST_LIB := $(BUILD)/libgpt_test.a
@@ -165,6 +212,9 @@ GPT_TEST := $(BUILD)/gpt-test
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 ifeq ($(CUDA),1)
   TESTS  += $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/test_*.c))
+endif
+ifeq ($(VULKAN),1)
+  TESTS  += $(patsubst tests/vulkan/%.c,$(BUILD)/tests/vulkan/%,$(wildcard tests/vulkan/test_*.c))
 endif
 ifeq ($(MPI),1) # run under mpirun by tests/test_dist_mpi.sh
   TESTS  += $(patsubst tests/dist/%.c,$(BUILD)/tests/dist/%,$(wildcard tests/dist/*.c))
@@ -189,6 +239,13 @@ ifneq ($(filter aarch64 arm64,$(TARGET_ARCH)),)
 $(BUILD)/src/cpu/cpu_q8_neondot.o $(BUILD)/test-obj/src/cpu/cpu_q8_neondot.o: CFLAGS += -march=armv8.2-a+dotprod
 endif
 
+# Objects depend on the flags they were built with (VULKAN=0/1, OMP, ...):
+# a change of either rebuilds everything.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW   := $(CC) $(CFLAGS) $(LDLIBS) VULKAN=$(VULKAN)
+$(shell mkdir -p $(BUILD) && (echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_NOW)' > $(FLAGS_STAMP)))
+HEADERS += $(FLAGS_STAMP)
+
 $(BUILD)/src/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LIB_INC) -c $< -o $@
@@ -207,6 +264,23 @@ $(BUILD)/test-obj/tools/%.o: tools/%.c $(HEADERS) $(wildcard tools/*.h)
 
 $(BUILD)/src/dist/comm_mpi.o $(BUILD)/test-obj/src/dist/comm_mpi.o: CFLAGS += $(MPI_CFLAGS)
 $(BUILD)/src/dist/comm_nccl.o $(BUILD)/test-obj/src/dist/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include
+
+# Vulkan structs are initialised as {sType} and zero the rest on purpose.
+$(BUILD)/src/vulkan/%.o $(BUILD)/test-obj/src/vulkan/%.o: CFLAGS += -Wno-missing-field-initializers
+
+$(VK_DIR)/%.f32.inc: src/vulkan/shaders/%.comp src/vulkan/shaders/common.glsl
+	@mkdir -p $(dir $@)
+	$(GLSLC) $(GLSLC_FLAGS) -DF16=0 -mfmt=c $< -o $@
+
+$(VK_DIR)/%.f16.inc: src/vulkan/shaders/%.comp src/vulkan/shaders/common.glsl
+	@mkdir -p $(dir $@)
+	$(GLSLC) $(GLSLC_FLAGS) -DF16=1 -mfmt=c $< -o $@
+
+$(VK_DIR)/shaders.c: $(VK_INCS) src/vulkan/embed.sh
+	sh src/vulkan/embed.sh $(VK_DIR) $(VK_NAMES) > $@
+
+$(VK_DIR)/shaders.o: $(VK_DIR)/shaders.c src/vulkan/vk_internal.h
+	$(CC) $(CFLAGS) $(LIB_INC) -Isrc/vulkan -c $< -o $@
 
 $(BUILD)/%.o: %.cu $(wildcard include/*.h src/*.h src/cuda/*.cuh)
 	@mkdir -p $(dir $@)
@@ -231,7 +305,11 @@ $(GPT): $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
 $(GPT_TEST): $(TOOL_SRC:%.c=$(BUILD)/test-obj/%.o) $(TEST_LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/gpu/%: tests/gpu/%.c tests/test.h $(TEST_LIB)
+$(BUILD)/tests/vulkan/%: tests/vulkan/%.c tests/test.h $(wildcard tests/gpu/*.h) $(TEST_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
+
+$(BUILD)/tests/gpu/%: tests/gpu/%.c tests/test.h $(wildcard tests/gpu/*.h) $(TEST_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
 

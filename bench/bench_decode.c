@@ -14,7 +14,7 @@
  * Prints one line per batch size, and a JSON line per batch for tables.
  * Times are the best of --repeat runs (after one warm-up run).
  */
-#include <omp.h>
+#include "omp_shim.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

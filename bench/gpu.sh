@@ -11,7 +11,9 @@
 #                                   profile, peers, train (our training runs
 #                                   and their peers only), gen (generation
 #                                   only), initcheck_ops; dist alone runs
-#                                   bench/dist.sh (data parallelism)
+#                                   bench/dist.sh (data parallelism); vulkan
+#                                   alone runs bench/gpu_vulkan.sh (the Vulkan
+#                                   backend beside CUDA; the Vulkan .debs in .gl/)
 #
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
 # racecheck only); ours = our timings; profile = per-op times
@@ -24,6 +26,7 @@
 set -u
 cd "$(dirname "$0")/.."
 phases=" ${*:-all} "
+case "$phases" in *" vulkan "*) exec bash bench/gpu_vulkan.sh ;; esac
 want() { case "$phases" in *" $1 "*|*" all "*) return 0 ;; esac; return 1; }
 # check = tests + sanitize; tests alone skip the slower sanitizer runs
 case "$phases" in *" check "*) phases="$phases tests sanitize initcheck_train " ;; esac

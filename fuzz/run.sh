@@ -56,8 +56,8 @@ mkdir -p "$OUT/obj"
 newest_h=$(ls -t include/*.h src/*.h src/*/*.h tools/*.h 2>/dev/null | head -n 1)
 objs="" skipped=""
 for src in src/*.c src/*/*.c tools/cli.c tools/train_args.c; do
-    # the GPU backend and the MPI/NCCL communicators (dist.c stands in for them)
-    case "$src" in src/cuda/* | src/dist/comm_*) continue ;; esac
+    # the GPU backends and the MPI/NCCL communicators (dist.c stands in for them)
+    case "$src" in src/cuda/* | src/vulkan/* | src/dist/comm_*) continue ;; esac
     [ -f "$src" ] || continue
     obj="$OUT/obj/$(echo "${src%.c}" | tr '/' '_').o"
     if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || { [ -n "$newest_h" ] && [ "$newest_h" -nt "$obj" ]; } ||

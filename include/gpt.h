@@ -72,13 +72,14 @@ size_t gpt_config_num_params(const gpt_config *cfg);
 /* ----------------------------------------------------------------- runtime */
 
 typedef enum {
-    GPT_PREC_AUTO = 0, /* fp32 on the CPU, bf16 mixed precision on a GPU */
+    GPT_PREC_AUTO = 0, /* fp32 on the CPU, bf16 on CUDA, fp16 on a Vulkan GPU */
     GPT_PREC_FP32 = 1,
-    GPT_PREC_BF16 = 2,
+    GPT_PREC_BF16 = 2, /* bf16 PARAM/ACT, fp32 master weights (CUDA) */
+    GPT_PREC_FP16 = 3, /* fp16 PARAM/ACT, fp32 master weights, loss scaling (Vulkan) */
 } gpt_precision;
 
 typedef struct {
-    const char *device;   /* "cpu", "cuda" or "auto"/NULL (a GPU if there is one) */
+    const char *device;   /* "cpu", "cuda", "vulkan", "vulkan:N" or "auto"/NULL (a GPU if there is one) */
     int precision;        /* gpt_precision */
     int threads;          /* CPU threads; 0 = OpenMP's default */
     int profile;          /* time every operation (see gpt_profile_report) */
@@ -87,6 +88,14 @@ typedef struct {
     int device_index;     /* which GPU (0 = the first); each data-parallel rank
                              on a machine takes its local rank (gpt_dist.h) */
 } gpt_runtime;
+
+/* 1 if dev is a device string the library knows: "cpu", "cuda", "vulkan",
+ * "vulkan:N" (N = the Vulkan device's index) or "auto" (compiled in or not:
+ * creating the backend says what is missing). */
+int gpt_device_name_valid(const char *dev);
+/* Writes one line describing the device a runtime would use (device,
+ * driver, precision and the paths its kernels take) into buf. */
+int gpt_device_describe(const gpt_runtime *rt, char *buf, size_t len, gpt_error *err);
 
 /* Names of the backends compiled into this build, NULL-terminated. */
 const char *const *gpt_backend_names(void);

@@ -21,23 +21,52 @@ int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error 
 int gpt_cuda_backend_probe(void) { return 0; }
 #endif
 
+#ifndef GPT_HAVE_VULKAN
+int gpt_vulkan_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
+    (void)rt;
+    *out = NULL;
+    return gpt_fail(err, GPT_ERR_INVALID,
+                    "--device vulkan: this build has no Vulkan backend (install libvulkan-dev "
+                    "and glslc, then rebuild, or make VULKAN=1)");
+}
+int gpt_vulkan_backend_probe(void) { return 0; }
+int gpt_vulkan_backend_probe_gpu(void) { return 0; }
+#endif
+
 static const char *const names[] = {"cpu",
 #ifdef GPT_HAVE_CUDA
                                     "cuda",
 #endif
+#ifdef GPT_HAVE_VULKAN
+                                    "vulkan",
+#endif
                                     NULL};
+
+static int is_vulkan(const char *dev) { return !strcmp(dev, "vulkan") || !strncmp(dev, "vulkan:", 7); }
+
+int gpt_device_name_valid(const char *dev) {
+    if (!dev) return 1;
+    if (!strcmp(dev, "auto") || !strcmp(dev, "cpu") || !strcmp(dev, "cuda") || !strcmp(dev, "vulkan"))
+        return 1;
+    if (strncmp(dev, "vulkan:", 7) || !dev[7]) return 0;
+    for (const char *p = dev + 7; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return strlen(dev + 7) <= 3;
+}
 
 const char *const *gpt_backend_names(void) { return names; }
 
 int gpt_backend_available(const char *name) {
     if (!strcmp(name, "cpu")) return 1;
     if (!strcmp(name, "cuda")) return gpt_cuda_backend_probe();
+    if (is_vulkan(name)) return gpt_vulkan_backend_probe();
     return 0;
 }
 
 static int create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
     const char *dev = rt && rt->device ? rt->device : "auto";
-    if (!strcmp(dev, "auto")) dev = gpt_cuda_backend_probe() ? "cuda" : "cpu";
+    if (!strcmp(dev, "auto"))
+        dev = gpt_cuda_backend_probe() ? "cuda" : gpt_vulkan_backend_probe_gpu() ? "vulkan" : "cpu";
     if (!strcmp(dev, "cpu")) return gpt_cpu_backend_create(out, rt, err);
     if (!strcmp(dev, "cuda")) {
         if (!gpt_cuda_backend_probe()) {
@@ -50,7 +79,14 @@ static int create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
         }
         return gpt_cuda_backend_create(out, rt, err);
     }
-    return gpt_fail(err, GPT_ERR_INVALID, "device '%s' is unknown: use cpu, cuda or auto", dev);
+    if (is_vulkan(dev)) {
+        gpt_runtime r = {0};
+        if (rt) r = *rt;
+        r.device = dev;
+        return gpt_vulkan_backend_create(out, &r, err);
+    }
+    return gpt_fail(err, GPT_ERR_INVALID,
+                    "device '%s' is unknown: use cpu, cuda, vulkan, vulkan:N or auto", dev);
 }
 
 int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
@@ -60,6 +96,15 @@ int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err)
     if (!rc && (rc = gpt_backend_check_wrap(*out, err))) *out = NULL;
 #endif
     return rc;
+}
+
+int gpt_device_describe(const gpt_runtime *rt, char *buf, size_t len, gpt_error *err) {
+    gpt_backend *be;
+    int rc = gpt_backend_create(&be, rt, err);
+    if (rc) return rc;
+    snprintf(buf, len, "%s", be->ops->device_desc(be));
+    gpt_backend_destroy(be);
+    return GPT_OK;
 }
 
 void gpt_backend_destroy(gpt_backend *be) {

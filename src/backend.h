@@ -318,14 +318,14 @@ struct gpt_backend {
     const gpt_backend_ops *ops;
     void *ctx;                      /* the backend's private state */
     const char *name;               /* "cpu", "cuda" */
-    int precision;                  /* GPT_PREC_FP32 or GPT_PREC_BF16 */
+    int precision;                  /* GPT_PREC_FP32, _BF16 or _FP16 */
     size_t cls_size[GPT_CLS_COUNT]; /* bytes per element of each class */
     long syncs;                     /* host waits so far */
     gpt_error err;                  /* first failure (err.code != 0) */
 };
 
 /* Creates the backend the runtime asks for ("auto": cuda if compiled in and
- * a device is found, else cpu). */
+ * a device is found, else a Vulkan GPU, else cpu). */
 int gpt_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err);
 void gpt_backend_destroy(gpt_backend *be);
 
@@ -348,5 +348,12 @@ int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *
 int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err);
 /* 1 if a CUDA device can be used (0 when CUDA is not compiled in). */
 int gpt_cuda_backend_probe(void);
+/* "vulkan" or "vulkan:N" (src/vulkan/); probe: any usable Vulkan device
+ * (lavapipe included); probe_gpu: a discrete or Apple GPU, which "auto"
+ * takes after CUDA. Both 0 when Vulkan is not compiled in. */
+int gpt_vulkan_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err);
+int gpt_vulkan_backend_probe(void);
+int gpt_vulkan_backend_probe_gpu(void);
+
 
 #endif

@@ -327,7 +327,7 @@ const gpt_config *gpt_model_config(const gpt_model *m) { return &m->cfg; }
 size_t gpt_model_num_params(const gpt_model *m) { return gpt_config_num_params(&m->cfg); }
 const char *gpt_model_device(const gpt_model *m) { return m->be->name; }
 const char *gpt_model_precision(const gpt_model *m) {
-    return m->be->precision == GPT_PREC_BF16 ? "bf16" : "fp32";
+    return m->be->precision == GPT_PREC_BF16 ? "bf16" : m->be->precision == GPT_PREC_FP16 ? "fp16" : "fp32";
 }
 const char *gpt_model_device_desc(const gpt_model *m) {
     return m->be->ops->device_desc(m->be);
@@ -412,7 +412,11 @@ const char *gpt_model_tokenizer(const gpt_model *m, const void **blob, size_t *l
 /* Element sizes a runtime's backend will use, without creating it. */
 static void class_sizes(const gpt_runtime *rt, size_t sz[GPT_CLS_COUNT], int *is_gpu) {
     const char *dev = rt && rt->device ? rt->device : "auto";
-    int gpu = !strcmp(dev, "cuda") || (!strcmp(dev, "auto") && gpt_cuda_backend_probe());
+    int vk = !strncmp(dev, "vulkan", 6) ||
+             (!strcmp(dev, "auto") && !gpt_cuda_backend_probe() && gpt_vulkan_backend_probe_gpu());
+    int gpu = vk || !strcmp(dev, "cuda") || (!strcmp(dev, "auto") && gpt_cuda_backend_probe());
+    /* half precision is the GPU default (a CPU-type Vulkan device such as
+     * lavapipe defaults to fp32: an estimate on the high side there) */
     int bf16 = gpu && (!rt || rt->precision != GPT_PREC_FP32);
     for (int i = 0; i < GPT_CLS_COUNT; i++) sz[i] = 4;
     if (bf16) sz[GPT_CLS_PARAM] = sz[GPT_CLS_ACT] = 2;

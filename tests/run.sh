@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test program (build/tests/test_*) and every shell test
-# (tests/test_*.sh), adds up their "N passed, M failed" lines and ends with
+# Runs every test program (build/tests/test_*, and build/tests/vulkan/test_*
+# when the Vulkan backend was built) and every shell test (tests/test_*.sh), adds up their "N passed, M failed" lines and ends with
 # the total in the same form. Exit status 0 only if nothing failed.
 #
 #   BUILD=build bash tests/run.sh            the CPU suite
@@ -24,7 +24,7 @@ if [ "$mode" = cuda ]; then
     progs=$(ls "$BUILD"/tests/gpu/test_* 2>/dev/null)
     scripts=$(ls tests/gpu/test_*.sh 2>/dev/null)
 else
-    progs=$(ls "$BUILD"/tests/test_* 2>/dev/null)
+    progs=$(ls "$BUILD"/tests/test_* "$BUILD"/tests/vulkan/test_* 2>/dev/null)
     scripts=$(ls tests/test_*.sh 2>/dev/null)
 fi
 total_pass=0 total_fail=0 broken=""

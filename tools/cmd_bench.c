@@ -44,7 +44,7 @@ static void usage(FILE *f) {
             "  --runs N        timed generation runs (default 3)\n"
             "  --recompute     recompute GELU in the backward pass\n"
             "  --profile       print the time per operation of the last step\n"
-            "  --device cpu|cuda|auto  --precision fp32|bf16  --threads N\n");
+            "  --device cpu|cuda|vulkan[:N]|auto  --precision fp32|bf16|fp16  --threads N\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -112,7 +112,8 @@ int gpt_cmd_bench(int argc, char **argv) {
         else if (!strcmp(f, "--precision")) {
             if (!strcmp(v, "fp32")) rt.precision = GPT_PREC_FP32;
             else if (!strcmp(v, "bf16")) rt.precision = GPT_PREC_BF16;
-            else return cli_usage_error(CMD, "--precision expects fp32 or bf16, got '%s'", v);
+            else if (!strcmp(v, "fp16")) rt.precision = GPT_PREC_FP16;
+            else return cli_usage_error(CMD, "--precision expects fp32, bf16 or fp16, got '%s'", v);
         } else return cli_usage_error(CMD, "unknown option '%s' (see gpt bench --help)", f);
         if (dst && !cli_parse_int(CMD, f, v, lo, hi, dst)) return EXIT_USAGE;
     }

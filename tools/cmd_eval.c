@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "                     is also given per character (\"nats_per_char\")\n"
             "  -T, --seq N        window length for --text (default: the model's maximum)\n"
             "  -B, --batch N      windows per forward pass for --text (default 4)\n"
-            "  --device cpu|cuda|auto   --precision fp32|bf16   --threads N\n");
+            "  --device cpu|cuda|vulkan[:N]|auto   --precision fp32|bf16|fp16   --threads N\n");
 }
 
 /* Loss over ids in consecutive windows of T+1 tokens (T apart), B at a time;
@@ -89,7 +89,8 @@ int gpt_cmd_eval(int argc, char **argv) {
             VAL();
             if (!strcmp(val, "fp32")) rt.precision = GPT_PREC_FP32;
             else if (!strcmp(val, "bf16")) rt.precision = GPT_PREC_BF16;
-            else return cli_usage_error(CMD, "--precision expects fp32 or bf16, got '%s'", val);
+            else if (!strcmp(val, "fp16")) rt.precision = GPT_PREC_FP16;
+            else return cli_usage_error(CMD, "--precision expects fp32, bf16 or fp16, got '%s'", val);
         } else return cli_usage_error(CMD, "unknown option '%s' (see gpt eval --help)", f);
 #undef VAL
     }

@@ -32,7 +32,7 @@ static void usage(FILE *f) {
 "  --model PATH           our checkpoint, or a Hugging Face GPT-2 folder (or its\n"
 "                         model.safetensors beside config.json)\n"
 "  --tokenizer NAME       gpt2, bytes or a tokenizer file (default: the model's)\n"
-"  --device DEV           cpu, cuda or auto (default auto)\n"
+"  --device DEV           cpu, cuda, vulkan, vulkan:N or auto (default auto)\n"
 "  --threads N            CPU threads (default: OpenMP's)\n"
 "  --quant int8|none      int8: quantise the weights as the model loads (blocks of\n"
 "                         32 weights with one scale; about 3.5x less to read per\n"
@@ -135,8 +135,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
             a->tokenizer = v;
         } else if (!strcmp(f, "--device")) {
             VAL();
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
-                return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", v);
+            if (!gpt_device_name_valid(v))
+                return cli_usage_error(CMD, "--device expects cpu, cuda, vulkan, vulkan:N or auto, got '%s'", v);
             a->device = v;
         } else if (!strcmp(f, "--threads")) {
             VAL();

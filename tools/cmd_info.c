@@ -23,7 +23,7 @@ static void usage(FILE *f) {
             "                  step, tokenizer and trainer state\n"
             "  -B N, -T N      batch and sequence length for the memory estimate\n"
             "                  (default 8 and min(256, max-seq))\n"
-            "  --device D      cpu, cuda or auto (default) for the memory estimate\n");
+            "  --device D      cpu, cuda, vulkan[:N] or auto (default) for the memory estimate\n");
 }
 
 static void print_config(const gpt_config *c) {
@@ -68,8 +68,8 @@ int gpt_cmd_info(int argc, char **argv) {
         } else if (!strcmp(f, "--device")) rt.device = v;
         else return cli_usage_error(CMD, "unknown option '%s' (see gpt info --help)", f);
     }
-    if (rt.device && strcmp(rt.device, "cpu") && strcmp(rt.device, "cuda") && strcmp(rt.device, "auto"))
-        return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", rt.device);
+    if (!gpt_device_name_valid(rt.device))
+        return cli_usage_error(CMD, "--device expects cpu, cuda, vulkan, vulkan:N or auto, got '%s'", rt.device);
     gpt_error err = {0};
     if (preset) {
         gpt_config c;
@@ -110,6 +110,18 @@ int gpt_cmd_info(int argc, char **argv) {
     printf("\ndata-parallel collectives: %s%s%s\n", gpt_dist_available("mpi") ? "mpi " : "",
            gpt_dist_available("nccl") ? "nccl " : "",
            gpt_dist_available("mpi") || gpt_dist_available("nccl") ? "(docs/DISTRIBUTED.md)" : "none in this build");
+    printf("devices:\n");
+    for (const char *const *n = gpt_backend_names(); *n; n++) {
+        if (!gpt_backend_available(*n)) continue;
+        gpt_runtime drt = {0};
+        drt.device = *n;
+        char desc[512];
+        if (gpt_device_describe(&drt, desc, sizeof desc, &err) == 0) printf("  %-7s %s\n", *n, desc);
+        else printf("  %-7s unusable: %s\n", *n, err.msg);
+    }
+    gpt_runtime art = {0};
+    char adesc[512];
+    if (gpt_device_describe(&art, adesc, sizeof adesc, &err) == 0) printf("  auto    picks: %s\n", adesc);
     printf("presets:\n");
     for (const char *const *n = gpt_config_preset_names(); *n; n++) {
         gpt_config c;

@@ -92,7 +92,8 @@ int train_args_parse(int argc, char **argv, train_args *a) {
             VAL();
             if (!strcmp(v, "fp32")) a->rt.precision = GPT_PREC_FP32;
             else if (!strcmp(v, "bf16")) a->rt.precision = GPT_PREC_BF16;
-            else return cli_usage_error(CMD, "--precision expects fp32 or bf16, got '%s'", v);
+            else if (!strcmp(v, "fp16")) a->rt.precision = GPT_PREC_FP16;
+            else return cli_usage_error(CMD, "--precision expects fp32, bf16 or fp16, got '%s'", v);
         } else if (!strcmp(f, "--threads")) INT(1, 4096, a->rt.threads);
         else if (!strcmp(f, "--profile")) a->rt.profile = 1;
         else if (!strcmp(f, "--check")) a->rt.check = 1;
@@ -104,9 +105,9 @@ int train_args_parse(int argc, char **argv, train_args *a) {
 #undef INT
 #undef FLT
     }
-    if (a->rt.device && strcmp(a->rt.device, "cpu") && strcmp(a->rt.device, "cuda") &&
-        strcmp(a->rt.device, "auto"))
-        return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", a->rt.device);
+    if (!gpt_device_name_valid(a->rt.device))
+        return cli_usage_error(CMD, "--device expects cpu, cuda, vulkan, vulkan:N or auto, got '%s'",
+                               a->rt.device);
     if (a->gpus && a->rt.device && !strcmp(a->rt.device, "cpu"))
         return cli_usage_error(CMD, "--gpus starts one rank per GPU: on CPUs, start the ranks with "
                                     "mpirun -np N gpt train ...");

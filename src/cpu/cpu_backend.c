@@ -6,7 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <math.h>
-#include <omp.h>
+#include "omp_shim.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,9 +316,10 @@ static void cpu_model_name(char *buf, size_t n) {
 
 int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
     *out = NULL;
-    if (rt && rt->precision == GPT_PREC_BF16)
+    if (rt && (rt->precision == GPT_PREC_BF16 || rt->precision == GPT_PREC_FP16))
         return gpt_fail(err, GPT_ERR_INVALID,
-                        "--precision bf16 is for GPUs: the CPU backend computes in fp32");
+                        "--precision %s is for GPUs: the CPU backend computes in fp32",
+                        rt->precision == GPT_PREC_BF16 ? "bf16" : "fp16");
     if (rt && rt->threads < 0)
         return gpt_fail(err, GPT_ERR_INVALID, "threads (%d) must be 0 (automatic) or more",
                         rt->threads);

@@ -4,7 +4,7 @@
  * backward, on the CPU.
  */
 #include <math.h>
-#include <omp.h>
+#include "omp_shim.h"
 #include <string.h>
 
 #include "cpu.h"

@@ -6,7 +6,7 @@
  * order, so results repeat bit for bit with the same thread count.
  */
 #include <math.h>
-#include <omp.h>
+#include "omp_shim.h"
 #include <string.h>
 
 #include "cpu.h"

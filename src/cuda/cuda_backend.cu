@@ -527,6 +527,15 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     be->name = "cuda";
     c->capturing = -1;
     int prec = rt ? rt->precision : GPT_PREC_AUTO;
+    if (prec == GPT_PREC_FP16) {
+        if (err) {
+            err->code = GPT_ERR_INVALID;
+            snprintf(err->msg, sizeof err->msg,
+                     "--precision fp16: the CUDA backend computes in bf16 or fp32");
+        }
+        free(be), free(c);
+        return GPT_ERR_INVALID;
+    }
     be->precision = prec == GPT_PREC_FP32 ? GPT_PREC_FP32 : GPT_PREC_BF16;
     size_t pa = be->precision == GPT_PREC_BF16 ? 2 : 4;
     be->cls_size[GPT_CLS_PARAM] = pa;

@@ -1,0 +1,235 @@
+/*
+ * test_vulkan_ops.c - every backend operation on Vulkan against the CPU
+ * backend (cases and tolerances: tests/gpu/ops_cases.h), on the issue's odd
+ * shapes (T=37, C=100, 5 heads of 20, V=1000 in Vp=1024, head sizes 21, 64
+ * and 128, Tq > S), kept small so that lavapipe on two cores runs them in
+ * CI. Configurations:
+ *   vulkan-fp32        fp32 everywhere;
+ *   vulkan-fp16        fp16 PARAM/ACT, fp32 math, the tiled products
+ *                      (GPT_VULKAN_NO_COOP=1);
+ *   vulkan-fp16-coop   the same with cooperative-matrix products where
+ *                      the device has them (NVIDIA): skipped elsewhere,
+ *                      unless GPT_TEST_REQUIRE_COOP=1 makes that a failure
+ *                      (bench/gpu.sh sets it on the GPU machine).
+ * The ops are compared as backend.h defines them, so the fp16 backend
+ * runs with loss scale 1 (GPT_VULKAN_LOSS_SCALE=1); t_loss_scale checks the
+ * scaled path: the gradient ops at scale 1024 and AdamW's overflow rule.
+ * With GPT_VULKAN_VALIDATE=1 the Khronos validation layer runs under every
+ * case, and any message it prints fails the case (the backend turns it
+ * into an error that sync returns).
+ */
+#include "../gpu/ops_cases.h"
+
+/* fp16 loss scaling (vk_ops.c): crossentropy's gradient carries S, and the
+ * GRAD-accumulating ops divide by S; AdamW quarters S on an overflow. */
+static void t_loss_scale(void) {
+    test_begin("%s: loss scale: gradients carry S = 1024, parameter gradients do not; an "
+               "overflow skips and quarters S",
+               K->name);
+    setenv("GPT_VULKAN_LOSS_SCALE", "1024", 1);
+    gpt_runtime rt = {0};
+    rt.device = K->device;
+    rt.precision = K->precision;
+    gpt_backend *be = NULL;
+    gpt_error e;
+    int rc = gpt_backend_create(&be, &rt, &e);
+    setenv("GPT_VULKAN_LOSS_SCALE", "1", 1);
+    EXPECT(rc == 0, "create: %s", e.msg);
+    gpt_shape s = {1, 8, 64, 1, 256, 100, 100, 1, 8, 1, 1000, 0, 0};
+    if (!rc) EXPECT(be->ops->reserve(be, &s) == 0, "reserve: %s", be->err.msg);
+    if (rc || test_case_failed_) {
+        if (!rc) gpt_backend_destroy(be);
+        test_end();
+        return;
+    }
+    int N = 5, V = 100, C = 64;
+    size_t n = (size_t)N * V;
+    float *logits = rnd(n, 1.f, GPT_CLS_ACT), *w = rnd((size_t)V * C, 0.1f, GPT_CLS_PARAM);
+    int tgt[5] = {1, 7, 99, 0, 42};
+    void *dl = put(be, logits, n, GPT_CLS_ACT), *dt = put(be, tgt, 5, GPT_CLS_I32);
+    void *loss = put(be, logits, (size_t)N, GPT_CLS_F32), *dw = put(be, w, (size_t)V * C, GPT_CLS_PARAM);
+    void *cl = put(ref, logits, n, GPT_CLS_ACT), *ct = put(ref, tgt, 5, GPT_CLS_I32);
+    void *closs = put(ref, logits, (size_t)N, GPT_CLS_F32);
+    be->ops->crossentropy(be, loss, dl, dt, N, V, V, 0.5f, 1);
+    ref->ops->crossentropy(ref, closs, cl, ct, N, V, V, 0.5f * 1024, 1);
+    float *a = get(be, dl, n, GPT_CLS_ACT), *b = get(ref, cl, n, GPT_CLS_ACT);
+    EXPECT(test_rel_l2(a, b, n) <= 2e-3, "dlogits at S = 1024: rel L2 %.3g", test_rel_l2(a, b, n));
+    /* the weight gradient of a product whose incoming gradient carries S */
+    float *zero = filled((size_t)N * C, 0.f), *in = rnd((size_t)N * C, 1.f, GPT_CLS_ACT);
+    void *din = put(be, zero, (size_t)N * C, GPT_CLS_ACT), *dx = put(be, in, (size_t)N * C, GPT_CLS_ACT);
+    float *gz = filled((size_t)V * C, 0.f);
+    void *gw = put(be, gz, (size_t)V * C, GPT_CLS_GRAD);
+    be->ops->matmul_backward(be, din, gw, NULL, dl, dx, dw, NULL, N, C, V);
+    void *cdin = put(ref, zero, (size_t)N * C, GPT_CLS_ACT), *cdx = put(ref, in, (size_t)N * C, GPT_CLS_ACT);
+    void *cgw = put(ref, gz, (size_t)V * C, GPT_CLS_GRAD), *cw = put(ref, w, (size_t)V * C, GPT_CLS_PARAM);
+    ref->ops->upload(ref, cl, logits, n, GPT_CLS_ACT);
+    ref->ops->crossentropy(ref, closs, cl, ct, N, V, V, 0.5f, 1);
+    ref->ops->matmul_backward(ref, cdin, cgw, NULL, cl, cdx, cw, NULL, N, C, V);
+    float *ga = get(be, gw, (size_t)V * C, GPT_CLS_GRAD), *gb = get(ref, cgw, (size_t)V * C, GPT_CLS_GRAD);
+    EXPECT(test_rel_l2(ga, gb, (size_t)V * C) <= 2e-3, "dw (unscaled): rel L2 %.3g",
+           test_rel_l2(ga, gb, (size_t)V * C));
+    /* AdamW: an Inf gradient with a finite loss is an overflow */
+    size_t np = 1000;
+    float *p = rnd(np, 1.f, GPT_CLS_PARAM), *g = rnd(np, 0.01f, GPT_CLS_GRAD), *z = filled(np, 0.f);
+    g[17] = INFINITY;
+    gpt_adamw_hyper h = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.f, 0.1f, 0.05f};
+    gpt_step_stats st = {1.f, 0, 0, 0};
+    void *dp = put(be, p, np, GPT_CLS_PARAM), *dg = put(be, g, np, GPT_CLS_GRAD);
+    void *dm = put(be, z, np, GPT_CLS_F32), *dv = put(be, z, np, GPT_CLS_F32);
+    void *dh = put(be, &h, 8, GPT_CLS_F32), *ds = put(be, &st, 4, GPT_CLS_F32);
+    be->ops->sumsq(be, (float *)ds + 3, dg, np);
+    be->ops->adamw(be, dp, NULL, dg, dm, dv, np, np, dh, ds);
+    float sv[4];
+    be->ops->download(be, sv, ds, 4, GPT_CLS_F32);
+    EXPECT(sv[2] == 1.f, "overflow step not skipped (skipped = %g)", sv[2]);
+    be->ops->upload(be, dl, logits, n, GPT_CLS_ACT);
+    be->ops->crossentropy(be, loss, dl, dt, N, V, V, 0.5f, 1);
+    ref->ops->upload(ref, cl, logits, n, GPT_CLS_ACT);
+    ref->ops->crossentropy(ref, closs, cl, ct, N, V, V, 0.5f * 256, 1);
+    free(a), free(b);
+    a = get(be, dl, n, GPT_CLS_ACT), b = get(ref, cl, n, GPT_CLS_ACT);
+    EXPECT(test_rel_l2(a, b, n) <= 2e-3, "after the overflow S is not 256: rel L2 %.3g vs S = 256",
+           test_rel_l2(a, b, n));
+    EXPECT(be->ops->sync(be) == 0, "%s", be->err.msg);
+    free(a), free(b), free(ga), free(gb), free(logits), free(w), free(zero), free(in), free(gz);
+    free(p), free(g), free(z);
+    gpt_backend_destroy(be);
+    drop(ref, cl), drop(ref, ct), drop(ref, closs), drop(ref, cdin), drop(ref, cdx), drop(ref, cgw), drop(ref, cw);
+    test_end();
+}
+
+/* Vulkan takes the folds for N <= 8 rows (the matvec shader), with the
+ * layernorm while N * IC <= 4096 (its shared memory). */
+static int fold_takes(int ln, int N, int IC) { return N <= 8 && (!ln || N * IC <= 4096); }
+
+static void run_all(void) {
+    t_nonfinite();
+    t_graph();
+    t_errors();
+    t_encoder(3, 37, 100, 1024, 64, 0);
+    t_encoder(3, 37, 100, 1024, 64, 1);
+    t_layernorm(37, 100, 0, 0);
+    t_layernorm(37, 100, 1, 0);
+    t_layernorm(37, 100, 1, 1);
+    t_layernorm(5, 768, 1, 0);
+    /* N, IC, OC, bias, gelu, pre, dgelu */
+    t_matmul(37, 100, 300, 1, 0, 0, 0);
+    t_matmul(37, 100, 400, 1, 1, 1, 0);
+    t_matmul(37, 400, 100, 1, 0, 0, 1);
+    t_matmul(37, 100, 1024, 0, 0, 0, 0); /* the tied head: C=100, Vp=1024 */
+    t_matmul(37, 101, 203, 1, 1, 1, 1);  /* nothing aligned */
+    t_matmul(1, 768, 2304, 1, 0, 0, 0);  /* decoding: one pass over the weights, 16-byte loads */
+    t_matmul(5, 100, 400, 1, 1, 1, 0);
+    t_matmul(3, 101, 203, 0, 0, 0, 0);   /* decoding, scalar loads */
+    t_matmul(128, 256, 512, 1, 0, 0, 0); /* whole tiles (the cooperative-matrix path on GPUs) */
+    t_matmul(200, 320, 264, 1, 1, 1, 1); /* partial tiles in every dimension */
+    t_argmax(5, 1000, 1024, 0);
+    t_argmax(4, 1001, 1001, 0);
+    t_argmax(6, 1000, 1024, 1);
+    t_argmax(5, 1001, 1001, 1);
+    t_copy(1000);
+    /* ln, N, IC, OC, gelu: the decoding folds */
+    t_fold(1, 1, 768, 2304, 0);
+    t_fold(1, 3, 100, 400, 1);  /* IC not a multiple of the 16-byte loads; GELU and pre */
+    t_fold(1, 8, 512, 300, 0);
+    t_fold(0, 1, 768, 768, 0);
+    t_fold(0, 5, 101, 203, 0);
+    t_fold(1, 2, 4096, 64, 0);  /* declined: 8192 normalized values */
+    t_fold(1, 9, 100, 64, 0);   /* declined: N > 8 */
+    t_fold(0, 9, 100, 64, 0);
+    t_gelu(1001);
+    t_add(1001);
+    /* B, T, C, NH */
+    t_attention(2, 37, 100, 5);  /* head size 20 */
+    t_attention(1, 20, 105, 5);  /* head size 21 */
+    t_attention(2, 37, 128, 2);  /* head size 64 */
+    t_attention(1, 70, 256, 2);  /* head size 128, two query blocks */
+    t_attention_kv(3, 1, 40, 100, 5);
+    t_attention_kv(3, 5, 40, 100, 5);
+    t_attention_kv(2, 1, 100, 128, 2);
+    t_attention_kv_at(3, 37, 40, 100, 5, 1); /* prefill: causal attention over qkv */
+    t_attention_kv_at(2, 12, 8, 100, 5, 1);  /* Tq > S: rows past S untouched */
+    t_crossentropy(37, 1000, 1024, 1);
+    t_crossentropy(37, 1000, 1024, 0);
+    t_crossentropy(5, 1001, 1001, 1);
+    t_sum(1001, 0);
+    t_sum(100000, 1);
+    t_sumsq(10007);
+    t_sumsq(3000001);
+    t_adamw(10007, 5000, 1.f, 0);
+    t_adamw(10007, 5000, 0.f, 0);
+    t_adamw(4096, 4096, 1e-6f, 0); /* the clip binds */
+    t_adamw(1001, 10, 1.f, 1);
+    if (K->precision == GPT_PREC_FP16) t_loss_scale();
+}
+
+int main(void) {
+    gpt_error err;
+    gpt_runtime rt = {0};
+    rt.device = "cpu";
+    gpt_rng_seed(&rng, 1234);
+    if (!gpt_backend_available("vulkan")) {
+        const char *req = getenv("GPT_REQUIRE_VULKAN");
+        test_begin("a usable Vulkan device exists");
+        EXPECT(!(req && atoi(req)), "GPT_REQUIRE_VULKAN=1 but no usable Vulkan device (install mesa-vulkan-drivers)");
+        if (!(req && atoi(req))) printf("no usable Vulkan device: nothing to test\n");
+        else test_end();
+        return test_summary();
+    }
+    if (gpt_backend_create(&ref, &rt, &err)) {
+        printf("cpu backend: %s\n", err.msg);
+        return 1;
+    }
+    gpt_shape s = {4, 256, 2048, 16, 8192, 1001, 1024, 1, 1100, 1, 200000, 8, 0};
+    static dev_cfg cfgs[] = {{"vulkan-fp32", "vulkan", GPT_PREC_FP32, 0, NULL},
+                             {"vulkan-fp16", "vulkan", GPT_PREC_FP16, 1, NULL},
+                             {"vulkan-fp16-coop", "vulkan", GPT_PREC_FP16, 0, NULL}};
+    if (ref->ops->reserve(ref, &s)) {
+        printf("cpu reserve: %s\n", ref->err.msg);
+        return 1;
+    }
+    setenv("GPT_VULKAN_LOSS_SCALE", "1", 1);
+    const char *only = getenv("GPT_TEST_CONFIGS"), *req = getenv("GPT_TEST_REQUIRE_COOP");
+    int require_coop = req && atoi(req);
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        dev_cfg *c = &cfgs[i];
+        if (only && *only) {
+            const char *f = strstr(only, c->name);
+            size_t l = strlen(c->name);
+            if (!f || (f[l] && f[l] != ',')) continue;
+        }
+        setenv("GPT_VULKAN_NO_COOP", c->unfused ? "1" : "0", 1);
+        rt.device = c->device;
+        rt.precision = c->precision;
+        test_begin("%s: create and reserve", c->name);
+        int rc = gpt_backend_create(&c->be, &rt, &err);
+        if (rc == GPT_ERR_INVALID && c->precision == GPT_PREC_FP16 && strstr(err.msg, "16-bit")) {
+            printf("     %s: %s (skipped)\n", c->name, err.msg);
+            test_end();
+            continue;
+        }
+        EXPECT(rc == 0, "create: %s", err.msg);
+        const char *desc = rc ? "" : c->be->ops->device_desc(c->be);
+        int coop = strstr(desc, "cooperative-matrix") != NULL;
+        if (!rc) {
+            EXPECT(c->be->ops->reserve(c->be, &s) == 0, "reserve: %s", c->be->err.msg);
+            printf("     device: %s\n", desc);
+            if (!c->unfused && c->precision == GPT_PREC_FP16)
+                EXPECT(coop || !require_coop, "GPT_TEST_REQUIRE_COOP=1 but no cooperative-matrix path");
+            if (c->unfused) EXPECT(!coop, "GPT_VULKAN_NO_COOP=1 but the cooperative-matrix path is on");
+        }
+        test_end();
+        if (rc) continue;
+        if (!c->unfused && c->precision == GPT_PREC_FP16 && !coop) {
+            printf("     %s: the device has no cooperative matrices: the tiled path was tested above\n",
+                   c->name);
+            gpt_backend_destroy(c->be);
+            continue;
+        }
+        K = c;
+        run_all();
+        gpt_backend_destroy(c->be);
+    }
+    gpt_backend_destroy(ref);
+    return test_summary();
+}
