@@ -272,6 +272,44 @@ int gpt_kv_decode_greedy(gpt_model *m, const int *tokens, int n, int *ids, gpt_e
 /* Positions used in row b of the cache. */
 int gpt_kv_length(const gpt_model *m, int b);
 
+/* ------------------------------------------------ continuous batching
+ * Slots for a server: the KV cache holds n_slots rows of ctx positions and
+ * each slot holds one sequence. A sequence joins with gpt_slot_prefill (its
+ * row starts over; the other slots keep their state), each decoding call
+ * appends one token to every slot it lists, and gpt_slot_clear empties a
+ * slot for the next sequence. A step runs all n_slots rows whatever is
+ * listed (fixed shapes: a backend with graphs replays one recorded step),
+ * and no slot's results depend on the others': a sequence decodes the same
+ * alone or beside n_slots - 1 others. Outputs are indexed by slot. The
+ * slots share the cache with gpt_kv_*: calling gpt_kv_begin ends them.
+ * Each call below waits for the device once. */
+
+/* Allocates the cache for n_slots slots of ctx positions (ctx <= maxT) and
+ * the activations for one prompt of up to ctx tokens or one step; every
+ * slot empty. */
+int gpt_slots_begin(gpt_model *m, int n_slots, int ctx, gpt_error *err);
+/* Slots of the current gpt_slots_begin (0 before). */
+int gpt_slots_count(const gpt_model *m);
+/* Fills slot `slot` with a prompt of n (1..ctx) tokens in one pass, as a
+ * one-row gpt_kv_prefill does. logits (V) receives the last position's
+ * logits and id the most likely next token (chosen on the device, lowest
+ * id on ties); either may be NULL. */
+int gpt_slot_prefill(gpt_model *m, int slot, const int *tokens, int n, float *logits, int *id,
+                     gpt_error *err);
+/* One decoding step: slots[i] (n distinct, non-empty slots) appends
+ * tokens[i]. logits (n_slots, V): row slots[i] receives that slot's logits
+ * of the new position; rows of slots not listed are left unspecified. */
+int gpt_slots_decode(gpt_model *m, int n, const int *slots, const int *tokens, float *logits,
+                     gpt_error *err);
+/* Greedy decoding of `steps` steps over the listed slots with the choice
+ * made on the device, as in gpt_kv_decode_greedy: step 0 appends tokens[i],
+ * each later step the slot's previous choice. ids (steps, n_slots):
+ * ids[k * n_slots + slots[i]] receives the k-th choice of slots[i]. */
+int gpt_slots_decode_greedy(gpt_model *m, int n, const int *slots, const int *tokens, int steps,
+                            int *ids, gpt_error *err);
+/* Empties a slot (its positions become free for the next prefill). */
+void gpt_slot_clear(gpt_model *m, int slot);
+
 /* ------------------------------------------------ sampling and generation
  * (src/sample.c, src/generate.c) */
 

@@ -137,9 +137,10 @@ enum { KV_NONE = 0, KV_AT_POS = 1, KV_PREFILL = 2 };
 /* Forward over the B x Tq tokens in ia.i32. With KV_AT_POS, attention
  * reads and extends the cache at the row positions in pos0 (ia.i32 +
  * 2*cap_N); with KV_PREFILL it fills the cache from position 0 (the
- * backend may then run plain causal attention). The final layernorm output
- * is left in ia.ln; no logits. encoded: the embeddings are in ia.x already. */
-static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded) {
+ * backend may then run plain causal attention). The B rows are cache rows
+ * row0.. (a slot's prefill runs one row). The final layernorm output is
+ * left in ia.ln; no logits. encoded: the embeddings are in ia.x already. */
+static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded, int row0) {
     gpt_backend *be = m->be;
     const gpt_backend_ops *o = be->ops;
     const gpt_config *c = &m->cfg;
@@ -151,7 +152,7 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded) {
 #define P(off) gpt_at(m, m->params, (off), GPT_CLS_PARAM)
 #define A(off) gpt_at(m, ia->act, (off), GPT_CLS_ACT)
     const int *tokens = ia->i32, *pos0 = kv == KV_AT_POS ? ia->i32 + 2 * ia->cap_N : NULL;
-    size_t kv_layer = (size_t)m->kv.B * m->kv.S * C;
+    size_t kv_layer = (size_t)m->kv.B * m->kv.S * C, kv_row = (size_t)row0 * m->kv.S * C;
     if (!encoded) /* (decode_forward issues it itself) */
         o->encoder_forward(be, A(ia->x), tokens, pos0, P(m->wte), P(m->wpe), B, Tq, C,
                            c->padded_vocab, c->max_seq_len);
@@ -165,9 +166,9 @@ static void infer_layers(gpt_model *m, int B, int Tq, int kv, int encoded) {
                      0);
         if (kv)
             o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
-                                    gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
-                                    gpt_at(m, m->kv.v, (size_t)l * kv_layer, GPT_CLS_ACT), pos0, B,
-                                    Tq, m->kv.S, C, NH);
+                                    gpt_at(m, m->kv.k, l * kv_layer + kv_row, GPT_CLS_ACT),
+                                    gpt_at(m, m->kv.v, l * kv_layer + kv_row, GPT_CLS_ACT), pos0,
+                                    B, Tq, m->kv.S, C, NH);
         else
             o->attention_forward(be, A(ia->atty), NULL, A(ia->qkv), B, Tq, C, NH);
         gpt_op_done(m, "attention", l, A(ia->atty), NC, GPT_CLS_ACT);
@@ -249,7 +250,7 @@ static void decode_forward(gpt_model *m, int B) {
     if (!o->matmul_ln_forward || !o->matmul_residual_forward || m->rt.check || m->quant ||
         !o->matmul_ln_forward(be, A(ia->qkv), NULL, A(ia->x), P(p0->ln1_w), P(p0->ln1_b),
                               c->ln_eps, P(p0->qkv_w), P(p0->qkv_b), B, C, 3 * C, 0)) {
-        infer_layers(m, B, 1, KV_AT_POS, 1);
+        infer_layers(m, B, 1, KV_AT_POS, 1, 0);
         infer_head(m, 0, 0, B);
         return;
     }
@@ -307,7 +308,7 @@ int gpt_forward_logits(gpt_model *m, const int *tokens, int B, int T, float *log
         return rc;
     m->check_msg[0] = 0;
     m->be->ops->upload(m->be, m->ia.i32, tokens, N, GPT_CLS_I32);
-    infer_layers(m, B, T, KV_NONE, 0);
+    infer_layers(m, B, T, KV_NONE, 0, 0);
     infer_head(m, 0, 0, (int)N);
     rc = download_logits(m, (int)N, logits, err);
     if (!rc && m->check_msg[0]) rc = gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
@@ -331,7 +332,7 @@ int gpt_eval_loss(gpt_model *m, const int *tokens, int B, int T, double *loss, g
     be->ops->upload(be, m->ia.i32, host, 2 * N, GPT_CLS_I32);
     free(host);
     m->check_msg[0] = 0;
-    infer_layers(m, B, T, KV_NONE, 0);
+    infer_layers(m, B, T, KV_NONE, 0, 0);
     infer_head(m, 0, 0, (int)N);
     float *losses = m->ia.f32, *sum = m->ia.f32 + m->ia.cap_N;
     be->ops->crossentropy(be, losses, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT),
@@ -347,7 +348,9 @@ int gpt_eval_loss(gpt_model *m, const int *tokens, int B, int T, double *loss, g
 
 /* ------------------------------------------------------------- KV cache */
 
-int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err) {
+/* Caches for B rows of ctx positions (kept if the shape is unchanged),
+ * every row empty. */
+static int kv_alloc(gpt_model *m, int B, int ctx, gpt_error *err) {
     int rc = check_bt(m, B, ctx, err);
     if (rc) return rc;
     gpt_backend *be = m->be;
@@ -375,6 +378,12 @@ int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err) {
         m->graph_epoch++;
     }
     memset(m->kv.len, 0, (size_t)B * sizeof(int));
+    return GPT_OK;
+}
+
+int gpt_kv_begin(gpt_model *m, int B, int ctx, gpt_error *err) {
+    int rc = kv_alloc(m, B, ctx, err);
+    if (rc) return rc;
     /* Prefill needs up to B*ctx positions; decoding keeps B logits rows.
      * Without them the cache is of no use: a later prefill must refuse. */
     if ((rc = infer_reserve(m, (size_t)B * ctx, B, (size_t)B, err))) gpt_kv_free(m);
@@ -411,7 +420,7 @@ static int prefill(gpt_model *m, const int *const *prompts, const int *lens, gpt
     be->ops->upload(be, m->ia.i32, host, N, GPT_CLS_I32);
     free(host);
     m->check_msg[0] = 0;
-    infer_layers(m, B, Tq, KV_PREFILL, 0);
+    infer_layers(m, B, Tq, KV_PREFILL, 0, 0);
     /* Each row's last position gathered into scratch rows 0..B-1, then one
      * head product for all of them (not B products of one row: each reads
      * the whole embedding matrix). */
@@ -530,4 +539,160 @@ int gpt_kv_decode_greedy(gpt_model *m, const int *tokens, int n, int *ids, gpt_e
     for (int b = 0; b < B; b++) m->kv.len[b] += n;
     if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
     return GPT_OK;
+}
+
+/* ------------------------------------------------ slots (continuous batching)
+ *
+ * The cache's rows are slots that sequences join and leave while the
+ * others keep their state. A slot's prefill runs its prompt alone (B = 1,
+ * the cache pointers moved to its row), exactly as a one-row
+ * gpt_kv_prefill does. A decoding step always runs all n_slots rows, so
+ * that its shapes never change and a backend with graphs replays one
+ * recorded step whatever joins or leaves: rows not in the step get the
+ * position S, where attention_kv_forward leaves them untouched, and
+ * whatever the products compute for them is never read. No row's results
+ * depend on another row's contents, so a sequence decodes the same alone
+ * or in a full batch. */
+
+int gpt_slots_begin(gpt_model *m, int n_slots, int ctx, gpt_error *err) {
+    int rc = kv_alloc(m, n_slots, ctx, err);
+    if (rc) return rc;
+    /* One prompt of up to ctx positions, or one step of n_slots rows; the
+     * slots are of no use without them. */
+    size_t N = (size_t)(ctx > n_slots ? ctx : n_slots);
+    if ((rc = infer_reserve(m, N, n_slots, (size_t)n_slots, err))) {
+        gpt_kv_free(m);
+        return rc;
+    }
+    /* Rows a step leaves untouched keep what the buffers held before; from
+     * zeros, that is always finite, so --check's scans see no garbage. */
+    m->be->ops->memset0(m->be, m->ia.act, m->ia.bytes);
+    return gpt_model_backend_error(m, err);
+}
+
+int gpt_slots_count(const gpt_model *m) { return m->kv.k ? m->kv.B : 0; }
+
+void gpt_slot_clear(gpt_model *m, int slot) {
+    if (m->kv.len && slot >= 0 && slot < m->kv.B) m->kv.len[slot] = 0;
+}
+
+static int check_slot(const gpt_model *m, int slot, gpt_error *err) {
+    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "slots: call gpt_slots_begin first");
+    if (slot < 0 || slot >= m->kv.B)
+        return gpt_fail(err, GPT_ERR_INVALID, "slot %d does not exist (there are %d)", slot,
+                        m->kv.B);
+    return GPT_OK;
+}
+
+int gpt_slot_prefill(gpt_model *m, int slot, const int *tokens, int n, float *logits, int *id,
+                     gpt_error *err) {
+    int rc = check_slot(m, slot, err);
+    if (rc) return rc;
+    if (n < 1 || n > m->kv.S)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "a prompt of %d tokens does not fit a slot: it needs 1 to %d (the context)",
+                        n, m->kv.S);
+    if ((rc = check_tokens(m, tokens, (size_t)n, err))) return rc;
+    gpt_backend *be = m->be;
+    const gpt_config *c = &m->cfg;
+    size_t C = (size_t)c->n_embd;
+    m->kv.len[slot] = 0; /* until its cache is filled */
+    m->check_msg[0] = 0;
+    be->ops->upload(be, m->ia.i32, tokens, (size_t)n, GPT_CLS_I32);
+    infer_layers(m, 1, n, KV_PREFILL, 0, slot);
+    /* The head on the last position, as prefill() issues it for one row. */
+    be->ops->copy(be, gpt_at(m, m->ia.act, m->ia.scratch, GPT_CLS_ACT),
+                  gpt_at(m, m->ia.act, m->ia.ln + (size_t)(n - 1) * C, GPT_CLS_ACT),
+                  C * be->cls_size[GPT_CLS_ACT]);
+    infer_matmul(m, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), NULL,
+                 gpt_at(m, m->ia.act, m->ia.scratch, GPT_CLS_ACT), m->wte, m->q_wte, NULL, 1,
+                 c->n_embd, c->padded_vocab, 0);
+    if (id) {
+        be->ops->argmax(be, m->ia.i32, gpt_at(m, m->ia.act, m->ia.logits, GPT_CLS_ACT), 1,
+                        c->vocab_size, c->padded_vocab, NULL, NULL, 0);
+        be->ops->download(be, id, m->ia.i32, 1, GPT_CLS_I32);
+    }
+    if (logits) rc = download_logits(m, 1, logits, err);
+    else if (!id) be->ops->sync(be);
+    if (rc || (rc = gpt_model_backend_error(m, err))) return rc;
+    if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
+    m->kv.len[slot] = n;
+    return GPT_OK;
+}
+
+/* Checks a step over n listed slots with room for `steps` positions each,
+ * and uploads every row's token and position (S for rows not listed). */
+static int slots_stage(gpt_model *m, int n, const int *slots, const int *tokens, int steps,
+                       gpt_error *err) {
+    if (!m->kv.k) return gpt_fail(err, GPT_ERR_INVALID, "slots: call gpt_slots_begin first");
+    int B = m->kv.B, S = m->kv.S, rc;
+    if (n < 1 || n > B)
+        return gpt_fail(err, GPT_ERR_INVALID, "a step takes 1 to %d slots, got %d", B, n);
+    if (steps < 1) return gpt_fail(err, GPT_ERR_INVALID, "decoding: %d steps asked for", steps);
+    int *tok = malloc(2 * (size_t)B * sizeof(int)), *pos = tok ? tok + B : NULL;
+    if (!tok) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    for (int b = 0; b < B; b++) tok[b] = 0, pos[b] = S;
+    rc = check_tokens(m, tokens, (size_t)n, err);
+    for (int i = 0; i < n && !rc; i++) {
+        int s = slots[i];
+        if ((rc = check_slot(m, s, err))) break;
+        if (pos[s] != S)
+            rc = gpt_fail(err, GPT_ERR_INVALID, "slot %d is listed twice in one step", s);
+        else if (m->kv.len[s] == 0)
+            rc = gpt_fail(err, GPT_ERR_INVALID, "slot %d is empty: prefill it first", s);
+        else if (m->kv.len[s] + steps > S)
+            rc = gpt_fail(err, GPT_ERR_INVALID,
+                          "slot %d has %d of its %d context positions filled, too few for %d more",
+                          s, m->kv.len[s], S, steps);
+        tok[s] = tokens[i];
+        pos[s] = m->kv.len[s];
+    }
+    if (!rc) {
+        m->be->ops->upload(m->be, m->ia.i32, tok, (size_t)B, GPT_CLS_I32);
+        m->be->ops->upload(m->be, m->ia.i32 + 2 * m->ia.cap_N, pos, (size_t)B, GPT_CLS_I32);
+        m->check_msg[0] = 0;
+    }
+    free(tok);
+    return rc;
+}
+
+static int slots_done(gpt_model *m, int n, const int *slots, int steps, gpt_error *err) {
+    for (int i = 0; i < n; i++) m->kv.len[slots[i]] += steps;
+    if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
+    return GPT_OK;
+}
+
+int gpt_slots_decode(gpt_model *m, int n, const int *slots, const int *tokens, float *logits,
+                     gpt_error *err) {
+    int rc = slots_stage(m, n, slots, tokens, 1, err);
+    if (rc) return rc;
+    decode_steps(m, 1);
+    int rows = 0; /* rows up to the last listed slot: one download */
+    for (int i = 0; i < n; i++)
+        if (slots[i] + 1 > rows) rows = slots[i] + 1;
+    if ((rc = download_logits(m, rows, logits, err))) return rc;
+    return slots_done(m, n, slots, 1, err);
+}
+
+int gpt_slots_decode_greedy(gpt_model *m, int n, const int *slots, const int *tokens, int steps,
+                            int *ids, gpt_error *err) {
+    int rc = slots_stage(m, n, slots, tokens, steps, err);
+    if (rc) return rc;
+    int B = m->kv.B, S = m->kv.S, k = 0;
+    for (; steps - k >= DECODE_CHUNK; k += DECODE_CHUNK) decode_steps(m, DECODE_CHUNK);
+    for (; k < steps; k++) decode_steps(m, 1);
+    if (steps == 1) {
+        /* the argmax replaced each row's token */
+        m->be->ops->download(m->be, ids, m->ia.i32, (size_t)B, GPT_CLS_I32);
+    } else {
+        int *hist = malloc((size_t)B * S * sizeof(int));
+        if (!hist) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+        m->be->ops->download(m->be, hist, m->kv.history, (size_t)B * S, GPT_CLS_I32);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < steps; j++)
+                ids[(size_t)j * B + slots[i]] = hist[(size_t)slots[i] * S + m->kv.len[slots[i]] + j];
+        free(hist);
+    }
+    if ((rc = gpt_model_backend_error(m, err))) return rc;
+    return slots_done(m, n, slots, steps, err);
 }
