@@ -120,6 +120,23 @@ else ifeq ($(BLAS),accelerate)
   LDLIBS += -framework Accelerate
 endif
 
+# gpt serve's HTTP library: libmicrohttpd from pkg-config, or unpacked with
+# `dpkg -x libmicrohttpd-dev_*.deb .deps && dpkg -x libmicrohttpd12_*.deb .deps`
+# into MHD_DIR (default .deps: machines without the package installed).
+# Without it, gpt is built without the server and says so.
+MHD_DIR ?= .deps
+MHD_DEPS_H := $(wildcard $(MHD_DIR)/usr/include/microhttpd.h)
+ifneq ($(MHD_DEPS_H),)
+  MHD_LIBDIR := $(abspath $(dir $(firstword $(wildcard $(MHD_DIR)/usr/lib/*/libmicrohttpd.so*))))
+  CFLAGS += -DGPT_HAVE_MHD -I$(MHD_DIR)/usr/include
+  LDLIBS += -L$(MHD_LIBDIR) -Wl,-rpath,$(MHD_LIBDIR) -lmicrohttpd
+else ifeq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes),yes)
+  CFLAGS += -DGPT_HAVE_MHD $(shell pkg-config --cflags libmicrohttpd)
+  LDLIBS += $(shell pkg-config --libs libmicrohttpd)
+else
+  $(info libmicrohttpd not found: building gpt without `gpt serve` (apt-get install libmicrohttpd-dev))
+endif
+
 # MPI (data-parallel training on CPUs, and mpirun-launched jobs on GPUs):
 # found through pkg-config (Open MPI's mpi-c, MPICH's mpich) or Open MPI's
 # mpicc; MPI=0 builds without it. Only src/dist/comm_mpi.c sees mpi.h.

@@ -14,5 +14,6 @@ int gpt_cmd_convert(int argc, char **argv);   /* tools/cmd_convert.c */
 int gpt_cmd_quantize(int argc, char **argv);  /* tools/cmd_quantize.c */
 int gpt_cmd_tokenize(int argc, char **argv);  /* tools/cmd_tokenize.c */
 int gpt_cmd_tokenizer(int argc, char **argv); /* tools/cmd_tokenize.c */
+int gpt_cmd_serve(int argc, char **argv);     /* tools/cmd_serve.c */
 
 #endif

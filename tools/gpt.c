@@ -23,6 +23,7 @@ static const struct {
     {"quantize", gpt_cmd_quantize, "write an int8 checkpoint for faster CPU generation"},
     {"tokenize", gpt_cmd_tokenize, "text to token ids or shard files, and back"},
     {"tokenizer", gpt_cmd_tokenizer, "train a byte-level BPE vocabulary"},
+    {"serve", gpt_cmd_serve, "serve a model over HTTP (OpenAI completions API)"},
 };
 
 static void usage(FILE *f) {
