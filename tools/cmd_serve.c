@@ -104,8 +104,8 @@ int gpt_cmd_serve(int argc, char **argv) {
 #include <time.h>
 #include <unistd.h>
 
+#include "../src/tools_internal.h"
 #include "serve.h"
-#include "util.h"
 
 typedef struct {
     const char *model, *tokenizer, *device, *name, *host, *api_key;

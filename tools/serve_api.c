@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "json.h"
+#include "../src/tools_internal.h"
 #include "serve.h"
 
 /* ---------------------------------------------------------------- strings */

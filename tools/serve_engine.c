@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/tools_internal.h"
 #include "serve.h"
-#include "util.h"
 
 /* -------------------------------------------------------------- requests */
 
