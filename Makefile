@@ -5,6 +5,8 @@
 #   make run           build, then the default run: train the tiny model on
 #                      Tiny Shakespeare and print a sample
 #   make test          build and run the test suite
+#   make NATIVE=1      compile everything for this machine's CPU (-march=native;
+#                      not needed for speed: the CPU kernels dispatch at run time)
 #   make CUDA=1        also the CUDA backend (sm_90 + PTX); needs nvcc; with
 #                      NCCL when found (NCCL_HOME=..., NCCL=0 to leave out)
 #   make MPI=0         without MPI (found by pkg-config or mpicc otherwise)
@@ -36,7 +38,7 @@ CC      ?= cc
 NVCC    ?= nvcc
 CUDA    ?= 0
 SAN     ?= 0
-NATIVE  ?= 1
+NATIVE  ?= 0
 BLAS    ?= auto
 VULKAN  ?= auto
 GLSLC   ?= glslc
@@ -63,9 +65,11 @@ ifeq ($(CUDA),1)
 endif
 
 UNAME := $(shell uname -s)
-CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fno-math-errno -Iinclude -D_DEFAULT_SOURCE
+CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter $(OPT) -fno-math-errno -fopenmp-simd -Iinclude -D_DEFAULT_SOURCE
 
-# OpenMP: GCC and LLVM clang have it; Apple's clang has it only through
+# OpenMP: the library does not use it (the CPU backend has its own pool,
+# src/cpu/cpu_pool.c); benchmarks do, for their own measurements. GCC and
+# LLVM clang have it; Apple's clang has it only through
 # Homebrew's libomp (brew install libomp), which is used where installed.
 # Without it the code builds single-threaded (src/omp_shim.h).
 OMP ?= auto
@@ -90,10 +94,11 @@ ifeq ($(NATIVE),1)
 endif
 LDLIBS  += -lm -lpthread
 
-# Matrix products through CBLAS where the platform has it. On Debian and
-# Ubuntu, OpenBLAS built for OpenMP (libopenblas-openmp-dev) is preferred:
-# the pthreads build's worker threads spin between calls and steal the
-# cores our own OpenMP loops need (attention took twice as long with it).
+# Matrix products: the CPU backend's own packed kernels (src/cpu/cpu_gemm*.c),
+# chosen at run time for the CPU they run on, so the default build needs
+# neither -march=native nor a BLAS that recognises the CPU (docs/CPU.md
+# has the measurements behind this). BLAS=openblas links OpenBLAS's sgemm
+# instead (for comparison); on macOS Accelerate stays the BLAS.
 # Only the target's own pkg-config files count (a cross build must not pick
 # up the build machine's OpenBLAS).
 OPENBLAS_OMP := $(firstword $(wildcard /usr/lib/$(TRIPLET)/openblas-openmp/pkgconfig/openblas.pc))
@@ -105,8 +110,6 @@ endif
 ifeq ($(BLAS),auto)
   ifeq ($(UNAME),Darwin)
     BLAS := accelerate
-  else ifeq ($(shell $(OPENBLAS_PC) --exists openblas 2>/dev/null && echo yes),yes)
-    BLAS := openblas
   else
     BLAS := none
   endif
@@ -334,6 +337,8 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(TEST_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
 
+# Benchmarks may use OpenMP for their own measurements (bench_decode's
+# copy bandwidth); the library does not.
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) $< $(LIB) -o $@ $(LDLIBS)

@@ -72,7 +72,8 @@ size_t gpt_config_num_params(const gpt_config *cfg);
 /* ----------------------------------------------------------------- runtime */
 
 typedef enum {
-    GPT_PREC_AUTO = 0, /* fp32 on the CPU, bf16 on CUDA, fp16 on a Vulkan GPU */
+    GPT_PREC_AUTO = 0, /* bf16 on CUDA, fp16 on a Vulkan GPU, bf16 for training on a CPU with
+                          bf16 instructions (AVX512-BF16); fp32 elsewhere */
     GPT_PREC_FP32 = 1,
     GPT_PREC_BF16 = 2, /* bf16 PARAM/ACT, fp32 master weights (CUDA) */
     GPT_PREC_FP16 = 3, /* fp16 PARAM/ACT, fp32 master weights, loss scaling (Vulkan) */

@@ -20,11 +20,14 @@
  * multiple of a vector width or block size.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "cpu/cpu.h"
+#include "cpu/cpu_features.h"
+#include "cpu/cpu_gemm.h"
 #include "test.h"
 #include "util.h"
 
@@ -527,33 +530,76 @@ static void test_add_and_folds(int N, int IC, int OC) {
     free(want), free(wpre), free(got), free(pre);
 }
 
-/* The portable matmul against CBLAS (or itself against a naive loop). */
-static void test_sgemm(int M, int N, int K) {
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            test_begin("sgemm fallback M=%d N=%d K=%d transA=%d transB=%d", M, N, K, ta, tb);
-            float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
-            float *Cm = frand((size_t)M * N, 1);
-            double *ref = malloc((size_t)M * N * sizeof(double));
-            for (int i = 0; i < M; i++)
-                for (int j = 0; j < N; j++) {
-                    double acc = 0;
-                    for (int k = 0; k < K; k++)
-                        acc += (double)(ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k]) *
-                               (tb ? Bm[(size_t)j * K + k] : Bm[(size_t)k * N + j]);
-                    ref[(size_t)i * N + j] = 0.5 * acc + 2.0 * Cm[(size_t)i * N + j];
+/* bf16 rounding to nearest even, as the bf16 kernels pack their inputs. */
+static double rbf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* Every matrix-product kernel this machine can run (the portable C ones
+ * always; AVX2, AVX-512, AVX512-BF16 or NEON where the CPU has them), in
+ * the four transpose cases, with alpha and accumulation, against a float64
+ * loop. Shapes cover edge tiles, odd K (bf16 pairs), several K blocks
+ * (KC = 256) and several tiles (tasks on the pool). fp32 kernels: 1e-5
+ * scaled error as every fp32 op. bf16 kernels round A and B to bf16 and
+ * multiply exactly in fp32, so against a float64 reference on the same
+ * rounded inputs they get the same fp32 bound; against the unrounded
+ * inputs, each product is off by up to 2 * 2^-9 relative (two roundings),
+ * random in sign, so a sum's scaled error stays under ~2^-8 = 4e-3. */
+static void test_gemm_kernels(int M, int N, int K) {
+    const gemm_kernel *ks[] = {&cpu_gemm_kernel_c, &cpu_gemm_kernel_avx2, &cpu_gemm_kernel_avx512,
+                               &cpu_gemm_kernel_neon, &cpu_gemm_kernel_bf16_c,
+                               &cpu_gemm_kernel_avx512_bf16};
+    const cpu_features *f = cpu_features_get();
+    int runs[] = {1, f->isa >= CPU_ISA_AVX2 && f->isa != CPU_ISA_NEON, f->isa == CPU_ISA_AVX512,
+                  f->isa == CPU_ISA_NEON, 1, f->avx512_bf16};
+    for (int ki = 0; ki < 6; ki++) {
+        if (!runs[ki] || !ks[ki]->kern) continue;
+        int bf = ks[ki]->pairs;
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int acc = ta ^ tb;
+                test_begin("gemm %s M=%d N=%d K=%d transA=%d transB=%d acc=%d", ks[ki]->name, M,
+                           N, K, ta, tb, acc);
+                float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
+                float *Cm = frand((size_t)M * N, 1);
+                double *ref = malloc((size_t)M * N * sizeof(double));
+                double *exact = malloc((size_t)M * N * sizeof(double));
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double s = 0, e = 0;
+                        for (int k = 0; k < K; k++) {
+                            float a = ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k];
+                            float b = tb ? Bm[(size_t)j * K + k] : Bm[(size_t)k * N + j];
+                            s += bf ? rbf16(a) * rbf16(b) : (double)a * b;
+                            e += (double)a * b;
+                        }
+                        double c0 = acc ? Cm[(size_t)i * N + j] : 0;
+                        ref[(size_t)i * N + j] = 0.5 * s + c0;
+                        exact[(size_t)i * N + j] = 0.5 * e + c0;
+                    }
+                cpu_gemm_with(ks[ki], M, N, K, 0.5f, A, ta ? 1 : K, ta ? M : 1, Bm, tb ? 1 : N,
+                              tb ? K : 1, Cm, N, acc);
+                check_fwd("C", Cm, ref, (size_t)M * N);
+                if (bf) {
+                    double e = scaled_err(Cm, exact, (size_t)M * N);
+                    EXPECT(e <= 4e-3, "bf16 against unrounded inputs: scaled error %.3g", e);
                 }
-            cpu_sgemm_fallback(ta, tb, M, N, K, 0.5f, A, ta ? M : K, Bm, tb ? K : N, 2.0f, Cm, N);
-            check_fwd("C", Cm, ref, (size_t)M * N);
-            test_end();
-            free(A), free(Bm), free(Cm), free(ref);
-        }
+                test_end();
+                free(A), free(Bm), free(Cm), free(ref), free(exact);
+            }
+    }
 }
 
 int main(void) {
     gpt_error err;
     gpt_runtime rt = {0};
     rt.device = "cpu";
+    rt.threads = 2; /* the pool's tasks run on two threads even on one core */
+    rt.precision = GPT_PREC_FP32; /* the fp32 reference (bf16 products: test_gemm_kernels) */
     if (gpt_backend_create(&be, &rt, &err)) {
         printf("FAIL create CPU backend: %s\n0 passed, 1 failed\n", err.msg);
         return 1;
@@ -586,8 +632,12 @@ int main(void) {
     test_sum(12345);
     test_add_and_folds(3, 100, 37); /* N * IC within reserve()'s B x C fold rows */
     test_add_and_folds(1, 12, 100);
-    test_sgemm(7, 13, 5);
-    test_sgemm(33, 9, 70);
+    test_gemm_kernels(7, 13, 5);
+    test_gemm_kernels(33, 9, 70);
+    test_gemm_kernels(1, 1, 1);
+    test_gemm_kernels(5, 3, 0);
+    test_gemm_kernels(300, 70, 600);
+    test_gemm_kernels(20, 40, 257);
     gpt_backend_destroy(be);
     return test_summary();
 }

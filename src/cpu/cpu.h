@@ -1,13 +1,31 @@
 /*
- * cpu.h - the CPU backend's operations (C11 + OpenMP, fp32). This is the
- * readable reference every other backend is tested against: plain loops,
- * one row or one head per OpenMP iteration, reductions in a fixed order so
- * that results are bitwise repeatable for a given thread count.
+ * cpu.h - the CPU backend's operations (C11, fp32, on its own thread pool,
+ * cpu_pool.h). This is the readable reference every other backend is
+ * tested against: plain loops over independent rows or heads, packed
+ * matrix products (cpu_gemm.h), reductions over a fixed number of chunks
+ * in a fixed order, so that results are bitwise repeatable whatever the
+ * thread count.
  */
 #ifndef GPT_CPU_H
 #define GPT_CPU_H
 
 #include "backend.h"
+
+/* The loops outside the matrix products (layernorm, softmax, GELU, AdamW,
+ * attention, decoding's dot products) are compiled three times, for
+ * x86-64-v4 (AVX-512), v3 (AVX2 + FMA) and the baseline, and the loader
+ * picks the one this CPU runs (function multi-versioning through an
+ * ifunc): the default build runs them at the CPU's width without
+ * -march=native. Results may differ in the last bits between CPUs of
+ * different widths (vector reductions), never between runs on one. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(GPT_NO_CLONES)
+#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CPU_CLONES
+#endif
+
+/* Chunks of a reduction across rows (fixed, so the sum's order is). */
+#define RED_CHUNKS 16
 
 /* Private state: per-thread scratch and the folded products' rows, sized
  * by reserve(). */
@@ -17,6 +35,10 @@ typedef struct {
     size_t scratch_per_thread;
     float *fold;           /* fold_elems floats: B x C rows (cpu_backend.c) */
     size_t fold_elems;
+    float *partials;       /* RED_CHUNKS * 2C floats: layernorm dw, db partials */
+    size_t partials_floats;
+    const struct gemm_kernel_s *mm; /* the model products' kernel (fp32 or bf16) */
+    int prec_auto;         /* GPT_PREC_AUTO asked: bf16 for training where the CPU has it */
     double *timers;        /* n_timers wall-clock stamps */
     int n_timers;
     const struct cpu_q8_kernel_s *q8; /* the int8 kernel products use (cpu_q8.h) */
@@ -25,7 +47,7 @@ typedef struct {
     char desc[160];
 } cpu_ctx;
 
-/* Scratch for the calling OpenMP thread (at least scratch_per_thread). */
+/* Scratch for the calling pool thread (at least scratch_per_thread). */
 float *cpu_scratch(gpt_backend *be);
 
 /* cpu_matmul.c */
@@ -35,13 +57,12 @@ void cpu_matmul_backward(gpt_backend *be, void *din, void *dw, void *dbias, cons
                          const void *in, const void *w, const void *gelu_pre, int N, int IC,
                          int OC);
 void cpu_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n);
-/* C(M,N) = alpha * op(A) op(B) + beta * C, row-major (CBLAS or fallback). */
-void cpu_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-               const float *B, int ldb, float beta, float *C, int ldc);
-
-/* The portable blocked fallback behind cpu_sgemm (tested against CBLAS). */
-void cpu_sgemm_fallback(int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* C(M,N) = alpha * op(A) op(B) + beta * C, row-major, beta 0 or 1, with
+ * kernel k (cpu_gemm.h; NULL: the fp32 kernel of this CPU, or CBLAS where
+ * built with BLAS=...). */
+void cpu_sgemm(const struct gemm_kernel_s *k, int transA, int transB, int M, int N, int K,
+               float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+               int ldc);
 
 /* cpu_q8.c */
 void cpu_matmul_q8_forward(gpt_backend *be, void *out, void *pre, const void *in, const void *wq,

@@ -2,14 +2,14 @@
  * cpu_attention.c - causal multi-head self-attention on the CPU.
  *
  * Training and full forward passes work on one (batch row, head) per
- * OpenMP iteration with matrix products: S = Q K^T / sqrt(HS) in a (T,T)
+ * pool task with matrix products: S = Q K^T / sqrt(HS) in a (T,T)
  * per-thread scratch, a masked softmax in place, O = P V. Only each
  * query's log-sum-exp (lse) is kept; the backward recomputes P from it
  * (as flash attention does, Dao et al. 2022) and forms
  *   dP = dO V^T,  dS = P * (dP - rowsum(dO * O)),
  *   dQ = dS K / sqrt(HS),  dK = dS^T Q / sqrt(HS),  dV = P^T dO.
- * The products run single-threaded inside the parallel loop (BLAS and the
- * fallback both do so in a nested region).
+ * The products run on the task's thread (a product called from a pool task
+ * does not fan out again).
  *
  * KV-cache decoding (a few queries against a long cache) uses plain loops.
  *
@@ -20,10 +20,19 @@
 
 #include "cpu.h"
 #include "cpu_math.h"
+#include "cpu_pool.h"
+
+typedef struct {
+    gpt_backend *be;
+    float *out, *lse, *dqkv, *kcache, *vcache;
+    const float *qkv, *dout, *o, *lse_in;
+    const int *pos0;
+    int B, T, C, NH, Tq, S;
+} att_job;
 
 /* Softmax of row t of S over columns 0..t in place, zeroing the masked
  * columns; returns the row's log-sum-exp. */
-static float causal_softmax_row(float *s, int t, int T) {
+static inline float causal_softmax_row(float *s, int t, int T) {
     float maxv = -INFINITY;
     for (int j = 0; j <= t; j++) maxv = s[j] > maxv ? s[j] : maxv;
     float sum = 0;
@@ -39,46 +48,53 @@ static float causal_softmax_row(float *s, int t, int T) {
     return maxv + logf(sum);
 }
 
-void cpu_attention_forward(gpt_backend *be, void *out_, float *lse, const void *qkv_, int B,
-                           int T, int C, int NH) {
-    float *out = out_;
-    const float *qkv = qkv_;
+CPU_CLONES static void att_fwd_head(void *ctx, int task) {
+    const att_job *job = ctx;
+    float *out = job->out, *lse = job->lse;
+    const float *qkv = job->qkv;
+    int T = job->T, C = job->C, NH = job->NH, b = task / NH, h = task % NH;
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            float *S = cpu_scratch(be); /* (T,T) */
+    {
+        {
+            float *S = cpu_scratch(job->be); /* (T,T) */
             const float *q = qkv + (size_t)b * T * C3 + (size_t)h * HS;
             const float *k = q + C, *v = q + 2 * C;
-            cpu_sgemm(0, 1, T, T, HS, scale, q, C3, k, C3, 0.0f, S, T);
+            cpu_sgemm(NULL, 0, 1, T, T, HS, scale, q, C3, k, C3, 0.0f, S, T);
             for (int t = 0; t < T; t++) {
                 float l = causal_softmax_row(S + (size_t)t * T, t, T);
                 if (lse) lse[((size_t)b * NH + h) * T + t] = l;
             }
-            cpu_sgemm(0, 0, T, HS, T, 1.0f, S, T, v, C3, 0.0f,
+            cpu_sgemm(NULL, 0, 0, T, HS, T, 1.0f, S, T, v, C3, 0.0f,
                       out + (size_t)b * T * C + (size_t)h * HS, C);
         }
+    }
 }
 
-void cpu_attention_backward(gpt_backend *be, void *dqkv_, const void *dout_, const void *qkv_,
-                            const void *out_, const float *lse, int B, int T, int C, int NH) {
-    float *dqkv = dqkv_;
-    const float *dout = dout_, *qkv = qkv_, *out = out_;
+void cpu_attention_forward(gpt_backend *be, void *out, float *lse, const void *qkv, int B, int T,
+                           int C, int NH) {
+    att_job j = {.be = be, .out = out, .lse = lse, .qkv = qkv, .B = B, .T = T, .C = C, .NH = NH};
+    cpu_parallel(B * NH, att_fwd_head, &j);
+}
+
+CPU_CLONES static void att_bwd_head(void *ctx, int task) {
+    const att_job *job = ctx;
+    float *dqkv = job->dqkv;
+    const float *dout = job->dout, *qkv = job->qkv, *out = job->o, *lse = job->lse_in;
+    int T = job->T, C = job->C, NH = job->NH, b = task / NH, h = task % NH;
     int HS = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            float *P = cpu_scratch(be), *dS = P + (size_t)T * T; /* (T,T) each */
+    {
+        {
+            float *P = cpu_scratch(job->be), *dS = P + (size_t)T * T; /* (T,T) each */
             size_t head = (size_t)b * T * C3 + (size_t)h * HS;
             const float *q = qkv + head, *k = q + C, *v = q + 2 * C;
             float *dq = dqkv + head, *dk = dq + C, *dv = dq + 2 * C;
             const float *dO = dout + (size_t)b * T * C + (size_t)h * HS;
             const float *O = out + (size_t)b * T * C + (size_t)h * HS;
             const float *l = lse + ((size_t)b * NH + h) * T;
-            cpu_sgemm(0, 1, T, T, HS, scale, q, C3, k, C3, 0.0f, P, T);
-            cpu_sgemm(0, 1, T, T, HS, 1.0f, dO, C, v, C3, 0.0f, dS, T);
+            cpu_sgemm(NULL, 0, 1, T, T, HS, scale, q, C3, k, C3, 0.0f, P, T);
+            cpu_sgemm(NULL, 0, 1, T, T, HS, 1.0f, dO, C, v, C3, 0.0f, dS, T);
             for (int t = 0; t < T; t++) {
                 float *p = P + (size_t)t * T, *ds = dS + (size_t)t * T;
                 const float *dot = dO + (size_t)t * C, *o = O + (size_t)t * C;
@@ -92,14 +108,22 @@ void cpu_attention_backward(gpt_backend *be, void *dqkv_, const void *dout_, con
                 }
                 for (int j = t + 1; j < T; j++) p[j] = ds[j] = 0;
             }
-            cpu_sgemm(0, 0, T, HS, T, 1.0f, dS, T, k, C3, 0.0f, dq, C3);
-            cpu_sgemm(1, 0, T, HS, T, 1.0f, dS, T, q, C3, 0.0f, dk, C3);
-            cpu_sgemm(1, 0, T, HS, T, 1.0f, P, T, dO, C, 0.0f, dv, C3);
+            cpu_sgemm(NULL, 0, 0, T, HS, T, 1.0f, dS, T, k, C3, 0.0f, dq, C3);
+            cpu_sgemm(NULL, 1, 0, T, HS, T, 1.0f, dS, T, q, C3, 0.0f, dk, C3);
+            cpu_sgemm(NULL, 1, 0, T, HS, T, 1.0f, P, T, dO, C, 0.0f, dv, C3);
         }
+    }
+}
+
+void cpu_attention_backward(gpt_backend *be, void *dqkv, const void *dout, const void *qkv,
+                            const void *out, const float *lse, int B, int T, int C, int NH) {
+    att_job j = {.be = be, .dqkv = dqkv, .dout = dout, .qkv = qkv, .o = out, .lse_in = lse,
+                 .B = B, .T = T, .C = C, .NH = NH};
+    cpu_parallel(B * NH, att_bwd_head, &j);
 }
 
 /* out = softmax(q . keys[0..n) * scale) @ values, rows `stride` apart. */
-static void attend(float *out, const float *q, const float *keys, const float *values,
+static inline void attend(float *out, const float *q, const float *keys, const float *values,
                    size_t stride, int n, int HS, float scale, float *att) {
     float maxv = -INFINITY;
     for (int j = 0; j < n; j++) {
@@ -127,13 +151,25 @@ static void attend(float *out, const float *q, const float *keys, const float *v
     }
 }
 
+/* One (row, head, query) of KV-cache attention. */
+CPU_CLONES static void att_kv_query(void *ctx, int task) {
+    const att_job *j = ctx;
+    int C = j->C, NH = j->NH, Tq = j->Tq, S = j->S, HS = C / NH;
+    int b = task / (NH * Tq), h = task / Tq % NH, t = task % Tq;
+    size_t C3 = 3 * (size_t)C;
+    long p = (long)(j->pos0 ? j->pos0[b] : 0) + t;
+    if (p < 0 || p >= S) return;
+    size_t head = (size_t)h * HS;
+    attend(j->out + ((size_t)b * Tq + t) * C + head, j->qkv + ((size_t)b * Tq + t) * C3 + head,
+           j->kcache + (size_t)b * S * C + head, j->vcache + (size_t)b * S * C + head, (size_t)C,
+           (int)p + 1, HS, 1.0f / sqrtf((float)HS), cpu_scratch(j->be));
+}
+
 void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, void *kcache_,
                               void *vcache_, const int *pos0, int B, int Tq, int S, int C,
                               int NH) {
     float *out = out_, *kcache = kcache_, *vcache = vcache_;
     const float *qkv = qkv_;
-    int HS = C / NH;
-    float scale = 1.0f / sqrtf((float)HS);
     size_t C3 = 3 * (size_t)C;
     /* Store this call's keys and values first: query t attends to them. */
     for (int b = 0; b < B; b++)
@@ -145,15 +181,7 @@ void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, voi
             memcpy(vcache + ((size_t)b * S + (size_t)p) * C, src + 2 * (size_t)C,
                    (size_t)C * sizeof(float));
         }
-#pragma omp parallel for collapse(3) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < Tq; t++) {
-                long p = (long)(pos0 ? pos0[b] : 0) + t;
-                if (p < 0 || p >= S) continue;
-                size_t head = (size_t)h * HS;
-                attend(out + ((size_t)b * Tq + t) * C + head, qkv + ((size_t)b * Tq + t) * C3 + head,
-                       kcache + (size_t)b * S * C + head, vcache + (size_t)b * S * C + head,
-                       (size_t)C, (int)p + 1, HS, scale, cpu_scratch(be));
-            }
+    att_job j = {.be = be, .out = out, .kcache = kcache, .vcache = vcache, .qkv = qkv,
+                 .pos0 = pos0, .B = B, .C = C, .NH = NH, .Tq = Tq, .S = S};
+    cpu_parallel(B * NH * Tq, att_kv_query, &j);
 }

@@ -1,12 +1,11 @@
 /*
  * cpu_backend.c - the CPU backend's table: memory (plain host memory, so
- * upload/download are copies), per-thread scratch, timers from the wall
- * clock, no graphs, and the decoding ops. Every class is fp32 (I32 is
- * int32).
+ * upload/download are copies), per-thread scratch, the thread pool, timers
+ * from the wall clock, no graphs, and the decoding ops. Every class is fp32
+ * (I32 is int32).
  */
 #define _GNU_SOURCE
 #include <math.h>
-#include "omp_shim.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,9 @@
 #include <unistd.h>
 
 #include "cpu.h"
+#include "cpu_features.h"
+#include "cpu_gemm.h"
+#include "cpu_pool.h"
 #include "cpu_q8.h"
 #include "util.h"
 
@@ -25,7 +27,7 @@ static cpu_ctx *ctx_of(gpt_backend *be) { return (cpu_ctx *)be->ctx; }
 
 float *cpu_scratch(gpt_backend *be) {
     cpu_ctx *c = ctx_of(be);
-    int t = omp_get_thread_num();
+    int t = cpu_thread_index();
     GPT_ASSERT(c->scratch && t < c->nthreads);
     return c->scratch + (size_t)t * c->scratch_per_thread;
 }
@@ -34,10 +36,12 @@ static void cpu_destroy(gpt_backend *be) {
     cpu_ctx *c = ctx_of(be);
     free(c->scratch);
     free(c->fold);
+    free(c->partials);
     free(c->timers);
     free(c->q8_scratch);
     free(c);
     free(be);
+    cpu_pool_release();
 }
 
 static const char *cpu_device_desc(gpt_backend *be) { return ctx_of(be)->desc; }
@@ -84,15 +88,22 @@ static size_t q8_scratch_bytes(const gpt_shape *s) {
 }
 
 static size_t cpu_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
-    return (size_t)omp_get_max_threads() * scratch_floats(s) * sizeof(float) +
-           fold_floats(s) * sizeof(float) + (size_t)s->n_timers * sizeof(double) +
-           q8_scratch_bytes(s);
+    return (size_t)cpu_pool_threads() * scratch_floats(s) * sizeof(float) +
+           fold_floats(s) * sizeof(float) + (size_t)RED_CHUNKS * 2 * s->C * sizeof(float) +
+           (size_t)s->n_timers * sizeof(double) + q8_scratch_bytes(s);
 }
+
+static void set_products(gpt_backend *be, int bf16);
 
 static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
     cpu_ctx *c = ctx_of(be);
+    /* GPT_PREC_AUTO: bf16 products for training where the CPU has bf16
+     * instructions (twice the multiply-adds per instruction); inference
+     * stays fp32, since decoding is bound by reading the fp32 weights and
+     * bf16 would only round. */
+    if (c->prec_auto) set_products(be, s->train && cpu_has_bf16_kernel());
     size_t per = scratch_floats(s);
-    int nt = omp_get_max_threads();
+    int nt = cpu_pool_threads();
     if (per > c->scratch_per_thread || nt > c->nthreads) {
         float *ns = aligned_alloc(64, (size_t)nt * per * sizeof(float));
         if (!ns) {
@@ -113,6 +124,17 @@ static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
         free(c->fold);
         c->fold = nf;
         c->fold_elems = fold_floats(s);
+    }
+    size_t np = (size_t)RED_CHUNKS * 2 * s->C;
+    if (np > c->partials_floats) {
+        float *p = malloc(np * sizeof(float));
+        if (!p) {
+            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
+            return GPT_ERR_NOMEM;
+        }
+        free(c->partials);
+        c->partials = p;
+        c->partials_floats = np;
     }
     if (s->n_timers > c->n_timers) {
         double *nt2 = calloc((size_t)s->n_timers, sizeof(double));
@@ -176,13 +198,27 @@ static int cpu_sync(gpt_backend *be) {
     return be->err.code;
 }
 
+typedef struct {
+    const float *x;
+    size_t n;
+    long bad[RED_CHUNKS];
+} nf_job;
+
+static void nonfinite_chunk(void *ctx, int chunk) {
+    nf_job *j = ctx;
+    size_t i0 = j->n * chunk / RED_CHUNKS, i1 = j->n * (chunk + 1) / RED_CHUNKS;
+    long bad = 0;
+    for (size_t i = i0; i < i1; i++) bad += !isfinite(j->x[i]);
+    j->bad[chunk] = bad;
+}
+
 static long cpu_nonfinite_count(gpt_backend *be, const void *p, size_t n, int cls) {
     be->syncs++;
     if (cls == GPT_CLS_I32) return 0;
-    const float *x = p;
+    nf_job j = {.x = p, .n = n};
+    cpu_parallel(RED_CHUNKS, nonfinite_chunk, &j);
     long bad = 0;
-#pragma omp parallel for reduction(+ : bad) schedule(static)
-    for (size_t i = 0; i < n; i++) bad += !isfinite(x[i]);
+    for (int t = 0; t < RED_CHUNKS; t++) bad += j.bad[t];
     return bad;
 }
 
@@ -314,12 +350,31 @@ static void cpu_model_name(char *buf, size_t n) {
     fclose(f);
 }
 
+/* The products' kernel and the precision the model reports: fp32, or bf16
+ * products (inputs rounded to bf16, fp32 sums; parameters, gradients,
+ * activations and AdamW state stay fp32, so the parameters are the fp32
+ * master weights). */
+static void set_products(gpt_backend *be, int bf16) {
+    cpu_ctx *c = ctx_of(be);
+    c->mm = bf16 ? cpu_gemm_kernel_bf16() : NULL;
+    be->precision = bf16 ? GPT_PREC_BF16 : GPT_PREC_FP32;
+    char model[96];
+    cpu_model_name(model, sizeof model);
+    snprintf(c->desc, sizeof c->desc, "%s, %d threads, %s", model, cpu_pool_threads(),
+#ifdef GPT_HAVE_CBLAS
+             bf16 ? c->mm->name : "CBLAS fp32"
+#else
+             bf16 ? c->mm->name : cpu_gemm_kernel()->name
+#endif
+    );
+}
+
 int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *err) {
     *out = NULL;
-    if (rt && (rt->precision == GPT_PREC_BF16 || rt->precision == GPT_PREC_FP16))
+    if (rt && rt->precision == GPT_PREC_FP16)
         return gpt_fail(err, GPT_ERR_INVALID,
-                        "--precision %s is for GPUs: the CPU backend computes in fp32",
-                        rt->precision == GPT_PREC_BF16 ? "bf16" : "fp16");
+                        "--precision fp16 is for Vulkan GPUs: the CPU backend computes in fp32 "
+                        "or bf16");
     if (rt && rt->threads < 0)
         return gpt_fail(err, GPT_ERR_INVALID, "threads (%d) must be 0 (automatic) or more",
                         rt->threads);
@@ -330,24 +385,18 @@ int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *
         free(c);
         return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     }
-    if (rt && rt->threads > 0) omp_set_num_threads(rt->threads);
+    /* Threads: as asked, else one per core this process may run on. */
+    cpu_pool_acquire(rt && rt->threads > 0 ? rt->threads : 0);
 #if defined(GPT_HAVE_CBLAS) && !defined(GPT_ACCELERATE)
-    openblas_set_num_threads(omp_get_max_threads());
+    openblas_set_num_threads(cpu_pool_threads());
 #endif
-    char model[128];
-    cpu_model_name(model, sizeof model);
-    snprintf(c->desc, sizeof c->desc, "%s, %d threads, %s", model, omp_get_max_threads(),
-#ifdef GPT_HAVE_CBLAS
-             "CBLAS"
-#else
-             "built-in matmul"
-#endif
-    );
     c->q8 = cpu_q8_best();
     be->ops = &cpu_ops;
     be->ctx = c;
     be->name = "cpu";
-    be->precision = GPT_PREC_FP32;
+    /* fp32 until reserve() says the model will train (GPT_PREC_AUTO). */
+    c->prec_auto = !rt || rt->precision == GPT_PREC_AUTO;
+    set_products(be, rt && rt->precision == GPT_PREC_BF16);
     for (int i = 0; i < GPT_CLS_COUNT; i++) be->cls_size[i] = 4;
     be->cls_size[GPT_CLS_Q8] = 1;
     *out = be;

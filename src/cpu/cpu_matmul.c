@@ -1,14 +1,15 @@
 /*
- * cpu_matmul.c - matrix products (CBLAS sgemm where the platform has it,
- * else a blocked C fallback), the fused bias/GELU epilogues and their
- * backward, on the CPU.
+ * cpu_matmul.c - the model's matrix products (cpu_gemm.h's packed kernels,
+ * or CBLAS where built with BLAS=openblas|accelerate), the fused bias/GELU
+ * epilogues and their backward, on the CPU.
  */
 #include <math.h>
-#include "omp_shim.h"
 #include <string.h>
 
 #include "cpu.h"
+#include "cpu_gemm.h"
 #include "cpu_math.h"
+#include "cpu_pool.h"
 #include "util.h"
 
 #ifdef GPT_HAVE_CBLAS
@@ -19,58 +20,43 @@
 #endif
 #endif
 
-/* Blocked fallback, row-major. Each thread owns a block of C's rows, so
- * the result does not depend on the thread count. */
-void cpu_sgemm_fallback(int transA, int transB, int M, int N, int K, float alpha,
-                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                           int ldc) {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (beta == 0) memset(c, 0, (size_t)N * sizeof(float));
-        else if (beta != 1)
-            for (int j = 0; j < N; j++) c[j] *= beta;
-        if (transB) { /* c[j] += alpha * dot(A row i, B row j) */
-            for (int j = 0; j < N; j++) {
-                const float *b = B + (size_t)j * ldb;
-                float acc = 0;
-                if (!transA) {
-                    const float *a = A + (size_t)i * lda;
-                    for (int k = 0; k < K; k++) acc += a[k] * b[k];
-                } else {
-                    for (int k = 0; k < K; k++) acc += A[(size_t)k * lda + i] * b[k];
-                }
-                c[j] += alpha * acc;
-            }
-        } else { /* c[:] += alpha * A(i,k) * B row k */
-            for (int k0 = 0; k0 < K; k0 += 256) {
-                int k1 = k0 + 256 < K ? k0 + 256 : K;
-                for (int k = k0; k < k1; k++) {
-                    float a = alpha * (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
-                    const float *b = B + (size_t)k * ldb;
-                    for (int j = 0; j < N; j++) c[j] += a * b[j];
-                }
-            }
-        }
-    }
-}
-
-void cpu_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-               const float *B, int ldb, float beta, float *C, int ldc) {
+void cpu_sgemm(const gemm_kernel *k, int transA, int transB, int M, int N, int K, float alpha,
+               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
+    GPT_ASSERT(beta == 0 || beta == 1);
 #ifdef GPT_HAVE_CBLAS
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    cpu_sgemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (!k || !k->pairs) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                    ldc);
+        return;
+    }
 #endif
+    cpu_gemm_with(k ? k : cpu_gemm_kernel(), M, N, K, alpha, A, transA ? 1 : lda,
+                  transA ? lda : 1, B, transB ? 1 : ldb, transB ? ldb : 1, C, ldc, beta != 0);
 }
 
-void cpu_gelu_forward(gpt_backend *be, void *out_, const void *in_, size_t n) {
-    float *out = out_;
-    const float *in = in_;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = cpu_gelu(in[i]);
+static const gemm_kernel *ctx_mm(gpt_backend *be) { return ((cpu_ctx *)be->ctx)->mm; }
+
+typedef struct {
+    float *out;
+    const float *in;
+} ew_job;
+
+CPU_CLONES static void gelu_range(void *ctx, size_t lo, size_t hi) {
+    const ew_job *j = ctx;
+    for (size_t i = lo; i < hi; i++) j->out[i] = cpu_gelu(j->in[i]);
+}
+
+/* out *= gelu'(in) */
+CPU_CLONES static void gelu_grad_range(void *ctx, size_t lo, size_t hi) {
+    const ew_job *j = ctx;
+    for (size_t i = lo; i < hi; i++) j->out[i] *= cpu_gelu_grad(j->in[i]);
+}
+
+void cpu_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n) {
+    ew_job j = {out, in};
+    cpu_parallel_range(n, 4096, gelu_range, &j);
 }
 
 /* Products of a few rows (KV-cache decoding: N = batch rows) are bound by
@@ -113,13 +99,19 @@ static inline void dot_group(const float *x, const float *const *w, int n, float
     out[4] = a4, out[5] = a5, out[6] = a6, out[7] = a7;
 }
 
-/* y (N,OC) = in (N,IC) @ w (OC,IC)^T + bias, for N <= FEW_ROWS. */
-static void matmul_few_rows(float *y, const float *in, const float *w, const float *bias, int N,
-                            int IC, int OC) {
-    int groups = (OC + GROUP - 1) / GROUP;
-#pragma omp parallel for schedule(static)
-    for (int g = 0; g < groups; g++) {
-        int o0 = GROUP * g;
+typedef struct {
+    float *y;
+    const float *in, *w, *bias;
+    int N, IC, OC;
+} few_job;
+
+CPU_CLONES static void few_rows_groups(void *ctx, size_t lo, size_t hi) {
+    const few_job *job = ctx;
+    float *y = job->y;
+    const float *in = job->in, *w = job->w, *bias = job->bias;
+    int N = job->N, IC = job->IC, OC = job->OC;
+    for (size_t g = lo; g < hi; g++) {
+        int o0 = GROUP * (int)g;
         /* The last group of an OC that is not a multiple of GROUP repeats
          * its last row and drops the extra results. */
         const float *wr[GROUP];
@@ -134,6 +126,13 @@ static void matmul_few_rows(float *y, const float *in, const float *w, const flo
     }
 }
 
+/* y (N,OC) = in (N,IC) @ w (OC,IC)^T + bias, for N <= FEW_ROWS. */
+static void matmul_few_rows(float *y, const float *in, const float *w, const float *bias, int N,
+                            int IC, int OC) {
+    few_job j = {y, in, w, bias, N, IC, OC};
+    cpu_parallel_range(((size_t)OC + GROUP - 1) / GROUP, 4, few_rows_groups, &j);
+}
+
 void cpu_matmul_forward(gpt_backend *be, void *out_, void *pre_, const void *in, const void *w,
                         const void *bias_, int N, int IC, int OC, int gelu_on) {
     float *out = out_, *pre = pre_;
@@ -146,12 +145,24 @@ void cpu_matmul_forward(gpt_backend *be, void *out_, void *pre_, const void *in,
         if (gelu_on) cpu_gelu_forward(be, out, y, (size_t)N * OC);
         return;
     }
-    if (bias) {
-#pragma omp parallel for schedule(static)
+    if (bias)
         for (int i = 0; i < N; i++) memcpy(y + (size_t)i * OC, bias, (size_t)OC * sizeof(float));
-    }
-    cpu_sgemm(0, 1, N, OC, IC, 1.0f, in, IC, w, IC, bias ? 1.0f : 0.0f, y, OC);
+    cpu_sgemm(ctx_mm(be), 0, 1, N, OC, IC, 1.0f, in, IC, w, IC, bias ? 1.0f : 0.0f, y, OC);
     if (gelu_on) cpu_gelu_forward(be, out, y, (size_t)N * OC);
+}
+
+/* Column sums over 64-column blocks, rows in order (fixed order). */
+CPU_CLONES static void dbias_cols(void *ctx, size_t lo, size_t hi) {
+    const few_job *j = ctx;
+    for (size_t blk = lo; blk < hi; blk++) {
+        int j0 = (int)blk * 64, j1 = j0 + 64 < j->OC ? j0 + 64 : j->OC;
+        float acc[64] = {0};
+        for (int i = 0; i < j->N; i++) {
+            const float *row = j->in + (size_t)i * j->OC;
+            for (int c = j0; c < j1; c++) acc[c - j0] += row[c];
+        }
+        for (int c = j0; c < j1; c++) j->y[c] += acc[c - j0];
+    }
 }
 
 void cpu_matmul_backward(gpt_backend *be, void *din_, void *dw, void *dbias_, const void *dout_,
@@ -161,28 +172,16 @@ void cpu_matmul_backward(gpt_backend *be, void *din_, void *dw, void *dbias_, co
     const float *dout = dout_, *gelu_pre = gelu_pre_;
     if (din) {
         /* din (N,IC) = dout (N,OC) @ w (OC,IC) */
-        cpu_sgemm(0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, din, IC);
+        cpu_sgemm(ctx_mm(be), 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, din, IC);
         if (gelu_pre) {
-            size_t n = (size_t)N * IC;
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) din[i] *= cpu_gelu_grad(gelu_pre[i]);
+            ew_job j = {din, gelu_pre};
+            cpu_parallel_range((size_t)N * IC, 4096, gelu_grad_range, &j);
         }
     }
     /* dw (OC,IC) += dout^T (OC,N) @ in (N,IC) */
-    cpu_sgemm(1, 0, OC, IC, N, 1.0f, dout, OC, in, IC, 1.0f, dw, IC);
+    cpu_sgemm(ctx_mm(be), 1, 0, OC, IC, N, 1.0f, dout, OC, in, IC, 1.0f, dw, IC);
     if (dbias) {
-        /* Column sums, each column block owned by one thread (fixed order). */
-        const int BLK = 64;
-        int nblk = (OC + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
-        for (int blk = 0; blk < nblk; blk++) {
-            int j0 = blk * BLK, j1 = j0 + BLK < OC ? j0 + BLK : OC;
-            float acc[64] = {0};
-            for (int i = 0; i < N; i++) {
-                const float *row = dout + (size_t)i * OC;
-                for (int j = j0; j < j1; j++) acc[j - j0] += row[j];
-            }
-            for (int j = j0; j < j1; j++) dbias[j] += acc[j - j0];
-        }
+        few_job j = {dbias, dout, NULL, NULL, N, 0, OC};
+        cpu_parallel_range(((size_t)OC + 63) / 64, 1, dbias_cols, &j);
     }
 }

@@ -2,70 +2,78 @@
  * cpu_ops.c - the CPU backend's elementwise and row-wise operations:
  * embeddings, layernorm (alone and fused with the residual add), the fused
  * softmax + cross-entropy + gradient, sums, add, and the AdamW update.
- * Reductions across rows go through per-thread partials summed in thread
- * order, so results repeat bit for bit with the same thread count.
+ * Each runs on the pool (cpu_pool.h) over independent rows or column
+ * blocks; reductions across rows go through partials over a fixed number
+ * of chunks, summed in chunk order, so results repeat bit for bit whatever
+ * the thread count.
  */
 #include <math.h>
-#include "omp_shim.h"
 #include <string.h>
 
 #include "cpu.h"
 #include "cpu_math.h"
+#include "cpu_pool.h"
 
-/* Scratch of thread t (valid after reserve). */
-static float *scratch_of(gpt_backend *be, int t) {
-    cpu_ctx *c = be->ctx;
-    return c->scratch + (size_t)t * c->scratch_per_thread;
+typedef struct {
+    float *out, *out2; /* forward: out; backward: dwte, dwpe */
+    const int *tok, *pos0;
+    const float *wte, *wpe, *dout;
+    int B, T, C, Vp, maxT;
+} enc_job;
+
+CPU_CLONES static void enc_fwd_rows(void *ctx, size_t lo, size_t hi) {
+    const enc_job *j = ctx;
+    for (size_t r = lo; r < hi; r++) {
+        int b = (int)(r / j->T), t = (int)(r % j->T), C = j->C;
+        float *o = j->out + r * C;
+        int id = j->tok[r];
+        long p = (long)(j->pos0 ? j->pos0[b] : 0) + t;
+        if (id < 0 || id >= j->Vp || p < 0 || p >= j->maxT) {
+            memset(o, 0, (size_t)C * sizeof(float));
+            continue;
+        }
+        const float *e = j->wte + (size_t)id * C, *q = j->wpe + (size_t)p * C;
+        for (int c = 0; c < C; c++) o[c] = e[c] + q[c];
+    }
 }
 
-void cpu_encoder_forward(gpt_backend *be, void *out_, const int *tok, const int *pos0,
-                         const void *wte_, const void *wpe_, int B, int T, int C, int Vp,
+void cpu_encoder_forward(gpt_backend *be, void *out, const int *tok, const int *pos0,
+                         const void *wte, const void *wpe, int B, int T, int C, int Vp,
                          int maxT) {
-    float *out = out_;
-    const float *wte = wte_, *wpe = wpe_;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *o = out + ((size_t)b * T + t) * C;
-            int id = tok[(size_t)b * T + t];
-            long p = (long)(pos0 ? pos0[b] : 0) + t;
-            if (id < 0 || id >= Vp || p < 0 || p >= maxT) {
-                memset(o, 0, (size_t)C * sizeof(float));
-                continue;
-            }
-            const float *e = wte + (size_t)id * C, *q = wpe + (size_t)p * C;
-            for (int c = 0; c < C; c++) o[c] = e[c] + q[c];
-        }
+    enc_job j = {out, NULL, tok, pos0, wte, wpe, NULL, B, T, C, Vp, maxT};
+    cpu_parallel_range((size_t)B * T, 4, enc_fwd_rows, &j);
 }
 
-void cpu_encoder_backward(gpt_backend *be, void *dwte_, void *dwpe_, const void *dout_,
-                          const int *tok, int B, int T, int C, int Vp) {
-    float *dwte = dwte_, *dwpe = dwpe_;
-    const float *dout = dout_;
-    /* Token rows can repeat, so split the work by channel blocks: each
-     * thread adds into its own columns, in (b, t) order. */
-    const int BLK = 32;
-    int nblk = (C + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < nblk; blk++) {
-        int c0 = blk * BLK, c1 = c0 + BLK < C ? c0 + BLK : C;
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < T; t++) {
-                int id = tok[(size_t)b * T + t];
-                if (id < 0 || id >= Vp) continue;
-                const float *d = dout + ((size_t)b * T + t) * C;
-                float *e = dwte + (size_t)id * C;
-                for (int c = c0; c < c1; c++) e[c] += d[c];
-            }
+/* Token rows can repeat, so the work is split by channel blocks of 32:
+ * each task adds into its own columns, in (b, t) order. */
+CPU_CLONES static void enc_bwd_cols(void *ctx, size_t lo, size_t hi) {
+    const enc_job *j = ctx;
+    int c0 = (int)lo * 32, c1 = (int)hi * 32 < j->C ? (int)hi * 32 : j->C;
+    for (int r = 0; r < j->B * j->T; r++) {
+        int id = j->tok[r];
+        if (id < 0 || id >= j->Vp) continue;
+        const float *d = j->dout + (size_t)r * j->C;
+        float *e = j->out + (size_t)id * j->C;
+        for (int c = c0; c < c1; c++) e[c] += d[c];
     }
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        float *p = dwpe + (size_t)t * C;
-        for (int b = 0; b < B; b++) {
-            const float *d = dout + ((size_t)b * T + t) * C;
-            for (int c = 0; c < C; c++) p[c] += d[c];
+}
+
+CPU_CLONES static void enc_bwd_pos(void *ctx, size_t lo, size_t hi) {
+    const enc_job *j = ctx;
+    for (size_t t = lo; t < hi; t++) {
+        float *p = j->out2 + t * j->C;
+        for (int b = 0; b < j->B; b++) {
+            const float *d = j->dout + ((size_t)b * j->T + t) * j->C;
+            for (int c = 0; c < j->C; c++) p[c] += d[c];
         }
     }
+}
+
+void cpu_encoder_backward(gpt_backend *be, void *dwte, void *dwpe, const void *dout,
+                          const int *tok, int B, int T, int C, int Vp) {
+    enc_job j = {dwte, dwpe, tok, NULL, NULL, NULL, dout, B, T, C, Vp, 0};
+    cpu_parallel_range(((size_t)C + 31) / 32, 1, enc_bwd_cols, &j);
+    cpu_parallel_range((size_t)T, 1, enc_bwd_pos, &j);
 }
 
 /* One row: mean and 1/std (biased variance, as PyTorch), then the affine. */
@@ -86,65 +94,87 @@ static inline void ln_row(float *o, float *mean, float *rstd, const float *x, co
     if (rstd) *rstd = s;
 }
 
+typedef struct {
+    float *out, *res, *mean, *rstd, *part;
+    const float *x, *a, *b, *w, *bias, *dout;
+    int N, C;
+    float eps;
+} ln_job;
+
+CPU_CLONES static void ln_fwd_rows(void *ctx, size_t lo, size_t hi) {
+    const ln_job *j = ctx;
+    for (size_t i = lo; i < hi; i++)
+        ln_row(j->out + i * j->C, j->mean ? j->mean + i : NULL, j->rstd ? j->rstd + i : NULL,
+               j->x + i * j->C, j->w, j->bias, j->C, j->eps);
+}
+
 void cpu_layernorm_forward(gpt_backend *be, void *out, float *mean, float *rstd, const void *x,
                            const void *w, const void *b, int N, int C, float eps) {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++)
-        ln_row((float *)out + (size_t)i * C, mean ? mean + i : NULL, rstd ? rstd + i : NULL,
-               (const float *)x + (size_t)i * C, w, b, C, eps);
+    ln_job j = {.out = out, .mean = mean, .rstd = rstd, .x = x, .w = w, .bias = b, .N = N,
+                .C = C, .eps = eps};
+    cpu_parallel_range((size_t)N, 1, ln_fwd_rows, &j);
 }
 
-void cpu_residual_layernorm_forward(gpt_backend *be, void *res_, void *out, float *mean,
-                                    float *rstd, const void *a_, const void *b_, const void *w,
-                                    const void *bias, int N, int C, float eps) {
-    float *res = res_;
-    const float *a = a_, *b = b_;
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) {
-        float *r = res + (size_t)i * C;
-        const float *ra = a + (size_t)i * C, *rb = b + (size_t)i * C;
+CPU_CLONES static void res_ln_rows(void *ctx, size_t lo, size_t hi) {
+    const ln_job *j = ctx;
+    int C = j->C;
+    for (size_t i = lo; i < hi; i++) {
+        float *r = j->res + i * C;
+        const float *ra = j->a + i * C, *rb = j->b + i * C;
         for (int c = 0; c < C; c++) r[c] = ra[c] + rb[c];
-        ln_row((float *)out + (size_t)i * C, mean ? mean + i : NULL, rstd ? rstd + i : NULL, r,
-               w, bias, C, eps);
+        ln_row(j->out + i * C, j->mean ? j->mean + i : NULL, j->rstd ? j->rstd + i : NULL, r,
+               j->w, j->bias, C, j->eps);
     }
 }
 
-void cpu_layernorm_backward(gpt_backend *be, void *dx_, void *dw_, void *db_, const void *dout_,
-                            const void *x_, const void *w_, const float *mean, const float *rstd,
-                            int N, int C) {
-    float *dx = dx_, *dw = dw_, *db = db_;
-    const float *dout = dout_, *x = x_, *w = w_;
-    int nthr = 1;
-#pragma omp parallel
-    {
-#pragma omp single
-        nthr = omp_get_num_threads();
-        float *part = cpu_scratch(be); /* dw partial [0,C), db partial [C,2C) */
-        memset(part, 0, 2 * (size_t)C * sizeof(float));
-#pragma omp for schedule(static)
-        for (int i = 0; i < N; i++) {
-            const float *d = dout + (size_t)i * C, *xi = x + (size_t)i * C;
-            float m = mean[i], s = rstd[i];
-            /* dx = s * (g - mean(g) - xhat * mean(g * xhat)), g = dout * w */
-            float gm = 0, gxm = 0;
-            for (int c = 0; c < C; c++) {
-                float xhat = (xi[c] - m) * s, g = d[c] * w[c];
-                gm += g;
-                gxm += g * xhat;
-                part[c] += d[c] * xhat;
-                part[C + c] += d[c];
-            }
-            gm /= (float)C;
-            gxm /= (float)C;
-            float *o = dx + (size_t)i * C;
-            for (int c = 0; c < C; c++) {
-                float xhat = (xi[c] - m) * s;
-                o[c] += s * (d[c] * w[c] - gm - xhat * gxm);
-            }
+void cpu_residual_layernorm_forward(gpt_backend *be, void *res, void *out, float *mean,
+                                    float *rstd, const void *a, const void *b, const void *w,
+                                    const void *bias, int N, int C, float eps) {
+    ln_job j = {.out = out, .res = res, .mean = mean, .rstd = rstd, .a = a, .b = b, .w = w,
+                .bias = bias, .N = N, .C = C, .eps = eps};
+    cpu_parallel_range((size_t)N, 1, res_ln_rows, &j);
+}
+
+/* Rows [N*chunk/RED_CHUNKS, N*(chunk+1)/RED_CHUNKS): dx, and this chunk's
+ * dw, db partials. */
+CPU_CLONES static void ln_bwd_chunk(void *ctx, int chunk) {
+    const ln_job *j = ctx;
+    int C = j->C;
+    float *part = j->part + (size_t)chunk * 2 * C; /* dw [0,C), db [C,2C) */
+    memset(part, 0, 2 * (size_t)C * sizeof(float));
+    size_t i0 = (size_t)j->N * chunk / RED_CHUNKS, i1 = (size_t)j->N * (chunk + 1) / RED_CHUNKS;
+    for (size_t i = i0; i < i1; i++) {
+        const float *d = j->dout + i * C, *xi = j->x + i * C, *w = j->w;
+        float m = j->mean[i], s = j->rstd[i];
+        /* dx = s * (g - mean(g) - xhat * mean(g * xhat)), g = dout * w */
+        float gm = 0, gxm = 0;
+        for (int c = 0; c < C; c++) {
+            float xhat = (xi[c] - m) * s, g = d[c] * w[c];
+            gm += g;
+            gxm += g * xhat;
+            part[c] += d[c] * xhat;
+            part[C + c] += d[c];
+        }
+        gm /= (float)C;
+        gxm /= (float)C;
+        float *o = j->out + i * C;
+        for (int c = 0; c < C; c++) {
+            float xhat = (xi[c] - m) * s;
+            o[c] += s * (d[c] * w[c] - gm - xhat * gxm);
         }
     }
-    for (int t = 0; t < nthr; t++) {
-        const float *part = scratch_of(be, t);
+}
+
+void cpu_layernorm_backward(gpt_backend *be, void *dx, void *dw_, void *db_, const void *dout,
+                            const void *x, const void *w, const float *mean, const float *rstd,
+                            int N, int C) {
+    float *dw = dw_, *db = db_;
+    cpu_ctx *cc = be->ctx;
+    ln_job j = {.out = dx, .mean = (float *)mean, .rstd = (float *)rstd, .part = cc->partials,
+                .x = x, .w = w, .dout = dout, .N = N, .C = C};
+    cpu_parallel(RED_CHUNKS, ln_bwd_chunk, &j);
+    for (int t = 0; t < RED_CHUNKS; t++) {
+        const float *part = cc->partials + (size_t)t * 2 * C;
         for (int c = 0; c < C; c++) {
             dw[c] += part[c];
             db[c] += part[C + c];
@@ -152,33 +182,46 @@ void cpu_layernorm_backward(gpt_backend *be, void *dx_, void *dw_, void *db_, co
     }
 }
 
-void cpu_crossentropy(gpt_backend *be, float *losses, void *logits_, const int *tgt, int N, int V,
-                      int Vp, float dloss, int grad) {
-    float *logits = logits_;
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) {
-        float *row = logits + (size_t)i * Vp;
-        int y = tgt[i];
+typedef struct {
+    float *losses, *logits;
+    const int *tgt;
+    int V, Vp, grad;
+    float dloss;
+} ce_job;
+
+CPU_CLONES static void ce_rows(void *ctx, size_t lo, size_t hi) {
+    const ce_job *j = ctx;
+    int V = j->V, Vp = j->Vp;
+    float dloss = j->dloss;
+    for (size_t i = lo; i < hi; i++) {
+        float *row = j->logits + i * Vp;
+        int y = j->tgt[i];
         if (y < 0 || y >= V) {
-            losses[i] = 0;
-            if (grad) memset(row, 0, (size_t)Vp * sizeof(float));
+            j->losses[i] = 0;
+            if (j->grad) memset(row, 0, (size_t)Vp * sizeof(float));
             continue;
         }
         float maxv = -INFINITY;
-        for (int j = 0; j < V; j++)
-            if (row[j] > maxv) maxv = row[j];
+        for (int k = 0; k < V; k++)
+            if (row[k] > maxv) maxv = row[k];
         float sum = 0;
 #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < V; j++) sum += cpu_expf(row[j] - maxv);
+        for (int k = 0; k < V; k++) sum += cpu_expf(row[k] - maxv);
         float lse = maxv + logf(sum);
-        losses[i] = lse - row[y];
-        if (grad) {
+        j->losses[i] = lse - row[y];
+        if (j->grad) {
 #pragma omp simd
-            for (int j = 0; j < V; j++) row[j] = dloss * cpu_expf(row[j] - lse);
+            for (int k = 0; k < V; k++) row[k] = dloss * cpu_expf(row[k] - lse);
             row[y] -= dloss;
-            for (int j = V; j < Vp; j++) row[j] = 0;
+            for (int k = V; k < Vp; k++) row[k] = 0;
         }
     }
+}
+
+void cpu_crossentropy(gpt_backend *be, float *losses, void *logits, const int *tgt, int N, int V,
+                      int Vp, float dloss, int grad) {
+    ce_job j = {losses, logits, tgt, V, Vp, grad, dloss};
+    cpu_parallel_range((size_t)N, 1, ce_rows, &j);
 }
 
 void cpu_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int accumulate) {
@@ -187,34 +230,72 @@ void cpu_sum_f32(gpt_backend *be, float *out, const float *in, size_t n, int acc
     out[0] = accumulate ? out[0] + (float)acc : (float)acc;
 }
 
-void cpu_add(gpt_backend *be, void *out_, const void *a_, const void *b_, size_t n) {
-    float *out = out_;
-    const float *a = a_, *b = b_;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+typedef struct {
+    float *out;
+    const float *a, *b;
+} add_job;
+
+CPU_CLONES static void add_range(void *ctx, size_t lo, size_t hi) {
+    const add_job *j = ctx;
+    for (size_t i = lo; i < hi; i++) j->out[i] = j->a[i] + j->b[i];
 }
 
-void cpu_sumsq(gpt_backend *be, float *out, const void *grad_, size_t n) {
-    const float *grad = grad_;
-    /* Per-thread partials in double, summed in thread order. */
-    int nthr = 1;
-#pragma omp parallel
-    {
-#pragma omp single
-        nthr = omp_get_num_threads();
-        double acc = 0;
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < n; i++) acc += (double)grad[i] * grad[i];
-        *(double *)cpu_scratch(be) = acc;
-    }
+void cpu_add(gpt_backend *be, void *out, const void *a, const void *b, size_t n) {
+    add_job j = {out, a, b};
+    cpu_parallel_range(n, 16384, add_range, &j);
+}
+
+typedef struct {
+    const float *x;
+    size_t n;
+    double sq[RED_CHUNKS];
+} sumsq_job;
+
+CPU_CLONES static void sumsq_chunk(void *ctx, int chunk) {
+    sumsq_job *j = ctx;
+    size_t i0 = j->n * chunk / RED_CHUNKS, i1 = j->n * (chunk + 1) / RED_CHUNKS;
+    double acc = 0;
+    for (size_t i = i0; i < i1; i++) acc += (double)j->x[i] * j->x[i];
+    j->sq[chunk] = acc;
+}
+
+/* Partials in double over fixed chunks, summed in order. */
+void cpu_sumsq(gpt_backend *be, float *out, const void *grad, size_t n) {
+    sumsq_job j = {.x = grad, .n = n};
+    cpu_parallel(RED_CHUNKS, sumsq_chunk, &j);
     double sq = 0;
-    for (int t = 0; t < nthr; t++) sq += *(const double *)scratch_of(be, t);
+    for (int t = 0; t < RED_CHUNKS; t++) sq += j.sq[t];
     out[0] = (float)sq;
 }
 
-void cpu_adamw(gpt_backend *be, void *params_, float *master, void *grad_, float *m, float *v,
+typedef struct {
+    float *params, *master, *grad, *m, *v;
+    size_t n, n_decay;
+    float scale, b1, b2, eps, step_size, bc2_sqrt, decay;
+} adamw_job;
+
+CPU_CLONES static void adamw_update(void *ctx, size_t lo, size_t hi) {
+    const adamw_job *j = ctx;
+    float *params = j->params, *master = j->master, *grad = j->grad, *m = j->m, *v = j->v;
+    for (size_t i = lo; i < hi; i++) {
+        float g = grad[i] * j->scale;
+        float mi = m[i] + (1.0f - j->b1) * (g - m[i]); /* PyTorch's lerp form */
+        float vi = v[i] * j->b2 + (1.0f - j->b2) * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        float p = master ? master[i] : params[i];
+        if (i < j->n_decay) p *= j->decay;
+        p -= j->step_size * (mi / (sqrtf(vi) / j->bc2_sqrt + j->eps));
+        if (master) master[i] = p;
+        params[i] = p;
+        grad[i] = 0;
+    }
+}
+
+void cpu_adamw(gpt_backend *be, void *params, float *master, void *grad, float *m, float *v,
                size_t n, size_t n_decay, const gpt_adamw_hyper *h, gpt_step_stats *stats) {
-    float *params = params_, *grad = grad_;
+    adamw_job j = {.params = params, .master = master, .grad = grad, .m = m, .v = v, .n = n,
+                   .n_decay = n_decay};
     float norm = sqrtf(stats->grad_sumsq);
     stats->grad_norm = norm;
     int skip = !isfinite(norm) || !isfinite(stats->loss_sum);
@@ -223,22 +304,9 @@ void cpu_adamw(gpt_backend *be, void *params_, float *master, void *grad_, float
         memset(grad, 0, n * sizeof(float));
         return;
     }
-    float scale = h->grad_clip > 0 ? fminf(1.0f, h->grad_clip / (norm + 1e-6f)) : 1.0f;
-    float b1 = h->beta1, b2 = h->beta2, lr = h->lr;
-    float step_size = lr / h->bias_corr1, bc2_sqrt = sqrtf(h->bias_corr2);
-    float decay = 1.0f - lr * h->weight_decay;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i] * scale;
-        float mi = m[i] + (1.0f - b1) * (g - m[i]); /* PyTorch's lerp form */
-        float vi = v[i] * b2 + (1.0f - b2) * (g * g);
-        m[i] = mi;
-        v[i] = vi;
-        float p = master ? master[i] : params[i];
-        if (i < n_decay) p *= decay;
-        p -= step_size * (mi / (sqrtf(vi) / bc2_sqrt + h->eps));
-        if (master) master[i] = p;
-        params[i] = p;
-        grad[i] = 0;
-    }
+    j.scale = h->grad_clip > 0 ? fminf(1.0f, h->grad_clip / (norm + 1e-6f)) : 1.0f;
+    j.b1 = h->beta1, j.b2 = h->beta2, j.eps = h->eps;
+    j.step_size = h->lr / h->bias_corr1, j.bc2_sqrt = sqrtf(h->bias_corr2);
+    j.decay = 1.0f - h->lr * h->weight_decay;
+    cpu_parallel_range(n, 4096, adamw_update, &j);
 }

@@ -11,11 +11,12 @@
  * layout), so one large activation costs precision only in its block.
  */
 #include <math.h>
-#include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
+#include "cpu_pool.h"
 #include "cpu_math.h"
 #include "cpu_q8.h"
 #include "util.h"
@@ -47,6 +48,22 @@ static void quantize_row(int8_t *q, float *d, float *dexp, const float *x, int I
     }
 }
 
+typedef struct {
+    int8_t *q;
+    float *d, *dexp;
+    const float *x;
+    int IC;
+    size_t K, nb;
+    int u8;
+} quant_job;
+
+static void quant_rows(void *ctx, size_t lo, size_t hi) {
+    const quant_job *j = ctx;
+    for (size_t n = lo; n < hi; n++)
+        quantize_row(j->q + n * j->K, j->d + n * j->nb, j->dexp ? j->dexp + n * j->K / 4 : NULL,
+                     j->x + n * j->IC, j->IC, j->K, j->u8);
+}
+
 void cpu_q8_quantize_act(cpu_q8_act *a, void *scratch, const float *x, int N, int IC,
                          const cpu_q8_kernel *k) {
     size_t K = gpt_q8_cols(IC), nb = K / GPT_Q8_BLOCK;
@@ -59,10 +76,8 @@ void cpu_q8_quantize_act(cpu_q8_act *a, void *scratch, const float *x, int N, in
     a->q = q;
     a->d = d;
     a->dexp = k->dexp ? dexp : NULL;
-#pragma omp parallel for schedule(static) if ((size_t)N * K >= 65536)
-    for (int n = 0; n < N; n++)
-        quantize_row(q + (size_t)n * K, d + (size_t)n * nb, k->dexp ? dexp + (size_t)n * K / 4 : NULL,
-                     x + (size_t)n * IC, IC, K, k->x_u8);
+    quant_job j = {q, d, k->dexp ? dexp : NULL, x, IC, K, nb, k->x_u8};
+    cpu_parallel_range((size_t)N, (size_t)N * K >= 65536 ? 1 : (size_t)N, quant_rows, &j);
 }
 
 /* ------------------------------------------------------ portable kernel */
@@ -95,7 +110,8 @@ static const cpu_q8_kernel kernel_c = {"c", 0, 0, rows_c};
 const cpu_q8_kernel *const *cpu_q8_kernels(int *n) {
     static const cpu_q8_kernel *list[8];
     static int count = -1;
-#pragma omp critical(cpu_q8_kernels)
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
     if (count < 0) {
         int k = 0;
         const cpu_q8_kernel *cands[] = {cpu_q8_kernel_avx512vnni(), cpu_q8_kernel_avx2(),
@@ -105,6 +121,7 @@ const cpu_q8_kernel *const *cpu_q8_kernels(int *n) {
         list[k++] = &kernel_c;
         count = k;
     }
+    pthread_mutex_unlock(&mu);
     *n = count;
     return list;
 }
@@ -120,25 +137,39 @@ const cpu_q8_kernel *cpu_q8_best(void) {
  * schedule) instead of holding up the product. */
 #define ROWS_PER_TASK 16
 
+typedef struct {
+    const cpu_q8_kernel *k;
+    float *y;
+    const cpu_q8_act *x;
+    const int8_t *q;
+    const uint16_t *d;
+    int OC;
+    const float *bias;
+    float *gelu_out;
+} q8_job;
+
+static void q8_rows_task(void *ctx, int t) {
+    const q8_job *j = ctx;
+    int OC = j->OC, o0 = t * ROWS_PER_TASK, o1 = o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC;
+    j->k->rows(j->y, (size_t)OC, j->x, j->q, j->d, o0, o1);
+    /* the epilogue while the task's outputs are in cache */
+    for (int n = 0; n < j->x->N && (j->bias || j->gelu_out); n++) {
+        float *yr = j->y + (size_t)n * OC;
+        for (int o = o0; o < o1; o++) {
+            float v = yr[o] + (j->bias ? j->bias[o] : 0.0f);
+            yr[o] = v;
+            if (j->gelu_out) j->gelu_out[(size_t)n * OC + o] = cpu_gelu(v);
+        }
+    }
+}
+
 void cpu_q8_matmul(const cpu_q8_kernel *k, float *y, const cpu_q8_act *x, const void *wq, int OC,
                    const float *bias, float *gelu_out) {
     const int8_t *q = wq;
     const uint16_t *d = (const uint16_t *)((const char *)wq + (size_t)OC * x->K);
     int tasks = (OC + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int t = 0; t < tasks; t++) {
-        int o0 = t * ROWS_PER_TASK, o1 = o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC;
-        k->rows(y, (size_t)OC, x, q, d, o0, o1);
-        /* the epilogue while the task's outputs are in cache */
-        for (int n = 0; n < x->N && (bias || gelu_out); n++) {
-            float *yr = y + (size_t)n * OC;
-            for (int o = o0; o < o1; o++) {
-                float v = yr[o] + (bias ? bias[o] : 0.0f);
-                yr[o] = v;
-                if (gelu_out) gelu_out[(size_t)n * OC + o] = cpu_gelu(v);
-            }
-        }
-    }
+    q8_job j = {k, y, x, q, d, OC, bias, gelu_out};
+    cpu_parallel(tasks, q8_rows_task, &j);
 }
 
 /* ------------------------------------------------------------ backend op */

@@ -1,0 +1,58 @@
+/*
+ * cpu_gemm.h - fp32 matrix products on packed panels with register-blocked
+ * micro-kernels, one per instruction set, chosen at run time
+ * (cpu_features.h). See cpu_gemm.c for the blocking.
+ */
+#ifndef GPT_CPU_GEMM_H
+#define GPT_CPU_GEMM_H
+
+#include <stddef.h>
+
+/* A micro-kernel: c (MR,NR) = a (K,MR) b (K,NR) (+ c when acc), where a
+ * and b are packed k-major (a[k*MR + i], b[k*NR + j]) and c is row-major
+ * with row stride ldc. A bf16 kernel (pairs = 1) takes K/2 steps of 32-bit
+ * words that each hold two bf16 values of consecutive k (the even k in the
+ * low half): a[kk*MR + i] = (A[i][2kk], A[i][2kk+1]), and b likewise, the
+ * layout of AVX512-BF16's vdpbf16ps; its products are exact in fp32 and
+ * the sums fp32. */
+typedef void (*gemm_ukernel)(int K, const void *a, const void *b, float *c, ptrdiff_t ldc,
+                             int acc);
+
+typedef struct gemm_kernel_s {
+    int mr, nr;
+    gemm_ukernel kern;
+    const char *name; /* "AVX-512 fp32 8x32" */
+    int pairs;        /* 1: operands rounded to bf16, packed in pairs */
+} gemm_kernel;
+
+/* The kernels compiled into this build for each ISA (NULL kern where the
+ * ISA is not of this architecture). */
+extern const gemm_kernel cpu_gemm_kernel_c;
+extern const gemm_kernel cpu_gemm_kernel_avx2;
+extern const gemm_kernel cpu_gemm_kernel_avx512;
+extern const gemm_kernel cpu_gemm_kernel_neon;
+extern const gemm_kernel cpu_gemm_kernel_bf16_c;      /* portable, any CPU */
+extern const gemm_kernel cpu_gemm_kernel_avx512_bf16; /* vdpbf16ps */
+
+/* The fp32 kernel the current ISA level selects. */
+const gemm_kernel *cpu_gemm_kernel(void);
+/* The fastest bf16 kernel this CPU has, and whether it has one in
+ * hardware (else the portable one, which gives the same rounding). */
+const gemm_kernel *cpu_gemm_kernel_bf16(void);
+int cpu_has_bf16_kernel(void);
+
+/* C (M,N) = alpha A (M,K) B (K,N) (+ C when acc). Element (i,k) of A is
+ * A[i*ars + k*acs], (k,j) of B is B[k*brs + j*bcs]; C is row-major with row
+ * stride ldc. Runs on the pool (serially when called from a pool task).
+ * Each C tile is computed by one task over the whole K in a fixed order,
+ * so the result does not depend on the thread count. */
+void cpu_gemm(int M, int N, int K, float alpha, const float *A, ptrdiff_t ars, ptrdiff_t acs,
+              const float *B, ptrdiff_t brs, ptrdiff_t bcs, float *C, ptrdiff_t ldc, int acc);
+
+/* The same with a given micro-kernel (tests run every kernel the machine
+ * can). */
+void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const float *A,
+                   ptrdiff_t ars, ptrdiff_t acs, const float *B, ptrdiff_t brs, ptrdiff_t bcs,
+                   float *C, ptrdiff_t ldc, int acc);
+
+#endif
