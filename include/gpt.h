@@ -102,6 +102,10 @@ int gpt_device_describe(const gpt_runtime *rt, char *buf, size_t len, gpt_error 
 const char *const *gpt_backend_names(void);
 /* 1 if the named backend is compiled in and finds a device. */
 int gpt_backend_available(const char *name);
+/* One line on the CPU backend's kernels for this machine, e.g.
+ * "AMD EPYC 9R14 (family 25 model 17): AVX-512 fp32 8x32, bf16 products
+ * AVX512-BF16 bf16 8x32 (training default), 2 threads of 2 usable cores". */
+const char *gpt_cpu_kernels(void);
 
 /* ------------------------------------------------------------------- model */
 

@@ -638,6 +638,7 @@ int main(void) {
     test_gemm_kernels(5, 3, 0);
     test_gemm_kernels(300, 70, 600);
     test_gemm_kernels(20, 40, 257);
+    test_gemm_kernels(40, 700, 300); /* A packed once for all tiles */
     gpt_backend_destroy(be);
     return test_summary();
 }

@@ -122,6 +122,7 @@ int gpt_cmd_info(int argc, char **argv) {
     gpt_runtime art = {0};
     char adesc[512];
     if (gpt_device_describe(&art, adesc, sizeof adesc, &err) == 0) printf("  auto    picks: %s\n", adesc);
+    printf("cpu: %s\n", gpt_cpu_kernels());
     printf("presets:\n");
     for (const char *const *n = gpt_config_preset_names(); *n; n++) {
         gpt_config c;

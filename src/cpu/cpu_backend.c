@@ -402,3 +402,24 @@ int gpt_cpu_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_error *
     *out = be;
     return GPT_OK;
 }
+
+const char *gpt_cpu_kernels(void) {
+    static char line[320];
+    const cpu_features *f = cpu_features_get();
+    char model[96];
+    cpu_model_name(model, sizeof model);
+    int amx = f->amx_bf16 ? 1 : 0;
+    snprintf(line, sizeof line,
+             "%s (family %d model %d): %s, bf16 products %s%s%s, %d cores usable%s",
+             model, f->family, f->model, cpu_gemm_kernel()->name,
+             cpu_gemm_kernel_bf16()->name,
+             cpu_has_bf16_kernel() ? " (training default)" : " (emulated: --precision bf16 only)",
+             amx ? ", AMX present (not used)" : "", cpu_available_cores(),
+#ifdef GPT_HAVE_CBLAS
+             ", fp32 products through CBLAS"
+#else
+             ""
+#endif
+    );
+    return line;
+}

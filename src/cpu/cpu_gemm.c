@@ -26,6 +26,7 @@
 #define KC 256
 #define MT_MAX 256
 #define NT_MAX 512
+#define SHARED_MAX ((size_t)4 << 20) /* floats of a shared packed operand */
 
 /* Portable micro-kernel, 4 x 16: the compiler vectorises the j loop for
  * whatever the baseline ISA is (SSE2 on x86-64). */
@@ -89,8 +90,8 @@ const gemm_kernel *cpu_gemm_kernel_bf16(void) {
 static inline uint32_t to_bf16(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40;
-    return (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16, q = (u >> 16) | 0x40;
+    return (u & 0x7fffffffu) > 0x7f800000u ? q : r; /* a select, so loops vectorise */
 }
 
 const gemm_kernel *cpu_gemm_kernel(void) {
@@ -116,21 +117,47 @@ typedef struct {
     ptrdiff_t ars, acs, brs, bcs, ldc;
     float *C;
     int acc;
+    /* One operand may be packed once for all tiles (the smaller: the
+     * activations of a forward product, the input rows of a weight
+     * gradient), else each tile packs both: sa/sb hold every K block of
+     * A (M rounded up to MR rows) or B (N rounded up to NR columns). */
+    float *sa, *sb;
+    int Mp, Np;
 } gemm_job;
 
-/* bf16 pairs: dst ceil(mb/MR) panels of ceil(kb/2) x MR words. */
+/* 4-byte units before K block k0 in a shared packed operand of `width`
+ * (rounded) rows or columns: every earlier block is a full KC. */
+static size_t kblock_offset(const gemm_kernel *k, int k0, int width) {
+    return (size_t)(k->pairs ? k0 / 2 : k0) * (size_t)width;
+}
+
+/* bf16 pairs: dst ceil(mb/MR) panels of ceil(kb/2) x MR words. The loop
+ * order follows the source's contiguous direction (reads vectorise, the
+ * strided writes stay within one panel in L1). */
 CPU_CLONES static void pack_a_bf16(uint32_t *dst, const gemm_job *g, int i0, int mb, int k0,
                                    int kb) {
-    int MR = g->k->mr, kp = (kb + 1) / 2;
+    int MR = g->k->mr, kp = (kb + 1) / 2, kh = kb / 2;
+    ptrdiff_t rs = g->ars, cs = g->acs;
+    float al = g->alpha;
     for (int p = 0; p < mb; p += MR) {
         int rows = mb - p < MR ? mb - p : MR;
-        for (int r = 0; r < rows; r++) {
-            const float *src = g->A + (ptrdiff_t)(i0 + p + r) * g->ars + (ptrdiff_t)k0 * g->acs;
-            ptrdiff_t cs = g->acs;
-            for (int k = 0; k < kb / 2; k++)
-                dst[(ptrdiff_t)k * MR + r] = to_bf16(g->alpha * src[2 * k * cs]) |
-                                             to_bf16(g->alpha * src[(2 * k + 1) * cs]) << 16;
-            if (kb & 1) dst[(ptrdiff_t)(kp - 1) * MR + r] = to_bf16(g->alpha * src[(kb - 1) * cs]);
+        const float *src = g->A + (ptrdiff_t)(i0 + p) * rs + (ptrdiff_t)k0 * cs;
+        if (cs == 1) {
+            for (int r = 0; r < rows; r++) {
+                const float *s0 = src + r * rs;
+                uint32_t *d = dst + r;
+                for (int k = 0; k < kh; k++)
+                    d[(ptrdiff_t)k * MR] = to_bf16(al * s0[2 * k]) | to_bf16(al * s0[2 * k + 1]) << 16;
+                if (kb & 1) d[(ptrdiff_t)(kp - 1) * MR] = to_bf16(al * s0[kb - 1]);
+            }
+        } else {
+            for (int k = 0; k < kp; k++) {
+                const float *s0 = src + 2 * k * cs, *s1 = s0 + cs;
+                uint32_t *d = dst + (ptrdiff_t)k * MR;
+                int two = 2 * k + 1 < kb;
+                for (int r = 0; r < rows; r++)
+                    d[r] = to_bf16(al * s0[r * rs]) | (two ? to_bf16(al * s1[r * rs]) << 16 : 0);
+            }
         }
         for (int r = rows; r < MR; r++)
             for (int k = 0; k < kp; k++) dst[(ptrdiff_t)k * MR + r] = 0;
@@ -140,23 +167,30 @@ CPU_CLONES static void pack_a_bf16(uint32_t *dst, const gemm_job *g, int i0, int
 
 CPU_CLONES static void pack_b_bf16(uint32_t *dst, const gemm_job *g, int j0, int nb, int k0,
                                    int kb) {
-    int NR = g->k->nr, kp = (kb + 1) / 2;
+    int NR = g->k->nr, kp = (kb + 1) / 2, kh = kb / 2;
+    ptrdiff_t rs = g->brs, cs = g->bcs;
     for (int p = 0; p < nb; p += NR) {
         int cols = nb - p < NR ? nb - p : NR;
-        const float *src = g->B + (ptrdiff_t)k0 * g->brs + (ptrdiff_t)(j0 + p) * g->bcs;
-        ptrdiff_t rs = g->brs, cs = g->bcs;
-        for (int k = 0; k < kb / 2; k++) {
-            const float *s0 = src + 2 * k * rs, *s1 = s0 + rs;
-            uint32_t *d = dst + (ptrdiff_t)k * NR;
-            for (int j = 0; j < cols; j++) d[j] = to_bf16(s0[j * cs]) | to_bf16(s1[j * cs]) << 16;
-            for (int j = cols; j < NR; j++) d[j] = 0;
+        const float *src = g->B + (ptrdiff_t)k0 * rs + (ptrdiff_t)(j0 + p) * cs;
+        if (rs == 1) {
+            for (int j = 0; j < cols; j++) {
+                const float *s0 = src + j * cs;
+                uint32_t *d = dst + j;
+                for (int k = 0; k < kh; k++)
+                    d[(ptrdiff_t)k * NR] = to_bf16(s0[2 * k]) | to_bf16(s0[2 * k + 1]) << 16;
+                if (kb & 1) d[(ptrdiff_t)(kp - 1) * NR] = to_bf16(s0[kb - 1]);
+            }
+        } else {
+            for (int k = 0; k < kp; k++) {
+                const float *s0 = src + 2 * k * rs, *s1 = s0 + rs;
+                uint32_t *d = dst + (ptrdiff_t)k * NR;
+                int two = 2 * k + 1 < kb;
+                for (int j = 0; j < cols; j++)
+                    d[j] = to_bf16(s0[j * cs]) | (two ? to_bf16(s1[j * cs]) << 16 : 0);
+            }
         }
-        if (kb & 1) {
-            const float *s0 = src + (ptrdiff_t)(kb - 1) * rs;
-            uint32_t *d = dst + (ptrdiff_t)(kp - 1) * NR;
-            for (int j = 0; j < cols; j++) d[j] = to_bf16(s0[j * cs]);
-            for (int j = cols; j < NR; j++) d[j] = 0;
-        }
+        for (int j = cols; j < NR; j++)
+            for (int k = 0; k < kp; k++) dst[(ptrdiff_t)k * NR + j] = 0;
         dst += (ptrdiff_t)kp * NR;
     }
 }
@@ -205,6 +239,38 @@ CPU_CLONES static void pack_b(float *dst, const gemm_job *g, int j0, int nb, int
     }
 }
 
+static void pack_a_any(float *dst, const gemm_job *g, int i0, int mb, int k0, int kb) {
+    if (g->k->pairs) pack_a_bf16((uint32_t *)dst, g, i0, mb, k0, kb);
+    else pack_a(dst, g, i0, mb, k0, kb);
+}
+
+static void pack_b_any(float *dst, const gemm_job *g, int j0, int nb, int k0, int kb) {
+    if (g->k->pairs) pack_b_bf16((uint32_t *)dst, g, j0, nb, k0, kb);
+    else pack_b(dst, g, j0, nb, k0, kb);
+}
+
+#define PREPACK_PANELS 8 /* panels of the shared operand per packing task */
+
+static int kblocks(int K) { return K > 0 ? (K + KC - 1) / KC : 1; }
+
+/* Task: PREPACK_PANELS panels of one K block of the shared operand. */
+static void prepack(void *ctx, int task) {
+    const gemm_job *g = ctx;
+    int nkb = kblocks(g->K), kbi = task % nkb, chunk = task / nkb;
+    int k0 = kbi * KC, kb = g->K - k0 < KC ? g->K - k0 : KC;
+    if (kb < 0) kb = 0;
+    int steps = g->k->pairs ? (kb + 1) / 2 : kb;
+    if (g->sa) {
+        int MR = g->k->mr, i0 = chunk * PREPACK_PANELS * MR;
+        int mb = g->M - i0 < PREPACK_PANELS * MR ? g->M - i0 : PREPACK_PANELS * MR;
+        pack_a_any(g->sa + kblock_offset(g->k, k0, g->Mp) + (size_t)i0 * steps, g, i0, mb, k0, kb);
+    } else {
+        int NR = g->k->nr, j0 = chunk * PREPACK_PANELS * NR;
+        int nb = g->N - j0 < PREPACK_PANELS * NR ? g->N - j0 : PREPACK_PANELS * NR;
+        pack_b_any(g->sb + kblock_offset(g->k, k0, g->Np) + (size_t)j0 * steps, g, j0, nb, k0, kb);
+    }
+}
+
 static void gemm_tile(void *ctx, int task) {
     const gemm_job *g = ctx;
     const gemm_kernel *k = g->k;
@@ -213,11 +279,11 @@ static void gemm_tile(void *ctx, int task) {
     int mb = g->M - i0 < g->MT ? g->M - i0 : g->MT;
     int nb = g->N - j0 < g->NT ? g->N - j0 : g->NT;
     int mp = (mb + MR - 1) / MR * MR, np = (nb + NR - 1) / NR * NR;
-    size_t need = (size_t)KC * (mp + np);
+    size_t need = (size_t)KC * ((g->sa ? 0 : mp) + (g->sb ? 0 : np));
     float *buf = cpu_pool_pack_buffer(need), *own = NULL;
     if (!buf) buf = own = malloc(need * sizeof(float));
     if (!buf) return; /* cannot happen short of a failed 1 MiB malloc */
-    float *pa = buf, *pb = buf + (size_t)KC * mp;
+    float *pa = buf, *pb = buf + (g->sa ? 0 : (size_t)KC * mp);
     float edge[16 * 64]; /* MR x NR <= 1024 for every kernel */
     for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
         int kb = g->K - k0 < KC ? g->K - k0 : KC;
@@ -225,13 +291,10 @@ static void gemm_tile(void *ctx, int task) {
         /* Steps of the kernel: k, or pairs of k for bf16 (a 32-bit word
          * each, so a panel's stride in 4-byte units is steps * MR). */
         int steps = k->pairs ? (kb + 1) / 2 : kb;
-        if (k->pairs) {
-            pack_a_bf16((uint32_t *)pa, g, i0, mb, k0, kb);
-            pack_b_bf16((uint32_t *)pb, g, j0, nb, k0, kb);
-        } else {
-            pack_a(pa, g, i0, mb, k0, kb);
-            pack_b(pb, g, j0, nb, k0, kb);
-        }
+        if (g->sa) pa = g->sa + kblock_offset(k, k0, g->Mp) + (size_t)i0 * steps;
+        else pack_a_any(pa, g, i0, mb, k0, kb);
+        if (g->sb) pb = g->sb + kblock_offset(k, k0, g->Np) + (size_t)j0 * steps;
+        else pack_b_any(pb, g, j0, nb, k0, kb);
         for (int jr = 0; jr < nb; jr += NR) {
             const float *bp = pb + (size_t)jr * steps;
             int cols = nb - jr < NR ? nb - jr : NR;
@@ -259,7 +322,8 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
                    ptrdiff_t ars, ptrdiff_t acs, const float *B, ptrdiff_t brs, ptrdiff_t bcs,
                    float *C, ptrdiff_t ldc, int acc) {
     if (M <= 0 || N <= 0) return;
-    gemm_job g = {k, M, N, K, 0, 0, 0, alpha, A, B, ars, acs, brs, bcs, ldc, C, acc};
+    gemm_job g = {.k = k, .M = M, .N = N, .K = K, .alpha = alpha, .A = A, .B = B, .ars = ars,
+                  .acs = acs, .brs = brs, .bcs = bcs, .ldc = ldc, .C = C, .acc = acc};
     int MR = k->mr, NR = k->nr;
     int MT = (M + MR - 1) / MR * MR, NT = (N + NR - 1) / NR * NR;
     if (MT > MT_MAX) MT = MT_MAX / MR * MR;
@@ -274,7 +338,21 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
         else break;
     }
     g.MT = MT, g.NT = NT, g.tiles_n = (N + NT - 1) / NT;
-    cpu_parallel(((M + MT - 1) / MT) * g.tiles_n, gemm_tile, &g);
+    int tiles_m = (M + MT - 1) / MT;
+    g.Mp = (M + MR - 1) / MR * MR, g.Np = (N + NR - 1) / NR * NR;
+    /* Pack once the operand that the other dimension's tiles would each
+     * pack again, when there are such repeats and it fits 16 MiB. */
+    size_t kfull = (size_t)kblocks(K) * KC;
+    if (g.tiles_n > 1 && (size_t)g.Mp * kfull <= SHARED_MAX && (M <= N || tiles_m == 1))
+        g.sa = cpu_pool_shared_buffer((size_t)g.Mp * kfull);
+    else if (tiles_m > 1 && (size_t)g.Np * kfull <= SHARED_MAX)
+        g.sb = cpu_pool_shared_buffer((size_t)g.Np * kfull);
+    if (g.sa || g.sb) {
+        int panels = g.sa ? g.Mp / MR : g.Np / NR;
+        int chunks = (panels + PREPACK_PANELS - 1) / PREPACK_PANELS;
+        cpu_parallel(chunks * kblocks(K), prepack, &g);
+    }
+    cpu_parallel(tiles_m * g.tiles_n, gemm_tile, &g);
 }
 
 void cpu_gemm(int M, int N, int K, float alpha, const float *A, ptrdiff_t ars, ptrdiff_t acs,

@@ -51,6 +51,8 @@ static struct {
     _Atomic int sleepers;
     _Atomic int quit;
     _Atomic uint32_t wake_seq;
+    float *shared;               /* cpu_pool_shared_buffer */
+    size_t shared_cap;
     cpu_task_fn fn;              /* the job of the current generation */
     void *ctx;
     int ntasks;
@@ -178,6 +180,9 @@ void cpu_pool_release(void) {
         free(P.w[0].pack);
         P.w[0].pack = NULL;
         P.w[0].pack_cap = 0;
+        free(P.shared);
+        P.shared = NULL;
+        P.shared_cap = 0;
     }
     pthread_mutex_unlock(&P.busy);
     pthread_mutex_unlock(&g_setup);
@@ -196,6 +201,16 @@ float *cpu_pool_pack_buffer(size_t floats) {
         w->pack_cap = w->pack ? floats : 0;
     }
     return w->pack;
+}
+
+float *cpu_pool_shared_buffer(size_t floats) {
+    if (t_index >= 0 || P.refs == 0) return NULL;
+    if (P.shared_cap < floats) {
+        free(P.shared);
+        P.shared = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        P.shared_cap = P.shared ? floats : 0;
+    }
+    return P.shared;
 }
 
 void cpu_parallel(int n, cpu_task_fn fn, void *ctx) {

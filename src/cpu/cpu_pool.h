@@ -44,8 +44,14 @@ void cpu_parallel_range(size_t n, size_t min_chunk, cpu_range_fn fn, void *ctx);
 int cpu_pool_threads(void);
 int cpu_thread_index(void);
 
-/* Per-thread packing buffer of the matrix products (cpu_gemm.c), floats. */
+/* Per-thread packing buffer of the matrix products (cpu_gemm.c), floats;
+ * NULL outside a job of the pool. */
 float *cpu_pool_pack_buffer(size_t floats);
+
+/* A buffer shared by the tasks of the next cpu_parallel calls (an operand
+ * packed once for all of them), floats, kept between calls; NULL inside a
+ * task (a nested product packs on its own) or if memory is short. */
+float *cpu_pool_shared_buffer(size_t floats);
 
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 int cpu_available_cores(void);
