@@ -62,24 +62,26 @@ void cpu_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n) {
 /* Products of a few rows (KV-cache decoding: N = batch rows) are bound by
  * reading the weights once, but sgemm packs the whole weight matrix for
  * them first: for gpt2 at N = 1 that made a decode step 30x slower than
- * the memory-bandwidth bound. Here each group of 4 weight rows is read
+ * the memory-bandwidth bound. Here each group of 8 weight rows is read
  * from memory once and dotted with every input row while it sits in L1;
  * threads split the output features, so results do not depend on the
  * thread count. */
 #define FEW_ROWS 8
 
-/* ISO C mode (-std=c11) does not fuse a*b+c by itself; ask for it where
- * the CPU has FMA (elsewhere fmaf would be a slow library call). */
-#ifdef __FMA__
-#define FEW_MADD(a, b, c) fmaf(a, b, c)
-#else
+/* ISO C mode (-std=c11) does not fuse a*b+c by itself; the few-rows loop
+ * asks for contraction, which the x86-64 v3/v4 clones turn into FMA (one
+ * instruction a weight; elsewhere fmaf would be a slow library call). */
 #define FEW_MADD(a, b, c) ((a) * (b) + (c))
+#if defined(__GNUC__) && !defined(__clang__)
+#define FEW_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define FEW_CONTRACT
 #endif
 
 /* out[j] = dot(x, w_j) for G weight rows: G independent FMA chains, G
  * memory streams in flight. */
 #define GROUP 8
-static inline void dot_group(const float *x, const float *const *w, int n, float *out) {
+FEW_CONTRACT static inline void dot_group(const float *x, const float *const *w, int n, float *out) {
     float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
     const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
     const float *w4 = w[4], *w5 = w[5], *w6 = w[6], *w7 = w[7];
@@ -105,7 +107,7 @@ typedef struct {
     int N, IC, OC;
 } few_job;
 
-CPU_CLONES static void few_rows_groups(void *ctx, size_t lo, size_t hi) {
+FEW_CONTRACT CPU_CLONES static void few_rows_groups(void *ctx, size_t lo, size_t hi) {
     const few_job *job = ctx;
     float *y = job->y;
     const float *in = job->in, *w = job->w, *bias = job->bias;
