@@ -31,6 +31,7 @@ steps=$([ $quick = 1 ] && echo 3 || echo 6)
 make -s -j"$cores" build/gpt build/bench/bench_decode >/dev/null
 out=$PWD/bench-cpu.jsonl
 : > "$out"
+tmp=$(mktemp); trap 'rm -f "$tmp" "$tmp.err"' EXIT
 G=build/gpt
 note() { echo "[bench/cpu.sh] $*" >&2; }
 note "$($G info | grep '^cpu:')"
@@ -76,9 +77,12 @@ if [ $torch = 1 ] && python3 -c 'import torch' 2>/dev/null; then
         set -- ${dims[$w]}
         for p in fp32 bf16; do
             note "pytorch train $w $p"
-            python3 bench/peers/torch_gpt.py --device cpu --precision "$p" --layers "$1" --dim "$2" \
-                --heads "$3" --seq 64 --batch 4 --steps "$steps" 2>/dev/null |
-                python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(json.dumps(dict(kind="train", impl="pytorch "+r["precision"]+(" autocast" if r["precision"]=="bf16" else ""), workload=sys.argv[1], ms=r["step_ms"], tok_s=r["tok_s"], torch=r["torch"])))' "$w" >>"$out"
+            if ! python3 bench/peers/torch_gpt.py --device cpu --precision "$p" --layers "$1" \
+                --dim "$2" --heads "$3" --seq 64 --batch 4 --steps "$steps" >"$tmp" 2>"$tmp.err"; then
+                note "pytorch failed: $(tail -3 "$tmp.err")"
+                continue
+            fi
+            python3 -c 'import json,sys; r=json.loads(open(sys.argv[2]).read()); print(json.dumps(dict(kind="train", impl="pytorch "+r["precision"]+(" autocast" if r["precision"]=="bf16" else ""), workload=sys.argv[1], ms=r["step_ms"], tok_s=r["tok_s"], torch=r["torch"])))' "$w" "$tmp" >>"$out"
         done
     done
 fi

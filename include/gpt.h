@@ -82,7 +82,7 @@ typedef enum {
 typedef struct {
     const char *device;   /* "cpu", "cuda", "vulkan", "vulkan:N" or "auto"/NULL (a GPU if there is one) */
     int precision;        /* gpt_precision */
-    int threads;          /* CPU threads; 0 = OpenMP's default */
+    int threads;          /* CPU threads; 0 = the cores this process may use (affinity) */
     int profile;          /* time every operation (see gpt_profile_report) */
     int check;            /* scan every operation's output for NaN/Inf */
     size_t memory_limit;  /* bytes the run may use; 0 = what the device has */
@@ -104,7 +104,7 @@ const char *const *gpt_backend_names(void);
 int gpt_backend_available(const char *name);
 /* One line on the CPU backend's kernels for this machine, e.g.
  * "AMD EPYC 9R14 (family 25 model 17): AVX-512 fp32 8x32, bf16 products
- * AVX512-BF16 bf16 8x32 (training default), 2 threads of 2 usable cores". */
+ * AVX512-BF16 bf16 8x32 (training default), 2 cores usable". */
 const char *gpt_cpu_kernels(void);
 
 /* ------------------------------------------------------------------- model */

@@ -33,7 +33,7 @@ static void usage(FILE *f) {
 "                         model.safetensors beside config.json)\n"
 "  --tokenizer NAME       gpt2, bytes or a tokenizer file (default: the model's)\n"
 "  --device DEV           cpu, cuda, vulkan, vulkan:N or auto (default auto)\n"
-"  --threads N            CPU threads (default: OpenMP's)\n"
+"  --threads N            CPU threads (default: the cores this process may use)\n"
 "  --quant int8|none      int8: quantise the weights as the model loads (blocks of\n"
 "                         32 weights with one scale; about 3.5x less to read per\n"
 "                         token, CPU only); none: run an int8 checkpoint in fp32.\n"

@@ -84,8 +84,9 @@ static void usage(FILE *f) {
 "  --prompt TEXT         start of the sample (default: newline)\n"
 "device:\n"
 "  --device cpu|cuda|vulkan[:N]|auto  (default auto: CUDA, else a Vulkan GPU, else the CPU)\n"
-"  --precision fp32|bf16|fp16  (default: fp32 on CPU, bf16 on CUDA, fp16 on a Vulkan GPU)\n"
-"  --threads N           CPU threads (default: OpenMP's)\n"
+"  --precision fp32|bf16|fp16  (default: bf16 on CUDA, fp16 on a Vulkan GPU, bf16 on a CPU\n"
+"                           with AVX512-BF16 (fp32 master weights), else fp32)\n"
+"  --threads N           CPU threads (default: the cores this process may use)\n"
 "  --profile             print a table of time per operation for one step\n"
 "  --check               scan every operation's output for NaN/Inf\n"
 "data parallel (docs/DISTRIBUTED.md; -B is per rank, so a step takes\n"
@@ -444,10 +445,12 @@ int gpt_cmd_train(int argc, char **argv) {
         free(ser);
         if (rc) goto lib_fail;
     }
-    SAY("gpt train: device %s (%s, %s)\n", gpt_model_device(m), gpt_model_device_desc(m),
-        gpt_model_precision(m));
     if (multi && (rc = gpt_model_set_dist(m, dist, a.zero, &err))) goto lib_fail;
     if ((rc = gpt_train_init(m, &a.opts, &err))) goto lib_fail;
+    /* After init: a CPU backend picks its products' precision when it
+     * learns that the model will train. */
+    SAY("gpt train: device %s (%s, %s)\n", gpt_model_device(m), gpt_model_device_desc(m),
+        gpt_model_precision(m));
     if (multi) {
         char b1[32];
         SAY("gpt train: data parallel over %d rank%s (%s), ZeRO-1 %s: %d x %d x %d = %d sequences "
