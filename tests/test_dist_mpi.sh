@@ -45,9 +45,12 @@ if ! command -v mpirun >/dev/null || [ ! -x "$GPT_BUILD/tests/dist/comm_check" ]
     exit 1
 fi
 D=data/tinyshakespeare.txt
+# fp32 (the tolerances above are fp32's; a CPU with bf16 instructions would
+# otherwise train in bf16), also on every resume: precision is not saved.
+P="--precision fp32"
 # 3 layers: 2665 blocks of 64 parameters, an odd count, so that 2 ranks pad
 # the flat vector (model_dist.c) and the padding's path runs too
-MODEL="--tokenizer bytes --layers 3 --heads 4 --channels 64 --max-seq 64 -T 64"
+MODEL="--tokenizer bytes --layers 3 --heads 4 --channels 64 --max-seq 64 -T 64 $P"
 RUN="--data $D $MODEL --sample 0 --threads 1 --steps 6 --eval-every 3 --eval-batches 4 --lr 3e-3 --warmup 2"
 cmp_ckpt() { python3 tests/ckpt_compare.py "$@" >"$tmp/cmp.log" 2>&1 || { cat "$tmp/cmp.log"; return 1; }; }
 # The losses of two runs' metrics, step by step, within a relative tolerance.
@@ -109,9 +112,9 @@ for z in 0 1; do
     $MPIRUN -np 2 "$GPT" train $RUN -B 2 --zero $z --stop-after 3 --out "$tmp/s$z" >/dev/null 2>"$tmp/e6"; rc1=$?
     cp -r "$tmp/s$z" "$tmp/t$z"
     # (--eval-* are not in the checkpoint: the best validation loss it keeps depends on them)
-    $MPIRUN -np 2 "$GPT" train --data $D --resume --out "$tmp/s$z" --sample 0 --threads 1 --zero $z \
+    $MPIRUN -np 2 "$GPT" train --data $D --resume $P --out "$tmp/s$z" --sample 0 --threads 1 --zero $z \
         --eval-every 3 --eval-batches 4 >/dev/null 2>"$tmp/e7"; rc2=$?
-    run_gpt "$tmp/o8" "$tmp/e8" train --data $D --resume --out "$tmp/t$z" --sample 0 --threads 1 \
+    run_gpt "$tmp/o8" "$tmp/e8" train --data $D --resume $P --out "$tmp/t$z" --sample 0 --threads 1 \
         --eval-every 3 --eval-batches 4; rc3=$?
     ref=$tmp/two
     [ $z = 1 ] && ref=$tmp/zero
@@ -123,7 +126,7 @@ for z in 0 1; do
 done
 
 case_begin "a checkpoint of global batch 4 does not split over 3 ranks (exit 2)"
-$MPIRUN -np 3 "$GPT" train --data $D --resume --out "$tmp/t0" --sample 0 --threads 1 --steps 9 >/dev/null 2>"$tmp/e9"; rc=$?
+$MPIRUN -np 3 "$GPT" train --data $D --resume $P --out "$tmp/t0" --sample 0 --threads 1 --steps 9 >/dev/null 2>"$tmp/e9"; rc=$?
 check "exit $rc" [ "$rc" = 2 ]
 check "message: $(head -2 "$tmp/e9")" grep -q "4 rows a micro-batch, which 3 ranks cannot share evenly" "$tmp/e9"
 case_end
