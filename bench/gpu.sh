@@ -14,6 +14,7 @@
 #                                   bench/dist.sh (data parallelism); vulkan
 #                                   alone runs bench/gpu_vulkan.sh (the Vulkan
 #                                   backend beside CUDA; the Vulkan .debs in .gl/)
+#                                   cpu alone the CPU benchmark (bench/cpu.sh)
 #
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
 # racecheck only); ours = our timings; profile = per-op times
@@ -33,6 +34,19 @@ case "$phases" in *" check "*) phases="$phases tests sanitize initcheck_train " 
 # dist (data-parallel: NCCL tests, 1/2/4 GPUs against PyTorch DDP) is its own
 # script, run only when named: bash bench/gpu.sh dist == bash bench/dist.sh
 if [ "$phases" = " dist " ]; then exec bash bench/dist.sh; fi
+# cpu (issue 15's CPU benchmark on this host's CPU, often a Xeon with AMX
+# and AVX512-BF16): gpt info, the CPU tests of bf16 and threads, bench/cpu.sh
+# and bench/gemm_libs.sh; run only when named. Output: $OUT/cpu.txt.
+if [ "$phases" = " cpu " ]; then
+    OUT=${OUT:-$PWD/out/gpu}
+    mkdir -p "$OUT"
+    { make -s -j"$(nproc)" build/gpt build/tests/test_model_ref build/tests/test_cpu_threads \
+          build/tests/test_ops_grad && build/gpt info | head -3 && lscpu | head -20 &&
+          build/tests/test_model_ref | tail -1 && build/tests/test_cpu_threads | tail -1 &&
+          build/tests/test_ops_grad | grep -E "^(FAIL|ok   gemm .*M=300)|passed" ;
+      bash bench/cpu.sh; bash bench/gemm_libs.sh; } 2>&1 | tee "$OUT/cpu.txt"
+    exit 0
+fi
 OUT=${OUT:-$PWD/out/gpu}
 mkdir -p "$OUT"
 # The device tool returns at most 8 files from $OUT: logs are written under
