@@ -167,6 +167,7 @@ int main(void) {
     gpt_error err;
     gpt_runtime rt = {0};
     rt.device = "cpu";
+    rt.precision = GPT_PREC_FP32; /* the fp32 reference (AUTO trains in bf16 where the CPU can) */
     gpt_rng_seed(&rng, 1234);
     if (!gpt_backend_available("vulkan")) {
         const char *req = getenv("GPT_REQUIRE_VULKAN");
