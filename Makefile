@@ -45,13 +45,17 @@ GLSLC   ?= glslc
 
 # Cross-compiling when the compiler's target is not this machine: then no
 # -march=native (it would describe the build machine), a build folder of
-# its own, and only the target's libraries (no MPI unless MPI=1 says so).
+# its own, and only the target's libraries (no MPI or Vulkan unless MPI=1
+# or VULKAN=1 says so: pkg-config would find the build machine's).
 TRIPLET     := $(shell $(CC) -dumpmachine 2>/dev/null)
 TARGET_ARCH := $(firstword $(subst -, ,$(TRIPLET)))
 CROSS       := $(if $(filter $(TARGET_ARCH),$(shell uname -m)),0,1)
 ifeq ($(CROSS),1)
   NATIVE := 0
   MPI    ?= 0
+  ifeq ($(VULKAN),auto)
+    VULKAN := 0
+  endif
 endif
 
 BUILD   := build$(if $(filter 1,$(CROSS)),-$(TARGET_ARCH))
