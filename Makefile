@@ -329,15 +329,15 @@ $(GPT): $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
 $(GPT_TEST): $(TOOL_SRC:%.c=$(BUILD)/test-obj/%.o) $(TEST_LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/vulkan/%: tests/vulkan/%.c tests/test.h $(wildcard tests/gpu/*.h) $(TEST_LIB)
+$(BUILD)/tests/vulkan/%: tests/vulkan/%.c $(wildcard tests/*.h) $(wildcard tests/gpu/*.h) $(TEST_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/gpu/%: tests/gpu/%.c tests/test.h $(wildcard tests/gpu/*.h) $(TEST_LIB)
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(wildcard tests/*.h) $(wildcard tests/gpu/*.h) $(TEST_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(TEST_LIB)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(TEST_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
 

@@ -282,17 +282,23 @@ int gpt_kv_length(const gpt_model *m, int b);
  * each slot holds one sequence. A sequence joins with gpt_slot_prefill (its
  * row starts over; the other slots keep their state), each decoding call
  * appends one token to every slot it lists, and gpt_slot_clear empties a
- * slot for the next sequence. A step runs all n_slots rows whatever is
- * listed (fixed shapes: a backend with graphs replays one recorded step),
- * and no slot's results depend on the others': a sequence decodes the same
- * alone or beside n_slots - 1 others. Outputs are indexed by slot. The
- * slots share the cache with gpt_kv_*: calling gpt_kv_begin ends them.
- * Each call below waits for the device once. */
+ * slot for the next sequence. A step computes slots 0 to r - 1, r the
+ * smallest power of two above every listed slot (fill slots from 0 up: a
+ * few sequences then cost what a small batch costs), or all n_slots with
+ * GPT_SLOTS_FIXED_SHAPE. A slot's results never depend on the other slots'
+ * contents; they depend on r only where the backend's products round
+ * differently at different batch sizes (the CPU's do above 8 rows, in the
+ * last bits): with GPT_SLOTS_FIXED_SHAPE a sequence decodes exactly the
+ * same alone or beside n_slots - 1 others. Outputs are indexed by slot.
+ * The slots share the cache with gpt_kv_*: gpt_kv_begin ends them. Each
+ * call below waits for the device once. */
+
+enum { GPT_SLOTS_FIXED_SHAPE = 1 };
 
 /* Allocates the cache for n_slots slots of ctx positions (ctx <= maxT) and
  * the activations for one prompt of up to ctx tokens or one step; every
- * slot empty. */
-int gpt_slots_begin(gpt_model *m, int n_slots, int ctx, gpt_error *err);
+ * slot empty. flags: 0 or GPT_SLOTS_FIXED_SHAPE. */
+int gpt_slots_begin(gpt_model *m, int n_slots, int ctx, int flags, gpt_error *err);
 /* Slots of the current gpt_slots_begin (0 before). */
 int gpt_slots_count(const gpt_model *m);
 /* Fills slot `slot` with a prompt of n (1..ctx) tokens in one pass, as a

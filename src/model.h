@@ -75,6 +75,10 @@ typedef struct {
     int *history; /* I32 (B, S): the id greedy decoding chose at each row position */
     int *len;     /* host (B): positions filled per row */
     int decode_ready; /* a decode step ran eagerly: later ones may be captured */
+    /* Slots (gpt_slots_begin): a step runs rows [0, r) for r a power of
+     * two (see slot_rows in model_infer.c), or always B when fixed. */
+    int fixed;
+    unsigned rows_ready; /* bit k: a step of 2^k < B rows ran eagerly */
 } kv_cache;
 
 typedef struct {
@@ -140,7 +144,7 @@ struct gpt_model {
     char check_msg[256]; /* first non-finite output found by --check */
     int use_graphs;
     gpt_shape reserved; /* largest shapes the backend's workspaces cover */
-    int graph_epoch; /* bumped whenever buffers move: graph ids = 4*epoch + kind */
+    int graph_epoch; /* bumped whenever buffers move: graph ids = 64*epoch + kind */
     dist_state *dist; /* data parallelism; NULL when the model trains alone */
 };
 
@@ -148,9 +152,12 @@ struct gpt_model {
 #define GPT_NO_OFFSET ((size_t)-1)
 
 /* Graph ids: captured work is only valid for the buffers it was recorded
- * with, so ids change whenever those are reallocated. */
-enum { GRAPH_MICROSTEP = 1, GRAPH_ADAMW = 2, GRAPH_DECODE = 3, GRAPH_DECODE_CHUNK = 4 };
-static inline int gpt_graph_id(const gpt_model *m, int kind) { return 8 * m->graph_epoch + kind; }
+ * with, so ids change whenever those are reallocated. Decoding steps of
+ * 2^k rows fewer than the cache's (slots) are kinds GRAPH_ROWS + 2k (one
+ * step) and GRAPH_ROWS + 2k + 1 (a chunk), k < 27. */
+enum { GRAPH_MICROSTEP = 1, GRAPH_ADAMW = 2, GRAPH_DECODE = 3, GRAPH_DECODE_CHUNK = 4,
+       GRAPH_ROWS = 8 };
+static inline int gpt_graph_id(const gpt_model *m, int kind) { return 64 * m->graph_epoch + kind; }
 
 /* Address of element `off` of a buffer whose elements are of class cls. */
 static inline void *gpt_at(const gpt_model *m, void *base, size_t off, int cls) {

@@ -92,6 +92,7 @@ static int infer_reserve(gpt_model *m, size_t N, int B, size_t rows, gpt_error *
     }
     m->ia = n;
     m->kv.decode_ready = 0;
+    m->kv.rows_ready = 0;
     m->graph_epoch++; /* graphs captured old pointers */
     if (!n.act) {
         rc = gpt_model_backend_error(m, err);
@@ -375,6 +376,7 @@ static int kv_alloc(gpt_model *m, int B, int ctx, gpt_error *err) {
         }
         m->kv.B = B;
         m->kv.S = ctx;
+        m->kv.rows_ready = 0;
         m->graph_epoch++;
     }
     memset(m->kv.len, 0, (size_t)B * sizeof(int));
@@ -470,10 +472,14 @@ int gpt_kv_prefill_greedy(gpt_model *m, const int *const *prompts, const int *le
  * DECODE_CHUNK whose steps follow each other without a graph boundary). */
 enum { DECODE_CHUNK = 8 };
 
-static void decode_steps(gpt_model *m, int G) {
+static void decode_steps(gpt_model *m, int G, int B) {
     gpt_backend *be = m->be;
-    int B = m->kv.B, id = gpt_graph_id(m, G > 1 ? GRAPH_DECODE_CHUNK : GRAPH_DECODE);
-    int graphs = m->use_graphs && m->kv.decode_ready;
+    int full = B == m->kv.B, k = 0;
+    while (!full && (1 << k) < B) k++;
+    int id = gpt_graph_id(m, full ? (G > 1 ? GRAPH_DECODE_CHUNK : GRAPH_DECODE)
+                                  : GRAPH_ROWS + 2 * k + (G > 1));
+    int ready = full ? m->kv.decode_ready : (int)(m->kv.rows_ready >> k) & 1;
+    int graphs = m->use_graphs && ready;
     if (!graphs || !be->ops->graph_begin(be, id)) {
         for (int g = 0; g < G; g++) {
             decode_forward(m, B);
@@ -483,7 +489,8 @@ static void decode_steps(gpt_model *m, int G) {
         }
         if (graphs) be->ops->graph_end(be, id);
     }
-    m->kv.decode_ready = 1;
+    if (full) m->kv.decode_ready = 1;
+    else m->kv.rows_ready |= 1u << k;
 }
 
 /* Checks that every row has room for n more positions and uploads the
@@ -509,7 +516,7 @@ static int decode_begin(gpt_model *m, const int *tokens, int n, gpt_error *err) 
 int gpt_kv_decode(gpt_model *m, const int *tokens, float *logits, gpt_error *err) {
     int rc = decode_begin(m, tokens, 1, err);
     if (rc) return rc;
-    decode_steps(m, 1);
+    decode_steps(m, 1, m->kv.B);
     if ((rc = download_logits(m, m->kv.B, logits, err))) return rc;
     for (int b = 0; b < m->kv.B; b++) m->kv.len[b]++;
     if (m->check_msg[0]) return gpt_fail(err, GPT_ERR_RUNTIME, "%s", m->check_msg);
@@ -526,8 +533,8 @@ int gpt_kv_decode_greedy(gpt_model *m, const int *tokens, int n, int *ids, gpt_e
      * records it at the row's position in the history: the host waits once,
      * for the history. */
     int k = 0;
-    for (; n - k >= DECODE_CHUNK; k += DECODE_CHUNK) decode_steps(m, DECODE_CHUNK);
-    for (; k < n; k++) decode_steps(m, 1);
+    for (; n - k >= DECODE_CHUNK; k += DECODE_CHUNK) decode_steps(m, DECODE_CHUNK, B);
+    for (; k < n; k++) decode_steps(m, 1, B);
     m->be->ops->download(m->be, hist, m->kv.history, (size_t)B * S, GPT_CLS_I32);
     if ((rc = gpt_model_backend_error(m, err))) {
         free(hist);
@@ -546,17 +553,21 @@ int gpt_kv_decode_greedy(gpt_model *m, const int *tokens, int n, int *ids, gpt_e
  * The cache's rows are slots that sequences join and leave while the
  * others keep their state. A slot's prefill runs its prompt alone (B = 1,
  * the cache pointers moved to its row), exactly as a one-row
- * gpt_kv_prefill does. A decoding step always runs all n_slots rows, so
- * that its shapes never change and a backend with graphs replays one
- * recorded step whatever joins or leaves: rows not in the step get the
- * position S, where attention_kv_forward leaves them untouched, and
+ * gpt_kv_prefill does. A decoding step runs the first r rows of the
+ * cache, r a power of two covering every listed slot (all of them with
+ * GPT_SLOTS_FIXED_SHAPE), so that a backend with graphs replays one
+ * recorded step per r whatever joins or leaves: rows not in the step get
+ * the position S, where attention_kv_forward leaves them untouched, and
  * whatever the products compute for them is never read. No row's results
- * depend on another row's contents, so a sequence decodes the same alone
- * or in a full batch. */
+ * depend on another row's contents, only on r where a backend's products
+ * round differently at different batch sizes. */
 
-int gpt_slots_begin(gpt_model *m, int n_slots, int ctx, gpt_error *err) {
+int gpt_slots_begin(gpt_model *m, int n_slots, int ctx, int flags, gpt_error *err) {
+    if (flags & ~GPT_SLOTS_FIXED_SHAPE)
+        return gpt_fail(err, GPT_ERR_INVALID, "gpt_slots_begin: unknown flags 0x%x", flags);
     int rc = kv_alloc(m, n_slots, ctx, err);
     if (rc) return rc;
+    m->kv.fixed = flags & GPT_SLOTS_FIXED_SHAPE;
     /* One prompt of up to ctx positions, or one step of n_slots rows; the
      * slots are of no use without them. */
     size_t N = (size_t)(ctx > n_slots ? ctx : n_slots);
@@ -620,6 +631,18 @@ int gpt_slot_prefill(gpt_model *m, int slot, const int *tokens, int n, float *lo
     return GPT_OK;
 }
 
+/* The rows a step over these slots runs: the smallest power of two that
+ * covers the highest listed slot (a few sequences cost what a small batch
+ * costs, and a backend with graphs records one step per power of two), or
+ * all of them with GPT_SLOTS_FIXED_SHAPE. */
+static int slot_rows(const gpt_model *m, int n, const int *slots) {
+    int hi = 0, r = 1;
+    for (int i = 0; i < n; i++)
+        if (slots[i] + 1 > hi) hi = slots[i] + 1;
+    while (r < hi && r < (1 << 26)) r *= 2;
+    return m->kv.fixed || r >= m->kv.B ? m->kv.B : r;
+}
+
 /* Checks a step over n listed slots with room for `steps` positions each,
  * and uploads every row's token and position (S for rows not listed). */
 static int slots_stage(gpt_model *m, int n, const int *slots, const int *tokens, int steps,
@@ -666,7 +689,7 @@ int gpt_slots_decode(gpt_model *m, int n, const int *slots, const int *tokens, f
                      gpt_error *err) {
     int rc = slots_stage(m, n, slots, tokens, 1, err);
     if (rc) return rc;
-    decode_steps(m, 1);
+    decode_steps(m, 1, slot_rows(m, n, slots));
     int rows = 0; /* rows up to the last listed slot: one download */
     for (int i = 0; i < n; i++)
         if (slots[i] + 1 > rows) rows = slots[i] + 1;
@@ -678,9 +701,9 @@ int gpt_slots_decode_greedy(gpt_model *m, int n, const int *slots, const int *to
                             int *ids, gpt_error *err) {
     int rc = slots_stage(m, n, slots, tokens, steps, err);
     if (rc) return rc;
-    int B = m->kv.B, S = m->kv.S, k = 0;
-    for (; steps - k >= DECODE_CHUNK; k += DECODE_CHUNK) decode_steps(m, DECODE_CHUNK);
-    for (; k < steps; k++) decode_steps(m, 1);
+    int B = m->kv.B, S = m->kv.S, k = 0, rows = slot_rows(m, n, slots);
+    for (; steps - k >= DECODE_CHUNK; k += DECODE_CHUNK) decode_steps(m, DECODE_CHUNK, rows);
+    for (; k < steps; k++) decode_steps(m, 1, rows);
     if (steps == 1) {
         /* the argmax replaced each row's token */
         m->be->ops->download(m->be, ids, m->ia.i32, (size_t)B, GPT_CLS_I32);

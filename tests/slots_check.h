@@ -9,10 +9,10 @@
  * slots, full contexts and bad ids are refused; --check finds nothing
  * non-finite in the rows a step leaves untouched.
  *
- * Against gpt_generate (one prompt, batch 1): the same tokens wherever the
- * backend computes a row the same way whatever the batch size (the CPU's
- * few-row products, up to 8 rows); the caller says up to which capacity
- * (gen_exact_cap), and above it the agreement is only printed.
+ * Against gpt_generate (one prompt, batch 1): the same tokens where every
+ * step's rows are computed as a single row is (the CPU's few-row products
+ * take up to 8 rows); the caller says up to how many rows (gen_exact_cap),
+ * and beyond it the agreement is only printed.
  */
 #ifndef GPT_SLOTS_CHECK_H
 #define GPT_SLOTS_CHECK_H
@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "gpt.h"
+#include "model.h" /* white box: which step shapes ran */
 #include "test.h"
 #include "util.h"
 
@@ -76,8 +77,8 @@ static int take(req *r, int tok) {
  * it has its tokens. greedy_path: all-greedy batches decode on the device
  * (`steps` at a time); otherwise every row samples from the logits.
  * Returns 0 on success. */
-static int run_batched(req *r, int nreq, int cap, int greedy_path, int steps) {
-    if (gpt_slots_begin(model, cap, CTX, &err)) return 1;
+static int run_batched(req *r, int nreq, int cap, int greedy_path, int steps, int flags) {
+    if (gpt_slots_begin(model, cap, CTX, flags, &err)) return 1;
     float *logits = malloc((size_t)cap * V * sizeof(float));
     int *ids = malloc((size_t)cap * MAXN * sizeof(int));
     int *owner = malloc((size_t)cap * sizeof(int)), slots[64], toks[64];
@@ -206,34 +207,50 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
     test_end();
 
     /* Capacities: few rows, and more rows than the few-row products take
-     * (the CPU's sgemm above 8 rows, CUDA's cuBLASLt above 16). */
+     * (the CPU's sgemm above 8 rows, CUDA's cuBLASLt above 16). With
+     * GPT_SLOTS_FIXED_SHAPE every step has all cap rows: exactly as alone. */
     static const int caps[] = {3, 12, 24};
     for (int c = 0; c < 3; c++) {
         int cap = caps[c];
         req alone[NREQ], batch[NREQ];
         int aref[NREQ][MAXN], aref_n[NREQ];
-        test_begin("%s, %d slots: greedy and sampled requests joining and leaving decode as "
-                   "each alone in %d slots", what, cap, cap);
+        test_begin("%s, %d fixed-shape slots: greedy and sampled requests joining and leaving "
+                   "decode as each alone", what, cap);
         for (int i = 0; i < NREQ; i++) {
             alone[i] = r[i];
-            EXPECT(run_batched(&alone[i], 1, cap, 0, 1) == 0, "%s", err.msg);
+            EXPECT(run_batched(&alone[i], 1, cap, 0, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
             aref_n[i] = alone[i].n_out;
             memcpy(aref[i], alone[i].out, sizeof aref[i]);
         }
         memcpy(batch, r, sizeof batch);
-        EXPECT(run_batched(batch, NREQ, cap, 0, 1) == 0, "%s", err.msg);
+        EXPECT(run_batched(batch, NREQ, cap, 0, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
         EXPECT(same_as(batch, NREQ, aref, aref_n), "batched tokens differ");
         test_end();
+        /* Steps of a power of two rows (the default): the same arithmetic as
+         * gpt_generate's single row where the backend's products compute a
+         * row the same way at every size up to cap. */
+        memcpy(batch, r, sizeof batch);
+        int rc = run_batched(batch, NREQ, cap, 0, 1, 0);
         int agree = 0, total = 0;
         for (int i = 0; i < NREQ; i++) {
-            for (int k = 0; k < ref_n[i] && k < aref_n[i] && aref[i][k] == ref[i][k]; k++) agree++;
+            for (int k = 0; k < ref_n[i] && k < batch[i].n_out && batch[i].out[k] == ref[i][k]; k++) agree++;
             total += ref_n[i];
         }
-        if (cap <= gen_exact_cap) {
-            test_begin("%s, %d slots: the same tokens as gpt_generate alone", what, cap);
+        /* at most NREQ slots are busy: steps of up to rmax rows */
+        int rmax = 1;
+        while (rmax < NREQ && rmax < cap) rmax *= 2;
+        if (rmax > cap) rmax = cap;
+        if (rmax <= gen_exact_cap) {
+            test_begin("%s, %d slots, steps of a power of two rows: the same tokens as gpt_generate "
+                       "alone", what, cap);
+            EXPECT(rc == 0, "%s", err.msg);
             EXPECT(same_as(batch, NREQ, ref, ref_n), "tokens differ from gpt_generate's");
             test_end();
         } else {
+            test_begin("%s, %d slots, steps of a power of two rows: every request completes", what, cap);
+            EXPECT(rc == 0, "%s", err.msg);
+            for (int i = 0; i < NREQ; i++) EXPECT(batch[i].n_out == r[i].n, "request %d: %d tokens", i, batch[i].n_out);
+            test_end();
             printf("     %s, %d slots: %d of %d tokens as gpt_generate alone (batch 1) makes "
                    "them, before the first difference\n", what, cap, agree, total);
         }
@@ -248,13 +265,13 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
         /* the reference: the same requests, each alone, through the logits */
         for (int i = 0; i < ng; i++) {
             g1[i] = g[i];
-            EXPECT(run_batched(&g1[i], 1, 3, 0, 1) == 0, "%s", err.msg);
+            EXPECT(run_batched(&g1[i], 1, 3, 0, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
             gref_n[i] = g1[i].n_out;
             memcpy(gref[i], g1[i].out, sizeof gref[i]);
         }
-        EXPECT(run_batched(g, ng, 3, 1, 1) == 0, "%s", err.msg);
+        EXPECT(run_batched(g, ng, 3, 1, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
         EXPECT(same_as(g, ng, gref, gref_n), "steps of 1 differ");
-        EXPECT(run_batched(g, ng, 3, 1, 4) == 0, "%s", err.msg);
+        EXPECT(run_batched(g, ng, 3, 1, 4, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
         EXPECT(same_as(g, ng, gref, gref_n), "steps of 4 differ");
     }
     test_end();
@@ -265,12 +282,12 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
         int aref[NREQ][MAXN], aref_n[NREQ];
         for (int i = 0; i < NREQ; i++) {
             a[i] = r[i];
-            EXPECT(run_batched(&a[i], 1, 2, 0, 1) == 0, "%s", err.msg);
+            EXPECT(run_batched(&a[i], 1, 2, 0, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
             aref_n[i] = a[i].n_out;
             memcpy(aref[i], a[i].out, sizeof aref[i]);
         }
         memcpy(b, r, sizeof b);
-        EXPECT(run_batched(b, NREQ, 2, 0, 1) == 0, "%s", err.msg);
+        EXPECT(run_batched(b, NREQ, 2, 0, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
         EXPECT(same_as(b, NREQ, aref, aref_n), "tokens differ");
         int uses[2] = {0, 0};
         for (int i = 0; i < NREQ; i++)
@@ -284,10 +301,11 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
         /* r[0] and r[2] (greedy) alone in 3 slots, then r[0] waiting in
          * slot 2 while r[2] decodes in slot 0 to its end */
         req a0 = r[0], a2 = r[2];
-        EXPECT(run_batched(&a0, 1, 3, 1, 1) == 0 && run_batched(&a2, 1, 3, 1, 1) == 0, "%s",
+        EXPECT(run_batched(&a0, 1, 3, 1, 1, GPT_SLOTS_FIXED_SHAPE) == 0 &&
+                   run_batched(&a2, 1, 3, 1, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s",
                err.msg);
         int id0, id2, s0 = 0, s2 = 2, got0[MAXN], got2[MAXN], ids[MAXN * 3];
-        EXPECT(gpt_slots_begin(model, 3, CTX, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_slots_begin(model, 3, CTX, GPT_SLOTS_FIXED_SHAPE, &err) == 0, "%s", err.msg);
         EXPECT(gpt_slot_prefill(model, s2, r[0].prompt, r[0].len, NULL, &id0, &err) == 0, "%s", err.msg);
         EXPECT(gpt_slot_prefill(model, s0, r[2].prompt, r[2].len, NULL, &id2, &err) == 0, "%s", err.msg);
         got0[0] = id0, got2[0] = id2;
@@ -302,10 +320,35 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
     }
     test_end();
 
+    test_begin("%s: a step runs the busy slots rounded up to a power of two, or all of them "
+               "when fixed", what);
+    {
+        int id, s0 = 0, s5[2] = {0, 5}, s11 = 11, t2[2] = {3, 4}, t = 3;
+        EXPECT(gpt_slots_begin(model, 12, CTX, 0, &err) == 0, "%s", err.msg);
+        for (int s = 0; s < 12; s++)
+            EXPECT(gpt_slot_prefill(model, s, r[0].prompt, r[0].len, NULL, &id, &err) == 0, "%s", err.msg);
+        EXPECT(model->kv.rows_ready == 0 && !model->kv.decode_ready, "no step yet");
+        EXPECT(gpt_slots_decode_greedy(model, 1, &s0, &t, 1, &id, &err) == 0, "%s", err.msg);
+        EXPECT(model->kv.rows_ready == 1u && !model->kv.decode_ready, "slot 0: rows %x", model->kv.rows_ready);
+        float *lg = malloc((size_t)12 * V * sizeof(float));
+        EXPECT(gpt_slots_decode(model, 2, s5, t2, lg, &err) == 0, "%s", err.msg);
+        EXPECT(model->kv.rows_ready == (1u | 8u) && !model->kv.decode_ready, "slots 0, 5: rows %x",
+               model->kv.rows_ready);
+        EXPECT(gpt_slots_decode(model, 1, &s11, &t, lg, &err) == 0, "%s", err.msg);
+        EXPECT(model->kv.decode_ready, "slot 11 of 12: the full step");
+        EXPECT(gpt_slots_begin(model, 12, CTX, GPT_SLOTS_FIXED_SHAPE, &err) == 0, "%s", err.msg);
+        model->kv.decode_ready = 0, model->kv.rows_ready = 0;
+        EXPECT(gpt_slot_prefill(model, 0, r[0].prompt, r[0].len, NULL, &id, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_slots_decode(model, 1, &s0, &t, lg, &err) == 0, "%s", err.msg);
+        EXPECT(model->kv.decode_ready && !model->kv.rows_ready, "fixed: slot 0 alone runs all 12 rows");
+        free(lg);
+    }
+    test_end();
+
     test_begin("%s: each prefill and each step waits for the device once", what);
     int id, slot0 = 0, slot1 = 1, tok = 3, ids[8 * 4];
     float *logits = malloc((size_t)4 * V * sizeof(float));
-    EXPECT(gpt_slots_begin(model, 4, CTX, &err) == 0, "%s", err.msg);
+    EXPECT(gpt_slots_begin(model, 4, CTX, 0, &err) == 0, "%s", err.msg);
     long w0 = gpt_backend_sync_count(model);
     EXPECT(gpt_slot_prefill(model, 0, r[0].prompt, r[0].len, NULL, &id, &err) == 0, "%s", err.msg);
     EXPECT(gpt_backend_sync_count(model) == w0 + 1, "prefill: %ld waits", gpt_backend_sync_count(model) - w0);
@@ -348,8 +391,9 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
     EXPECT(gpt_kv_length(model, 0) == r[0].len + 3, "a refused call changed slot 0: %d", gpt_kv_length(model, 0));
     gpt_slot_clear(model, 0);
     EXPECT(gpt_slots_decode(model, 1, &slot0, &tok, logits, &err) == GPT_ERR_INVALID, "cleared slot");
-    EXPECT(gpt_slots_begin(model, 4, 41, &err) == GPT_ERR_INVALID, "ctx > maxT");
-    EXPECT(gpt_slots_begin(model, 0, 8, &err) == GPT_ERR_INVALID, "no slots");
+    EXPECT(gpt_slots_begin(model, 4, 41, 0, &err) == GPT_ERR_INVALID, "ctx > maxT");
+    EXPECT(gpt_slots_begin(model, 0, 8, 0, &err) == GPT_ERR_INVALID, "no slots");
+    EXPECT(gpt_slots_begin(model, 4, 8, 2, &err) == GPT_ERR_INVALID, "unknown flag");
     gpt_model *fresh = make_model(device, precision, 0);
     EXPECT(fresh != NULL, "%s", err.msg);
     if (fresh) {
@@ -368,7 +412,7 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
     EXPECT(model != NULL, "%s", err.msg);
     if (model) {
         req c[2] = {r[0], r[1]};
-        EXPECT(run_batched(c, 2, 12, 0, 1) == 0, "%s", err.msg);
+        EXPECT(run_batched(c, 2, 12, 0, 1, GPT_SLOTS_FIXED_SHAPE) == 0, "%s", err.msg);
         EXPECT(c[0].n_out == r[0].n && c[1].n_out == r[1].n, "%d and %d tokens", c[0].n_out,
                c[1].n_out);
     }
