@@ -19,7 +19,7 @@ start_server() {
     local log=$1; shift
     "$GPT" serve -m "$MODEL" --tokenizer bytes --port 0 "$@" 2>"$log" &
     PID=$! PORT=
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 6000); do
         PORT=$(sed -n 's|.*listening on http://[^ ]*:\([0-9]*\)$|\1|p' "$log")
         [ -n "$PORT" ] && return 0
         kill -0 "$PID" 2>/dev/null || break

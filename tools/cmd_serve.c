@@ -53,7 +53,13 @@ static void usage(FILE *f) {
 "  -c, --ctx-size N       positions per sequence, prompt included (default: the\n"
 "                         model's context)\n"
 "  --decode-chunk N       greedy steps per device call when every sequence is\n"
-"                         greedy (default 4; 1 = a host round trip per token)\n"
+"                         greedy (default 4 on a GPU, 1 on the CPU, where host\n"
+"                         round trips cost nothing)\n"
+"  --batch-invariant      run every decoding step over all --slots rows, so a\n"
+"                         request's tokens never depend on what else is running\n"
+"                         (by default a step covers the busy slots rounded up to\n"
+"                         a power of two, and products of other batch sizes may\n"
+"                         round differently in the last bits)\n"
 "\n"
 "network and limits:\n"
 "  --host ADDR            address to listen on (default 127.0.0.1)\n"
@@ -110,7 +116,7 @@ int gpt_cmd_serve(int argc, char **argv) {
 typedef struct {
     const char *model, *tokenizer, *device, *name, *host, *api_key;
     long long threads, slots, ctx, chunk, port, max_queue, timeout, drain, max_body;
-    int verbose;
+    int verbose, invariant;
 } serve_args;
 
 /* The flags that take a string, and where each goes. */
@@ -158,7 +164,7 @@ static long long *int_flag(serve_args *a, const char *f, long long *lo, long lon
 static int parse_args(int argc, char **argv, serve_args *a) {
     memset(a, 0, sizeof *a);
     a->host = "127.0.0.1";
-    a->slots = 8, a->chunk = 4, a->port = 8080, a->max_queue = 256;
+    a->slots = 8, a->chunk = 0, a->port = 8080, a->max_queue = 256;
     a->timeout = 60, a->drain = 30, a->max_body = 1 << 20;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v, **sp;
@@ -169,6 +175,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         }
         if (!strcmp(f, "--verbose") || !strcmp(f, "-v")) {
             a->verbose = 1;
+        } else if (!strcmp(f, "--batch-invariant")) {
+            a->invariant = 1;
         } else if ((sp = str_flag(a, f))) {
             if (!(v = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE;
             *sp = v;
@@ -648,9 +656,13 @@ int gpt_cmd_serve(int argc, char **argv) {
     gpt_error err = {0};
     gpt_tokenizer *tok = NULL;
     int exit_code = EXIT_OK;
-    gpt_runtime rt = {s.a.device, GPT_PREC_AUTO, (int)s.a.threads, 0, 0, 0};
+    gpt_runtime rt;
+    memset(&rt, 0, sizeof rt);
+    rt.device = s.a.device;
+    rt.precision = GPT_PREC_AUTO;
+    rt.threads = (int)s.a.threads;
     if ((rc = srv_engine_start(&s.e, s.a.model, &rt, (int)s.a.slots, (int)s.a.ctx,
-                               (int)s.a.max_queue, (int)s.a.chunk, &err)))
+                               (int)s.a.max_queue, (int)s.a.chunk, s.a.invariant, &err)))
         goto lib_fail;
     gpt_model *m = s.e.m; /* read-only here: configuration and tokenizer */
     if ((rc = open_tokenizer(m, s.a.tokenizer, &tok, &err))) goto lib_fail;

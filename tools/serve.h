@@ -88,6 +88,7 @@ typedef struct {
                                configuration and tokenizer after start */
     const gpt_tokenizer *tok;
     int V, eot, ctx, n_slots, max_queue, chunk;
+    int fixed;              /* every step at the full slot count */
     int init_done;          /* 1 ready, -1 failed (init_err) */
     gpt_error init_err;
     pthread_mutex_t lock;
@@ -115,9 +116,11 @@ typedef struct {
 /* Starts the engine thread, which loads the model at path and reserves
  * n_slots slots of ctx positions (0: the model's context); returns once it
  * is ready or has failed. chunk: greedy steps per call when every running
- * sequence is greedy. The engine takes requests once it has a tokenizer. */
+ * sequence is greedy (0: 4 on a GPU, 1 on the CPU); fixed:
+ * GPT_SLOTS_FIXED_SHAPE. The engine takes
+ * requests once it has a tokenizer. */
 int srv_engine_start(srv_engine *e, const char *path, const gpt_runtime *rt, int n_slots,
-                     int ctx, int max_queue, int chunk, gpt_error *err);
+                     int ctx, int max_queue, int chunk, int fixed, gpt_error *err);
 void srv_engine_set_tokenizer(srv_engine *e, const gpt_tokenizer *tok);
 /* Lets the engine finish what it has, stops it (the model is freed in its
  * thread) and frees its buffers. */
