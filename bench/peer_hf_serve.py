@@ -25,7 +25,10 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     a = ap.parse_args()
-    pipe = pipeline("text-generation", model=a.model, device=a.device, dtype=getattr(torch, a.dtype))
+    try:
+        pipe = pipeline("text-generation", model=a.model, device=a.device, dtype=getattr(torch, a.dtype))
+    except TypeError:  # transformers before 4.56 names it torch_dtype
+        pipe = pipeline("text-generation", model=a.model, device=a.device, torch_dtype=getattr(torch, a.dtype))
     tok = pipe.tokenizer
 
     class Handler(BaseHTTPRequestHandler):
