@@ -45,14 +45,16 @@ GLSLC   ?= glslc
 
 # Cross-compiling when the compiler's target is not this machine: then no
 # -march=native (it would describe the build machine), a build folder of
-# its own, and only the target's libraries (no MPI or Vulkan unless MPI=1
-# or VULKAN=1 says so: pkg-config would find the build machine's).
+# its own, and only the target's libraries (no MPI, Vulkan or libmicrohttpd
+# unless MPI=1, VULKAN=1 or MHD=1 says so: pkg-config would find the build
+# machine's).
 TRIPLET     := $(shell $(CC) -dumpmachine 2>/dev/null)
 TARGET_ARCH := $(firstword $(subst -, ,$(TRIPLET)))
 CROSS       := $(if $(filter $(TARGET_ARCH),$(shell uname -m)),0,1)
 ifeq ($(CROSS),1)
   NATIVE := 0
   MPI    ?= 0
+  MHD    ?= 0
   ifeq ($(VULKAN),auto)
     VULKAN := 0
   endif
@@ -132,8 +134,11 @@ endif
 # into MHD_DIR (default .deps: machines without the package installed).
 # Without it, gpt is built without the server and says so.
 MHD_DIR ?= .deps
+MHD     ?= auto
 MHD_DEPS_H := $(wildcard $(MHD_DIR)/usr/include/microhttpd.h)
-ifneq ($(MHD_DEPS_H),)
+ifeq ($(MHD),0)
+  # asked for (or a cross build): gpt without `gpt serve`
+else ifneq ($(MHD_DEPS_H),)
   MHD_LIBDIR := $(abspath $(dir $(firstword $(wildcard $(MHD_DIR)/usr/lib/*/libmicrohttpd.so*))))
   CFLAGS += -DGPT_HAVE_MHD -I$(MHD_DIR)/usr/include
   LDLIBS += -L$(MHD_LIBDIR) -Wl,-rpath,$(MHD_LIBDIR) -lmicrohttpd

@@ -323,12 +323,13 @@ static void slot_checks(const char *device, int precision, int gen_exact_cap) {
     test_begin("%s: a step runs the busy slots rounded up to a power of two, or all of them "
                "when fixed", what);
     {
-        int id, s0 = 0, s5[2] = {0, 5}, s11 = 11, t2[2] = {3, 4}, t = 3;
+        /* ids12: gpt_slots_decode_greedy's ids are (steps, n_slots) */
+        int id, ids12[12], s0 = 0, s5[2] = {0, 5}, s11 = 11, t2[2] = {3, 4}, t = 3;
         EXPECT(gpt_slots_begin(model, 12, CTX, 0, &err) == 0, "%s", err.msg);
         for (int s = 0; s < 12; s++)
             EXPECT(gpt_slot_prefill(model, s, r[0].prompt, r[0].len, NULL, &id, &err) == 0, "%s", err.msg);
         EXPECT(model->kv.rows_ready == 0 && !model->kv.decode_ready, "no step yet");
-        EXPECT(gpt_slots_decode_greedy(model, 1, &s0, &t, 1, &id, &err) == 0, "%s", err.msg);
+        EXPECT(gpt_slots_decode_greedy(model, 1, &s0, &t, 1, ids12, &err) == 0, "%s", err.msg);
         EXPECT(model->kv.rows_ready == 1u && !model->kv.decode_ready, "slot 0: rows %x", model->kv.rows_ready);
         float *lg = malloc((size_t)12 * V * sizeof(float));
         EXPECT(gpt_slots_decode(model, 2, s5, t2, lg, &err) == 0, "%s", err.msg);

@@ -39,9 +39,11 @@ static void quantize_row(int8_t *q, float *d, float *dexp, const float *x, int I
         if (dexp)
             for (int j = 0; j < 8; j++) dexp[b * 8 + j] = db;
         for (size_t c = 0; c < GPT_Q8_BLOCK; c++) {
-            /* rintf: round half to even, as the weights' lrintf; |x * inv| <= 127 */
-            int v = c < n ? (int)rintf(x[c0 + c] * inv) : 0;
-            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            /* rintf: round half to even, as the weights' lrintf. Clamped as a
+             * float: a non-finite row (amax Inf: inv 0, Inf * 0 NaN) must not
+             * reach the int conversion; its scale db carries the Inf/NaN on */
+            float f = c < n ? rintf(x[c0 + c] * inv) : 0.0f;
+            int v = f > 127.0f ? 127 : f < -127.0f ? -127 : f == f ? (int)f : 0;
             if (u8) ((uint8_t *)q)[c0 + c] = (uint8_t)(v + 128);
             else q[c0 + c] = (int8_t)v;
         }
