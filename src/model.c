@@ -16,10 +16,6 @@
 #include "quant.h"
 #include "util.h"
 
-/* Tensor offsets are rounded to 64 elements (256 bytes in fp32, 128 in
- * bf16) so that every tensor starts aligned for vector loads and BLAS. */
-#define ALIGN_ELEMS 64
-
 int gpt_model_backend_error(gpt_model *m, gpt_error *err) {
     if (!m->be->err.code) return GPT_OK;
     return gpt_fail(err, m->be->err.code, "%s", m->be->err.msg);
@@ -58,10 +54,8 @@ static size_t add_tensor_in(layout_builder *lb, const char *name, int rows, int 
         lb->qoff += (gpt_q8_bytes(rows, cols) + 255) / 256 * 256; /* aligned rows for vector loads */
     }
     if (!(where & IN_PARAMS)) return m->toff[i] = GPT_NO_OFFSET;
-    m->toff[i] = lb->off;
-    size_t at = lb->off;
-    lb->off += (t->numel + ALIGN_ELEMS - 1) / ALIGN_ELEMS * ALIGN_ELEMS;
-    return at;
+    m->toff[i] = gpt_take(&lb->off, t->numel);
+    return m->toff[i];
 }
 
 static size_t add_tensor(layout_builder *lb, const char *name, int rows, int cols, int decay) {
@@ -225,7 +219,7 @@ int gpt_model_build_quant(gpt_model **out, const gpt_config *cfg_in, const gpt_r
      * for the memory never allocates either (a hostile checkpoint may ask
      * for millions of layers). The size is the layout's, padding included. */
     size_t ntensors = 4 + 12 * (size_t)cfg.n_layer;
-    size_t nparams = gpt_config_num_params(&cfg) + ntensors * ALIGN_ELEMS;
+    size_t nparams = gpt_config_num_params(&cfg) + ntensors * GPT_ALIGN_ELEMS;
     size_t bytes = nparams * m->be->cls_size[GPT_CLS_PARAM];
     int need_master = m->be->cls_size[GPT_CLS_PARAM] != 4;
     if (need_master) bytes += nparams * 4;
@@ -445,7 +439,7 @@ int gpt_memory_estimate(const gpt_config *cfg_in, const gpt_runtime *rt, int B, 
     class_sizes(rt, sz, &gpu);
     /* Same layout as the model, padding included. */
     size_t C = (size_t)cfg.n_embd, F = (size_t)cfg.mlp_hidden, L = (size_t)cfg.n_layer;
-    size_t n = gpt_config_num_params(&cfg) + (2 + 12 * L + 2) * ALIGN_ELEMS;
+    size_t n = gpt_config_num_params(&cfg) + (2 + 12 * L + 2) * GPT_ALIGN_ELEMS;
     (void)C;
     (void)F;
     plan->params = n * sz[GPT_CLS_PARAM];

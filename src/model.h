@@ -159,6 +159,17 @@ enum { GRAPH_MICROSTEP = 1, GRAPH_ADAMW = 2, GRAPH_DECODE = 3, GRAPH_DECODE_CHUN
        GRAPH_ROWS = 8 };
 static inline int gpt_graph_id(const gpt_model *m, int kind) { return 64 * m->graph_epoch + kind; }
 
+/* Layouts (parameters, activations) hand out element offsets: the next n
+ * elements start at *off, which moves past them rounded up to
+ * GPT_ALIGN_ELEMS, so that every tensor starts 256-byte aligned in fp32
+ * (128 in bf16) for vector loads and BLAS. */
+enum { GPT_ALIGN_ELEMS = 64 };
+static inline size_t gpt_take(size_t *off, size_t n) {
+    size_t at = *off;
+    *off += (n + GPT_ALIGN_ELEMS - 1) / GPT_ALIGN_ELEMS * GPT_ALIGN_ELEMS;
+    return at;
+}
+
 /* Address of element `off` of a buffer whose elements are of class cls. */
 static inline void *gpt_at(const gpt_model *m, void *base, size_t off, int cls) {
     return (char *)base + off * m->be->cls_size[cls];

@@ -12,26 +12,18 @@
 #include "model.h"
 #include "util.h"
 
-#define ALIGN 64
-
-static size_t take(size_t *off, size_t n) {
-    size_t at = *off;
-    *off += (n + ALIGN - 1) / ALIGN * ALIGN;
-    return at;
-}
-
 /* Layout for N positions, B rows, `rows` logits rows. */
 static size_t layout_infer(const gpt_config *c, size_t N, int B, size_t rows, infer_acts *ia,
                            size_t *f32, size_t *i32) {
     size_t C = (size_t)c->n_embd, F = (size_t)c->mlp_hidden, Vp = (size_t)c->padded_vocab;
     size_t a = 0;
-    ia->x = take(&a, N * C);
-    ia->ln = take(&a, N * C);
-    ia->qkv = take(&a, N * 3 * C);
-    ia->atty = take(&a, N * C);
-    ia->scratch = take(&a, N * C);
-    ia->fch = take(&a, N * F);
-    ia->logits = take(&a, rows * Vp);
+    ia->x = gpt_take(&a, N * C);
+    ia->ln = gpt_take(&a, N * C);
+    ia->qkv = gpt_take(&a, N * 3 * C);
+    ia->atty = gpt_take(&a, N * C);
+    ia->scratch = gpt_take(&a, N * C);
+    ia->fch = gpt_take(&a, N * F);
+    ia->logits = gpt_take(&a, rows * Vp);
     *f32 = N + 16;          /* losses (N), loss sum */
     *i32 = 2 * N + (size_t)B; /* tokens (N), targets (N), pos0 (B) */
     return a;

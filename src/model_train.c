@@ -19,14 +19,6 @@
 #include "model.h"
 #include "util.h"
 
-#define ALIGN 64 /* elements: every activation starts 256-byte aligned in fp32 */
-
-static size_t take(size_t *off, size_t n) {
-    size_t at = *off;
-    *off += (n + ALIGN - 1) / ALIGN * ALIGN;
-    return at;
-}
-
 /* Lays out the training activations for (B, T); layers may be NULL when
  * only the sizes are wanted. Returns ACT elements. */
 static size_t layout_train(const gpt_config *c, int B, int T, int recompute, train_acts *ta,
@@ -37,36 +29,36 @@ static size_t layout_train(const gpt_config *c, int B, int T, int recompute, tra
     memset(ta, 0, sizeof *ta);
     ta->B = B;
     ta->T = T;
-    ta->x = take(&a, (L + 1) * N * C);
+    ta->x = gpt_take(&a, (L + 1) * N * C);
     for (size_t l = 0; l < L; l++) {
         layer_acts la;
-        la.ln1 = take(&a, N * C);
-        la.qkv = take(&a, N * 3 * C);
-        la.atty = take(&a, N * C);
-        la.res2 = take(&a, N * C);
-        la.ln2 = take(&a, N * C);
-        la.fch = take(&a, N * F);
-        la.fch_gelu = recompute ? 0 : take(&a, N * F);
-        la.ln1_mean = take(&f, N);
-        la.ln1_rstd = take(&f, N);
-        la.ln2_mean = take(&f, N);
-        la.ln2_rstd = take(&f, N);
-        la.lse = take(&f, NH * N);
+        la.ln1 = gpt_take(&a, N * C);
+        la.qkv = gpt_take(&a, N * 3 * C);
+        la.atty = gpt_take(&a, N * C);
+        la.res2 = gpt_take(&a, N * C);
+        la.ln2 = gpt_take(&a, N * C);
+        la.fch = gpt_take(&a, N * F);
+        la.fch_gelu = recompute ? 0 : gpt_take(&a, N * F);
+        la.ln1_mean = gpt_take(&f, N);
+        la.ln1_rstd = gpt_take(&f, N);
+        la.ln2_mean = gpt_take(&f, N);
+        la.ln2_rstd = gpt_take(&f, N);
+        la.lse = gpt_take(&f, NH * N);
         if (layers) layers[l] = la;
     }
-    ta->lnf = take(&a, N * C);
-    ta->logits = take(&a, N * Vp);
-    ta->scratch = take(&a, N * C);
-    ta->dres = take(&a, N * C);
-    ta->dqkv = take(&a, N * 3 * C);
-    ta->dfch = take(&a, N * F);
-    ta->gelu_buf = recompute ? take(&a, N * F) : 0;
-    ta->lnf_mean = take(&f, N);
-    ta->lnf_rstd = take(&f, N);
-    ta->losses = take(&f, N);
-    ta->hyper = take(&f, sizeof(gpt_adamw_hyper) / 4);
-    ta->stats = take(&f, sizeof(gpt_step_stats) / 4);
-    take(&i, 2 * N); /* tokens (N), targets (N) */
+    ta->lnf = gpt_take(&a, N * C);
+    ta->logits = gpt_take(&a, N * Vp);
+    ta->scratch = gpt_take(&a, N * C);
+    ta->dres = gpt_take(&a, N * C);
+    ta->dqkv = gpt_take(&a, N * 3 * C);
+    ta->dfch = gpt_take(&a, N * F);
+    ta->gelu_buf = recompute ? gpt_take(&a, N * F) : 0;
+    ta->lnf_mean = gpt_take(&f, N);
+    ta->lnf_rstd = gpt_take(&f, N);
+    ta->losses = gpt_take(&f, N);
+    ta->hyper = gpt_take(&f, sizeof(gpt_adamw_hyper) / 4);
+    ta->stats = gpt_take(&f, sizeof(gpt_step_stats) / 4);
+    gpt_take(&i, 2 * N); /* tokens (N), targets (N) */
     ta->act_elems = a;
     ta->f32_elems = f;
     ta->i32_elems = i;

@@ -21,6 +21,7 @@
  */
 #include <cooperative_groups.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cuda_common.cuh"
@@ -313,6 +314,57 @@ __global__ void kv_store(T *kc, T *vc, const T *qkv, const int *pos0, int B, int
     }
 }
 
+/* The start of the one-block-per-query KV kernels (block (row, head), row
+ * = b * Tq + t): the query's position p = pos0[b] + t, or false when it is
+ * outside the cache (the same for the whole block: nothing to do); with
+ * store (Tq == 1), the block's k, v slice written into the caches; the
+ * query, scaled, in qs and zeros in acc (D floats each). After it the
+ * block's threads see all of that. */
+template <typename T, int NTHREADS>
+__device__ __forceinline__ bool kv_query_begin(int &p, size_t &cbase, float *qs, float *acc,
+                                               const T *qkv, T *kc, T *vc, const int *pos0,
+                                               int Tq, int S, int C, int D, int store,
+                                               float scale) {
+    int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq;
+    long long pl = (long long)(pos0 ? pos0[b] : 0) + t;
+    if (pl < 0 || pl >= S) return false;
+    p = (int)pl;
+    const T *qrow = qkv + (size_t)row * 3 * C + (size_t)h * D;
+    cbase = (size_t)b * S * C + (size_t)h * D;
+    for (int d = threadIdx.x; d < D; d += NTHREADS) {
+        if (store) {
+            kc[cbase + (size_t)p * C + d] = qrow[C + d];
+            vc[cbase + (size_t)p * C + d] = qrow[2 * C + d];
+        }
+        qs[d] = to_f(qrow[d]) * scale;
+        acc[d] = 0.f;
+    }
+    __syncthreads(); /* the stored slice is now visible to the block */
+    return true;
+}
+
+/* The end of a chunk of keys: acc[d] = acc[d] * a + the nparts partial
+ * sums part[i * D + d], in order; the block's threads see acc afterwards
+ * and part may be rewritten. */
+template <int NTHREADS>
+__device__ __forceinline__ void kv_fold_parts(float *acc, const float *part, int nparts, int D,
+                                              float a) {
+    __syncthreads();
+    for (int d = threadIdx.x; d < D; d += NTHREADS) {
+        float v = acc[d] * a;
+        for (int i = 0; i < nparts; i++) v += part[i * D + d];
+        acc[d] = v;
+    }
+    __syncthreads();
+}
+
+/* The query's output row: acc / l (block (row, head)). */
+template <typename T, int NTHREADS>
+__device__ __forceinline__ void kv_query_end(T *out, const float *acc, float l, int C, int D) {
+    T *o = out + (size_t)blockIdx.x * C + (size_t)blockIdx.y * D;
+    for (int d = threadIdx.x; d < D; d += NTHREADS) o[d] = from_f<T>(acc[d] / l);
+}
+
 /* One block per (b, t, head): the query at p = pos0[b] + t attends over
  * cache positions 0..p, CH keys at a time through shared memory with an
  * online softmax. With store set (Tq == 1) the block first writes its own
@@ -322,25 +374,16 @@ __global__ void __launch_bounds__(KV_THREADS)
     attn_kv_kernel(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int Tq, int S, int C,
                    int NH, int CH, int store, float scale) {
     extern __shared__ float sh[];
-    int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
+    int tid = threadIdx.x;
     int D = C / NH, DP = D + 1;
     int nsub = KV_THREADS / D > 1 ? KV_THREADS / D : 1;
-    long long pl = (long long)(pos0 ? pos0[b] : 0) + t;
-    if (pl < 0 || pl >= S) return;
-    int p = (int)pl;
     float *qs = sh, *acc = qs + D, *Kc = acc + D, *Vc = Kc + CH * DP, *sc = Vc + CH * D,
           *red = sc + CH, *red_shm = red + nsub * D; /* 33 floats for block_max/sum */
-    const T *qrow = qkv + (size_t)row * 3 * C + (size_t)h * D;
-    size_t cbase = (size_t)b * S * C + (size_t)h * D;
-    for (int d = tid; d < D; d += KV_THREADS) {
-        if (store) {
-            kc[cbase + (size_t)p * C + d] = qrow[C + d];
-            vc[cbase + (size_t)p * C + d] = qrow[2 * C + d];
-        }
-        qs[d] = to_f(qrow[d]) * scale;
-        acc[d] = 0.f;
-    }
-    __syncthreads(); /* the stored slice is now visible to the block */
+    int p;
+    size_t cbase;
+    if (!kv_query_begin<T, KV_THREADS>(p, cbase, qs, acc, qkv, kc, vc, pos0, Tq, S, C, D, store,
+                                       scale))
+        return;
     float m = -INFINITY, l = 0.f;
     for (int k0 = 0; k0 <= p; k0 += CH) {
         int n = min(CH, p + 1 - k0);
@@ -368,16 +411,9 @@ __global__ void __launch_bounds__(KV_THREADS)
             for (int kk = sub; kk < n; kk += nsub) part += sc[kk] * Vc[kk * D + d];
             red[i] = part;
         }
-        __syncthreads();
-        for (int d = tid; d < D; d += KV_THREADS) {
-            float v = acc[d] * a;
-            for (int sub = 0; sub < nsub; sub++) v += red[sub * D + d];
-            acc[d] = v;
-        }
-        __syncthreads();
+        kv_fold_parts<KV_THREADS>(acc, red, nsub, D, a);
     }
-    for (int d = tid; d < D; d += KV_THREADS)
-        out[(size_t)row * C + (size_t)h * D + d] = from_f<T>(acc[d] / l);
+    kv_query_end<T, KV_THREADS>(out, acc, l, C, D);
 }
 
 /* The decoding kernel for even head sizes up to 256 (every model here):
@@ -409,24 +445,15 @@ __global__ void __launch_bounds__(KVF_THREADS)
                  int store, float scale) {
     extern __shared__ float sh[];
     pdl_wait_and_release();
-    int row = blockIdx.x, h = blockIdx.y, b = row / Tq, t = row % Tq, tid = threadIdx.x;
+    int tid = threadIdx.x;
     int warp = tid >> 5, lane = tid & 31;
     int D = C / NH;
-    long long pl = (long long)(pos0 ? pos0[b] : 0) + t;
-    if (pl < 0 || pl >= S) return;
-    int p = (int)pl;
     float *qs = sh, *o = qs + D, *part = o + D, *sc = part + KVF_WARPS * D, *red = sc + KVF_CHUNK;
-    const T *qrow = qkv + (size_t)row * 3 * C + (size_t)h * D;
-    size_t cbase = (size_t)b * S * C + (size_t)h * D;
-    for (int d = tid; d < D; d += KVF_THREADS) {
-        if (store) {
-            kc[cbase + (size_t)p * C + d] = qrow[C + d];
-            vc[cbase + (size_t)p * C + d] = qrow[2 * C + d];
-        }
-        qs[d] = to_f(qrow[d]) * scale;
-        o[d] = 0.f;
-    }
-    __syncthreads(); /* the stored slice is now visible to the block */
+    int p;
+    size_t cbase;
+    if (!kv_query_begin<T, KVF_THREADS>(p, cbase, qs, o, qkv, kc, vc, pos0, Tq, S, C, D, store,
+                                        scale))
+        return;
     float m = -INFINITY, l = 0.f;
     for (int k0 = 0; k0 <= p; k0 += KVF_CHUNK) {
         int n = min(KVF_CHUNK, p + 1 - k0);
@@ -474,16 +501,9 @@ __global__ void __launch_bounds__(KVF_THREADS)
             int d = 2 * (lane + 32 * i);
             if (d < D) part[warp * D + d] = acc[i][0], part[warp * D + d + 1] = acc[i][1];
         }
-        __syncthreads();
-        for (int d = tid; d < D; d += KVF_THREADS) {
-            float v = o[d] * a;
-            for (int w = 0; w < KVF_WARPS; w++) v += part[w * D + d];
-            o[d] = v;
-        }
-        __syncthreads();
+        kv_fold_parts<KVF_THREADS>(o, part, KVF_WARPS, D, a);
     }
-    for (int d = tid; d < D; d += KVF_THREADS)
-        out[(size_t)row * C + (size_t)h * D + d] = from_f<T>(o[d] / l);
+    kv_query_end<T, KVF_THREADS>(out, o, l, C, D);
 }
 
 /* The decoding kernel (Tq == 1) for head sizes of LPK 16-byte vectors
@@ -493,24 +513,23 @@ __global__ void __launch_bounds__(KVF_THREADS)
  * A key is taken by a group of LPK lanes, one vector of the head each:
  * the group loads the key's K and V vectors, adds its partial dot product
  * across its lanes with shuffles, and keeps its own online softmax (m, l
- * and its vector of o). UK keys per group per round are loaded before any
- * is used, as raw 16-byte vectors (4 registers each; as floats, 108
- * registers a thread made batch 16's blocks run in two waves, ~45 us a
- * gpt2 step on an H100): 8, so that up to 256 positions are one round
- * (4 with GPT_CUDA_KV_UK=4, the launcher's comment). At the end the groups of a warp
- * merge through shuffles, the warps through shared memory. Long caches
- * with few (row, head) pairs (batch 1 at 1024 positions) split the keys,
- * about KVD_KEYS per block, over up to 8 blocks of a thread-block cluster
- * (flash-decoding), and the first block merges their results from their
- * shared memory, in rank order; short ones do not, since the cluster's
- * barriers cost more than a second round of loads (H100: 330 vs 335 us a
- * gpt2 token at 320 positions; KVD_KEYS itself was not swept).
+ * and its vector of o). KVD_UK = 8 keys per group per round are loaded
+ * before any is used, so that caches of up to 256 positions are read in one
+ * round, and they stay raw 16-byte vectors (4 registers each) until used:
+ * held as floats they cost enough registers to halve the blocks an SM
+ * holds. At the end the groups of a warp merge through shuffles, the warps
+ * through shared memory. Long caches with few (row, head) pairs (batch 1 at
+ * 1024 positions) split the keys, about KVD_KEYS per block, over up to 8
+ * blocks of a thread-block cluster (flash-decoding), and the first block
+ * merges their results from their shared memory, in rank order; short ones
+ * do not, since the cluster's barriers cost more than a second round of
+ * loads.
  *
  * The key and value of the query's own position p are read from qkv, not
  * the cache, so no block depends on another's store; block 0 of each head
  * stores them in the cache. Scores are in base 2 (q is scaled by
  * log2(e) / sqrt(D)). */
-enum { KVD_THREADS = 256, KVD_WARPS = KVD_THREADS / 32, KVD_MAXSPLIT = 8, KVD_KEYS = 512, KVD_MINB4 = 3 };
+enum { KVD_THREADS = 256, KVD_WARPS = KVD_THREADS / 32, KVD_MAXSPLIT = 8, KVD_KEYS = 512, KVD_UK = 8 };
 
 /* One round of a group's keys kk, kk + GROUPS, ... (UK of them) from the
  * cache as raw vectors; zeros past k1 and at the new position p, whose
@@ -541,17 +560,17 @@ __device__ __forceinline__ void kvd_merge(float &m, float &l, float *o, float mo
     m = mx;
 }
 
-template <typename T, int LPK, int UK>
-__global__ void __launch_bounds__(KVD_THREADS, UK == 8 ? 2 : KVD_MINB4)
+template <typename T, int LPK>
+__global__ void __launch_bounds__(KVD_THREADS, 2)
     attn_kv_decode(T *out, const T *qkv, T *kc, T *vc, const int *pos0, int S, int C,
                    float scale_log2) {
-    constexpr int VEC = vec16<T>::n, D = LPK * VEC, GROUPS = KVD_THREADS / LPK;
+    constexpr int VEC = vec16<T>::n, D = LPK * VEC, GROUPS = KVD_THREADS / LPK, UK = KVD_UK;
     __shared__ float wm[KVD_WARPS], wl[KVD_WARPS], wo[KVD_WARPS][D];
     __shared__ float fin[D + 2]; /* this block's o, m, l (cluster merge) */
     const int b = blockIdx.z, h = blockIdx.y, ns = gridDim.x;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, grp = tid / LPK, sub = tid % LPK;
     /* Before waiting for the kernel this one follows (the qkv product):
-     * pos0 and the cached keys and values before p were written by kernels
+     * pos0 and the cache are early inputs (backend.h), written by kernels
      * that had completed before that one started, so the first round of
      * cache loads overlaps its work. Only q and the new key and value
      * (from qkv) need the wait. */
@@ -680,6 +699,31 @@ template <typename K> static int optin_smem(gpt_backend *be, K *k) {
     return CUDA_CHECK(be, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, n));
 }
 
+/* A cluster of two blocks launched as a programmatic dependent: what the
+ * decoding KV attention's key splits need from the device and driver. */
+__global__ void cluster_probe_kernel() {
+    pdl_wait_and_release();
+    cg::this_cluster().sync();
+}
+
+/* Where the launch fails, no key splits (one block per row and head),
+ * noted in the device description. */
+static void cluster_probe(gpt_backend *be) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    if (c->kv_split == 1) return;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute at[2];
+    pdl_cluster_config(&cfg, at, dim3(2), dim3(32), c->stream, dim3(2, 1, 1));
+    cudaError_t e = cudaLaunchKernelEx(&cfg, cluster_probe_kernel);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        c->kv_split = 1;
+        size_t l = strlen(c->desc);
+        snprintf(c->desc + l, sizeof c->desc - l, " [no clusters: %s]", cudaGetErrorName(e));
+    }
+}
+
 extern "C" int cuda_attention_setup(gpt_backend *be) {
 #define OPTIN(k) optin_smem(be, k)
     if (OPTIN(attn_fwd_generic<float>) || OPTIN(attn_fwd_generic<bf16>) ||
@@ -688,6 +732,7 @@ extern "C" int cuda_attention_setup(gpt_backend *be) {
         OPTIN(attn_kv_kernel<float>) || OPTIN(attn_kv_kernel<bf16>))
         return be->err.code;
 #undef OPTIN
+    cluster_probe(be);
     return cuda_attn_mma_setup(be);
 }
 
@@ -834,7 +879,7 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
     int pdl = Tq == 1; /* decoding: the kernel follows the qkv product directly */
     cudaError_t e = cudaSuccess;
     int lpk = D / V;
-    if (Tq == 1 && pos0 && !c->kv_old && D % V == 0 && C % V == 0 && (lpk == 4 || lpk == 8 || lpk == 16 ||
+    if (Tq == 1 && pos0 && D % V == 0 && C % V == 0 && (lpk == 4 || lpk == 8 || lpk == 16 ||
         lpk == 32) && B <= 65535 && cuda_aligned16(qkv) && cuda_aligned16(kc) && cuda_aligned16(vc)) {
         /* split long caches when the (row, head) blocks are fewer than two
          * per SM; GPT_CUDA_KV_SPLIT=k forces k (tests) */
@@ -844,24 +889,17 @@ static void kv_forward(gpt_backend *be, T *out, const T *qkv, T *kc, T *vc, cons
         if (ns > KVD_MAXSPLIT) ns = KVD_MAXSPLIT;
         if (ns > S) ns = S;
         if (ns < 1) ns = 1;
-        /* 8 keys per group in flight, so that a cache of up to 256 positions
-         * is read in one round, before the wait (H100: 293 vs 299 us a gpt2
-         * token at batch 1). At batch 16 that once lost to 4 keys (377 vs
-         * 385 us a step: fewer blocks fit beside the products); with the
-         * folded products it wins, 335 -> 321 us (same call).
-         * GPT_CUDA_KV_UK=4 forces 4. */
-        int uk8 = c->kv_uk != 4;
         cudaLaunchConfig_t cfg;
         cudaLaunchAttribute at[2];
         pdl_cluster_config(&cfg, at, dim3((unsigned)ns, (unsigned)NH, (unsigned)B), dim3(KVD_THREADS),
                            c->stream, dim3((unsigned)ns, 1, 1));
         float sl2 = scale * 1.4426950408889634f;
-#define KVD(L, U) cudaLaunchKernelEx(&cfg, attn_kv_decode<T, L, U>, out, qkv, kc, vc, pos0, S, C, sl2)
+#define KVD(L) cudaLaunchKernelEx(&cfg, attn_kv_decode<T, L>, out, qkv, kc, vc, pos0, S, C, sl2)
         switch (lpk) {
-        case 4: e = uk8 ? KVD(4, 8) : KVD(4, 4); break;
-        case 8: e = uk8 ? KVD(8, 8) : KVD(8, 4); break;
-        case 16: e = uk8 ? KVD(16, 8) : KVD(16, 4); break;
-        default: e = uk8 ? KVD(32, 8) : KVD(32, 4); break;
+        case 4: e = KVD(4); break;
+        case 8: e = KVD(8); break;
+        case 16: e = KVD(16); break;
+        default: e = KVD(32); break;
         }
 #undef KVD
     } else if (pairs && wide)

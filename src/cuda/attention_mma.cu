@@ -109,6 +109,42 @@ __device__ __forceinline__ void load_b_kn(uint32_t (&r)[4], const bf16 *tile, in
     ldsm_x4_t(r, tile + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * lds + (n0 + (lane >> 4)) * 8);
 }
 
+/* acc (n-tiles 0..NN-1) += a @ the (n, k) row-major tile's rows n as B,
+ * k offset k0 (S = Q K^T: K is stored keys x d). */
+template <int NN>
+__device__ __forceinline__ void mma_nk(float (&acc)[NN][4], const uint32_t (&a)[4], const bf16 *tile,
+                                       int lds, int k0) {
+#pragma unroll
+    for (int nt = 0; nt < NN; nt += 2) {
+        uint32_t r[4];
+        load_b_nk(r, tile, lds, nt, k0);
+        mma16816(acc[nt], a, r[0], r[1]);
+        mma16816(acc[nt + 1], a, r[2], r[3]);
+    }
+}
+/* acc (n-tiles 0..NN-1) += a @ rows k0..k0+15, columns from n-tile n0 on,
+ * of a (k, n) row-major tile (O += P V: V is stored keys x d). */
+template <int NN>
+__device__ __forceinline__ void mma_kn(float (&acc)[NN][4], const uint32_t (&a)[4], const bf16 *tile,
+                                       int lds, int k0, int n0) {
+#pragma unroll
+    for (int dt = 0; dt < NN; dt += 2) {
+        uint32_t r[4];
+        load_b_kn(r, tile, lds, k0, n0 + dt);
+        mma16816(acc[dt], a, r[0], r[1]);
+        mma16816(acc[dt + 1], a, r[2], r[3]);
+    }
+}
+/* The fp32 C fragments of n-tiles 2k and 2k + 1 as the bf16 A fragment of
+ * k-step k: a softmax's output (or a gradient) feeds the next product
+ * without leaving registers. */
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+    a[0] = pack_bf16(lo[0], lo[1]);
+    a[1] = pack_bf16(lo[2], lo[3]);
+    a[2] = pack_bf16(hi[0], hi[1]);
+    a[3] = pack_bf16(hi[2], hi[3]);
+}
+
 /* ------------------------------------------------------------- forward */
 
 /* NW warps, 16 query rows each: a block owns BR = 16 NW queries, so each K,
@@ -162,14 +198,7 @@ __global__ void __launch_bounds__(NW * 32)
 #pragma unroll
             for (int i = 0; i < NT; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
 #pragma unroll
-            for (int kk = 0; kk < NK; kk++)
-#pragma unroll
-                for (int nt = 0; nt < NT; nt += 2) {
-                    uint32_t r[4];
-                    load_b_nk(r, Kc, LDS, nt, kk * 16);
-                    mma16816(s[nt], qf[kk], r[0], r[1]);
-                    mma16816(s[nt + 1], qf[kk], r[2], r[3]);
-                }
+            for (int kk = 0; kk < NK; kk++) mma_nk<NT>(s, qf[kk], Kc, LDS, kk * 16);
             if (j * TILE + TILE - 1 > qw) { /* the tile reaches past the warp's first row */
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++)
@@ -205,16 +234,9 @@ __global__ void __launch_bounds__(NW * 32)
             /* O += P V */
 #pragma unroll
             for (int kk = 0; kk < TILE / 16; kk++) {
-                uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                 pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                 pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-                for (int dt = 0; dt < ND; dt += 2) {
-                    uint32_t r[4];
-                    load_b_kn(r, Vc, LDS, kk * 16, dt);
-                    mma16816(o[dt], a, r[0], r[1]);
-                    mma16816(o[dt + 1], a, r[2], r[3]);
-                }
+                uint32_t a[4];
+                c_to_a(a, s[2 * kk], s[2 * kk + 1]);
+                mma_kn<ND>(o, a, Vc, LDS, kk * 16, 0);
             }
         }
         __syncthreads(); /* the next iteration's loads overwrite this buffer's twin */
@@ -238,16 +260,62 @@ __global__ void __launch_bounds__(NW * 32)
 
 /* ------------------------------------------------------------ backward */
 
+/* dQ of query tile qi += dS K over the block's BC = 16 NW keys. dS^T (each
+ * warp's dp: its 16 keys x the tile's queries) goes through shared memory;
+ * then warp w computes query rows 16 (w % 4).. and columns
+ * (w / 4) * D / (NW / 4).. of dS K and adds them into dq_acc with atomics.
+ * The caller synchronises before dSs is written again. */
+template <int D, int NW>
+__device__ __forceinline__ void bwd_dq(float *dq_acc, bf16 *dSs, const bf16 *Ks,
+                                       const float (&dp)[TILE / 8][4], int qi, int T, int C, int b,
+                                       int h, float scale) {
+    constexpr int LDS = D + 8, LDSS = TILE + 8, ND = D / 8, NT = TILE / 8;
+    constexpr int BC = 16 * NW, NCG = NW / 4, NDC = ND / NCG;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    int rg = warp & 3, cg = warp >> 2;
+    /* zeros from warps whose keys all come after the tile */
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        int col = nt * 8 + 2 * t4;
+        *reinterpret_cast<uint32_t *>(dSs + (warp * 16 + g) * LDSS + col) =
+            pack_bf16(dp[nt][0], dp[nt][1]);
+        *reinterpret_cast<uint32_t *>(dSs + (warp * 16 + g + 8) * LDSS + col) =
+            pack_bf16(dp[nt][2], dp[nt][3]);
+    }
+    __syncthreads();
+    /* A = dS (queries x keys), the transpose of dSs, so ldmatrix.trans with
+     * the block order a0..a3 = (q lo, k lo), (q hi, k lo), (q lo, k hi),
+     * (q hi, k hi). */
+    float dq[NDC][4];
+#pragma unroll
+    for (int i = 0; i < NDC; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++) {
+        uint32_t a[4];
+        ldsm_x4_t(a, dSs + (kk * 16 + (lane >> 4) * 8 + (lane & 7)) * LDSS + rg * 16 +
+                         ((lane >> 3) & 1) * 8);
+        mma_kn<NDC>(dq, a, Ks, LDS, kk * 16, cg * NDC);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int q = qi * TILE + rg * 16 + g + r * 8;
+        if (q >= T) continue;
+        float *dst = dq_acc + ((size_t)b * T + q) * C + h * D + cg * NDC * 8 + 2 * t4;
+#pragma unroll
+        for (int dt = 0; dt < NDC; dt++)
+            atomicAdd(reinterpret_cast<float2 *>(dst + dt * 8),
+                      make_float2(dq[dt][2 * r] * scale, dq[dt][2 * r + 1] * scale));
+    }
+}
+
 /* NW warps, 16 keys each: a block owns BC = 16 NW keys and walks the
- * 64-query tiles from the one holding its first key. dQ of a query tile
- * needs all BC keys: after dS^T is in shared memory, warp w computes query
- * rows 16 (w % 4).. and columns (w / 4) * D / (NW / 4).. of it. */
+ * 64-query tiles from the one holding its first key (dQ: bwd_dq). */
 template <int D, int NW>
 __global__ void __launch_bounds__(NW * 32)
     attn_bwd_mma(bf16 *dqkv, float *dq_acc, const bf16 *dout, const bf16 *qkv, const float *lse,
                  const float *dd, int T, int C, int NH, float scale, float sl2) {
     constexpr int LDS = D + 8, LDSS = TILE + 8, ND = D / 8, NK = D / 16, NT = TILE / 8;
-    constexpr int BC = 16 * NW, NTH = NW * 32, NCG = NW / 4, NDC = ND / NCG;
+    constexpr int BC = 16 * NW, NTH = NW * 32;
     constexpr bool KV_REGS = D <= 64; /* at D = 128 registers run out: re-read K, V */
     extern __shared__ __align__(16) unsigned char smraw[];
     bf16 *Ks = reinterpret_cast<bf16 *>(smraw);
@@ -294,7 +362,6 @@ __global__ void __launch_bounds__(NW * 32)
     uint32_t kf[KV_REGS ? NK : 1][4], vf[KV_REGS ? NK : 1][4];
     int kw = kt * BC + warp * 16; /* the warp's first key */
     int key0 = kw + g;            /* this thread's keys: key0, key0 + 8 */
-    int rg = warp & 3, cg = warp >> 2;
 
     for (int qi = qfirst; qi < nqt; qi++) {
         int buf = (qi - qfirst) & 1;
@@ -334,16 +401,8 @@ __global__ void __launch_bounds__(NW * 32)
                     load_a(ka, Ks, LDS, warp * 16, kk * 16);
                     load_a(va, Vs, LDS, warp * 16, kk * 16);
                 }
-#pragma unroll
-                for (int nt = 0; nt < NT; nt += 2) {
-                    uint32_t r[4];
-                    load_b_nk(r, Qc, LDS, nt, kk * 16);
-                    mma16816(st[nt], ka, r[0], r[1]);
-                    mma16816(st[nt + 1], ka, r[2], r[3]);
-                    load_b_nk(r, dOc, LDS, nt, kk * 16);
-                    mma16816(dp[nt], va, r[0], r[1]);
-                    mma16816(dp[nt + 1], va, r[2], r[3]);
-                }
+                mma_nk<NT>(st, ka, Qc, LDS, kk * 16);
+                mma_nk<NT>(dp, va, dOc, LDS, kk * 16);
             }
             /* P^T and dS^T = P^T (dP^T - D); keys after the query give 0 */
 #pragma unroll
@@ -359,66 +418,14 @@ __global__ void __launch_bounds__(NW * 32)
             /* dV += P^T dO and dK += dS^T Q: k runs over the 64 queries */
 #pragma unroll
             for (int kq = 0; kq < TILE / 16; kq++) {
-                uint32_t pa[4] = {pack_bf16(st[2 * kq][0], st[2 * kq][1]),
-                                  pack_bf16(st[2 * kq][2], st[2 * kq][3]),
-                                  pack_bf16(st[2 * kq + 1][0], st[2 * kq + 1][1]),
-                                  pack_bf16(st[2 * kq + 1][2], st[2 * kq + 1][3])};
-                uint32_t sa[4] = {pack_bf16(dp[2 * kq][0], dp[2 * kq][1]),
-                                  pack_bf16(dp[2 * kq][2], dp[2 * kq][3]),
-                                  pack_bf16(dp[2 * kq + 1][0], dp[2 * kq + 1][1]),
-                                  pack_bf16(dp[2 * kq + 1][2], dp[2 * kq + 1][3])};
-#pragma unroll
-                for (int dt = 0; dt < ND; dt += 2) {
-                    uint32_t r[4];
-                    load_b_kn(r, dOc, LDS, kq * 16, dt);
-                    mma16816(dv[dt], pa, r[0], r[1]);
-                    mma16816(dv[dt + 1], pa, r[2], r[3]);
-                    load_b_kn(r, Qc, LDS, kq * 16, dt);
-                    mma16816(dk[dt], sa, r[0], r[1]);
-                    mma16816(dk[dt + 1], sa, r[2], r[3]);
-                }
+                uint32_t pa[4], sa[4];
+                c_to_a(pa, st[2 * kq], st[2 * kq + 1]);
+                c_to_a(sa, dp[2 * kq], dp[2 * kq + 1]);
+                mma_kn<ND>(dv, pa, dOc, LDS, kq * 16, 0);
+                mma_kn<ND>(dk, sa, Qc, LDS, kq * 16, 0);
             }
         }
-        /* dS^T (keys x queries) to shared memory for dQ = dS K (zeros from
-         * warps whose keys all come after the tile) */
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-            int col = nt * 8 + 2 * t4;
-            *reinterpret_cast<uint32_t *>(dSs + (warp * 16 + g) * LDSS + col) =
-                pack_bf16(dp[nt][0], dp[nt][1]);
-            *reinterpret_cast<uint32_t *>(dSs + (warp * 16 + g + 8) * LDSS + col) =
-                pack_bf16(dp[nt][2], dp[nt][3]);
-        }
-        __syncthreads();
-        /* dQ rows rg*16.., columns cg*D/NCG..: A = dS (queries x keys), the
-         * transpose of dSs, so ldmatrix.trans with the block order a0..a3 =
-         * (q lo, k lo), (q hi, k lo), (q lo, k hi), (q hi, k hi). */
-        float dq[NDC][4];
-#pragma unroll
-        for (int i = 0; i < NDC; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++) {
-            uint32_t a[4];
-            ldsm_x4_t(a, dSs + (kk * 16 + (lane >> 4) * 8 + (lane & 7)) * LDSS + rg * 16 +
-                             ((lane >> 3) & 1) * 8);
-#pragma unroll
-            for (int dt = 0; dt < NDC; dt += 2) {
-                uint32_t r[4];
-                load_b_kn(r, Ks, LDS, kk * 16, cg * NDC + dt);
-                mma16816(dq[dt], a, r[0], r[1]);
-                mma16816(dq[dt + 1], a, r[2], r[3]);
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            int q = qi * TILE + rg * 16 + g + r * 8;
-            if (q >= T) continue;
-            float *dst = dq_acc + ((size_t)b * T + q) * C + h * D + cg * NDC * 8 + 2 * t4;
-#pragma unroll
-            for (int dt = 0; dt < NDC; dt++)
-                atomicAdd(reinterpret_cast<float2 *>(dst + dt * 8),
-                          make_float2(dq[dt][2 * r] * scale, dq[dt][2 * r + 1] * scale));
-        }
+        bwd_dq<D, NW>(dq_acc, dSs, Ks, dp, qi, T, C, b, h, scale);
         __syncthreads(); /* dSs and this buffer are rewritten next iteration */
     }
 #pragma unroll

@@ -99,9 +99,8 @@ __global__ void __launch_bounds__(CE_THREADS)
  * the max, the sum of exp(x - max), and the gradient - instead of an
  * online max/sum per element (a rescale and a branch each) and a second
  * pass through shared memory. Reads each logit once, writes it once.
- * Two blocks per SM (64 registers, GPT-2's NV = 13 spills a few):
- * measured on an H100 at gpt2 B32 (32768 rows of 50304), 2.95 ms against
- * 3.40 for the shared-memory kernel, and 4.51 at one block per SM. */
+ * Two blocks per SM (64 registers, GPT-2's NV = 13 spills a few): one
+ * block an SM, without spills, was slower (docs/CUDA_NOTES.md, v7). */
 template <int NV>
 __global__ void __launch_bounds__(CE_THREADS, 2)
     crossentropy_reg(float *losses, bf16 *logits, const int *tgt, int V, int Vp, float dloss, int grad) {
@@ -117,25 +116,21 @@ __global__ void __launch_bounds__(CE_THREADS, 2)
         raw[i] = j < Vp ? *reinterpret_cast<const uint4 *>(x + j) : make_uint4(0u, 0u, 0u, 0u);
     }
     float xt = valid ? to_f(x[t]) : 0.f;
-    float m = -INFINITY;
+    /* f(logit) for each of this thread's logits of the first V columns */
+    auto each = [&](auto f) {
 #pragma unroll
-    for (int i = 0; i < NV; i++) {
-        int j = (threadIdx.x + i * CE_THREADS) * 8;
-        const bf16 *e = reinterpret_cast<const bf16 *>(&raw[i]);
+        for (int i = 0; i < NV; i++) {
+            int j = (threadIdx.x + i * CE_THREADS) * 8;
+            const bf16 *e = reinterpret_cast<const bf16 *>(&raw[i]);
 #pragma unroll
-        for (int k = 0; k < 8; k++)
-            if (j + k < V) m = fmaxf(m, __bfloat162float(e[k]));
-    }
+            for (int k = 0; k < 8; k++)
+                if (j + k < V) f(__bfloat162float(e[k]));
+        }
+    };
+    float m = -INFINITY, s = 0.f;
+    each([&](float v) { m = fmaxf(m, v); });
     m = block_max(m, red);
-    float s = 0.f;
-#pragma unroll
-    for (int i = 0; i < NV; i++) {
-        int j = (threadIdx.x + i * CE_THREADS) * 8;
-        const bf16 *e = reinterpret_cast<const bf16 *>(&raw[i]);
-#pragma unroll
-        for (int k = 0; k < 8; k++)
-            if (j + k < V) s += __expf(__bfloat162float(e[k]) - m);
-    }
+    each([&](float v) { s += __expf(v - m); });
     s = block_sum(s, red);
     if (threadIdx.x == 0) losses[row] = valid ? m + logf(s) - xt : 0.f;
     if (!grad) return;

@@ -545,16 +545,8 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     be->cls_size[GPT_CLS_I32] = 4;
     c->no_fast_attn = env_flag("GPT_CUDA_NO_FAST_ATTN");
     c->no_epilogue = env_flag("GPT_CUDA_NO_EPILOGUE");
-    c->no_sn = env_flag("GPT_CUDA_NO_SN");
-    c->sn_max_split = env_int("GPT_CUDA_SN_SPLIT", 1); /* clusters cost more than they give (CUDA_NOTES v7) */
-    c->kv_old = env_flag("GPT_CUDA_KV_OLD");
+    c->no_fold = env_flag("GPT_CUDA_NO_FOLD");
     c->kv_split = env_int("GPT_CUDA_KV_SPLIT", 0);
-    c->no_fold = env_int("GPT_CUDA_NO_FOLD", 0);
-    c->sn_w = env_int("GPT_CUDA_SN_W", 0);
-    if (c->sn_w != 0 && c->sn_w != 4 && c->sn_w != 8 && c->sn_w != 16) c->sn_w = 0;
-    c->ln_w = env_int("GPT_CUDA_SN_LN_W", 0);
-    c->am_split = env_int("GPT_CUDA_ARGMAX_SPLIT", 1);
-    c->kv_uk = env_int("GPT_CUDA_KV_UK", 0);
 
     c->device = rt ? rt->device_index : 0;
     if (c->device < 0 || c->device >= n)
@@ -585,7 +577,6 @@ extern "C" int gpt_cuda_backend_create(gpt_backend **out, const gpt_runtime *rt,
     if (!be->err.code) cuda_attention_setup(be);
     if (!be->err.code) cuda_crossentropy_setup(be);
     if (!be->err.code) cuda_argmax_setup(be);
-    if (!be->err.code) cuda_decode_probe(be);
     if (!be->err.code && getenv("GPT_CUDA_TRACE")) {
         size_t bytes = (2 + 2 * (size_t)TRACE_CAP) * 8;
         if (cudaMalloc(&c->trace_buf, bytes) != cudaSuccess ||

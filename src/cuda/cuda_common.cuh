@@ -66,9 +66,8 @@ typedef struct {
     unsigned long long *counter; /* nonfinite_count's device counter */
     /* argmax of decoding-sized batches split over AM_PARTS blocks a row
      * (decode.cu): partial maxima and indices, and per-row arrival
-     * counters (zero between launches); GPT_CUDA_ARGMAX_SPLIT=0: off */
+     * counters (zero between launches) */
     void *am_ws;
-    int am_split;
 
     cudaEvent_t *timers;
     int n_timers;
@@ -89,27 +88,14 @@ typedef struct {
 
     cuda_lt_entry lt_cache[CUDA_LT_CACHE];
 
+    /* Switches the tests use to reach the fallback paths (the table in
+     * docs/CUDA_NOTES.md says which test sets each): */
     int no_fast_attn; /* GPT_CUDA_NO_FAST_ATTN=1: generic attention kernels */
     int no_epilogue;  /* GPT_CUDA_NO_EPILOGUE=1: unfused matmul epilogues */
-
-    /* Decoding paths (gemv.cu, attention.cu), with switches to compare
-     * them against the previous kernels on the device:
-     * GPT_CUDA_NO_SN=1      small-N products on the CUDA cores (matmul.cu's
-     *                       gemv_kernel) instead of the tensor cores;
-     * GPT_CUDA_SN_SPLIT=k   at most k blocks (a cluster) share one product's
-     *                       K (default 1 = no clusters: faster on an H100);
-     * GPT_CUDA_KV_OLD=1     the previous single-block KV attention;
-     * GPT_CUDA_KV_SPLIT=k   exactly k blocks (a cluster) share one query's
-     *                       keys (default 0: chosen from the cache length);
- * GPT_CUDA_NO_FOLD=1    matmul_ln_forward and matmul_residual_forward
- *                       decline (the model issues the separate ops); =2:
- *                       only the layernorm folds decline;
- * GPT_CUDA_SN_W=4|8|16  warps per block of the small-N products;
- * GPT_CUDA_SN_LN_W=4|8  the same for the layernorm-folded ones;
- * GPT_CUDA_KV_UK=4      4 keys in flight per group of the KV attention
- *                       instead of 8. */
-    int no_sn, sn_max_split, kv_old, kv_split, no_fold, sn_w, ln_w, kv_uk;
-    void *trace_buf; /* GPT_CUDA_TRACE: the decoding trace (see TRACE below) */
+    int no_fold;      /* GPT_CUDA_NO_FOLD=1: matmul_ln/residual_forward decline */
+    int kv_split;     /* GPT_CUDA_KV_SPLIT=k: k blocks share a decoding query's
+                         keys (0: chosen from the cache length) */
+    void *trace_buf;  /* GPT_CUDA_TRACE=file: the decoding trace (TRACE below) */
 } cuda_ctx;
 
 static inline cuda_ctx *cuda_ctx_of(gpt_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -254,8 +240,9 @@ __device__ __forceinline__ float block_max(float v, float *shm) {
  * start while its predecessor still runs: each such kernel first waits
  * for the predecessor's completion and memory (griddepcontrol.wait, a
  * no-op when launched normally) and then allows its own successor to be
- * scheduled (launch_dependents). Stream order is kept: no kernel touches
- * memory before everything before it has finished. */
+ * scheduled (launch_dependents). Stream order is kept for everything a
+ * kernel reads after its wait; what it reads before are backend.h's early
+ * inputs, which the op just before never writes. */
 __device__ __forceinline__ void pdl_wait_and_release() {
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
@@ -278,8 +265,8 @@ static inline cudaError_t launch_k(cudaStream_t st, int pdl, void (*kernel)(KArg
 
 /* The configuration of a launch that is a programmatic dependent of the
  * kernel before it and, when cluster has more than one block, a
- * thread-block cluster of that shape (the decoding products and KV
- * attention). cfg points into at, which must live until the launch. */
+ * thread-block cluster of that shape (the KV attention's key splits).
+ * cfg points into at, which must live until the launch. */
 static inline void pdl_cluster_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute at[2], dim3 grid,
                                       dim3 block, cudaStream_t st, dim3 cluster) {
     memset(cfg, 0, sizeof *cfg);
@@ -390,8 +377,6 @@ int cuda_matmul_ln_forward(gpt_backend *be, void *out, void *pre, const void *x,
                            int IC, int OC, int gelu);
 int cuda_matmul_residual_forward(gpt_backend *be, void *x, const void *in, const void *w,
                                  const void *bias, int N, int IC, int OC);
-/* At creation: clusters off if the device refuses a clustered dependent launch. */
-void cuda_decode_probe(gpt_backend *be);
 
 /* matmul.cu */
 void cuda_matmul_forward(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
@@ -409,6 +394,8 @@ void cuda_attention_backward(gpt_backend *be, void *dqkv, const void *dout, cons
                              const void *out, const float *lse, int B, int T, int C, int NH);
 void cuda_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *kcache,
                                void *vcache, const int *pos0, int B, int Tq, int S, int C, int NH);
+/* At creation: shared-memory limits; no key splits (clusters) where the
+ * device refuses a cluster launched as a programmatic dependent. */
 int cuda_attention_setup(gpt_backend *be);
 
 /* crossentropy.cu */

@@ -185,7 +185,7 @@ extern "C" void cuda_argmax(gpt_backend *be, int *out_, const void *logits, int 
     float *pv = (float *)c->am_ws;
     int *pi = (int *)(pv + AM_MAXROWS * AM_PARTS);
     unsigned *cnt = (unsigned *)(pi + AM_MAXROWS * AM_PARTS);
-    int split = c->am_split && N <= AM_MAXROWS && V >= 64 * AM_PARTS && cuda_aligned16(logits);
+    int split = N <= AM_MAXROWS && V >= 64 * AM_PARTS && cuda_aligned16(logits);
     if (split && cuda_bf16(be) && Vp % 8 == 0)
         e = launch_k(s, pdl, argmax_split<bf16, 8>, dim3(N, AM_PARTS), dim3(AM_THREADS), 0, out,
                      (const bf16 *)logits, V, Vp, pv, pi, cnt);

@@ -19,32 +19,21 @@
  *
  *   Work. A block of W warps takes one tile of 16 output rows; its warps
  *   take the tile's 32-wide k blocks in turn, U per round with all U loads
- *   in flight, and add their accumulators through shared memory. W grows
- *   with K (4, 8 or 16 warps) so that a warp's k blocks fit one round of
- *   loads: at 4 warps gpt2's fc2 (K = 3072, 48 tiles) took three rounds of
- *   dependent loads, 6.3 us a call against ~3 for the other products
- *   (GPT_CUDA_TRACE); 16 warps cut a gpt2 token from 309 to 290 us (H100). With
- *   GPT_CUDA_SN_SPLIT=k (k > 1; the default is 1 since an H100 ran the
- *   gpt2 decoding step 7-11% faster without clusters) and fewer tiles than
- *   twice the SMs (OC = 768 gives 48), up to k blocks split K between them
- *   as a thread-block cluster, and the first
- *   block of the cluster adds the others' partial tiles from their shared
- *   memory (distributed shared memory), in rank order: deterministic, no
- *   atomics, no global scratch.
+ *   in flight, and add their accumulators through shared memory in warp
+ *   order (deterministic). W grows with K (4, 8 or 16 warps) so that a
+ *   warp's k blocks fit one round of loads: a second round is a second
+ *   dependent memory latency on the step's critical path.
  *
  * The bias and GELU are applied in fp32 before rounding, as in cuBLASLt's
  * epilogue. Kernels are programmatic dependents (cuda_common.cuh): they
  * wait for the kernel before them, then let the next one be scheduled.
+ * History and timings: docs/CUDA_NOTES.md (v6-v9).
  */
-#include <cooperative_groups.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "cuda_common.cuh"
 
-namespace cg = cooperative_groups;
-
-enum { SN_MAXN = 16, SN_MAXSPLIT = 8, SN_LN_MAXK = 1024 };
+enum { SN_MAXN = 16, SN_LN_MAXK = 1024 };
 
 /* 16 bytes of weights, read once per step: not kept in L1. */
 __device__ __forceinline__ uint4 ld_weights(const bf16 *p) {
@@ -73,23 +62,19 @@ __device__ __forceinline__ uint4 ld_act(const bf16 *p) { return *reinterpret_cas
  *
  *   One pass, var = E[x^2] - mean^2 in fp32, instead of layernorm_forward's
  *   two: two passes would put a second block-wide barrier on every
- *   product's critical path (the two were not timed against each other).
- *   The cancellation loses about log2(1 + mean^2 / var) of fp32's 24
- *   bits: under bf16's 8 unless a row's mean is ~2^7 standard deviations
- *   from 0, which a residual stream is not (its large features make the
- *   variance large, not the mean).
+ *   product's critical path. The cancellation loses about
+ *   log2(1 + mean^2 / var) of fp32's 24 bits: under bf16's 8 unless a row's
+ *   mean is ~2^7 standard deviations from 0, which a residual stream is not
+ *   (its large features make the variance large, not the mean).
  *
- *   Registers: the first build held 188 a thread (the compiler kept every
- *   fragment unpacked to floats across the barrier): one 8-warp block an
- *   SM, and the qkv product (144 blocks) ran in two waves - 8.9 us against
- *   5.1 unfolded at batch 16 (H100). lnw and lnb in shared memory, the
- *   fragments re-unpacked after the barrier (opaque) and launch bounds of
- *   512 threads an SM give 128, two blocks an SM.
+ *   Registers: lnw and lnb sit in shared memory and the fragments are
+ *   unpacked again after the barrier (opaque() below) rather than held as
+ *   floats across it, so that a thread needs 128 registers and two blocks
+ *   fit an SM.
  *
- *   SN_RES: out += the product (out is the residual stream, read before the
- *   wait: backend.h's rule that it is not the output of the op just
- *   before), rounded once, where the separate residual add rounded the
- *   product to bf16 first. */
+ *   SN_RES: out += the product (out is the residual stream, an early input:
+ *   read before the wait), rounded once, where a separate residual add
+ *   would round the product to bf16 first. */
 enum { SN_PLAIN = 0, SN_LN = 1, SN_RES = 2 };
 
 struct sn_args {
@@ -110,7 +95,7 @@ __device__ __forceinline__ void unpack8(uint4 v, float f[8]) {
 
 /* The same vector, as far as the compiler can tell a new one: it then
  * unpacks it again where it is used instead of keeping 8 floats of every
- * vector live from an earlier unpack (the layernorm mode: 188 -> registers). */
+ * vector live from an earlier unpack (the layernorm mode's registers). */
 __device__ __forceinline__ uint4 opaque(uint4 v) {
     asm volatile("" : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w));
     return v;
@@ -148,30 +133,26 @@ __device__ __forceinline__ void sn_row_sums(float v[NT], float q[NT], float (*st
 }
 
 /* NT tiles of 8 batch rows (N <= 8 * NT), U k blocks per warp per round,
- * SN_WARPS warps, MODE as above (SN_LN: one round, no split). Grid
- * (ceil(OC / 16), splits); a cluster of (1, splits, 1) when splits > 1. */
+ * SN_WARPS warps, MODE as above (SN_LN: one round). Grid ceil(OC / 16). */
 template <int NT, int U, int SN_WARPS, int MODE>
 __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS * 32) : 1) sn_kernel(sn_args a) {
     constexpr int SN_THREADS = SN_WARPS * 32;
     constexpr int E = NT * 8 * 16;                           /* elements of the block's output tile */
     constexpr int R = (E + SN_THREADS - 1) / SN_THREADS;     /* of them per thread in the epilogue */
     __shared__ float red[SN_WARPS][E];
-    __shared__ float part[E];
     __shared__ float st[MODE == SN_LN ? 2 : 1][SN_WARPS][16];
     /* lnw then lnb (SN_LN), read after the statistics' barrier */
     __shared__ __align__(16) bf16 lnp[MODE == SN_LN ? 2 * SN_LN_MAXK : 8];
     const int N = a.N, IC = a.IC, OC = a.OC;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int m0 = blockIdx.x * 16, ns = gridDim.y;
-    const int KB = IC >> 5, per = (KB + ns - 1) / ns;
-    const int kb0 = blockIdx.y * per, kb1 = min(KB, kb0 + per);
+    const int m0 = blockIdx.x * 16, KB = IC >> 5;
     /* rows past OC read row OC-1 (valid memory); their results are dropped */
     const bf16 *w0 = a.w + (size_t)min(m0 + g, OC - 1) * IC + 8 * t;
     const bf16 *w1 = a.w + (size_t)min(m0 + g + 8, OC - 1) * IC + 8 * t;
     const uint4 z = make_uint4(0u, 0u, 0u, 0u);
     uint4 wa[U], wb[U];
     float rv[MODE == SN_RES ? R : 1], bv[R];
-    int kb = kb0 + warp;
+    int kb = warp;
     TRACE(TR_SN, 0, OC);
     /* parameters and the residual come from before the kernel this follows */
     if constexpr (MODE == SN_LN) {
@@ -191,7 +172,8 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
     }
     /* the bias of this thread's epilogue elements now, not after the
      * reduction: a parameter (from device memory, the weights having pushed
-     * it out of L2) would otherwise be a dependent load at the very end */
+     * it out of L2) would otherwise be a dependent load at the very end
+     * (an early input, as is the residual) */
 #pragma unroll
     for (int j = 0; j < R; j++) {
         int e = threadIdx.x + j * SN_THREADS, n = e >> 4, o = m0 + (e & 15);
@@ -205,7 +187,7 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
     for (int u = 0; u < U; u++) {
         int k = kb + u * SN_WARPS;
         wa[u] = z, wb[u] = z;
-        if (k < kb1) wa[u] = ld_weights(w0 + (size_t)k * 32), wb[u] = ld_weights(w1 + (size_t)k * 32);
+        if (k < KB) wa[u] = ld_weights(w0 + (size_t)k * 32), wb[u] = ld_weights(w1 + (size_t)k * 32);
     }
     const bool h0 = g < N, h1 = NT == 2 && g + 8 < N; /* batch rows g, g+8 exist */
     const bf16 *x0 = a.in + (size_t)(h0 ? g : 0) * IC + 8 * t;
@@ -218,7 +200,7 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int k = kb + u * SN_WARPS;
-            bool kin = k < kb1;
+            bool kin = k < KB;
             xf[u][0] = kin && h0 ? ld_act(x0 + (size_t)k * 32) : z;
             if (NT == 2) xf[u][NT - 1] = kin && h1 ? ld_act(x1 + (size_t)k * 32) : z;
         }
@@ -230,7 +212,7 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
             for (int i = 0; i < NT; i++) v[i] = q[i] = 0.f;
 #pragma unroll
             for (int u = 0; u < U; u++)
-                if (kb + u * SN_WARPS < kb1)
+                if (kb + u * SN_WARPS < KB)
 #pragma unroll
                     for (int i = 0; i < NT; i++) {
                         float f[8];
@@ -247,7 +229,7 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
             }
 #pragma unroll
             for (int u = 0; u < U; u++)
-                if (kb + u * SN_WARPS < kb1) {
+                if (kb + u * SN_WARPS < KB) {
                     float gf[8], bf[8];
                     const uint4 *lp = reinterpret_cast<const uint4 *>(lnp) + (kb + u * SN_WARPS) * 4 + t;
                     unpack8(lp[0], gf);
@@ -264,7 +246,7 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            if (kb + u * SN_WARPS < kb1) {
+            if (kb + u * SN_WARPS < KB) {
 #pragma unroll
                 for (int i = 0; i < NT; i++) {
                     mma16816(acc[i], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xf[u][i].x, xf[u][i].y);
@@ -273,12 +255,12 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
             }
         }
         kb += SN_WARPS * U;
-        if (kb >= kb1) break;
+        if (kb >= KB) break;
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int k = kb + u * SN_WARPS;
             wa[u] = z, wb[u] = z;
-            if (k < kb1) wa[u] = ld_weights(w0 + (size_t)k * 32), wb[u] = ld_weights(w1 + (size_t)k * 32);
+            if (k < KB) wa[u] = ld_weights(w0 + (size_t)k * 32), wb[u] = ld_weights(w1 + (size_t)k * 32);
         }
     }
     /* accumulator (row r, batch column n) -> red[warp][n * 16 + r] */
@@ -291,53 +273,26 @@ __global__ void __launch_bounds__(SN_WARPS * 32, MODE == SN_LN ? 512 / (SN_WARPS
         red[warp][(c + 1) * 16 + g + 8] = acc[i][3];
     }
     __syncthreads();
-    /* element e = threadIdx.x + j * SN_THREADS of the tile, summed: out */
-    auto emit = [&](int j, int e, float s) {
-        int n = e >> 4, o = m0 + (e & 15);
-        if (n < N && o < OC) {
-            float y = s + bv[j];
-            size_t at = (size_t)n * OC + o;
-            if (MODE == SN_RES) y += rv[MODE == SN_RES ? j : 0];
-            if (a.gelu) {
-                if (a.pre) a.pre[at] = __float2bfloat16(y);
-                a.out[at] = __float2bfloat16(gelu_f(y));
-            } else {
-                a.out[at] = __float2bfloat16(y);
-            }
-        }
-    };
-    if (ns == 1) {
-        /* each thread writes the elements it summed: no second barrier */
+    /* element e = threadIdx.x + j * SN_THREADS of the tile (batch row
+     * e / 16, output row m0 + e % 16), summed over the warps: out */
 #pragma unroll
-        for (int j = 0; j < R; j++) {
-            int e = threadIdx.x + j * SN_THREADS;
-            if (e >= E) break;
-            float s = 0.f;
+    for (int j = 0; j < R; j++) {
+        int e = threadIdx.x + j * SN_THREADS, n = e >> 4, o = m0 + (e & 15);
+        if (e >= E) break;
+        if (n >= N || o >= OC) continue;
+        float y = 0.f;
 #pragma unroll
-            for (int k = 0; k < SN_WARPS; k++) s += red[k][e];
-            emit(j, e, s);
-        }
-        return;
-    }
-    for (int e = threadIdx.x; e < E; e += SN_THREADS) {
-        float s = 0.f;
-#pragma unroll
-        for (int k = 0; k < SN_WARPS; k++) s += red[k][e];
-        part[e] = s;
-    }
-    cg::cluster_group cl = cg::this_cluster();
-    cl.sync(); /* every block's partial tile is in its shared memory */
-    if (cl.block_rank() == 0) { /* this block writes the tile */
-#pragma unroll
-        for (int j = 0; j < R; j++) {
-            int e = threadIdx.x + j * SN_THREADS;
-            if (e >= E) break;
-            float s = part[e];
-            for (int r = 1; r < ns; r++) s += cl.map_shared_rank(part, r)[e];
-            emit(j, e, s);
+        for (int k = 0; k < SN_WARPS; k++) y += red[k][e];
+        y += bv[j];
+        if (MODE == SN_RES) y += rv[MODE == SN_RES ? j : 0];
+        size_t at = (size_t)n * OC + o;
+        if (a.gelu) {
+            if (a.pre) a.pre[at] = __float2bfloat16(y);
+            a.out[at] = __float2bfloat16(gelu_f(y));
+        } else {
+            a.out[at] = __float2bfloat16(y);
         }
     }
-    cl.sync(); /* the other blocks' shared memory stays until it is read */
 }
 
 TRACE_SETTER(cuda_trace_set_gemv)
@@ -371,63 +326,40 @@ static cudaError_t sn_go(const cudaLaunchConfig_t *cfg, const sn_args &a, int NT
 static int sn_issue(gpt_backend *be, int mode, const sn_args &a) {
     cuda_ctx *c = cuda_ctx_of(be);
     const int N = a.N, IC = a.IC, OC = a.OC;
-    if (!cuda_bf16(be) || c->no_sn || N < 1 || N > SN_MAXN || IC < 32 || IC % 32 || OC < 1 ||
+    if (!cuda_bf16(be) || N < 1 || N > SN_MAXN || IC < 32 || IC % 32 || OC < 1 ||
         !cuda_aligned16(a.in) || !cuda_aligned16(a.w))
         return 0;
-    if (mode != SN_PLAIN && c->no_fold == 1) return 0;
+    if (mode != SN_PLAIN && c->no_fold) return 0;
     if (mode == SN_LN && !(cuda_aligned16(a.lnw) && cuda_aligned16(a.lnb))) return 0;
-    int mt = (int)cuda_cdiv((size_t)OC, 16), KB = IC / 32, ns = 1;
+    int mt = (int)cuda_cdiv((size_t)OC, 16), KB = IC / 32;
     /* The layernorm's per-block work (lnw and lnb to shared memory, the
-     * statistics, a barrier) is repeated by every block: worth one
-     * kernel's launch only while the tiles fit about one wave. gpt2's head
-     * (3,144 tiles, ~24 waves) folded: 46.7 vs 28 + 2.5 us at batch 1, 56
-     * vs 37 + 2.8 at batch 16 (H100). GPT_CUDA_NO_FOLD=2 declines every
-     * layernorm fold. */
-    if (mode == SN_LN && (c->no_fold == 2 || mt > 4 * c->prop.multiProcessorCount)) return 0;
-    if (c->sn_max_split > 1 && mode != SN_LN) {
-        /* enough blocks for two per SM, each warp with a k block at least */
-        ns = (int)cuda_cdiv((size_t)2 * c->prop.multiProcessorCount, (size_t)mt);
-        if (ns > c->sn_max_split) ns = c->sn_max_split;
-        if (ns > SN_MAXSPLIT) ns = SN_MAXSPLIT;
-        if (ns > KB / 4) ns = KB / 4;
-        if (ns < 1) ns = 1;
-    }
-    int per = (KB + ns - 1) / ns;
-    ns = (KB + per - 1) / per; /* no empty split */
-    /* warps per block: enough that each warp's k blocks fit one round of
-     * loads (8 blocks of 32) where K is long (fc2: 96 blocks, 16 warps).
-     * Splitting only the few-tile products (fc2, proj: 48 tiles) over a
-     * cluster of 2-4 as well was slower (H100: 375 -> 379-400 us a batch-16
-     * step). U, the k blocks a warp has in flight, is the smallest of 4, 6
-     * and 8 that holds the warp's share in one round where it can: unused
-     * slots cost registers (gpt2's K = 768 at 4 warps is 6 blocks a warp; 8
-     * slots made the batch-16 kernel ~30 registers larger; H100, with the
-     * bias loaded before the wait: 368 -> 335 us a batch-16 step). The
-     * layernorm mode needs every k block of the row in one round of at most
-     * 4 a warp (3 or 4) and at most 8 warps (16 would cap a thread at 128
-     * registers and spill): K <= 1024, i.e. up to gpt2-medium's width;
-     * wider models decline. At K = 768, 8 warps of 3 beat 4 warps of 6:
-     * 334 vs 377 us at batch 16, 247 vs 258 at batch 1 (H100, same call).
-     * GPT_CUDA_SN_W=4|8|16 forces the warps of the other modes,
-     * GPT_CUDA_SN_LN_W=4|8 those of the layernorm mode where they can hold
-     * the row (comparisons). */
+     * statistics, a barrier) is repeated by every block: worth a kernel's
+     * launch only while the tiles fit about one wave (gpt2's head, ~24
+     * waves, declines). */
+    if (mode == SN_LN && mt > 4 * c->prop.multiProcessorCount) return 0;
+    /* W warps a block: enough that each warp's k blocks fit one round of
+     * loads where K is long. U, the k blocks a warp has in flight, is the
+     * smallest of 4, 6 and 8 that holds the warp's share in one round where
+     * it can: unused slots cost registers. The layernorm mode needs every k
+     * block of the row in one round of at most 4 a warp and at most 8 warps
+     * (16 would cap a thread at 128 registers and spill): K <= 1024, up to
+     * gpt2-medium's width; wider models decline. At K = 768 it takes 8
+     * warps of 3 blocks, not 4 of 6: more warps, fewer registers each. */
     int W, U;
     if (mode == SN_LN) {
-        W = per <= 12 ? 4 : per <= 32 ? 8 : 0;
-        if (W && (c->ln_w == 4 || c->ln_w == 8) && per <= 4 * c->ln_w) W = c->ln_w;
+        W = KB <= 12 ? 4 : KB <= 32 ? 8 : 0;
         if (!W) return 0;
-        U = (per + W - 1) / W <= 3 ? 3 : 4;
+        U = (KB + W - 1) / W <= 3 ? 3 : 4;
     } else {
-        W = per > 64 ? 16 : per > 32 ? 8 : 4;
-        if (c->sn_w) W = c->sn_w;
-        int need = (per + W - 1) / W;
+        W = KB > 64 ? 16 : KB > 32 ? 8 : 4;
+        int need = (KB + W - 1) / W;
         U = need <= 4 ? 4 : need <= 6 ? 6 : 8;
     }
     if (be->err.code) return 1;
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute at[2];
-    pdl_cluster_config(&cfg, at, dim3((unsigned)mt, (unsigned)ns), dim3((unsigned)W * 32), c->stream,
-                       dim3(1, (unsigned)ns, 1));
+    pdl_cluster_config(&cfg, at, dim3((unsigned)mt), dim3((unsigned)W * 32), c->stream,
+                       dim3(1, 1, 1)); /* a dependent launch, no cluster */
     int NT = N <= 8 ? 1 : 2;
     cudaError_t e = mode == SN_LN    ? sn_go<SN_LN>(&cfg, a, NT, U, W)
                     : mode == SN_RES ? sn_go<SN_RES>(&cfg, a, NT, U, W)
@@ -477,33 +409,4 @@ extern "C" int cuda_matmul_residual_forward(gpt_backend *be, void *x, const void
     if (be->err.code) return 1;
     if (!fold_shape_ok(be, "matmul_residual_forward", N, IC, OC)) return 1;
     return sn_issue(be, SN_RES, sn_make(x, NULL, in, w, bias, N, IC, OC, 0));
-}
-
-/* Checks once, at creation, that this device and driver take a cluster
- * launch that is also a programmatic dependent (the small-N products and
- * the KV attention use both): if not, no clusters (one block per tile or
- * per head), noted in the device description. */
-extern "C" void cuda_decode_probe(gpt_backend *be) {
-    cuda_ctx *c = cuda_ctx_of(be);
-    if (be->err.code || (c->sn_max_split <= 1 && c->kv_split == 1)) return;
-    enum { IC = 256, OC = 16 };
-    bf16 *buf = NULL;
-    size_t n = (size_t)OC * IC + IC + OC;
-    cudaError_t e = cudaMalloc((void **)&buf, n * sizeof(bf16));
-    if (e == cudaSuccess) e = cudaMemsetAsync(buf, 0, n * sizeof(bf16), c->stream);
-    if (e == cudaSuccess) {
-        cudaLaunchConfig_t cfg;
-        cudaLaunchAttribute at[2];
-        pdl_cluster_config(&cfg, at, dim3(1, 2), dim3(4 * 32), c->stream, dim3(1, 2, 1));
-        bf16 *w = buf, *in = buf + (size_t)OC * IC, *out = in + IC;
-        e = cudaLaunchKernelEx(&cfg, sn_kernel<1, 4, 4, SN_PLAIN>, sn_make(out, NULL, in, w, NULL, 1, IC, OC, 0));
-        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
-    }
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        c->sn_max_split = c->kv_split = 1;
-        size_t l = strlen(c->desc);
-        snprintf(c->desc + l, sizeof c->desc - l, " [no clusters: %s]", cudaGetErrorName(e));
-    }
-    if (buf) cudaFree(buf);
 }

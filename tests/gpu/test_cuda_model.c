@@ -4,7 +4,7 @@
  * shapes: odd sizes that take the generic attention (C=100, 5 heads of 20,
  * V=1000) and head size 64 (the tensor-core attention), T=37 in both; the
  * decoding checks also on C=256 (4 heads of 64, the tensor-core small-N
- * products with clusters); and CUDA's decoding-step variants.
+ * products); and CUDA's decoding-step variants.
  */
 #include "model_cases.h"
 

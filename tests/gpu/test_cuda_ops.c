@@ -92,7 +92,7 @@ static void run_all(void) {
     t_matmul(16, 3072, 768, 1, 1, 0, 0);
     t_matmul(3, 101, 203, 0, 0, 0, 0);
     /* decoding shapes: the tensor-core small-N kernel (K % 32 == 0), one
-     * or two batch tiles, partial row tiles, clusters splitting K */
+     * or two batch tiles, partial row tiles, 4, 8 and 16 warps */
     t_matmul(1, 3072, 768, 1, 0, 0, 0);
     t_matmul(16, 768, 3072, 1, 1, 1, 0);
     t_matmul(9, 64, 1000, 0, 0, 0, 0);
