@@ -10,11 +10,12 @@
 #   bash bench/gpu.sh [PHASE...]    PHASE: all (default), check, tests, ours,
 #                                   profile, peers, train (our training runs
 #                                   and their peers only), gen (generation
-#                                   only), initcheck_ops; dist alone runs
+#                                   only), initcheck_ops, ab; dist alone runs
 #                                   bench/dist.sh (data parallelism); vulkan
 #                                   alone runs bench/gpu_vulkan.sh (the Vulkan
 #                                   backend beside CUDA; the Vulkan .debs in .gl/)
 #                                   cpu alone the CPU benchmark (bench/cpu.sh)
+#   BASE=dir bash bench/gpu.sh ab
 #
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
 # racecheck only); ours = our timings; profile = per-op times
@@ -22,6 +23,14 @@
 # (ncu, kernels serialised) and of the decoding step as it runs (GPT_CUDA_TRACE,
 # bench/decode_trace.py); peers = the PyTorch peers. The table covers whatever ran. The
 # build always runs first.
+# ab (not part of all) = the GPU tests, then our timings of the targets'
+# workloads (training gpt2 B32 and seed-small B4, generation at batch 1 and
+# 16), each run twice, in turns with the binary of BASE when it is set: a
+# copy of a baseline commit's tree, made where the call is sent from and
+# carried, as bench/gpu_ab.sh takes it:
+#   rm -rf .dev/base && mkdir -p .dev/base && git archive <commit> | tar -x -C .dev/base
+# A before/after comparison on one card in about 5 minutes; its table ends
+# the summary.
 # Environment: QUICK=1 skips the torch.compile peers (minutes of compiling);
 # EAGER=0 skips the eager PyTorch peers (the targets are against compile).
 set -u
@@ -73,22 +82,74 @@ stamp "build"
 if [ -x build-cuda/tests/gpu/test_cuda_ops ] && ldd build-cuda/tests/gpu/test_cuda_ops | grep -q "not found"; then
     echo "carried binaries do not load here: rebuilding"; rm -rf build-cuda
 fi
+ab=0
+case "$phases" in *" ab "*) ab=1 ;; esac
+if [ $ab = 1 ] && [ -n "${BASE:-}" ]; then
+    (cd "$BASE" && make -j"$(nproc)" CUDA=1 NATIVE=0 BLAS=none build-cuda/gpt >"$L/build_base.log" 2>&1 ||
+        echo "BASE BUILD FAILED" >>"$L/build_base.log") &
+fi
 if ! make -j"$(nproc)" CUDA=1 NATIVE=0 BLAS=none >"$L/build.log" 2>&1; then
     note "BUILD FAILED"; tail -30 "$L/build.log"; pack; exit 1
 fi
+wait
 GPT_BENCH="build-cuda/gpt bench"
 
-if want tests || want sanitize; then
+gpu_tests() {
     stamp "GPU tests"
     BUILD=build-cuda timeout 300 bash tests/run.sh --cuda >"$L/tests.log" 2>&1
-    # the cluster splits of the small-N products and the KV attention (off by default) with the decoding tests
+    # the KV attention's cluster split (on by default only for long caches) with the decoding tests
     for t in test_cuda_ops test_cuda_model; do
-        GPT_CUDA_SN_SPLIT=8 GPT_CUDA_KV_SPLIT=8 GPT_TEST_DECODE_ONLY=1 timeout 120 build-cuda/tests/gpu/$t >"$L/tests_clusters_$t.log" 2>&1
+        GPT_CUDA_KV_SPLIT=8 GPT_TEST_DECODE_ONLY=1 timeout 120 build-cuda/tests/gpu/$t >"$L/tests_clusters_$t.log" 2>&1
     done
     grep -hE '^(FAIL|!!!)|^ +[a-z_./]+:[0-9]+: expected' "$L"/tests*.log | head -40
     note "tests: $(tail -1 "$L/tests.log"); with cluster splits (decoding): $(tail -qn1 "$L"/tests_clusters_*.log | tr '\n' ' ')"
     pack
+}
+if want tests || want sanitize || [ $ab = 1 ]; then gpu_tests; fi
 
+if [ $ab = 1 ]; then
+    Q="$L/ab.jsonl"
+    [ -n "${BASE:-}" ] && ! [ -x "$BASE/build-cuda/gpt" ] && { note "BASE did not build:"; tail -5 "$L/build_base.log"; }
+    qrun() { # label binary bench-args...
+        local lab=$1 bin=$2; shift 2
+        [ -x "$bin" ] || return 0
+        stamp "$lab: gpt bench $*"
+        timeout 120 "$bin" bench "$@" 2>>"$L/bench_err.log" | grep '^{' |
+            sed "s/\"impl\": \"gpt\"/\"impl\": \"$lab\"/" | tee -a "$Q"
+    }
+    for w in "train --preset gpt2 -B 32 -T 1024 --steps 10" "train --preset seed-small -B 4 -T 512 --steps 50" \
+             "generate --preset gpt2 --batch 1 --prompt 64 --new 256" "generate --preset gpt2 --batch 16 --prompt 64 --new 256"; do
+        for pass in 1 2; do
+            [ -n "${BASE:-}" ] && qrun base "$BASE/build-cuda/gpt" $w
+            qrun new build-cuda/gpt $w
+        done
+        pack
+    done
+    stamp "table"
+    python3 - "$Q" <<'PY' | tee -a "$summary"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+def key(r):
+    if r["bench"] == "train":
+        return "train %s B%d T%d" % (r["preset"], r["batch"], r["seq"]), "step ms", r["step_ms"]
+    return ("generate %s batch %d" % (r["preset"], r["batch"]), "us/decode step",
+            1e6 * r["batch"] / r["decode_tok_s"])
+table = {}
+for r in rows:
+    name, unit, v = key(r)
+    table.setdefault((name, unit), {}).setdefault(r["impl"], []).append(v)
+print("%-32s %-15s %-20s %-20s %s" % ("workload", "unit", "base (runs)", "new (runs)", "new/base (best)"))
+for (name, unit), d in table.items():
+    b, n = d.get("base", []), d.get("new", [])
+    fmt = lambda xs: " ".join("%.3f" % x for x in xs) or "-"
+    ratio = "%.3f" % (min(n) / min(b)) if b and n else "-"
+    print("%-32s %-15s %-20s %-20s %s" % (name, unit, fmt(b), fmt(n), ratio))
+PY
+    stamp "done"
+    pack
+    echo "==== summary"
+    cat "$summary"
+    exit 0
 fi
 
 J="$L/bench.jsonl"
