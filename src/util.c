@@ -130,6 +130,7 @@ int gpt_read_file(const char *path, size_t max, char **data, size_t *len, gpt_er
     return GPT_OK;
 }
 
+#ifdef GPT_TEST_BUILD
 long long gpt_test_fail_write_after = -2; /* -2: read the environment once */
 
 static long long fail_write_budget(void) {
@@ -139,6 +140,7 @@ static long long fail_write_budget(void) {
     }
     return gpt_test_fail_write_after;
 }
+#endif
 
 /* The folder part of path ("." when there is none), malloc'd. */
 static char *dir_of(const char *path) {
@@ -237,6 +239,7 @@ int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err) {
 
 int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error *err) {
     if (af->failed) return GPT_ERR_IO;
+#ifdef GPT_TEST_BUILD
     long long budget = fail_write_budget();
     if (budget >= 0) {
         if ((long long)n > budget) {
@@ -247,6 +250,7 @@ int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error 
         }
         gpt_test_fail_write_after -= (long long)n;
     }
+#endif
     if (n && fwrite(data, 1, n, af->f) != n) {
         af->failed = 1;
         return gpt_fail(err, GPT_ERR_IO, "cannot write '%s': %s", af->path, strerror(errno));

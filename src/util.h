@@ -65,9 +65,12 @@ void gpt_atomic_abort(gpt_atomic_file *af);
  * longer exists; calls removed (if not NULL) with each; returns how many. */
 int gpt_atomic_remove_stale(const char *path, void (*removed)(void *user, const char *tmp),
                             void *user);
-/* Test hook: fail writes after this many bytes (-1 = never); reliability
- * tests set it through the GPT_TEST_FAIL_WRITE_AFTER environment variable. */
+#ifdef GPT_TEST_BUILD
+/* Test hook, in test builds only (libgpt_test.a, gpt-test): fail writes
+ * with ENOSPC after this many bytes (-1 = never); reliability tests set it
+ * through the GPT_TEST_FAIL_WRITE_AFTER environment variable. */
 extern long long gpt_test_fail_write_after;
+#endif
 
 /* CRC-32 (IEEE 802.3), chainable: crc = gpt_crc32(crc, data, n), start 0. */
 uint32_t gpt_crc32(uint32_t crc, const void *data, size_t n);

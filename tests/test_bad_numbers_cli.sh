@@ -2,11 +2,13 @@
 # gpt train and bad numbers: a step with a non-finite loss is skipped and
 # reported, the run goes on after it; --max-bad-steps consecutive ones stop
 # the run with exit 1 and a message, and the last checkpoint still loads.
-# Bad numbers come from GPT_TEST_INJECT_NAN_AT=S[:K] (tools/cmd_train.c)
+# Bad numbers come from GPT_TEST_INJECT_NAN_AT=S[:K] (tools/cmd_train.c, gpt-test only)
 # and, naturally, from an absurd learning rate.
 set -u
 cd "$(dirname "$0")/.."
 . tests/lib.sh
+# The injection hook exists only in the test build of the command.
+GPT=${GPT_TEST_BIN:-build/gpt-test}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 D=data/tinyshakespeare.txt
 SMALL="--data $D --tokenizer bytes --layers 1 --heads 2 --channels 16 --max-seq 16 -B 2 -T 16 --sample 0 --threads 1 --eval-every 1000 --eval-batches 1 --warmup 0"

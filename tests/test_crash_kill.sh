@@ -14,6 +14,8 @@
 set -u
 cd "$(dirname "$0")/.."
 . tests/lib.sh
+# GPT_TEST_FAIL_WRITE_AFTER works only in the test build of the command.
+GPT=${GPT_TEST_BIN:-build/gpt-test}
 tmp=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill -KILL $pid 2>/dev/null; rm -rf "$tmp"' EXIT

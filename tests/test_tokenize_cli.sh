@@ -6,6 +6,7 @@
 set -u
 cd "$(dirname "$0")/.."
 GPT=${GPT_BIN:-$PWD/build/gpt}
+GPT_TEST=${GPT_TEST_BIN:-$PWD/build/gpt-test} # with the fault-injection hooks
 SHK=$PWD/data/tinyshakespeare.txt
 tmp=$(mktemp -d /tmp/gpt-test-cli-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -117,9 +118,9 @@ rc "tokenizer train of a missing file -> 2" 2 "$GPT" tokenizer train --input "$t
 rc "gpt tokenizer with no subcommand -> 2" 2 "$GPT" tokenizer
 rc "gpt tokenizer frobnicate -> 2" 2 "$GPT" tokenizer frobnicate
 rc "shards into a missing folder -> 2" 2 "$GPT" tokenize --input "$SHK" --out "$tmp/no/such/dir/x"
-GPT_TEST_FAIL_WRITE_AFTER=100 rc "disk full writing shards -> 1" 1 "$GPT" tokenize --input "$SHK" --out "$tmp/full"
+GPT_TEST_FAIL_WRITE_AFTER=100 rc "disk full writing shards -> 1" 1 "$GPT_TEST" tokenize --input "$SHK" --out "$tmp/full"
 [ ! -e "$tmp/full_train.bin" ] && ok "no partial shard after a failed write" || bad "no partial shard after a failed write"
-GPT_TEST_FAIL_WRITE_AFTER=100 rc "disk full writing a tokenizer -> 1" 1 "$GPT" tokenizer train --input "$SHK" --vocab-size 300 --out "$tmp/full.tok"
+GPT_TEST_FAIL_WRITE_AFTER=100 rc "disk full writing a tokenizer -> 1" 1 "$GPT_TEST" tokenizer train --input "$SHK" --vocab-size 300 --out "$tmp/full.tok"
 if [ -w /dev/full ]; then
     printf 'hi' | "$GPT" tokenize >/dev/full 2>/dev/null
     same "a failed write to standard output -> 1" "$?" "1"

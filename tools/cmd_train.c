@@ -501,12 +501,15 @@ int gpt_cmd_train(int argc, char **argv) {
     double t_start = gpt_now(), t_last = t_start, tokens_done = 0, last_val = NAN;
     int first = gpt_model_step(m), isatty_err = isatty(2);
     double smooth = NAN;
-    /* Test hook for tests/test_bad_numbers_cli.sh: GPT_TEST_INJECT_NAN_AT=S[:K]
-     * gives steps S to S+K-1 (as numbered in the output) a NaN loss through
-     * gpt_debug_inject_nan, as if the numbers had gone bad there. */
     long nan_at = 0, nan_count = 1;
+#ifdef GPT_TEST_BUILD
+    /* Test hook for tests/test_bad_numbers_cli.sh (gpt-test only):
+     * GPT_TEST_INJECT_NAN_AT=S[:K] gives steps S to S+K-1 (as numbered in the
+     * output) a NaN loss through gpt_debug_inject_nan, as if the numbers had
+     * gone bad there. */
     const char *inject = getenv("GPT_TEST_INJECT_NAN_AT");
     if (inject && sscanf(inject, "%ld:%ld", &nan_at, &nan_count) < 1) nan_at = 0;
+#endif
     for (int s = first; s < a.opts.max_steps; s++) {
         for (int k = 0; k < accum; k++)
             if ((rc = gpt_data_train_batch_part(data, st.rng, B * R, rank * B, B, T,
