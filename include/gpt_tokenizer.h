@@ -78,6 +78,12 @@ typedef struct gpt_shard gpt_shard;
 
 /* Writes ids atomically; every id must be in [0, vocab_size). */
 int gpt_shard_write(const char *path, const int *ids, size_t n, int vocab_size, gpt_error *err);
+/* Writes count shards (ids[f], n[f] ids, to paths[f]) as one commit: all are
+ * written and synced before any replaces an old file, so a failure (disk
+ * full) leaves every old shard as it was (a training and a validation
+ * split stay a pair). */
+int gpt_shard_write_all(const char *const *paths, const int *const *ids, const size_t *n,
+                        int count, int vocab_size, gpt_error *err);
 int gpt_shard_open(gpt_shard **out, const char *path, gpt_error *err);
 void gpt_shard_close(gpt_shard *s);
 size_t gpt_shard_count(const gpt_shard *s);

@@ -100,6 +100,11 @@ int gpt_config_validate(const gpt_config *c, gpt_error *err) {
     if ((rc = positive("n_head", "--heads", c->n_head, err))) return rc;
     if ((rc = positive("n_embd", "--channels", c->n_embd, err))) return rc;
     if ((rc = positive("mlp_hidden", "--mlp", c->mlp_hidden, err))) return rc;
+    /* Padding rounds the vocabulary up to a multiple of 128, which must
+     * stay an int (INT_MAX used to report "padded_vocab (0)"). */
+    if (c->vocab_size > INT32_MAX - 127)
+        return gpt_fail(err, GPT_ERR_INVALID, "vocab_size (%d) is too large: at most %d",
+                        c->vocab_size, INT32_MAX - 127);
     if (c->n_layer > MAX_LAYERS)
         return gpt_fail(err, GPT_ERR_INVALID, "n_layer (%d) is too large: at most %d", c->n_layer,
                         MAX_LAYERS);

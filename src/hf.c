@@ -688,7 +688,9 @@ static void to_hf(const hf_slot *s, const float *src, unsigned char *out) {
         }
 }
 
-static int write_safetensors(gpt_model *m, const char *path, gpt_error *err) {
+/* The safetensors image of m into af (opened by the caller). */
+static int write_safetensors(gpt_model *m, gpt_atomic_file *af, gpt_error *err) {
+    const char *path = af->path;
     const gpt_config *c = gpt_model_config(m);
     int n = num_slots(c), rc = GPT_OK;
     hf_slot *slots = calloc((size_t)n, sizeof *slots);
@@ -731,22 +733,18 @@ static int write_safetensors(gpt_model *m, const char *path, gpt_error *err) {
         rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory writing '%s'", path);
         goto done;
     }
-    gpt_atomic_file af;
-    if ((rc = gpt_atomic_open(&af, path, err))) goto done;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    rc = gpt_atomic_write(&af, len8, 8, err);
-    if (!rc) rc = gpt_atomic_write(&af, h.s, h.len, err);
+    rc = gpt_atomic_write(af, len8, 8, err);
+    if (!rc) rc = gpt_atomic_write(af, h.s, h.len, err);
     for (int k = 0; k < n && !rc; k++) {
         const hf_slot *s = &slots[k];
         if ((rc = gpt_model_get_tensor(m, model_idx[k], buf, err))) break;
         to_hf(s, buf, bytes); /* wte: only the first V rows are theirs */
-        rc = gpt_atomic_write(&af, bytes, 4 * s->hf_shape[0] * (s->ndim == 2 ? s->hf_shape[1] : 1),
+        rc = gpt_atomic_write(af, bytes, 4 * s->hf_shape[0] * (s->ndim == 2 ? s->hf_shape[1] : 1),
                               err);
     }
-    if (rc) gpt_atomic_abort(&af);
-    else rc = gpt_atomic_commit(&af, err);
 done:
     free(slots);
     free(model_idx);
@@ -765,7 +763,8 @@ static void fmt_float(char *buf, size_t n, float v) {
     }
 }
 
-static int write_config(const gpt_config *c, const char *path, gpt_error *err) {
+/* config.json for c into af (opened by the caller). */
+static int write_config(const gpt_config *c, gpt_atomic_file *af, gpt_error *err) {
     sbuf b = {0};
     char eps[32];
     fmt_float(eps, sizeof eps, c->ln_eps);
@@ -800,13 +799,7 @@ static int write_config(const gpt_config *c, const char *path, gpt_error *err) {
         free(b.s);
         return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     }
-    gpt_atomic_file af;
-    int rc = gpt_atomic_open(&af, path, err);
-    if (!rc) {
-        rc = gpt_atomic_write(&af, b.s, b.len, err);
-        if (rc) gpt_atomic_abort(&af);
-        else rc = gpt_atomic_commit(&af, err);
-    }
+    int rc = gpt_atomic_write(af, b.s, b.len, err);
     free(b.s);
     return rc;
 }
@@ -816,12 +809,23 @@ int gpt_model_save_hf(gpt_model *m, const char *dir, gpt_error *err) {
         return gpt_fail(err, errno == ENOENT ? GPT_ERR_INVALID : GPT_ERR_IO,
                         "cannot create the folder '%s': %s", dir, strerror(errno));
     if (!is_dir(dir)) return gpt_fail(err, GPT_ERR_INVALID, "'%s' exists and is not a folder", dir);
-    char *st = path_join(dir, "model.safetensors"), *cfg = path_join(dir, "config.json");
-    int rc;
-    if (!st || !cfg) rc = gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
-    else rc = write_safetensors(m, st, err);
-    if (!rc) rc = write_config(gpt_model_config(m), cfg, err);
-    free(st);
-    free(cfg);
+    /* One commit for the folder's files: every one is written and synced
+     * under a temporary name before any replaces its old version, so a
+     * failure (disk full) leaves the old pair whole. The weights are renamed
+     * first and config.json last. */
+    static const char *const names[] = {"model.safetensors", "config.json"};
+    enum { NFILES = 2 };
+    gpt_atomic_file af[NFILES];
+    memset(af, 0, sizeof af);
+    int rc = GPT_OK;
+    for (int i = 0; i < NFILES && !rc; i++) {
+        char *p = path_join(dir, names[i]);
+        rc = p ? gpt_atomic_open(&af[i], p, err) : gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+        free(p);
+    }
+    if (!rc) rc = write_safetensors(m, &af[0], err);
+    if (!rc) rc = write_config(gpt_model_config(m), &af[1], err);
+    if (!rc) return gpt_atomic_commit_all(af, NFILES, err);
+    for (int i = 0; i < NFILES; i++) gpt_atomic_abort(&af[i]);
     return rc;
 }

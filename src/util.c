@@ -261,57 +261,64 @@ int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error 
 
 /* Safe on a zeroed struct, after a failed open, and twice. */
 void gpt_atomic_abort(gpt_atomic_file *af) {
-    if (af->f) {
-        fclose(af->f);
-        unlink(af->tmp_path);
-    }
+    if (af->f) fclose(af->f);
+    if (af->f || af->closed) unlink(af->tmp_path);
     free(af->tmp_path);
     free(af->path);
     memset(af, 0, sizeof *af);
 }
 
-int gpt_atomic_commit(gpt_atomic_file *af, gpt_error *err) {
-    if (af->failed) {
-        gpt_atomic_abort(af);
-        return GPT_ERR_IO;
-    }
-    int e = 0;
-    if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0) e = errno;
-    if (fclose(af->f) != 0 && !e) e = errno;
-    af->f = NULL;
-    if (e) {
-        gpt_fail(err, GPT_ERR_IO, "cannot write '%s': %s", af->path, strerror(e));
-        unlink(af->tmp_path);
-        gpt_atomic_abort(af);
-        return GPT_ERR_IO;
-    }
-    if (rename(af->tmp_path, af->path) != 0) {
-        e = errno;
-        gpt_fail(err, e == EISDIR ? GPT_ERR_INVALID : GPT_ERR_IO,
-                 "cannot rename '%s' to '%s': %s", af->tmp_path, af->path, strerror(e));
-        unlink(af->tmp_path);
-        gpt_atomic_abort(af);
-        return err ? err->code : GPT_ERR_IO;
-    }
-    /* Make the rename itself durable: the new file is in place, but a
-     * crash could still undo the rename until its folder is synced. Some
-     * file systems cannot sync a folder (EINVAL): nothing more can be done
-     * there. */
-    char *dir = dir_of(af->path);
+/* Syncs the folder of path: until then a crash could undo a rename. Some
+ * file systems cannot sync a folder (EINVAL): nothing more can be done
+ * there. */
+static int sync_folder(const char *path, gpt_error *err) {
+    char *dir = dir_of(path);
     int rc = GPT_OK;
     int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL)) {
-        e = dir ? errno : ENOMEM;
-        rc = gpt_fail(err, GPT_ERR_IO, "wrote '%s' but cannot sync its folder: %s", af->path,
+        int e = dir ? errno : ENOMEM;
+        rc = gpt_fail(err, GPT_ERR_IO, "wrote '%s' but cannot sync its folder: %s", path,
                       strerror(e));
     }
     if (fd >= 0) close(fd);
     free(dir);
-    free(af->tmp_path);
-    free(af->path);
-    memset(af, 0, sizeof *af);
     return rc;
 }
+
+int gpt_atomic_commit_all(gpt_atomic_file *af, int n, gpt_error *err) {
+    /* Every file complete on disk before any is renamed: a failure here
+     * (disk full, an I/O error) leaves every path as it was. */
+    int rc = GPT_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        if (af[i].failed) {
+            rc = GPT_ERR_IO; /* the failed write set the message */
+            break;
+        }
+        int e = 0;
+        if (fflush(af[i].f) != 0 || fsync(fileno(af[i].f)) != 0) e = errno;
+        if (fclose(af[i].f) != 0 && !e) e = errno;
+        af[i].f = NULL;
+        af[i].closed = 1;
+        if (e) rc = gpt_fail(err, GPT_ERR_IO, "cannot write '%s': %s", af[i].path, strerror(e));
+    }
+    /* Then the renames, in the caller's order: only a crash between two of
+     * them can leave some files new and some old. */
+    for (int i = 0; i < n && !rc; i++) {
+        if (rename(af[i].tmp_path, af[i].path) != 0) {
+            int e = errno;
+            rc = gpt_fail(err, e == EISDIR ? GPT_ERR_INVALID : GPT_ERR_IO,
+                          "cannot rename '%s' to '%s': %s%s", af[i].tmp_path, af[i].path,
+                          strerror(e), i ? " (the files before it were replaced)" : "");
+            break;
+        }
+        af[i].closed = 0; /* renamed: nothing left to remove */
+    }
+    for (int i = 0; i < n && !rc; i++) rc = sync_folder(af[i].path, err);
+    for (int i = 0; i < n; i++) gpt_atomic_abort(&af[i]);
+    return rc;
+}
+
+int gpt_atomic_commit(gpt_atomic_file *af, gpt_error *err) { return gpt_atomic_commit_all(af, 1, err); }
 
 uint32_t gpt_crc32(uint32_t crc, const void *data, size_t n) {
     static uint32_t table[256];

@@ -55,12 +55,20 @@ typedef struct {
     char *tmp_path;
     char *path;
     int failed;
+    int closed;   /* the temporary is complete and closed, not yet renamed */
     uint32_t crc; /* running CRC-32 of everything written */
 } gpt_atomic_file;
 int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err);
 int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error *err);
 int gpt_atomic_commit(gpt_atomic_file *af, gpt_error *err);
 void gpt_atomic_abort(gpt_atomic_file *af);
+/* A folder of several files as one commit (gpt convert's config, weights
+ * and tokenizer files): open and write each, then commit them together.
+ * All are flushed and synced before any is renamed, so a failure (disk
+ * full) leaves every path as it was; the renames follow in af's order, and
+ * only a crash between two of them can mix old files with new. The
+ * temporaries are always removed; every af is reset. */
+int gpt_atomic_commit_all(gpt_atomic_file *af, int n, gpt_error *err);
 /* Removes path.tmp.PID files and links (not folders) whose process no
  * longer exists; calls removed (if not NULL) with each; returns how many. */
 int gpt_atomic_remove_stale(const char *path, void (*removed)(void *user, const char *tmp),

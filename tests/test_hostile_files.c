@@ -386,6 +386,30 @@ static void test_json_duplicates(void) {
     test_end();
 }
 
+/* Issue 13, smaller: vocab_size INT_MAX said "padded_vocab (0) must be at
+ * least vocab_size". */
+static void test_vocab_int_max(void) {
+    test_begin("vocab_size INT_MAX is refused as too large, not as a padded_vocab of 0");
+    gpt_config c = CFG;
+    c.vocab_size = 2147483647;
+    c.padded_vocab = 0;
+    gpt_config_resolve(&c);
+    gpt_error err = {0};
+    EXPECT(gpt_config_validate(&c, &err) == GPT_ERR_INVALID &&
+               strstr(err.msg, "vocab_size (2147483647) is too large") &&
+               !strstr(err.msg, "padded_vocab (0)"),
+           "%s", err.msg);
+    mkdir(at("hf_vocab"), 0755);
+    const char *cfg = "{\"vocab_size\":2147483647,\"n_positions\":4,\"n_embd\":4,\"n_layer\":1,"
+                      "\"n_head\":1}";
+    write_bytes(at("hf_vocab/config.json"), cfg, strlen(cfg));
+    write_bytes(at("hf_vocab/model.safetensors"), "\x02\0\0\0\0\0\0\0{}", 10);
+    outcome o = run(load_model, at("hf_vocab"));
+    EXPECT(o.status == GPT_ERR_INVALID && strstr(o.msg, "vocab_size (2147483647) is too large"),
+           "%s", o.msg);
+    test_end();
+}
+
 /* A tokenizer file whose 68,352 merges (8 bytes each in the file) make
  * tokens of 256 MiB together: 256 tokens of each length 2, 4, ..., 2,048
  * (each the previous one joined with itself), then all 65,536 pairs of
@@ -514,6 +538,76 @@ static void test_temporaries(const char *ckpt) {
     test_end();
 }
 
+static int same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_all(a, &na), *y = read_all(b, &nb);
+    int same = na == nb && !memcmp(x, y, na);
+    free(x), free(y);
+    return same;
+}
+
+/* Converts a model with seed `seed` into dir, failing every write after
+ * GPT_TEST_FAIL_WRITE_AFTER-style budget `fail_after` (-1: none). */
+typedef struct {
+    const char *dir;
+    uint64_t seed;
+    long long fail_after;
+} convert_job;
+
+static int convert(void *arg, gpt_error *err) {
+    const convert_job *j = arg;
+    gpt_runtime rt = {.device = "cpu"};
+    gpt_model *m = NULL;
+    int rc = gpt_model_create(&m, &CFG, &rt, j->seed, err);
+    gpt_test_fail_write_after = j->fail_after;
+    if (!rc) rc = gpt_model_save_hf(m, j->dir, err);
+    gpt_test_fail_write_after = -1;
+    gpt_model_free(m);
+    return rc;
+}
+
+/* Defect 6: convert wrote model.safetensors, then config.json; a failure
+ * in the second left new weights beside the old config. */
+static void test_convert_atomic(void) {
+    convert_job j = {at("hf_out"), 1, -1};
+    outcome o = run(convert, &j);
+    EXPECT(o.status == 0, "%s", o.msg);
+    mkdir(at("hf_keep"), 0755);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/model.safetensors' '%s/'", at("hf_out"),
+             at("hf_out"), at("hf_keep"));
+    if (system(cmd)) printf("cannot copy the pair\n");
+    struct stat st;
+    stat(at("hf_out/model.safetensors"), &st);
+    /* A different model (seed 2): the weights differ, the config is the
+     * same length. Fail in the weights, then at config.json's first byte. */
+    const long long fails[] = {100, (long long)st.st_size, (long long)st.st_size + 1};
+    for (int k = 0; k < 3; k++) {
+        test_begin("convert failing after %lld bytes (%s) leaves the old pair whole", fails[k],
+                   fails[k] < st.st_size ? "in the weights" : "in config.json");
+        convert_job f = {at("hf_out"), 2, fails[k]};
+        o = run(convert, &f);
+        EXPECT(o.status == GPT_ERR_IO && strstr(o.msg, "No space left"), "status %d: %s",
+               o.status, o.msg);
+        EXPECT(same_bytes(at("hf_out/model.safetensors"), at("hf_keep/model.safetensors")),
+               "model.safetensors changed");
+        EXPECT(same_bytes(at("hf_out/config.json"), at("hf_keep/config.json")),
+               "config.json changed");
+        snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", at("hf_out"));
+        EXPECT(system(cmd) != 0, "a temporary file was left in the folder");
+        o = run(load_model, at("hf_out"));
+        EXPECT(o.status == 0, "the old pair no longer loads: %s", o.msg);
+        test_end();
+    }
+    test_begin("convert without a failure replaces both files");
+    convert_job ok = {at("hf_out"), 2, -1};
+    o = run(convert, &ok);
+    EXPECT(o.status == 0, "%s", o.msg);
+    EXPECT(!same_bytes(at("hf_out/model.safetensors"), at("hf_keep/model.safetensors")),
+           "the weights did not change");
+    test_end();
+}
+
 int main(void) {
     (void)test_max_rel_err;
     (void)test_rel_l2;
@@ -537,7 +631,9 @@ int main(void) {
     test_json_memory();
     test_json_duplicates();
     test_tokenizer_amplification();
+    test_vocab_int_max();
     test_temporaries(ckpt);
+    test_convert_atomic();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) printf("cannot remove %s\n", dir);

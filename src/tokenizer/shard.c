@@ -68,16 +68,9 @@ static uint32_t get_u32(const unsigned char *p) {
 
 static int shard_width(int vocab) { return vocab <= 65536 ? 2 : 4; }
 
-int gpt_shard_write(const char *path, const int *ids, size_t n, int vocab_size, gpt_error *err) {
-    if (vocab_size < 1)
-        return gpt_fail(err, GPT_ERR_INVALID, "shard '%s': vocabulary size %d must be positive",
-                        path, vocab_size);
-    if (!ids && n) return gpt_fail(err, GPT_ERR_INVALID, "shard '%s': ids is NULL", path);
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= vocab_size)
-            return gpt_fail(err, GPT_ERR_INVALID,
-                            "shard '%s': token %zu is id %d, outside the vocabulary of %d", path,
-                            i, ids[i], vocab_size);
+/* Writes one shard's bytes (header, ids, block table) into af. */
+static int shard_emit(gpt_atomic_file *af, const int *ids, size_t n, int vocab_size,
+                      gpt_error *err) {
     int width = shard_width(vocab_size);
     size_t data = n * (size_t)width, nblocks = (data + SHARD_BLOCK - 1) / SHARD_BLOCK;
     unsigned char head[SHARD_HEADER];
@@ -93,11 +86,9 @@ int gpt_shard_write(const char *path, const int *ids, size_t n, int vocab_size, 
     if (!buf || !table) {
         free(buf);
         free(table);
-        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory writing '%s'", path);
+        return gpt_fail(err, GPT_ERR_NOMEM, "out of memory writing '%s'", af->path);
     }
-    gpt_atomic_file af;
-    int rc = gpt_atomic_open(&af, path, err);
-    if (!rc) rc = gpt_atomic_write(&af, head, sizeof head, err);
+    int rc = gpt_atomic_write(af, head, sizeof head, err);
     uint32_t crc = 0;
     size_t in_block = 0, block = 0;
     for (size_t i = 0; !rc && i < n; i += CHUNK) {
@@ -114,20 +105,46 @@ int gpt_shard_write(const char *path, const int *ids, size_t n, int vocab_size, 
             crc = 0;
             in_block = 0;
         }
-        rc = gpt_atomic_write(&af, buf, bytes, err);
+        rc = gpt_atomic_write(af, buf, bytes, err);
     }
     GPT_ASSERT(rc || block == nblocks);
     if (!rc) {
         put_u32(table + 4 * nblocks, gpt_crc32(0, table, 4 * nblocks));
-        rc = gpt_atomic_write(&af, table, 4 * nblocks + 4, err);
+        rc = gpt_atomic_write(af, table, 4 * nblocks + 4, err);
     }
     free(buf);
     free(table);
-    if (rc) {
-        gpt_atomic_abort(&af);
-        return rc;
+    return rc;
+}
+
+int gpt_shard_write_all(const char *const *paths, const int *const *ids, const size_t *n,
+                        int count, int vocab_size, gpt_error *err) {
+    for (int f = 0; f < count; f++) {
+        if (vocab_size < 1)
+            return gpt_fail(err, GPT_ERR_INVALID, "shard '%s': vocabulary size %d must be positive",
+                            paths[f], vocab_size);
+        if (!ids[f] && n[f]) return gpt_fail(err, GPT_ERR_INVALID, "shard '%s': ids is NULL", paths[f]);
+        for (size_t i = 0; i < n[f]; i++)
+            if (ids[f][i] < 0 || ids[f][i] >= vocab_size)
+                return gpt_fail(err, GPT_ERR_INVALID,
+                                "shard '%s': token %zu is id %d, outside the vocabulary of %d",
+                                paths[f], i, ids[f][i], vocab_size);
     }
-    return gpt_atomic_commit(&af, err);
+    gpt_atomic_file *af = calloc(count > 0 ? (size_t)count : 1, sizeof *af);
+    if (!af) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
+    int rc = GPT_OK;
+    for (int f = 0; f < count && !rc; f++) {
+        rc = gpt_atomic_open(&af[f], paths[f], err);
+        if (!rc) rc = shard_emit(&af[f], ids[f], n[f], vocab_size, err);
+    }
+    if (!rc) rc = gpt_atomic_commit_all(af, count, err);
+    for (int f = 0; f < count; f++) gpt_atomic_abort(&af[f]);
+    free(af);
+    return rc;
+}
+
+int gpt_shard_write(const char *path, const int *ids, size_t n, int vocab_size, gpt_error *err) {
+    return gpt_shard_write_all(&path, &ids, &n, 1, vocab_size, err);
 }
 
 void gpt_shard_close(gpt_shard *s) {
