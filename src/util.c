@@ -190,15 +190,22 @@ int gpt_atomic_remove_stale(const char *path, void (*removed)(void *user, const 
     return count;
 }
 
-int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err) {
-    memset(af, 0, sizeof *af);
-    /* Only a regular file is ever replaced: a folder, FIFO, device or
-     * symbolic link at path is refused, not swapped for a file. */
+int gpt_check_output_path(const char *path, gpt_error *err) {
     struct stat st;
     if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
         return gpt_fail(err, GPT_ERR_INVALID,
                         "cannot write '%s': it is %s; remove it or write somewhere else", path,
                         kind_of(st.st_mode));
+    return GPT_OK;
+}
+
+int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err) {
+    memset(af, 0, sizeof *af);
+    /* Only a regular file is ever replaced: a folder, FIFO, device or
+     * symbolic link at path is refused, not swapped for a file. */
+    int rc = gpt_check_output_path(path, err);
+    if (rc) return rc;
+    struct stat st;
     size_t n = strlen(path);
     af->path = malloc(n + 1);
     af->tmp_path = malloc(n + 32);
@@ -226,7 +233,7 @@ int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err) {
         unlink(af->tmp_path);
     }
     if (!af->f) {
-        int rc = e == EEXIST
+        rc = e == EEXIST
                      ? gpt_fail(err, GPT_ERR_IO, "cannot create '%s': '%s' is in the way", path,
                                 af->tmp_path)
                      : gpt_fail(err, e == ENOENT || e == ENOTDIR ? GPT_ERR_INVALID : GPT_ERR_IO,

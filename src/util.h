@@ -59,6 +59,10 @@ typedef struct {
     uint32_t crc; /* running CRC-32 of everything written */
 } gpt_atomic_file;
 int gpt_atomic_open(gpt_atomic_file *af, const char *path, gpt_error *err);
+/* GPT_ERR_INVALID with a one-line message if something other than a
+ * regular file is at path (what gpt_atomic_open refuses): commands check
+ * their outputs with it before long work. */
+int gpt_check_output_path(const char *path, gpt_error *err);
 int gpt_atomic_write(gpt_atomic_file *af, const void *data, size_t n, gpt_error *err);
 int gpt_atomic_commit(gpt_atomic_file *af, gpt_error *err);
 void gpt_atomic_abort(gpt_atomic_file *af);

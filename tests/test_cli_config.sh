@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Invalid configurations and flags: each must exit with code 2 (never a
-# signal, never a hang) and print one line naming the problem.
+# signal, never a hang), print exactly one line, on stderr, naming the
+# problem, and nothing on stdout.
 set -u
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -16,7 +17,9 @@ while IFS='|' read -r name words args; do
     for w in $words; do
         check "message lacks '$w': $(head -c 300 "$tmp/err")" grep -qi -- "$w" "$tmp/err"
     done
-    check "not one line: $(cat "$tmp/err")" [ "$(grep -c 'gpt train:' "$tmp/err")" -ge 1 ]
+    check "not one line: $(cat "$tmp/err")" [ "$(wc -l <"$tmp/err")" = 1 ]
+    check "the line is not gpt train's: $(cat "$tmp/err")" grep -q '^gpt train: ' "$tmp/err"
+    check "something on stdout: $(head -c 200 "$tmp/out")" [ ! -s "$tmp/out" ]
     check "the run wrote a checkpoint" [ ! -e "$tmp/run/model.ckpt" ]
     case_end
 done <<'TABLE'

@@ -6,7 +6,8 @@
 # line), at a step never lower than before. Kills that land while a
 # temporary file exists (model.ckpt.tmp.PID) interrupted a save: they
 # must be a good share of the total, or the test proves nothing. The next
-# trainer removes what a killed save left.
+# trainer removes what a killed save left, and the metrics rows past its
+# checkpoint.
 # Then a failing disk: write failures injected with
 # GPT_TEST_FAIL_WRITE_AFTER, and real short writes from the kernel (a file
 # size limit, ulimit -f, with SIGXFSZ ignored so write returns EFBIG): each
@@ -86,6 +87,17 @@ check "exit $rc: $(tail -2 "$tmp/e")" [ "$rc" = 0 ]
 check "did not resume" grep -q "resumed from" "$tmp/e"
 check "temporary files left: $(ls "$tmp/run")" [ -z "$(ls "$ckpt".tmp.* 2>/dev/null)" ]
 [ -n "$stale" ] && check "no note on removing $stale" grep -q "removed $stale, left by an interrupted save" "$tmp/e"
+case_end
+
+# Issue 13: a kill after a step's metrics row but before its checkpoint left
+# that row behind, and the resumed run wrote the step again.
+case_begin "after the kills and resumes, metrics.jsonl holds steps 1 to the last once each, in order"
+m=$tmp/run/metrics.jsonl
+steps=$(grep -o '^{"step":[0-9]*,"loss"' "$m" | grep -o '[0-9][0-9]*')
+n=$(echo "$steps" | wc -l)
+check "duplicated steps: $(echo "$steps" | sort -n | uniq -d | head -5 | tr '\n' ' ')" [ -z "$(echo "$steps" | sort -n | uniq -d)" ]
+check "not steps 1..$n in order: $(echo "$steps" | head -c 200 | tr '\n' ' ')" [ "$steps" = "$(seq 1 "$n")" ]
+check "a line that is not a whole row" [ -z "$(grep -v '^{"step":[0-9]*,.*}$' "$m")" ]
 case_end
 
 # ------------------------------------------------------------- full disk

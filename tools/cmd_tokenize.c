@@ -276,9 +276,12 @@ static int write_shards(const char *cmd, gpt_tokenizer *tok, const char *prefix,
         snprintf(train_path, plen, "%s_train.bin", prefix);
         snprintf(val_path, plen, "%s_val.bin", prefix);
         int V = gpt_tokenizer_vocab_size(tok);
-        if (gpt_shard_write(train_path, ids, n_train, V, &err) ||
-            gpt_shard_write(val_path, ids + n_train, n_val, V, &err))
-            rc = cli_lib_error(cmd, &err);
+        /* One commit: a failure leaves the old pair, not a new training
+         * split beside an old validation split. */
+        const char *paths[2] = {train_path, val_path};
+        const int *parts[2] = {ids, ids + n_train};
+        size_t counts[2] = {n_train, n_val};
+        if (gpt_shard_write_all(paths, parts, counts, 2, V, &err)) rc = cli_lib_error(cmd, &err);
         else
             printf("wrote %s (%zu tokens) and %s (%zu tokens): tokenizer %s, %d tokens, "
                    "%d-byte ids\n",

@@ -24,6 +24,7 @@
 #include "gpt_tokenizer.h"
 #include "plot.h"
 #include "train_args.h"
+#include "train_out.h"
 #include "train_util.h"
 #include "../src/tools_internal.h"
 
@@ -35,6 +36,12 @@ static int is_root = 1;
     do {                                                                                    \
         if (is_root) fprintf(stderr, __VA_ARGS__);                                          \
     } while (0)
+/* The lines describing a run (data, model, memory, device) are gathered
+ * and printed once every check has passed, so that a refused run prints
+ * its one error line and nothing else. */
+static char summary[4096];
+#define ADD(...)                                                                            \
+    snprintf(summary + strlen(summary), sizeof summary - strlen(summary), __VA_ARGS__)
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -130,56 +137,12 @@ static void tiny_defaults(train_args *a, int argc, char **argv) {
     if (!given(argc, argv, "--eval-batches", NULL)) a->eval_batches = 0;
 }
 
-/* mkdir -p for the output folder. */
-static int make_dirs(const char *path) {
-    char *p = strdup(path);
-    if (!p) return -1;
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                free(p);
-                return -1;
-            }
-            *s = '/';
-        }
-    int rc = (mkdir(p, 0777) != 0 && errno != EEXIST) ? -1 : 0;
-    free(p);
-    struct stat st;
-    return rc || stat(path, &st) != 0 || !S_ISDIR(st.st_mode) ? -1 : 0;
-}
-
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *s = malloc(n);
     if (s) snprintf(s, n, "%s/%s", dir, name);
     return s;
 }
-
-/* A save killed before its rename (SIGKILL, power loss) leaves
- * model.ckpt.tmp.PID beside the checkpoint, as large as a checkpoint.
- * Those of processes that no longer exist are removed; a live process's
- * (another trainer writing here) is left alone. */
-static void remove_stale_temporaries(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    const char prefix[] = "model.ckpt.tmp.";
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, sizeof prefix - 1)) continue;
-        const char *digits = e->d_name + sizeof prefix - 1;
-        char *end;
-        long pid = strtol(digits, &end, 10);
-        if (!*digits || *end || pid <= 0 || pid == (long)getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char *p = join(dir, e->d_name);
-        if (p && unlink(p) == 0)
-            fprintf(stderr, "gpt train: removed %s, left by an interrupted save\n", p);
-        free(p);
-    }
-    closedir(d);
-}
-
 
 /* Mean validation loss over up to max_batches batches (0 = all) of B x R
  * windows: rank r takes rows [r B, (r + 1) B) of each, which are batch
@@ -297,6 +260,7 @@ int gpt_cmd_train(int argc, char **argv) {
     int *batch = NULL, *vbuf = NULL;
     char *ckpt = NULL, *metrics_path = NULL, *svg_path = NULL;
     FILE *metrics = NULL;
+    train_out outdir = {0};
     series_buf tr = {0}, va = {0};
     gpt_train_state st = {0};
     int exit_code = EXIT_OK, clean_end = 0;
@@ -314,6 +278,10 @@ int gpt_cmd_train(int argc, char **argv) {
         exit_code = EXIT_RUNTIME;
         goto done;
     }
+    /* The output folder is checked (and made) before anything is read or
+     * built: a run must not train for hours and then find it cannot save. */
+    if (is_root && (rc = train_out_open(&outdir, out, &err))) goto lib_fail;
+    metrics = outdir.metrics_f;
     const char *resume_path = a.resume ? a.resume : (a.resume_flag ? ckpt : NULL);
     if (!resume_path && !strcmp(a.preset, "tiny")) tiny_defaults(&a, argc, argv);
 
@@ -395,7 +363,8 @@ int gpt_cmd_train(int argc, char **argv) {
         exit_code = cli_usage_error(CMD, "--data FILE is required to resume (the data is not stored in the checkpoint)");
         goto done;
     }
-    SAY("gpt train: reading %s with the %s tokenizer\n", a.data, gpt_tokenizer_name(tok));
+    if (isatty(2)) /* progress: reading a large text takes a while */
+        SAY("gpt train: reading %s with the %s tokenizer\n", a.data, gpt_tokenizer_name(tok));
     if ((rc = gpt_data_open(&data, a.data, a.val, tok, a.val_fraction, &err))) goto lib_fail;
     if (gpt_data_max_id(data) > a.cfg.vocab_size) {
         exit_code = cli_usage_error(CMD, "the data holds token id %d but the model's vocabulary has %d tokens",
@@ -403,7 +372,7 @@ int gpt_cmd_train(int argc, char **argv) {
         goto done;
     }
     double tpb = gpt_data_val_tokens_per_byte(data);
-    SAY("gpt train: %zu training tokens, %zu validation tokens%s\n",
+    ADD("gpt train: %zu training tokens, %zu validation tokens%s\n",
             gpt_data_train_tokens(data), gpt_data_val_tokens(data),
             tpb > 0 ? "" : " (shards: no per-character loss)");
 
@@ -418,7 +387,7 @@ int gpt_cmd_train(int argc, char **argv) {
             plan.total -= plan.optimizer - plan.optimizer / R;
             plan.optimizer /= R;
         }
-        SAY("gpt train: model %d layers, %d heads, %d channels, MLP %d, T<=%d, V=%d: %.2fM "
+        ADD("gpt train: model %d layers, %d heads, %d channels, MLP %d, T<=%d, V=%d: %.2fM "
                 "parameters\n"
                 "gpt train: memory needed: %s parameters + %s gradients + %s optimizer + %s "
                 "activations = %s\n",
@@ -449,11 +418,11 @@ int gpt_cmd_train(int argc, char **argv) {
     if ((rc = gpt_train_init(m, &a.opts, &err))) goto lib_fail;
     /* After init: a CPU backend picks its products' precision when it
      * learns that the model will train. */
-    SAY("gpt train: device %s (%s, %s)\n", gpt_model_device(m), gpt_model_device_desc(m),
+    ADD("gpt train: device %s (%s, %s)\n", gpt_model_device(m), gpt_model_device_desc(m),
         gpt_model_precision(m));
     if (multi) {
         char b1[32];
-        SAY("gpt train: data parallel over %d rank%s (%s), ZeRO-1 %s: %d x %d x %d = %d sequences "
+        ADD("gpt train: data parallel over %d rank%s (%s), ZeRO-1 %s: %d x %d x %d = %d sequences "
             "a step; AdamW state %s a rank\n",
             R, R == 1 ? "" : "s", gpt_model_comm(m), a.zero ? "on" : "off", a.opts.batch_size, R,
             a.opts.grad_accum, a.opts.batch_size * R * a.opts.grad_accum,
@@ -461,7 +430,7 @@ int gpt_cmd_train(int argc, char **argv) {
     }
     if (resume_path) {
         if ((rc = gpt_train_resume(m, resume_path, &err))) goto lib_fail;
-        SAY("gpt train: resumed from %s at step %d\n", resume_path, gpt_model_step(m));
+        ADD("gpt train: resumed from %s at step %d\n", resume_path, gpt_model_step(m));
     } else {
         gpt_rng r;
         gpt_rng_seed(&r, (uint64_t)a.seed ^ 0x5DEECE66DULL);
@@ -473,17 +442,11 @@ int gpt_cmd_train(int argc, char **argv) {
     st.has_train = 1;
     st.opts = a.opts;
     st.opts.batch_size *= R; /* checkpoints hold the rows of a step over all ranks */
-    if (is_root && make_dirs(out) != 0) {
-        exit_code = cli_usage_error(CMD, "cannot create the output folder '%s': %s", out, strerror(errno));
-        goto done;
-    }
-    if (is_root) remove_stale_temporaries(out);
-    metrics = is_root ? fopen(metrics_path, resume_path ? "a" : "w") : NULL;
-    if (is_root && !metrics) {
-        fprintf(stderr, "gpt train: cannot write '%s': %s\n", metrics_path, strerror(errno));
-        exit_code = EXIT_RUNTIME;
-        goto done;
-    }
+    /* A resumed run keeps the metrics rows up to its checkpoint's step:
+     * rows past it came from steps the checkpoint does not hold. */
+    if (is_root && resume_path && (rc = train_out_resume_metrics(&outdir, gpt_model_step(m), &err)))
+        goto lib_fail;
+    SAY("%s", summary);
 
     /* ------------------------------------------------------------- loop */
     int B = a.opts.batch_size, T = a.opts.seq_len, accum = a.opts.grad_accum;
@@ -592,6 +555,9 @@ int gpt_cmd_train(int argc, char **argv) {
                 exit_code = gpt_status_exit_code(rc);
                 goto done;
             }
+            /* A new run's metrics replace the old file with its first
+             * checkpoint, not before. */
+            if (is_root && (rc = train_out_metrics_commit(&outdir, &err))) goto lib_fail;
         }
         if (is_root && (now - t_last >= (isatty_err ? 0.25 : 5.0) || last || s == first)) {
             t_last = now;
@@ -641,7 +607,7 @@ done:
      * others (they may be waiting for it); mpirun, or the --gpus
      * launcher, stops the rest. */
     if (multi && exit_code && !clean_end) gpt_dist_fail(dist);
-    if (metrics) fclose(metrics);
+    train_out_close(&outdir); /* closes metrics */
     free(tr.x);
     free(tr.y);
     free(va.x);
