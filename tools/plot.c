@@ -17,6 +17,21 @@ static double nice_step(double range, int ticks) {
     return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
 }
 
+/* Points beyond this are drawn as off the chart (as NaN and inf are): the
+ * axis range stays finite. */
+#define PLOT_MAX 1e300
+
+static int on_chart(double x, double y) { return fabs(x) <= PLOT_MAX && fabs(y) <= PLOT_MAX; }
+
+/* An axis range that ticks can divide: at least one unit wide, and wider
+ * than the precision of its ends (a diverging run's losses near 1e17,
+ * 16 apart, gave a tick step of 5, which adding to 1e17 does not change:
+ * the tick loop never ended; fuzz_train_files found it). */
+static void widen(double *lo, double *hi) {
+    double least = fmax(1.0, fmax(fabs(*lo), fabs(*hi)) * 1e-9);
+    if (*hi - *lo < least) *hi = *lo + least;
+}
+
 typedef struct {
     char *buf;
     size_t len, cap;
@@ -57,14 +72,18 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
     for (int s = 0; s < nseries; s++)
         for (size_t i = 0; i < series[s].n; i++) {
             double x = series[s].x[i], y = series[s].y[i];
-            if (!isfinite(x) || !isfinite(y)) continue;
+            if (!on_chart(x, y)) continue;
             x0 = fmin(x0, x), x1 = fmax(x1, x), y0 = fmin(y0, y), y1 = fmax(y1, y);
         }
     if (!isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
-    if (x1 <= x0) x1 = x0 + 1;
-    if (y1 <= y0) y1 = y0 + 1;
+    widen(&x0, &x1);
+    widen(&y0, &y1);
     double ys = nice_step(y1 - y0, 6), xs = nice_step(x1 - x0, 8);
     y0 = floor(y0 / ys) * ys, y1 = ceil(y1 / ys) * ys;
+    /* Ticks by count, not by adding a step until the end. */
+    int ny = (int)fmin(50, floor((y1 - y0) / ys + 0.5)), nx;
+    double xt0 = ceil(x0 / xs) * xs;
+    nx = (int)fmin(50, floor((x1 - xt0) / xs + 0.5));
 #define PX(x) (L + ((x) - x0) / (x1 - x0) * (W - L - R))
 #define PY(y) (H - Bm - ((y) - y0) / (y1 - y0) * (H - T - Bm))
     sbuf s = {malloc(4096), 0, 4096, 0};
@@ -75,16 +94,20 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
               "<text x=\"%.0f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n",
               W, H, W / 2, title);
-    for (double y = y0; y <= y1 + ys / 2; y += ys)
+    for (int k = 0; k <= ny; k++) {
+        double y = y0 + k * ys;
         sb_printf(&s,
                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
                   "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
                   L, PY(y), W - R, PY(y), L - 6, PY(y) + 4, y);
-    for (double x = ceil(x0 / xs) * xs; x <= x1 + xs / 2; x += xs)
+    }
+    for (int k = 0; k <= nx; k++) {
+        double x = xt0 + k * xs;
         sb_printf(&s,
                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                   "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
                   PX(x), T, PX(x), H - Bm, PX(x), H - Bm + 16, x);
+    }
     sb_printf(&s,
               "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
               "stroke=\"#333\"/>\n"
@@ -97,7 +120,7 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const char
         sb_printf(&s, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
                   p->color);
         for (size_t i = 0; i < p->n; i++)
-            if (isfinite(p->x[i]) && isfinite(p->y[i]))
+            if (on_chart(p->x[i], p->y[i]))
                 sb_printf(&s, "%.1f,%.1f ", PX(p->x[i]), PY(p->y[i]));
         sb_printf(&s, "\"/>\n<rect x=\"%.0f\" y=\"%.0f\" width=\"14\" height=\"3\" fill=\"%s\"/>"
                       "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
