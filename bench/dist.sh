@@ -143,6 +143,8 @@ for (n, z, plain), r in sorted(ours.items()):
     print(f"| {n} | {'on' if z else 'off'} | {f(t)} | {scale} | {f(pt)} | {ratio} | "
           f"{f(r.get('opt_mib_per_gpu'), '{:.0f}')} | {f(p.get('opt_mib_per_gpu'), '{:.0f}')} |")
 print("targets: 2 GPUs >= 1.9x, 4 GPUs >= 3.7x one GPU; >= 1.1x PyTorch DDP; ZeRO-1 AdamW state / GPUs")
+print("AdamW state: ours = moments + fp32 master weights (the parameters are bf16); PyTorch's =")
+print("moments only (its parameters are the fp32 copy, in every rank's memory in both modes)")
 EOF
 pack
 stamp "done"
