@@ -61,6 +61,8 @@ fi
 
 J="$L/bench.jsonl"
 touch "$J"
+RUNS=$(mktemp -d)
+trap 'rm -rf "$RUNS"' EXIT
 counts="1"
 [ "$G" -ge 2 ] && counts="$counts 2"
 [ "$G" -ge 4 ] && counts="$counts 4"
@@ -73,7 +75,7 @@ TRAIN="--preset gpt2 -B 32 -T 1024 --data data/tinyshakespeare.txt --val data/ti
 # the 5th), AdamW state a GPU from the data-parallel line.
 ours() { # name, gpus (0 = plain), extra flags...
     local name=$1 n=$2; shift 2
-    local out="$L/run_$name" flags=""
+    local out="$RUNS/$name" flags=""
     [ "$n" -gt 0 ] && flags="--gpus $n"
     stamp "gpt train $name"
     timeout 600 build-cuda/gpt train $TRAIN $flags "$@" --out "$out" >"$L/$name.out" 2>"$L/$name.err"
@@ -97,6 +99,9 @@ print(json.dumps(dict(impl="gpt", run=name, gpus=max(n, 1), zero="zero" in name,
                       tok_s=round(tok[len(tok) // 2]) if tok else None,
                       opt_mib_per_gpu=round(opt, 1) if opt else None, steps=len(rows))))
 EOF
+    # keep the metrics, not the 1.5 GB checkpoint
+    cp "$out/metrics.jsonl" "$L/$name.metrics.jsonl" 2>/dev/null
+    rm -rf "$out"
     pack
 }
 if want ours; then
