@@ -138,9 +138,9 @@ typedef struct {
     /* Optional (NULL where absent): the native queue the backend issues its
      * work on (a cudaStream_t for CUDA), for a communicator (NCCL, src/dist/)
      * that must start its collectives after the work issued before them and
-     * make later work wait for them, without a host wait. A backend without
-     * it finishes every op before returning and keeps tensors in host
-     * memory, where MPI reads and writes them directly. */
+     * make later work wait for them, without a host wait. (The CPU backend
+     * needs none: its ops finish before they return and its tensors are in
+     * host memory, where MPI reads them.) */
     void *(*stream)(gpt_backend *be);
 
     /* ---------------------------------------------------------- forward */

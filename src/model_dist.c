@@ -76,10 +76,17 @@ int gpt_model_set_dist(gpt_model *m, gpt_dist *d, int zero, gpt_error *err) {
     if (zero && be->cls_size[GPT_CLS_GRAD] != 4)
         return gpt_fail(err, GPT_ERR_INVALID, "ZeRO needs fp32 gradients on the %s backend",
                         be->name);
+    /* NCCL on the CUDA backend's stream; MPI on the CPU backend's host
+     * memory. Other backends' memory is neither. */
+    int cuda = !strcmp(be->name, "cuda"), cpu = !strcmp(be->name, "cpu");
+    if (!cuda && !cpu)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "data-parallel training runs on the cuda (NCCL) and cpu (MPI) backends, "
+                        "not on %s yet",
+                        be->name);
     dist_state *ds = calloc(1, sizeof *ds);
     if (!ds) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
-    int rc = be->ops->stream ? comm_nccl_create(&ds->c, d, be, err)
-                             : comm_mpi_create(&ds->c, d, be, err);
+    int rc = cuda ? comm_nccl_create(&ds->c, d, be, err) : comm_mpi_create(&ds->c, d, be, err);
     if (rc) {
         free(ds);
         return rc;

@@ -179,4 +179,13 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
 fi
 case_end
 
+if "$GPT" info | grep -q "^backends compiled in:.* vulkan\($\| [^(]\)"; then
+    case_begin "a backend without a communicator (vulkan) is refused with a message"
+    $MPIRUN -np 2 "$GPT" train $RUN -B 2 --device vulkan --out "$tmp/vk" >/dev/null 2>"$tmp/e12"; rc=$?
+    check "exit $rc" [ "$rc" = 2 ]
+    check "message: $(grep rank "$tmp/e12" | head -2)" grep -q "runs on the cuda (NCCL) and cpu (MPI) backends, not on vulkan" "$tmp/e12"
+    case_end
+else
+    echo "note: no usable Vulkan device here: the refusal of vulkan was not tried"
+fi
 summary

@@ -222,10 +222,9 @@ static const comm_ops mpi_ops = {
 
 int comm_mpi_create(comm **out, gpt_dist *d, gpt_backend *be, gpt_error *err) {
     *out = NULL;
-    if (be->ops->stream)
+    if (strcmp(be->name, "cpu"))
         return gpt_fail(err, GPT_ERR_INVALID,
-                        "MPI collectives need tensors in host memory: the %s backend trains "
-                        "data-parallel with NCCL",
+                        "MPI collectives need tensors in host memory (the cpu backend), not %s's",
                         be->name);
     if (d->launcher != DIST_MPI)
         return gpt_fail(err, GPT_ERR_INVALID,
