@@ -129,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!warm) {
         /* The OpenMP runtime allocates for itself once, when the first
          * backend is made: not the loader's cost. */
-        gpt_runtime rt = {"cpu", GPT_PREC_FP32, 1, 0, 0, (size_t)64 << 20};
+        gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32, .threads = 1,
+                          .memory_limit = (size_t)64 << 20};
         gpt_config cfg = {16, 0, 4, 1, 1, 4, 4, 0};
         gpt_model *m = NULL;
         gpt_error err;

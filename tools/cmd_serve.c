@@ -656,11 +656,7 @@ int gpt_cmd_serve(int argc, char **argv) {
     gpt_error err = {0};
     gpt_tokenizer *tok = NULL;
     int exit_code = EXIT_OK;
-    gpt_runtime rt;
-    memset(&rt, 0, sizeof rt);
-    rt.device = s.a.device;
-    rt.precision = GPT_PREC_AUTO;
-    rt.threads = (int)s.a.threads;
+    gpt_runtime rt = {.device = s.a.device, .precision = GPT_PREC_AUTO, .threads = (int)s.a.threads};
     if ((rc = srv_engine_start(&s.e, s.a.model, &rt, (int)s.a.slots, (int)s.a.ctx,
                                (int)s.a.max_queue, (int)s.a.chunk, s.a.invariant, &err)))
         goto lib_fail;
