@@ -342,6 +342,12 @@ $(BUILD)/tests/gpu/%: tests/gpu/%.c $(wildcard tests/*.h) $(wildcard tests/gpu/*
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)
 
+# Tests of the command line's own code link the objects they test.
+CLI_OBJ := $(BUILD)/test-obj/tools/cli.o $(BUILD)/test-obj/tools/cli_help.o
+$(BUILD)/tests/test_cli_parse: tests/test_cli_parse.c tests/test.h $(CLI_OBJ) $(TEST_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(CLI_OBJ) $(TEST_LIB) -o $@ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(TEST_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_INC) -DGPT_TEST_BUILD $< $(TEST_LIB) -o $@ $(LDLIBS)

@@ -1,7 +1,9 @@
 /*
  * fuzz_train_args.c - libFuzzer target for gpt train's command line
- * (tools/train_args.c, tools/cli.c) and the checks behind it: any argument
- * list must parse or be refused with exit code 2, never crash. What parses
+ * (tools/train_args.c over the table-driven parser of tools/cli.c) and the
+ * checks behind it: any argument list must parse or be refused with exit
+ * code 2, never crash; parsing the same list twice gives the same result
+ * (the parser keeps no state); --help prints from the table. What parses
  * goes through what gpt train does next, without files or a device: the
  * model configuration (preset and overrides), gpt_config_validate,
  * gpt_train_opts_validate and gpt_memory_estimate. What both validations
@@ -73,9 +75,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     argv[argc] = NULL;
 
-    train_args a;
+    static train_args a, again;
+    static FILE *devnull;
+    if (!devnull) devnull = fopen("/dev/null", "w");
     int rc = train_args_parse(argc, argv, &a);
     check(rc == EXIT_OK || rc == EXIT_USAGE || rc == TRAIN_ARGS_HELP, "parse status", NULL);
+    check(train_args_parse(argc, argv, &again) == rc && !memcmp(&a, &again, sizeof a),
+          "a second parse of the same arguments differs", NULL);
+    if (rc == TRAIN_ARGS_HELP && devnull) {
+        const cli_cmd help = {.name = "train", .opts = train_opts};
+        cli_print_help(&help, devnull);
+    }
     if (rc != EXIT_OK) {
         free(buf);
         return 0;

@@ -12,7 +12,7 @@
 # there as regression cases). New inputs found while fuzzing go to
 # build-fuzz/corpus/<target>/, crashes to build-fuzz/artifacts/. The library
 # (src/*.c src/*/*.c, not src/cuda) and the command line's side-effect-free
-# parsers (tools/cli.c, tools/train_args.c) and its output folder's handling
+# parsers (tools/cli.c, cli_help.c, train_args.c) and its output folder's handling
 # (tools/train_out.c, tools/plot.c) are compiled with clang into
 # build-fuzz/libgpt-fuzz.a; a file clang cannot compile here is left out
 # (targets only link what they use). The last line is "N passed, M failed":
@@ -56,7 +56,7 @@ if echo 'int main(void){return 0;}' | $CC -fopenmp -x c - -o /dev/null 2>/dev/nu
 mkdir -p "$OUT/obj"
 newest_h=$(ls -t include/*.h src/*.h src/*/*.h tools/*.h 2>/dev/null | head -n 1)
 objs="" skipped=""
-for src in src/*.c src/*/*.c tools/cli.c tools/train_args.c tools/train_out.c tools/plot.c; do
+for src in src/*.c src/*/*.c tools/cli.c tools/cli_help.c tools/train_args.c tools/train_out.c tools/plot.c; do
     # the GPU backends and the MPI/NCCL communicators (dist.c stands in for them)
     case "$src" in src/cuda/* | src/vulkan/* | src/dist/comm_*) continue ;; esac
     [ -f "$src" ] || continue

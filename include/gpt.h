@@ -367,6 +367,9 @@ typedef struct {
      * fills the context, every row is prefilled again with the last half
      * of the context (the window slides by maxT/2 at a time). */
     int sliding_window;
+    /* Positions a row may use (prompt and new tokens, and the window that
+     * slides): 0 = the model's max_seq_len; more than it is an error. */
+    int ctx;
     /* Streaming: called for every new token as it is drawn (may be NULL);
      * a nonzero return stops the whole generation (not an error). */
     int (*on_token)(void *user, int row, int token);

@@ -80,9 +80,20 @@ static int take_token(gen_row *r, int b, int tok, const gpt_generate_opts *o, in
     return GPT_OK;
 }
 
+/* The context a row may use: o->ctx, or the model's whole context. */
+static int gen_ctx(const gpt_model *m, const gpt_generate_opts *o) {
+    int maxT = gpt_model_config(m)->max_seq_len;
+    return o->ctx > 0 && o->ctx < maxT ? o->ctx : maxT;
+}
+
 static int check_args(gpt_model *m, const int *const *prompts, const int *lens, int B,
                       const gpt_generate_opts *o, gpt_error *err) {
     const gpt_config *c = gpt_model_config(m);
+    const int ctx = gen_ctx(m, o);
+    if (o->ctx < 0 || o->ctx > c->max_seq_len)
+        return gpt_fail(err, GPT_ERR_INVALID,
+                        "a context of %d positions was asked for: the model has 1 to %d", o->ctx,
+                        c->max_seq_len);
     if (B < 1) return gpt_fail(err, GPT_ERR_INVALID, "generation needs at least one prompt");
     if (o->max_new_tokens < 1)
         return gpt_fail(err, GPT_ERR_INVALID, "the number of new tokens must be at least 1, got %d",
@@ -109,13 +120,13 @@ static int check_args(gpt_model *m, const int *const *prompts, const int *lens, 
                                 "vocabulary [0, %d)",
                                 prompts[b][t], t, row, B > 1 ? b + 1 : 0, c->vocab_size);
         long long need = (long long)lens[b] + o->max_new_tokens;
-        if (!o->sliding_window && need > c->max_seq_len)
+        if (!o->sliding_window && need > ctx)
             return gpt_fail(err, GPT_ERR_INVALID,
                             "%s%.0d has %d tokens; with %d new ones that is %lld positions, more "
-                            "than the model's context of %d: shorten the prompt, generate fewer "
+                            "than the %scontext of %d: shorten the prompt, generate fewer "
                             "tokens, or use the sliding window",
                             row, B > 1 ? b + 1 : 0, lens[b], o->max_new_tokens, need,
-                            c->max_seq_len);
+                            ctx < c->max_seq_len ? "" : "model's ", ctx);
     }
     return GPT_OK;
 }
@@ -128,7 +139,7 @@ int gpt_generate(gpt_model *m, const int *const *prompts, const int *lens, int B
     int rc = check_args(m, prompts, lens, B, o, err);
     if (rc) return rc;
     const gpt_config *c = gpt_model_config(m);
-    const int V = c->vocab_size, maxT = c->max_seq_len, N = o->max_new_tokens;
+    const int V = c->vocab_size, maxT = gen_ctx(m, o), N = o->max_new_tokens;
     const int keep = maxT / 2 > 0 ? maxT / 2 : 1; /* window after a slide */
     gen_row *rows = calloc((size_t)B, sizeof *rows);
     float *logits = malloc((size_t)B * (size_t)V * sizeof *logits);

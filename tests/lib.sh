@@ -15,6 +15,8 @@ case_end() {
     if [ "$_case_bad" = 0 ]; then _pass=$((_pass + 1)); echo "ok   $_case"
     else _fail=$((_fail + 1)); echo "FAIL $_case"; fi
 }
+# differ A B: the two files are not the same (check's commands cannot start with !).
+differ() { ! cmp -s "$1" "$2"; }
 summary() { echo "$_pass passed, $_fail failed"; [ "$_fail" = 0 ]; }
 # run_gpt OUTFILE ERRFILE ARGS...: runs gpt with a time limit, returns its exit code.
 run_gpt() {

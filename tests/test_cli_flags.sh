@@ -139,7 +139,7 @@ bench: unknown precision | --precision fp16 | bench train --preset tiny --precis
 bench: prompt and new tokens above the context | context | bench generate --preset tiny --prompt 200 --new 100
 bench: huge batch | batch | bench train --preset gpt2-xl -B 16777216 -T 1024
 bench: unknown flag | unknown option | bench train --frobnicate x
-convert: no --out | --model and --out | convert --model $M
+convert: no --out | --out required | convert --model $M
 convert: missing model | cannot open | convert --model $tmp/nope.ckpt --out $tmp/hf
 convert: model is a directory | directory | convert --model $tmp/dir --out $tmp/hf
 convert: output folder's parent missing | $tmp/none/hf | convert --model $M --out $tmp/none/hf

@@ -17,6 +17,7 @@
  * row; prefill and decode are timed separately; median of --runs.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,25 +28,6 @@
 #include "../src/tools_internal.h"
 
 static const char *CMD = "bench";
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: gpt bench train    [--preset P] [-B N] [-T N] [--steps N] [--warmup N]\n"
-            "                          [--recompute] [--profile] [device options]\n"
-            "       gpt bench generate [--preset P] [-B N] [--prompt N] [--new N] [--runs N]\n"
-            "                          [device options]\n"
-            "\n"
-            "Times training steps or greedy KV-cache generation with random weights and\n"
-            "tokens; prints one JSON line (stdout) and a summary (stderr).\n"
-            "  --preset P      model (default gpt2; see gpt info)\n"
-            "  -B, -T          batch and sequence length (train: 4 and 64; generate: B 1)\n"
-            "  --steps N       timed steps (default 10); --warmup N (default 3)\n"
-            "  --prompt N, --new N   prompt and generated tokens (default 64, 256)\n"
-            "  --runs N        timed generation runs (default 3)\n"
-            "  --recompute     recompute GELU in the backward pass\n"
-            "  --profile       print the time per operation of the last step\n"
-            "  --device cpu|cuda|vulkan[:N]|auto  --precision fp32|bf16|fp16  --threads N\n");
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -69,54 +51,89 @@ static size_t peak_rss(void) {
     return kb * 1024;
 }
 
-int gpt_cmd_bench(int argc, char **argv) {
-    if (argc < 2) return cli_usage_error(CMD, "expects 'train' or 'generate' (see gpt bench --help)");
-    if (cli_is_help(argv[1])) {
-        usage(stdout);
-        return EXIT_OK;
-    }
-    const char *mode = argv[1], *preset = "gpt2";
-    int train = !strcmp(mode, "train");
-    if (!train && strcmp(mode, "generate"))
-        return cli_usage_error(CMD, "expects 'train' or 'generate', got '%s'", mode);
-    long long B = train ? 4 : 1, T = 64, steps = 10, warm = 3, prompt = 64, gen = 256, runs = 3;
-    long long threads = 0;
-    int recompute = 0;
+typedef struct {
+    const char *preset, *device;
+    int B, T, steps, warm, prompt, gen, runs, threads, precision, recompute, profile;
+} bench_args;
+
+#define O(f) offsetof(bench_args, f)
+static const cli_opt device_opts[] = {
+    {CLI_STR, 0, "preset", O(preset), "P", "model (see gpt info)", .def = "gpt2"},
+    {CLI_CALL, 0, "device", O(device), "DEV", CLI_DEVICE_HELP, .call = cli_set_device},
+    {CLI_ENUM, 0, "precision", O(precision), NULL, CLI_PRECISION_HELP,
+     .choices = CLI_PRECISIONS, .def = "auto"},
+    {CLI_INT, 't', "threads", O(threads), "N", "CPU threads (default: the cores this process may use)", .lo = 1, .hi = 4096},
+    {CLI_END},
+};
+
+static const cli_opt train_opts[] = {
+    {CLI_GROUP, .group = device_opts},
+    {CLI_INT, 'B', "batch", O(B), "N", "sequences per step", .def = "4", .lo = 1, .hi = 1 << 24},
+    {CLI_INT, 'T', "seq", O(T), "N", "tokens per sequence", .def = "64", .lo = 1, .hi = 1 << 24},
+    {CLI_INT, 0, "steps", O(steps), "N", "timed steps", .def = "10", .lo = 1, .hi = 1 << 24},
+    {CLI_INT, 0, "warmup", O(warm), "N", "untimed steps first", .def = "3", .lo = 0, .hi = 1 << 24},
+    {CLI_FLAG, 0, "recompute", O(recompute), NULL, .help = "recompute GELU in the backward pass"},
+    {CLI_FLAG, 0, "profile", O(profile), NULL, .help = "print the time per operation of the last step"},
+    {CLI_END},
+};
+
+static const cli_opt generate_opts[] = {
+    {CLI_GROUP, .group = device_opts},
+    {CLI_INT, 'B', "batch", O(B), "N", "rows generated together", .def = "1", .lo = 1, .hi = 1 << 24},
+    {CLI_INT, 0, "prompt", O(prompt), "N", "prompt tokens a row", .def = "64", .lo = 1, .hi = 1 << 24},
+    {CLI_INT, 0, "new", O(gen), "N", "generated tokens a row", .def = "256", .lo = 1, .hi = 1 << 24},
+    {CLI_INT, 0, "runs", O(runs), "N", "timed runs (after one untimed)", .def = "3", .lo = 1,
+     .hi = 1 << 24},
+    {CLI_END},
+};
+#undef O
+
+static int bench_run(int argc, char **argv);
+
+static const cli_cmd bench_train_cmd = {
+    .name = "bench train",
+    .summary = "time training steps",
+    .about = "Times training steps with random weights and tokens: the median of --steps after\n"
+             "--warmup. Prints one JSON line (stdout) and a summary (stderr).\n",
+    .opts = train_opts,
+    .footer = "example:\n  gpt bench train --preset seed-small -B 4 -T 256\n",
+    .run = bench_run,
+};
+
+static const cli_cmd bench_generate_cmd = {
+    .name = "bench generate",
+    .summary = "time greedy KV-cache generation",
+    .about = "Times greedy KV-cache generation with random weights and prompts: prefill and\n"
+             "decode apart, median of --runs. Prints one JSON line (stdout) and a summary\n"
+             "(stderr).\n",
+    .opts = generate_opts,
+    .footer = "example:\n  gpt bench generate --preset gpt2 --batch 16 --prompt 64 --new 256\n",
+    .run = bench_run,
+};
+
+static const cli_cmd *const bench_subs[] = {&bench_train_cmd, &bench_generate_cmd, NULL};
+
+const cli_cmd gpt_bench_cmd = {
+    .name = "bench",
+    .summary = "time training steps and generation on this machine",
+    .about = "Times training steps or greedy KV-cache generation with random weights and\n"
+             "tokens (as the PyTorch peers in bench/peers do).\n",
+    .subs = bench_subs,
+};
+
+static int bench_run(int argc, char **argv) {
+    const int train = !strcmp(argv[0], "train");
+    bench_args a = {0};
+    int prc = cli_parse_args(train ? &bench_train_cmd : &bench_generate_cmd, argc, argv, &a, NULL);
+    if (prc >= 0) return prc;
+    const char *preset = a.preset;
+    long long B = a.B, T = a.T, steps = a.steps, warm = a.warm, prompt = a.prompt, gen = a.gen,
+              runs = a.runs, threads = a.threads;
+    int recompute = a.recompute;
     gpt_runtime rt = {0};
-    for (int i = 2; i < argc; i++) {
-        const char *f = argv[i], *v;
-        if (cli_is_help(f)) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(f, "--recompute")) {
-            recompute = 1;
-            continue;
-        }
-        if (!strcmp(f, "--profile")) {
-            rt.profile = 1;
-            continue;
-        }
-        if (!(v = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE;
-        long long *dst = NULL, lo = 1, hi = 1 << 24;
-        if (!strcmp(f, "--preset")) preset = v;
-        else if (!strcmp(f, "-B") || !strcmp(f, "--batch")) dst = &B;
-        else if (!strcmp(f, "-T") || !strcmp(f, "--seq")) dst = &T;
-        else if (!strcmp(f, "--steps")) dst = &steps;
-        else if (!strcmp(f, "--warmup")) dst = &warm, lo = 0;
-        else if (!strcmp(f, "--prompt")) dst = &prompt;
-        else if (!strcmp(f, "--new")) dst = &gen;
-        else if (!strcmp(f, "--runs")) dst = &runs;
-        else if (!strcmp(f, "--threads")) dst = &threads, hi = 4096;
-        else if (!strcmp(f, "--device")) rt.device = v;
-        else if (!strcmp(f, "--precision")) {
-            if (!strcmp(v, "fp32")) rt.precision = GPT_PREC_FP32;
-            else if (!strcmp(v, "bf16")) rt.precision = GPT_PREC_BF16;
-            else if (!strcmp(v, "fp16")) rt.precision = GPT_PREC_FP16;
-            else return cli_usage_error(CMD, "--precision expects fp32, bf16 or fp16, got '%s'", v);
-        } else return cli_usage_error(CMD, "unknown option '%s' (see gpt bench --help)", f);
-        if (dst && !cli_parse_int(CMD, f, v, lo, hi, dst)) return EXIT_USAGE;
-    }
+    rt.device = a.device;
+    rt.precision = a.precision;
+    rt.profile = a.profile;
     rt.threads = (int)threads;
     gpt_error err = {0};
     gpt_config cfg;

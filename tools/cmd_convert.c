@@ -3,6 +3,7 @@
  * Face folder) as a Hugging Face GPT-2 folder, model.safetensors +
  * config.json, that transformers' GPT2LMHeadModel.from_pretrained loads.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,49 +13,44 @@
 
 static const char *CMD = "convert";
 
-static void usage(FILE *f) {
-    fprintf(f,
-"usage: gpt convert --model CKPT --out DIR\n"
-"\n"
-"Writes a model as a Hugging Face GPT-2 checkpoint: DIR/model.safetensors (F32)\n"
-"and DIR/config.json, which transformers loads with\n"
-"GPT2LMHeadModel.from_pretrained(DIR). DIR is created if its parent exists;\n"
-"files already there are replaced atomically. The output head stays tied to\n"
-"the token embedding; padded vocabulary rows are dropped.\n"
-"\n"
-"options:\n"
-"  --model PATH   our checkpoint (or a Hugging Face folder)\n"
-"  --out DIR      the folder to write\n"
-"\n"
-"example:\n"
-"  gpt convert --model runs/tiny/model.ckpt --out runs/tiny/hf\n"
-"  python -c \"from transformers import GPT2LMHeadModel as M; M.from_pretrained('runs/tiny/hf')\"\n"
-"\n"
-"exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input\n");
-}
+typedef struct {
+    const char *model, *out;
+} convert_args;
+
+#define O(f) offsetof(convert_args, f)
+static const cli_opt convert_opts[] = {
+    {CLI_STR, 'm', "model", O(model), "PATH", "our checkpoint (or a Hugging Face folder)",
+     .flags = CLI_REQUIRED | CLI_NONEMPTY},
+    {CLI_STR, 'o', "out", O(out), "DIR", "the folder to write", .flags = CLI_REQUIRED | CLI_NONEMPTY},
+    {CLI_END},
+};
+#undef O
+
+const cli_cmd gpt_convert_cmd = {
+    .name = "convert",
+    .summary = "write a model as a Hugging Face GPT-2 folder",
+    .usage = "--model CKPT --out DIR",
+    .about = "Writes a model as a Hugging Face GPT-2 checkpoint: DIR/model.safetensors (F32)\n"
+             "and DIR/config.json, which transformers loads with\n"
+             "GPT2LMHeadModel.from_pretrained(DIR). DIR is created if its parent exists;\n"
+             "files already there are replaced atomically. The output head stays tied to\n"
+             "the token embedding; padded vocabulary rows are dropped.\n",
+    .opts = convert_opts,
+    .footer = "example:\n"
+              "  gpt convert --model runs/tiny/model.ckpt --out tiny-hf\n"
+              "  python -c \"import transformers as t; t.pipeline('text-generation', 'tiny-hf')\"\n",
+    .run = gpt_cmd_convert,
+};
 
 int gpt_cmd_convert(int argc, char **argv) {
-    const char *model = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        if (cli_is_help(f)) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(f, "--model") || !strcmp(f, "--out")) {
-            const char *v = cli_value(CMD, argc, argv, &i);
-            if (!v) return EXIT_USAGE;
-            if (!strcmp(f, "--model")) model = v;
-            else out = v;
-        } else {
-            return cli_usage_error(CMD, "unknown option '%s' (try gpt convert --help)", f);
-        }
-    }
-    if (!model || !out) return cli_usage_error(CMD, "--model and --out are required (try --help)");
+    convert_args a = {0};
+    int rc = cli_parse_args(&gpt_convert_cmd, argc, argv, &a, NULL);
+    if (rc >= 0) return rc;
+    const char *model = a.model, *out = a.out;
     gpt_runtime rt = {.device = "cpu", .precision = GPT_PREC_FP32};
     gpt_error err = {0};
     gpt_model *m = NULL;
-    int rc = gpt_model_load(&m, model, &rt, &err);
+    rc = gpt_model_load(&m, model, &rt, &err);
     if (!rc) rc = gpt_model_save_hf(m, out, &err);
     if (rc) {
         gpt_model_free(m);

@@ -3,6 +3,7 @@
  * token ids or on a text file, as one JSON object on stdout.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,26 +12,10 @@
 #include "commands.h"
 #include "gpt.h"
 #include "gpt_tokenizer.h"
+#include "opts.h"
 #include "../src/tools_internal.h"
 
 static const char *CMD = "eval";
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: gpt eval --model PATH (--tokens IDS | --text FILE) [options]\n"
-            "\n"
-            "Prints one JSON object: {\"loss\": mean next-token cross-entropy in nats,\n"
-            "\"tokens\": ids read, \"predicted\": ids predicted (each from those before\n"
-            "it), \"perplexity\": exp(loss), ...}.\n"
-            "\n"
-            "  --model PATH       our checkpoint, or a Hugging Face GPT-2 folder\n"
-            "  --tokens IDS       comma-separated token ids, e.g. 464,2068,7586 (at least 2)\n"
-            "  --text FILE        a text file, encoded with the model's tokenizer; the loss\n"
-            "                     is also given per character (\"nats_per_char\")\n"
-            "  -T, --seq N        window length for --text (default: the model's maximum)\n"
-            "  -B, --batch N      windows per forward pass for --text (default 4)\n"
-            "  --device cpu|cuda|vulkan[:N]|auto   --precision fp32|bf16|fp16   --threads N\n");
-}
 
 /* Loss over ids in consecutive windows of T+1 tokens (T apart), B at a time;
  * a final shorter window covers the rest. Returns the token-weighted mean. */
@@ -66,35 +51,47 @@ static int eval_ids(gpt_model *m, const int *ids, size_t n, int B, int T, double
     return rc;
 }
 
+typedef struct {
+    cli_model_args model;
+    const char *tokens, *text;
+    int B, T;
+} eval_args;
+
+#define O(f) offsetof(eval_args, f)
+static const cli_opt eval_opts[] = {
+    {CLI_GROUP, .group = cli_model_opts, .off = O(model)},
+    {CLI_STR, 0, "tokens", O(tokens), "IDS", .help = "comma-separated token ids, e.g. 464,2068,7586 (at least 2)"},
+    {CLI_STR, 0, "text", O(text), "FILE",
+     .help = "a text file, encoded with the model's tokenizer; the loss is also given per character "
+     "(\"nats_per_char\")"},
+    {CLI_INT, 'T', "seq", O(T), "N", "window length for --text (default: the model's maximum)",
+     .lo = 1, .hi = 1 << 24},
+    {CLI_INT, 'B', "batch", O(B), "N", "windows per forward pass for --text", .def = "4", .lo = 1,
+     .hi = 1 << 20},
+    {CLI_END},
+};
+#undef O
+
+const cli_cmd gpt_eval_cmd = {
+    .name = "eval",
+    .summary = "loss of a model on tokens or a text file",
+    .usage = "--model PATH (--tokens IDS | --text FILE) [options]",
+    .about = "Prints one JSON object: {\"loss\": mean next-token cross-entropy in nats,\n"
+             "\"tokens\": ids read, \"predicted\": ids predicted (each from those before\n"
+             "it), \"perplexity\": exp(loss), ...}.\n",
+    .opts = eval_opts,
+    .footer = "example:\n"
+              "  gpt eval --model runs/tiny/model.ckpt --text data/tinyshakespeare.txt\n",
+    .run = gpt_cmd_eval,
+};
+
 int gpt_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *tokens = NULL, *text = NULL;
-    long long B = 4, T = 0, v;
-    gpt_runtime rt = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *val;
-        if (cli_is_help(f)) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-#define VAL() \
-    if (!(val = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE
-        if (!strcmp(f, "--model")) { VAL(); model = val; }
-        else if (!strcmp(f, "--tokens")) { VAL(); tokens = val; }
-        else if (!strcmp(f, "--text")) { VAL(); text = val; }
-        else if (!strcmp(f, "-B") || !strcmp(f, "--batch")) { VAL(); if (!cli_parse_int(CMD, f, val, 1, 1 << 20, &B)) return EXIT_USAGE; }
-        else if (!strcmp(f, "-T") || !strcmp(f, "--seq")) { VAL(); if (!cli_parse_int(CMD, f, val, 1, 1 << 24, &T)) return EXIT_USAGE; }
-        else if (!strcmp(f, "--device")) { VAL(); rt.device = val; }
-        else if (!strcmp(f, "--threads")) { VAL(); if (!cli_parse_int(CMD, f, val, 1, 4096, &v)) return EXIT_USAGE; rt.threads = (int)v; }
-        else if (!strcmp(f, "--precision")) {
-            VAL();
-            if (!strcmp(val, "fp32")) rt.precision = GPT_PREC_FP32;
-            else if (!strcmp(val, "bf16")) rt.precision = GPT_PREC_BF16;
-            else if (!strcmp(val, "fp16")) rt.precision = GPT_PREC_FP16;
-            else return cli_usage_error(CMD, "--precision expects fp32, bf16 or fp16, got '%s'", val);
-        } else return cli_usage_error(CMD, "unknown option '%s' (see gpt eval --help)", f);
-#undef VAL
-    }
-    if (!model) return cli_usage_error(CMD, "--model PATH is required (see gpt eval --help)");
+    eval_args a = {0};
+    int prc = cli_parse_args(&gpt_eval_cmd, argc, argv, &a, NULL);
+    if (prc >= 0) return prc;
+    const char *model = a.model.path, *tokens = a.tokens, *text = a.text;
+    long long B = a.B, T = a.T;
+    gpt_runtime rt = cli_model_runtime(&a.model);
     if (!tokens == !text) return cli_usage_error(CMD, "give exactly one of --tokens IDS or --text FILE");
     int *ids = NULL;
     size_t n = 0;
@@ -110,10 +107,7 @@ int gpt_cmd_eval(int argc, char **argv) {
     size_t txt_len = 0;
     int rc = gpt_model_load(&m, model, &rt, &err);
     if (!rc && text) {
-        const void *blob;
-        size_t blen;
-        const char *tname = gpt_model_tokenizer(m, &blob, &blen);
-        rc = blob ? gpt_tokenizer_load_memory(&tok, blob, blen, &err) : gpt_tokenizer_open(&tok, tname, &err);
+        rc = cli_model_tokenizer(m, a.model.tokenizer, &tok, &err);
         if (!rc) rc = gpt_read_file(text, 0, &txt, &txt_len, &err);
         if (!rc) rc = gpt_tokenizer_encode(tok, txt, txt_len, 0, &ids, &n, &err);
         if (!rc && n < 2) rc = gpt_fail(&err, GPT_ERR_INVALID, "'%s' encodes to fewer than 2 tokens", text);

@@ -2,6 +2,7 @@
  * cmd_info.c - gpt info: the build, its backends and devices, the presets,
  * and what a preset or a saved model holds.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,19 +13,6 @@
 #include "gpt_dist.h"
 
 static const char *CMD = "info";
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: gpt info [--preset NAME | --model PATH] [-B N -T N] [--device D]\n"
-            "\n"
-            "Without arguments: version, backends, devices and the presets.\n"
-            "  --preset NAME   a preset's configuration and the memory training needs\n"
-            "  --model PATH    a checkpoint's or Hugging Face folder's configuration,\n"
-            "                  step, tokenizer and trainer state\n"
-            "  -B N, -T N      batch and sequence length for the memory estimate\n"
-            "                  (default 8 and min(256, max-seq))\n"
-            "  --device D      cpu, cuda, vulkan[:N] or auto (default) for the memory estimate\n");
-}
 
 static void print_config(const gpt_config *c) {
     printf("  layers %d, heads %d, channels %d (head size %d), MLP %d\n", c->n_layer, c->n_head,
@@ -48,28 +36,45 @@ static void print_memory(const gpt_config *c, const gpt_runtime *rt, int B, int 
            cli_bytes(p.optimizer, e), cli_bytes(p.activations, f));
 }
 
+typedef struct {
+    const char *preset, *model, *device;
+    int B, T, precision;
+} info_args;
+
+#define O(f) offsetof(info_args, f)
+static const cli_opt info_opts[] = {
+    {CLI_STR, 0, "preset", O(preset), "NAME", .help = "a preset's configuration and the memory training needs"},
+    {CLI_STR, 'm', "model", O(model), "PATH",
+     .help = "a checkpoint's or Hugging Face folder's configuration, step, tokenizer and trainer state"},
+    {CLI_INT, 'B', "batch", O(B), "N", "batch for the memory estimate", .def = "8", .lo = 1,
+     .hi = 1 << 20},
+    {CLI_INT, 'T', "seq", O(T), "N", "sequence length for the memory estimate (default min(256, max-seq))",
+     .lo = 1, .hi = 1 << 24},
+    {CLI_CALL, 0, "device", O(device), "DEV", CLI_DEVICE_HELP, .call = cli_set_device},
+    {CLI_ENUM, 0, "precision", O(precision), NULL, "the precision of the memory estimate",
+     .choices = CLI_PRECISIONS, .def = "auto"},
+    {CLI_END},
+};
+#undef O
+
+const cli_cmd gpt_info_cmd = {
+    .name = "info",
+    .summary = "describe a model, preset or checkpoint and the devices",
+    .usage = "[--preset NAME | --model PATH] [-B N -T N] [--device D]",
+    .about = "Without arguments: version, backends, devices and the presets.\n",
+    .opts = info_opts,
+    .run = gpt_cmd_info,
+};
+
 int gpt_cmd_info(int argc, char **argv) {
-    const char *preset = NULL, *model = NULL;
-    long long B = 8, T = 0;
+    info_args a = {0};
+    int rc = cli_parse_args(&gpt_info_cmd, argc, argv, &a, NULL);
+    if (rc >= 0) return rc;
+    const char *preset = a.preset, *model = a.model;
+    long long B = a.B, T = a.T;
     gpt_runtime rt = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *v;
-        if (cli_is_help(f)) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        if (!(v = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE;
-        if (!strcmp(f, "--preset")) preset = v;
-        else if (!strcmp(f, "--model")) model = v;
-        else if (!strcmp(f, "-B") || !strcmp(f, "--batch")) {
-            if (!cli_parse_int(CMD, f, v, 1, 1 << 20, &B)) return EXIT_USAGE;
-        } else if (!strcmp(f, "-T") || !strcmp(f, "--seq")) {
-            if (!cli_parse_int(CMD, f, v, 1, 1 << 24, &T)) return EXIT_USAGE;
-        } else if (!strcmp(f, "--device")) rt.device = v;
-        else return cli_usage_error(CMD, "unknown option '%s' (see gpt info --help)", f);
-    }
-    if (!gpt_device_name_valid(rt.device))
-        return cli_usage_error(CMD, "--device expects cpu, cuda, vulkan, vulkan:N or auto, got '%s'", rt.device);
+    rt.device = a.device;
+    rt.precision = a.precision;
     gpt_error err = {0};
     if (preset) {
         gpt_config c;

@@ -13,6 +13,7 @@
  * Without libmicrohttpd at build time the command only says how to get it.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,72 +25,97 @@
 
 static const char *CMD = "serve";
 
-static void usage(FILE *f) {
-    fprintf(f,
-"usage: gpt serve --model PATH [options]\n"
-"\n"
-"Serves a model over HTTP with OpenAI's completions API and continuous\n"
-"batching: concurrent requests share each decoding step, joining and leaving\n"
-"the batch as they start and finish.\n"
-"\n"
-"  POST /v1/completions   prompt (text, token ids, or a list of either),\n"
-"                         max_tokens, temperature, top_p, top_k, seed, stop, n,\n"
-"                         logprobs, echo, stream (server-sent events), ignore_eos\n"
-"  GET  /v1/models        the served model\n"
-"  GET  /health           200 while serving, 503 while draining\n"
-"  POST /tokenize         {\"prompt\": text} -> {\"tokens\": [...], \"count\": n}\n"
-"  POST /detokenize       {\"tokens\": [...]} -> {\"prompt\": text}\n"
-"\n"
-"model:\n"
-"  -m, --model PATH       our checkpoint, or a Hugging Face GPT-2 folder\n"
-"  --tokenizer NAME       gpt2, bytes or a tokenizer file (default: the model's)\n"
-"  --served-model-name N  the name clients pass as \"model\" (default: PATH)\n"
-"  --device DEV           cpu, cuda or auto (default auto)\n"
-"  -t, --threads N        CPU threads (default: OpenMP's)\n"
-"\n"
-"batching:\n"
-"  -np, --slots N         sequences decoded together (default 8); each holds a\n"
-"                         KV cache of --ctx-size positions\n"
-"  -c, --ctx-size N       positions per sequence, prompt included (default: the\n"
-"                         model's context)\n"
-"  --decode-chunk N       greedy steps per device call when every sequence is\n"
-"                         greedy (default 4 on a GPU, 1 on the CPU, where host\n"
-"                         round trips cost nothing)\n"
-"  --batch-invariant      run every decoding step over all --slots rows, so a\n"
-"                         request's tokens never depend on what else is running\n"
-"                         (by default a step covers the busy slots rounded up to\n"
-"                         a power of two, and products of other batch sizes may\n"
-"                         round differently in the last bits)\n"
-"\n"
-"network and limits:\n"
-"  --host ADDR            address to listen on (default 127.0.0.1)\n"
-"  --port N               port (default 8080; 0 = any free port, printed)\n"
-"  --api-key KEY          require \"Authorization: Bearer KEY\" on /v1/ and tokenize\n"
-"  --max-queue N          requests waiting for a slot before new ones get 503\n"
-"                         (default 256)\n"
-"  --max-body BYTES       largest request body (default 1048576); larger: 413\n"
-"  --timeout S            close a connection idle this long (default 60)\n"
-"  --drain-timeout S      on SIGINT/SIGTERM, wait this long for requests in\n"
-"                         flight before cancelling them (default 30)\n"
-"  -v, --verbose          one line per request on standard error\n"
-"\n"
-"example:\n"
-"  gpt serve -m gpt2-hf/ --port 8080 --slots 16 &\n"
-"  curl -s localhost:8080/v1/completions -H 'Content-Type: application/json' \\\n"
-"       -d '{\"prompt\": \"Hello\", \"max_tokens\": 16, \"temperature\": 0}'\n"
-"\n"
-"exit codes: 0 after a clean shutdown, 1 runtime failure, 2 bad usage\n");
-}
+typedef struct {
+    const char *model, *tokenizer, *device, *name, *host, *api_key;
+    long long threads, slots, ctx, chunk, port, max_queue, timeout, drain, max_body;
+    int verbose, precision, invariant;
+} serve_args;
+
+#define O(f) offsetof(serve_args, f)
+static const cli_opt serve_opts[] = {
+    {CLI_SECTION, .help = "model"},
+    {CLI_STR, 'm', "model", O(model), "PATH", "our checkpoint, or a Hugging Face GPT-2 folder",
+     .flags = CLI_REQUIRED | CLI_NONEMPTY},
+    {CLI_STR, 0, "tokenizer", O(tokenizer), "NAME",
+     "gpt2, bytes or a tokenizer file (default: the model's)"},
+    {CLI_STR, 0, "served-model-name", O(name), "N",
+     "the name clients pass as \"model\" (default: PATH)"},
+    {CLI_CALL, 0, "device", O(device), "DEV", CLI_DEVICE_HELP, .call = cli_set_device},
+    {CLI_ENUM, 0, "precision", O(precision), NULL, CLI_PRECISION_HELP, .choices = CLI_PRECISIONS,
+     .def = "auto"},
+    {CLI_I64, 't', "threads", O(threads), "N", "CPU threads (default: the cores this process may use)", .lo = 1,
+     .hi = 4096},
+    {CLI_SECTION, .help = "batching"},
+    {CLI_I64, 0, "slots", O(slots), "N",
+     "sequences decoded together; each holds a KV cache of --ctx-size positions", .def = "8",
+     .alias = "-np|parallel", .lo = 1, .hi = 4096},
+    {CLI_I64, 'c', "ctx-size", O(ctx), "N",
+     "positions per sequence, prompt included (default: the model's context)", .lo = 1,
+     .hi = 1 << 24},
+    {CLI_I64, 0, "decode-chunk", O(chunk), "N",
+     "greedy steps per device call when every sequence is greedy (default 4 on a GPU, 1 on the "
+     "CPU, where host round trips cost nothing)", .lo = 1, .hi = 64},
+    {CLI_FLAG, 0, "batch-invariant", O(invariant), NULL,
+     .help = "run every decoding step over all --slots rows, so a request's tokens never depend "
+             "on what else is running (by default a step covers the busy slots rounded up to a "
+             "power of two, and products of other batch sizes may round differently in the last "
+             "bits)"},
+    {CLI_SECTION, .help = "network and limits"},
+    {CLI_STR, 0, "host", O(host), "ADDR", "address to listen on", .def = "127.0.0.1",
+     .flags = CLI_NONEMPTY},
+    {CLI_I64, 0, "port", O(port), "N", "port (0 = any free port, printed)", .def = "8080", .lo = 0,
+     .hi = 65535},
+    {CLI_STR, 0, "api-key", O(api_key), "KEY",
+     "require \"Authorization: Bearer KEY\" on /v1/ and tokenize", .flags = CLI_NONEMPTY},
+    {CLI_I64, 0, "max-queue", O(max_queue), "N",
+     "requests waiting for a slot before new ones get 503", .def = "256", .lo = 0, .hi = 1 << 20},
+    {CLI_I64, 0, "max-body", O(max_body), "BYTES", "largest request body; larger: 413",
+     .def = "1048576", .lo = 64, .hi = 4294967296.0},
+    {CLI_I64, 0, "timeout", O(timeout), "S", "close a connection idle this long", .def = "60",
+     .lo = 1, .hi = 86400},
+    {CLI_I64, 0, "drain-timeout", O(drain), "S",
+     "on SIGINT/SIGTERM, wait this long for requests in flight before cancelling them",
+     .def = "30", .lo = 0, .hi = 86400},
+    {CLI_FLAG, 'v', "verbose", O(verbose), NULL, .help = "one line per request on standard error"},
+    {CLI_END},
+};
+#undef O
+
+const cli_cmd gpt_serve_cmd = {
+    .name = "serve",
+    .summary = "serve a model over HTTP (OpenAI completions API)",
+    .usage = "--model PATH [options]",
+    .about = "Serves a model over HTTP with OpenAI's completions API and continuous\n"
+             "batching: concurrent requests share each decoding step, joining and leaving\n"
+             "the batch as they start and finish. SIGINT or SIGTERM: no new requests, those\n"
+             "in flight finish (up to --drain-timeout), exit 0.\n"
+             "\n"
+             "  POST /v1/completions   prompt (text, token ids, or a list of either),\n"
+             "                         max_tokens, temperature, top_p, top_k, seed, stop, n,\n"
+             "                         logprobs, echo, stream (server-sent events), ignore_eos\n"
+             "  GET  /v1/models        the served model\n"
+             "  GET  /health           200 while serving, 503 while draining\n"
+             "  POST /tokenize         {\"prompt\": text} -> {\"tokens\": [...], \"count\": n}\n"
+             "  POST /detokenize       {\"tokens\": [...]} -> {\"prompt\": text}\n",
+    .opts = serve_opts,
+    .footer = "example:\n"
+              "  gpt serve -m gpt2-hf/ --port 8080 --slots 16 &\n"
+              "  curl -s localhost:8080/v1/completions -H 'Content-Type: application/json' \\\n"
+              "       -d '{\"prompt\": \"Hello\", \"max_tokens\": 16, \"temperature\": 0}'\n",
+    .run = gpt_cmd_serve,
+};
 
 #ifndef GPT_HAVE_MHD
 
 int gpt_cmd_serve(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (cli_is_help(argv[i])) {
-            usage(stdout);
-            printf("\n(this gpt was built without libmicrohttpd: gpt serve cannot run)\n");
-            return EXIT_OK;
-        }
+    serve_args a = {0};
+    int rc = cli_parse(&gpt_serve_cmd, argc, argv, &a, NULL);
+    if (rc == CLI_HELP) {
+        cli_print_help(&gpt_serve_cmd, stdout);
+        printf("\n(this gpt was built without libmicrohttpd: gpt serve cannot run)\n");
+        return EXIT_OK;
+    }
+    if (rc) return rc;
     fprintf(stderr,
             "gpt serve: this gpt was built without libmicrohttpd, the HTTP library the server "
             "uses: install it (Debian/Ubuntu: apt-get install libmicrohttpd-dev) and rebuild\n");
@@ -113,85 +139,10 @@ int gpt_cmd_serve(int argc, char **argv) {
 #include "../src/tools_internal.h"
 #include "serve.h"
 
-typedef struct {
-    const char *model, *tokenizer, *device, *name, *host, *api_key;
-    long long threads, slots, ctx, chunk, port, max_queue, timeout, drain, max_body;
-    int verbose, invariant;
-} serve_args;
-
-/* The flags that take a string, and where each goes. */
-static const char **str_flag(serve_args *a, const char *f) {
-    static const struct {
-        const char *name, *alias;
-        size_t off;
-    } t[] = {{"--model", "-m", offsetof(serve_args, model)},
-             {"--tokenizer", NULL, offsetof(serve_args, tokenizer)},
-             {"--served-model-name", NULL, offsetof(serve_args, name)},
-             {"--host", NULL, offsetof(serve_args, host)},
-             {"--api-key", NULL, offsetof(serve_args, api_key)},
-             {"--device", NULL, offsetof(serve_args, device)}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (!strcmp(f, t[i].name) || (t[i].alias && !strcmp(f, t[i].alias)))
-            return (const char **)((char *)a + t[i].off);
-    return NULL;
-}
-
-/* The flags that take a whole number: where it goes and its range. */
-static long long *int_flag(serve_args *a, const char *f, long long *lo, long long *hi) {
-    static const struct {
-        const char *name, *alias;
-        size_t off;
-        long long lo, hi;
-    } t[] = {{"--threads", "-t", offsetof(serve_args, threads), 1, 4096},
-             {"--slots", "-np", offsetof(serve_args, slots), 1, 4096},
-             {"--parallel", NULL, offsetof(serve_args, slots), 1, 4096},
-             {"--ctx-size", "-c", offsetof(serve_args, ctx), 1, 1 << 24},
-             {"--decode-chunk", NULL, offsetof(serve_args, chunk), 1, 64},
-             {"--port", NULL, offsetof(serve_args, port), 0, 65535},
-             {"--max-queue", NULL, offsetof(serve_args, max_queue), 0, 1 << 20},
-             {"--max-body", NULL, offsetof(serve_args, max_body), 64, 1LL << 32},
-             {"--timeout", NULL, offsetof(serve_args, timeout), 1, 86400},
-             {"--drain-timeout", NULL, offsetof(serve_args, drain), 0, 86400}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (!strcmp(f, t[i].name) || (t[i].alias && !strcmp(f, t[i].alias))) {
-            *lo = t[i].lo, *hi = t[i].hi;
-            return (long long *)((char *)a + t[i].off);
-        }
-    return NULL;
-}
-
 /* Returns -1 to go on, or the exit code. */
 static int parse_args(int argc, char **argv, serve_args *a) {
     memset(a, 0, sizeof *a);
-    a->host = "127.0.0.1";
-    a->slots = 8, a->chunk = 0, a->port = 8080, a->max_queue = 256;
-    a->timeout = 60, a->drain = 30, a->max_body = 1 << 20;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i], *v, **sp;
-        long long *ip, lo, hi;
-        if (cli_is_help(f)) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(f, "--verbose") || !strcmp(f, "-v")) {
-            a->verbose = 1;
-        } else if (!strcmp(f, "--batch-invariant")) {
-            a->invariant = 1;
-        } else if ((sp = str_flag(a, f))) {
-            if (!(v = cli_value(CMD, argc, argv, &i))) return EXIT_USAGE;
-            *sp = v;
-        } else if ((ip = int_flag(a, f, &lo, &hi))) {
-            if (!(v = cli_value(CMD, argc, argv, &i)) || !cli_parse_int(CMD, f, v, lo, hi, ip))
-                return EXIT_USAGE;
-        } else {
-            return cli_usage_error(CMD, "unknown option '%s' (try gpt serve --help)", f);
-        }
-    }
-    if (!a->model) return cli_usage_error(CMD, "--model PATH is required (try --help)");
-    if (a->device && strcmp(a->device, "cpu") && strcmp(a->device, "cuda") &&
-        strcmp(a->device, "auto"))
-        return cli_usage_error(CMD, "--device expects cpu, cuda or auto, got '%s'", a->device);
-    return -1;
+    return cli_parse_args(&gpt_serve_cmd, argc, argv, a, NULL);
 }
 
 /* ------------------------------------------------------------------ state */
@@ -656,7 +607,7 @@ int gpt_cmd_serve(int argc, char **argv) {
     gpt_error err = {0};
     gpt_tokenizer *tok = NULL;
     int exit_code = EXIT_OK;
-    gpt_runtime rt = {.device = s.a.device, .precision = GPT_PREC_AUTO, .threads = (int)s.a.threads};
+    gpt_runtime rt = {.device = s.a.device, .precision = s.a.precision, .threads = (int)s.a.threads};
     if ((rc = srv_engine_start(&s.e, s.a.model, &rt, (int)s.a.slots, (int)s.a.ctx,
                                (int)s.a.max_queue, (int)s.a.chunk, s.a.invariant, &err)))
         goto lib_fail;

@@ -20,87 +20,6 @@
 /* Inputs of this size or more get a progress line. */
 #define PROGRESS_BYTES ((size_t)8 << 20)
 
-static const char tokenize_help[] =
-    "usage: gpt tokenize [options]\n"
-    "\n"
-    "Text to token ids and back, with OpenAI's GPT-2 tokenizer or your own.\n"
-    "\n"
-    "  gpt tokenize [--format json|csv] < text        print the ids of the text\n"
-    "  gpt tokenize --decode < ids.json                print the text of a JSON id array\n"
-    "  gpt tokenize --input FILE... --out PREFIX       write token shards for training\n"
-    "  gpt tokenize --decode --input SHARD             print the text of a token shard\n"
-    "\n"
-    "options:\n"
-    "  --tokenizer T       gpt2 (default), bytes (256 byte tokens, no end-of-text),\n"
-    "                      or a file written by gpt tokenizer train\n"
-    "  --input FILE...     read these files instead of standard input\n"
-    "  --out PREFIX        write PREFIX_train.bin and PREFIX_val.bin (token shards)\n"
-    "  --val-fraction F    share of the tokens, taken from the end, that goes to\n"
-    "                      PREFIX_val.bin; 0 <= F < 1 (default 0.1)\n"
-    "  --format json|csv   print the ids as one JSON array [1,2,3] (default) or as 1,2,3\n"
-    "  --decode            ids to text: a JSON array of ids on standard input or in\n"
-    "                      --input FILE, or a token shard given with --input\n"
-    "  --special           the text <|endoftext|> becomes the end-of-text token; without\n"
-    "                      it, that text is encoded like any other\n"
-    "  -q, --quiet         no progress line\n"
-    "  -h, --help          this help\n"
-    "\n"
-    "Several input files are several documents: their ids are concatenated with the\n"
-    "end-of-text token between them (if the tokenizer has one). Input is bytes: text\n"
-    "that is not valid UTF-8 is encoded byte by byte and decodes back unchanged.\n"
-    "\n"
-    "examples:\n"
-    "  echo 'Hello world' | gpt tokenize               [15496,995,198]\n"
-    "  echo '[15496,995]' | gpt tokenize --decode      Hello world\n"
-    "  gpt tokenize --input data/tinyshakespeare.txt --out data/shakespeare\n"
-    "  gpt tokenize --decode --input data/shakespeare_val.bin | head\n"
-    "\n"
-    "exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input\n";
-
-static const char tokenizer_help[] =
-    "usage: gpt tokenizer <train|info> [options]   (gpt tokenizer <sub> --help)\n"
-    "\n"
-    "Your own byte-level BPE vocabulary, trained with the GPT-2 pre-tokenizer: useful\n"
-    "for small models (fewer embedding rows) and for text that is not English.\n"
-    "\n"
-    "  train   learn a vocabulary from text files and save it\n"
-    "  info    describe a tokenizer, and how well it compresses a file\n"
-    "\n"
-    "examples:\n"
-    "  gpt tokenizer train --input data/tinyshakespeare.txt --vocab-size 4096 --out shk.tok\n"
-    "  gpt tokenize --tokenizer shk.tok --input data/tinyshakespeare.txt --out data/shk\n"
-    "\n"
-    "exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input\n";
-
-static const char train_help[] =
-    "usage: gpt tokenizer train --input FILE... --vocab-size N --out FILE [-q]\n"
-    "\n"
-    "Learns a byte-level BPE vocabulary of N tokens: the 256 bytes, N - 257 merges and\n"
-    "<|endoftext|> (id N - 1). The same text and N give a byte-identical file. If the\n"
-    "text runs out of pairs to merge first, the vocabulary is smaller (it says so).\n"
-    "\n"
-    "options:\n"
-    "  --input FILE...   training text; files are documents (nothing is learned across\n"
-    "                    two files, nor from the text <|endoftext|>)\n"
-    "  --vocab-size N    tokens in the vocabulary, 257 to 16777216\n"
-    "  --out FILE        where to write the tokenizer file (atomically)\n"
-    "  -q, --quiet       no progress line\n"
-    "  -h, --help        this help\n"
-    "\n"
-    "example:\n"
-    "  gpt tokenizer train --input data/tinyshakespeare.txt --vocab-size 4096 --out shk.tok\n";
-
-static const char info_help[] =
-    "usage: gpt tokenizer info [--tokenizer T] [--input FILE]\n"
-    "\n"
-    "Prints a tokenizer's vocabulary size and end-of-text id; with --input, also the\n"
-    "tokens of the file and the bytes per token.\n"
-    "\n"
-    "options:\n"
-    "  --tokenizer T   gpt2 (default), bytes, or a tokenizer file\n"
-    "  --input FILE    a text file to measure compression on\n"
-    "  -h, --help      this help\n";
-
 /* ------------------------------------------------------------- helpers */
 
 /* Reads all of standard input; NULL when out of memory or on a read error. */
@@ -128,26 +47,6 @@ static char *read_stdin(size_t *len) {
     }
     *len = n;
     return buf;
-}
-
-/* Collects the values after --input: one or more arguments not starting
- * with '-'. Returns 0 after printing a usage error. */
-static int take_inputs(const char *cmd, int argc, char **argv, int *i, const char ***files,
-                       int *n_files) {
-    if (*i + 1 >= argc || argv[*i + 1][0] == '-') {
-        cli_usage_error(cmd, "--input needs at least one file");
-        return 0;
-    }
-    while (*i + 1 < argc && argv[*i + 1][0] != '-') {
-        const char **nf = realloc(*files, (size_t)(*n_files + 1) * sizeof *nf);
-        if (!nf) {
-            cli_usage_error(cmd, "out of memory");
-            return 0;
-        }
-        *files = nf;
-        (*files)[(*n_files)++] = argv[++*i];
-    }
-    return 1;
 }
 
 static int write_out(const char *cmd, const void *data, size_t n) {
@@ -391,47 +290,134 @@ static int decode_json(const char *cmd, gpt_tokenizer *tok, const char *path) {
 
 /* ------------------------------------------------------- gpt tokenize */
 
+typedef struct {
+    const char *tokenizer, *out, *format, *file;
+    cli_list input;
+    double val_fraction;
+    int decode, special, quiet, vocab;
+} tok_args;
+
+#define O(f) offsetof(tok_args, f)
+static const cli_opt tokenize_opts[] = {
+    {CLI_STR, 0, "tokenizer", O(tokenizer), "T",
+     "gpt2, bytes (256 byte tokens, no end-of-text), or a file written by gpt tokenizer train",
+     .def = "gpt2"},
+    {CLI_LIST, 0, "input", O(input), "FILE", "read these files instead of standard input",
+     .flags = CLI_MANY},
+    {CLI_STR, 'o', "out", O(out), "PREFIX", .help = "write PREFIX_train.bin and PREFIX_val.bin (token shards)"},
+    {CLI_DOUBLE, 0, "val-fraction", O(val_fraction), "F",
+     "share of the tokens, taken from the end, that goes to PREFIX_val.bin; 0 <= F < 1",
+     .def = "0.1", .lo = 0, .hi = 0.999999},
+    {CLI_CHOICE, 0, "format", O(format), "json|csv", "print the ids as one JSON array [1,2,3] or as 1,2,3",
+     .def = "json", .choices = "json|csv"},
+    {CLI_FLAG, 0, "decode", O(decode), NULL,
+     .help = "ids to text: a JSON array of ids on standard input or in --input FILE, or a token shard "
+     "given with --input"},
+    {CLI_FLAG, 0, "special", O(special), NULL,
+     .help = "the text <|endoftext|> becomes the end-of-text token; without it, that text is encoded "
+     "like any other"},
+    {CLI_FLAG, 'q', "quiet", O(quiet), NULL, .help = "no progress line"},
+    {CLI_END},
+};
+
+static const cli_opt tokenizer_train_opts[] = {
+    {CLI_LIST, 0, "input", O(input), "FILE",
+     "training text; files are documents (nothing is learned across two files, nor from the "
+     "text <|endoftext|>)", .flags = CLI_MANY | CLI_REQUIRED},
+    {CLI_INT, 0, "vocab-size", O(vocab), "N", "tokens in the vocabulary, 257 to 16777216",
+     .lo = 257, .hi = 1 << 24, .flags = CLI_REQUIRED},
+    {CLI_STR, 'o', "out", O(out), "FILE", "where to write the tokenizer file (atomically)",
+     .flags = CLI_REQUIRED | CLI_NONEMPTY},
+    {CLI_FLAG, 'q', "quiet", O(quiet), NULL, .help = "no progress line"},
+    {CLI_END},
+};
+
+static const cli_opt tokenizer_info_opts[] = {
+    {CLI_STR, 0, "tokenizer", O(tokenizer), "T", "gpt2, bytes, or a tokenizer file", .def = "gpt2"},
+    {CLI_STR, 0, "input", O(file), "FILE", .help = "a text file to measure compression on"},
+    {CLI_END},
+};
+#undef O
+
+const cli_cmd gpt_tokenize_cmd = {
+    .name = "tokenize",
+    .summary = "text to token ids or shard files, and back",
+    .about = "Text to token ids and back, with OpenAI's GPT-2 tokenizer or your own.\n"
+             "\n"
+             "  gpt tokenize [--format json|csv] < text     print the ids of the text\n"
+             "  gpt tokenize --decode < ids.json             print the text of a JSON id array\n"
+             "  gpt tokenize --input FILE... --out PREFIX    write token shards for training\n"
+             "  gpt tokenize --decode --input SHARD          print the text of a token shard\n",
+    .opts = tokenize_opts,
+    .footer = "Several input files are several documents: their ids are concatenated with the\n"
+              "end-of-text token between them (if the tokenizer has one). Input is bytes: text\n"
+              "that is not valid UTF-8 is encoded byte by byte and decodes back unchanged.\n"
+              "\n"
+              "examples:\n"
+              "  echo 'Hello world' | gpt tokenize               [15496,995,198]\n"
+              "  echo '[15496,995]' | gpt tokenize --decode      Hello world\n"
+              "  gpt tokenize --input data/tinyshakespeare.txt --out data/shakespeare\n"
+              "  gpt tokenize --decode --input data/shakespeare_val.bin | head\n",
+    .run = gpt_cmd_tokenize,
+};
+
+static int tokenizer_train(int argc, char **argv);
+static int tokenizer_info(int argc, char **argv);
+
+static const cli_cmd tokenizer_train_cmd = {
+    .name = "tokenizer train",
+    .summary = "learn a vocabulary from text files and save it",
+    .usage = "--input FILE... --vocab-size N --out FILE [-q]",
+    .about = "Learns a byte-level BPE vocabulary of N tokens: the 256 bytes, N - 257 merges\n"
+             "and <|endoftext|> (id N - 1). The same text and N give a byte-identical file.\n"
+             "If the text runs out of pairs to merge first, the vocabulary is smaller (it\n"
+             "says so).\n",
+    .opts = tokenizer_train_opts,
+    .footer = "example:\n"
+              "  gpt tokenizer train --input data/tinyshakespeare.txt --vocab-size 4096 \\\n"
+              "      --out shk.tok\n",
+    .run = tokenizer_train,
+};
+
+static const cli_cmd tokenizer_info_cmd = {
+    .name = "tokenizer info",
+    .summary = "describe a tokenizer, and how well it compresses a file",
+    .usage = "[--tokenizer T] [--input FILE]",
+    .about = "Prints a tokenizer's vocabulary size and end-of-text id; with --input, also the\n"
+             "tokens of the file and the bytes per token.\n",
+    .opts = tokenizer_info_opts,
+    .run = tokenizer_info,
+};
+
+static const cli_cmd *const tokenizer_subs[] = {&tokenizer_train_cmd, &tokenizer_info_cmd, NULL};
+
+const cli_cmd gpt_tokenizer_cmd = {
+    .name = "tokenizer",
+    .summary = "train a byte-level BPE vocabulary",
+    .about = "Your own byte-level BPE vocabulary, trained with the GPT-2 pre-tokenizer: useful\n"
+             "for small models (fewer embedding rows) and for text that is not English.\n",
+    .subs = tokenizer_subs,
+    .footer = "examples:\n"
+              "  gpt tokenizer train --input data/tinyshakespeare.txt --vocab-size 4096 \\\n"
+              "      --out shk.tok\n"
+              "  gpt tokenize --tokenizer shk.tok --input data/tinyshakespeare.txt --out data/shk\n",
+};
+
 int gpt_cmd_tokenize(int argc, char **argv) {
-    const char *cmd = "tokenize", *tok_name = "gpt2", *out = NULL, *format = "json";
-    const char **files = NULL;
-    int n_files = 0, decode = 0, special = 0, quiet = 0, rc;
-    double val_fraction = 0.1;
-    int val_given = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            fputs(tokenize_help, stdout);
-            free(files);
-            return EXIT_OK;
-        } else if (!strcmp(a, "--tokenizer")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) goto usage;
-            tok_name = v;
-        } else if (!strcmp(a, "--input")) {
-            if (!take_inputs(cmd, argc, argv, &i, &files, &n_files)) goto usage;
-        } else if (!strcmp(a, "--out")) {
-            if (!(out = cli_value(cmd, argc, argv, &i))) goto usage;
-        } else if (!strcmp(a, "--val-fraction")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) ||
-                !cli_parse_float(cmd, a, v, 0.0, 0.999999, &val_fraction))
-                goto usage;
-            val_given = 1;
-        } else if (!strcmp(a, "--format")) {
-            if (!(format = cli_value(cmd, argc, argv, &i))) goto usage;
-            if (strcmp(format, "json") && strcmp(format, "csv")) {
-                cli_usage_error(cmd, "--format expects json or csv, got '%s'", format);
-                goto usage;
-            }
-        } else if (!strcmp(a, "--decode")) {
-            decode = 1;
-        } else if (!strcmp(a, "--special")) {
-            special = 1;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = 1;
-        } else {
-            cli_usage_error(cmd, "unknown option '%s' (see gpt tokenize --help)", a);
-            goto usage;
-        }
+    const char *cmd = "tokenize";
+    tok_args a = {0};
+    cli_seen seen;
+    int rc = cli_parse(&gpt_tokenize_cmd, argc, argv, &a, &seen);
+    if (rc == CLI_HELP) cli_print_help(&gpt_tokenize_cmd, stdout);
+    if (rc) {
+        cli_free(&gpt_tokenize_cmd, &a);
+        return rc == CLI_HELP ? EXIT_OK : rc;
     }
+    const char *tok_name = a.tokenizer, *out = a.out, *format = a.format;
+    const char **files = a.input.v;
+    int n_files = a.input.n, decode = a.decode, special = a.special, quiet = a.quiet;
+    double val_fraction = a.val_fraction;
+    int val_given = cli_given(&gpt_tokenize_cmd, &seen, "val-fraction");
     if (decode && (out || val_given || special)) {
         cli_usage_error(cmd, "--decode prints text; it takes no --out, --val-fraction or "
                              "--special");
@@ -449,7 +435,7 @@ int gpt_cmd_tokenize(int argc, char **argv) {
     gpt_error err = {0};
     gpt_tokenizer *tok;
     if (gpt_tokenizer_open(&tok, tok_name, &err)) {
-        free(files);
+        cli_free(&gpt_tokenize_cmd, &a);
         return cli_lib_error(cmd, &err);
     }
     if (decode) {
@@ -466,10 +452,10 @@ int gpt_cmd_tokenize(int argc, char **argv) {
         free(ids);
     }
     gpt_tokenizer_free(tok);
-    free(files);
+    cli_free(&gpt_tokenize_cmd, &a);
     return rc;
 usage:
-    free(files);
+    cli_free(&gpt_tokenize_cmd, &a);
     return EXIT_USAGE;
 }
 
@@ -487,36 +473,16 @@ static void on_train_progress(void *user, int done, int total) {
 }
 
 static int tokenizer_train(int argc, char **argv) {
-    const char *cmd = "tokenizer train", *out = NULL;
-    const char **files = NULL;
-    int n_files = 0, quiet = 0;
-    long long vocab = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            fputs(train_help, stdout);
-            free(files);
-            return EXIT_OK;
-        } else if (!strcmp(a, "--input")) {
-            if (!take_inputs(cmd, argc, argv, &i, &files, &n_files)) goto usage;
-        } else if (!strcmp(a, "--vocab-size")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) ||
-                !cli_parse_int(cmd, a, v, 257, 1 << 24, &vocab))
-                goto usage;
-        } else if (!strcmp(a, "--out")) {
-            if (!(out = cli_value(cmd, argc, argv, &i))) goto usage;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = 1;
-        } else {
-            cli_usage_error(cmd, "unknown option '%s' (see gpt tokenizer train --help)", a);
-            goto usage;
-        }
+    const char *cmd = "tokenizer train";
+    tok_args a = {0};
+    int prc = cli_parse_args(&tokenizer_train_cmd, argc, argv, &a, NULL);
+    if (prc >= 0) {
+        cli_free(&tokenizer_train_cmd, &a);
+        return prc;
     }
-    if (!n_files || !vocab || !out) {
-        cli_usage_error(cmd, "needs --input FILE, --vocab-size N and --out FILE (see gpt "
-                             "tokenizer train --help)");
-        goto usage;
-    }
+    const char *out = a.out, **files = a.input.v;
+    int n_files = a.input.n, quiet = a.quiet;
+    long long vocab = a.vocab;
 
     /* Training can take minutes: an output folder that is not there is
      * refused before it starts, not after. */
@@ -526,7 +492,10 @@ static int tokenizer_train(int argc, char **argv) {
         int missing = slash && slash != dir && (*slash = 0, stat(dir, &st) != 0 || !S_ISDIR(st.st_mode));
         if (missing) cli_usage_error(cmd, "cannot create '%s': the folder '%s' does not exist", out, dir);
         free(dir);
-        if (missing) goto usage;
+        if (missing) {
+            cli_free(&tokenizer_train_cmd, &a);
+            return EXIT_USAGE;
+        }
     }
     /* Files are documents: joined with <|endoftext|>, which training cuts
      * out, so no pair is learned across two files. */
@@ -539,7 +508,7 @@ static int tokenizer_train(int argc, char **argv) {
         size_t pl;
         if (gpt_read_file(files[f], 0, &part, &pl, &err)) {
             free(text);
-            free(files);
+            cli_free(&tokenizer_train_cmd, &a);
             return cli_lib_error(cmd, &err);
         }
         size_t sl = f ? strlen(sep) : 0;
@@ -547,7 +516,7 @@ static int tokenizer_train(int argc, char **argv) {
         if (!nt) {
             free(part);
             free(text);
-            free(files);
+            cli_free(&tokenizer_train_cmd, &a);
             fprintf(stderr, "gpt %s: out of memory\n", cmd);
             return EXIT_RUNTIME;
         }
@@ -557,7 +526,7 @@ static int tokenizer_train(int argc, char **argv) {
         len += sl + pl;
         free(part);
     }
-    free(files);
+    cli_free(&tokenizer_train_cmd, &a);
     train_progress prog = {.quiet = quiet};
     cli_progress_init(&prog.bar, 5.0);
     double t0 = gpt_now();
@@ -592,27 +561,15 @@ static int tokenizer_train(int argc, char **argv) {
     gpt_tokenizer_free(tok);
     free(text);
     return rc;
-usage:
-    free(files);
-    return EXIT_USAGE;
 }
 
 static int tokenizer_info(int argc, char **argv) {
-    const char *cmd = "tokenizer info", *tok_name = "gpt2", *input = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (cli_is_help(a)) {
-            fputs(info_help, stdout);
-            return EXIT_OK;
-        } else if (!strcmp(a, "--tokenizer")) {
-            if (!(tok_name = cli_value(cmd, argc, argv, &i))) return EXIT_USAGE;
-        } else if (!strcmp(a, "--input")) {
-            if (!(input = cli_value(cmd, argc, argv, &i))) return EXIT_USAGE;
-        } else {
-            return cli_usage_error(cmd, "unknown option '%s' (see gpt tokenizer info --help)",
-                                   a);
-        }
-    }
+    const char *cmd = "tokenizer info";
+    tok_args a = {0};
+    int prc = cli_parse_args(&tokenizer_info_cmd, argc, argv, &a, NULL);
+    const char *tok_name = a.tokenizer, *input = a.file;
+    cli_free(&tokenizer_info_cmd, &a);
+    if (prc >= 0) return prc;
     gpt_error err = {0};
     gpt_tokenizer *tok;
     if (gpt_tokenizer_open(&tok, tok_name, &err)) return cli_lib_error(cmd, &err);
@@ -638,18 +595,4 @@ static int tokenizer_info(int argc, char **argv) {
     }
     gpt_tokenizer_free(tok);
     return rc ? rc : finish_stdout(cmd);
-}
-
-int gpt_cmd_tokenizer(int argc, char **argv) {
-    if (argc < 2) {
-        fputs(tokenizer_help, stderr);
-        return EXIT_USAGE;
-    }
-    if (cli_is_help(argv[1]) || !strcmp(argv[1], "help")) {
-        fputs(tokenizer_help, stdout);
-        return EXIT_OK;
-    }
-    if (!strcmp(argv[1], "train")) return tokenizer_train(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "info")) return tokenizer_info(argc - 1, argv + 1);
-    return cli_usage_error("tokenizer", "unknown subcommand '%s' (try train or info)", argv[1]);
 }

@@ -43,69 +43,18 @@ static char summary[4096];
 #define ADD(...)                                                                            \
     snprintf(summary + strlen(summary), sizeof summary - strlen(summary), __VA_ARGS__)
 
-static void usage(FILE *f) {
-    fprintf(f,
-"usage: gpt train --data FILE [options]\n"
-"\n"
-"Trains a GPT on a text file (tokenised on the fly) or on token shards made by\n"
-"`gpt tokenize`. Writes OUT/model.ckpt (with optimizer state: resumable),\n"
-"OUT/metrics.jsonl and OUT/loss.svg, and prints a sample at the end.\n"
-"\n"
-"data:\n"
-"  --data FILE           training text or shard file (required unless --resume)\n"
-"  --val FILE            validation text or shard (default: the last part of --data)\n"
-"  --val-fraction F      share of --data held out for validation (default 0.1)\n"
-"  --tokenizer NAME      gpt2 (default), bytes, or a file from `gpt tokenizer train`\n"
-"model (a preset, then any override):\n"
-"  --preset NAME         tiny (default), seed-small, seed-medium, seed-large, gpt2,\n"
-"                        gpt2-medium, gpt2-large, gpt2-xl\n"
-"  --layers N  --heads N  --channels N  --mlp N  --max-seq N  --vocab N\n"
-"                        (the vocabulary defaults to the tokenizer's)\n"
-"  --init CKPT           start from a checkpoint's weights (fine-tuning)\n"
-"training (the tiny preset's own defaults: -T 128, --steps 600, --lr 2e-3,\n"
-"--min-lr 2e-4, --warmup 30, --eval-every 100, --eval-batches 0):\n"
-"  -B, --batch N         sequences per micro-batch (default 8)\n"
-"  -T, --seq N           tokens per sequence (default: min(256, max-seq))\n"
-"  --grad-accum N        micro-batches per step (default 1)\n"
-"  --steps N             optimizer steps (default 2000)\n"
-"  --lr X  --min-lr X    peak and final learning rate (cosine; default 1e-3, 1e-4)\n"
-"  --warmup N            linear warmup steps (default 100)\n"
-"  --weight-decay X      AdamW weight decay on matrices (default 0.1)\n"
-"  --beta1 X --beta2 X --eps X   AdamW (default 0.9, 0.95, 1e-8)\n"
-"  --grad-clip X         clip the global gradient norm (default 1.0; 0 = off)\n"
-"  --recompute           recompute GELU in the backward pass (less memory)\n"
-"  --max-bad-steps N     stop after N consecutive non-finite steps (default 5)\n"
-"  --seed N              weights and batch order (default 1337)\n"
-"  --time-limit S        stop (and save) after S seconds of training\n"
-"  --stop-after N        stop (and save) after N steps of this run; --resume\n"
-"                        continues exactly where it stopped\n"
-"evaluation and output:\n"
-"  --out DIR             where to write (default runs/<preset>)\n"
-"  --eval-every N        validation loss every N steps (default 200)\n"
-"  --eval-batches N      validation batches per evaluation (default 20, and the\n"
-"                        whole split at the end; 0 = always the whole split)\n"
-"  --save-every N        checkpoint every N steps (default: at evaluations)\n"
-"  --resume [CKPT]       continue exactly where a checkpoint stopped\n"
-"                        (default OUT/model.ckpt)\n"
-"  --sample N            tokens to sample at the end (default 200; 0 = none)\n"
-"  --prompt TEXT         start of the sample (default: newline)\n"
-"device:\n"
-"  --device cpu|cuda|vulkan[:N]|auto  (default auto: CUDA, else a Vulkan GPU, else the CPU)\n"
-"  --precision fp32|bf16|fp16  (default: bf16 on CUDA, fp16 on a Vulkan GPU, bf16 on a CPU\n"
-"                           with AVX512-BF16 (fp32 master weights), else fp32)\n"
-"  --threads N           CPU threads (default: the cores this process may use)\n"
-"  --profile             print a table of time per operation for one step\n"
-"  --check               scan every operation's output for NaN/Inf\n"
-"data parallel (docs/DISTRIBUTED.md): -B is per rank; a step takes B x ranks x\n"
-"grad-accum sequences, the rows one process at -B (B x ranks) would take:\n"
-"  --gpus N              start N ranks on this machine's GPUs (NCCL, no MPI needed);\n"
-"                        on CPUs or several machines: mpirun -np N gpt train ...\n"
-"  --zero 1              ZeRO stage 1: split the AdamW state across the ranks\n"
-"  --dist-timeout S      a rank that waits S seconds for the others fails (default 600)\n"
-"\n"
-"example:\n"
-"  gpt train --preset tiny --data data/tinyshakespeare.txt --out runs/tiny\n");
-}
+const cli_cmd gpt_train_cmd = {
+    .name = "train",
+    .summary = "train a model on a text file or token shards",
+    .usage = "--data FILE [options]",
+    .about = "Trains a GPT on a text file (tokenised on the fly) or on token shards made by\n"
+             "`gpt tokenize`. Writes OUT/model.ckpt (with optimizer state: resumable),\n"
+             "OUT/metrics.jsonl and OUT/loss.svg, and prints a sample at the end.\n",
+    .opts = train_opts,
+    .footer = "example:\n"
+              "  gpt train --preset tiny --data data/tinyshakespeare.txt --out runs/tiny\n",
+    .run = gpt_cmd_train,
+};
 
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig) {
@@ -113,28 +62,21 @@ static void on_signal(int sig) {
     interrupted = 1;
 }
 
-/* 1 if argv holds one of the spellings of a flag. */
-static int given(int argc, char **argv, const char *flag, const char *alias) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], flag) || (alias && !strcmp(argv[i], alias))) return 1;
-    return 0;
-}
-
 /* The tiny preset (the default run) has defaults of its own, chosen so that
  * `make run` reaches its validation target in minutes on two CPU cores:
  * shorter sequences and a higher learning rate suit a model this small.
  * Flags given on the command line win. */
-static void tiny_defaults(train_args *a, int argc, char **argv) {
-    if (!given(argc, argv, "-B", "--batch")) a->opts.batch_size = 8;
-    if (!given(argc, argv, "-T", "--seq")) a->opts.seq_len = 128, a->opts_T = 1;
-    if (!given(argc, argv, "--steps", NULL)) a->opts.max_steps = 600;
-    if (!given(argc, argv, "--lr", NULL)) a->opts.lr = 2e-3f;
-    if (!given(argc, argv, "--min-lr", NULL)) a->opts.min_lr = 2e-4f;
-    if (!given(argc, argv, "--warmup", NULL)) a->opts.warmup_steps = 30;
-    if (!given(argc, argv, "--eval-every", NULL)) a->eval_every = 100;
+static void tiny_defaults(train_args *a) {
+    if (!train_args_given(a, "batch")) a->opts.batch_size = 8;
+    if (!train_args_given(a, "seq")) a->opts.seq_len = 128, a->opts_T = 1;
+    if (!train_args_given(a, "steps")) a->opts.max_steps = 600;
+    if (!train_args_given(a, "lr")) a->opts.lr = 2e-3f;
+    if (!train_args_given(a, "min-lr")) a->opts.min_lr = 2e-4f;
+    if (!train_args_given(a, "warmup")) a->opts.warmup_steps = 30;
+    if (!train_args_given(a, "eval-every")) a->eval_every = 100;
     /* Every evaluation covers the whole (small) validation split, so the
      * figures along the way compare with the final one. */
-    if (!given(argc, argv, "--eval-batches", NULL)) a->eval_batches = 0;
+    if (!train_args_given(a, "eval-batches")) a->eval_batches = 0;
 }
 
 static char *join(const char *dir, const char *name) {
@@ -204,7 +146,7 @@ int gpt_cmd_train(int argc, char **argv) {
     train_args a;
     int rc = train_args_parse(argc, argv, &a);
     if (rc == TRAIN_ARGS_HELP) {
-        usage(stdout);
+        cli_print_help(&gpt_train_cmd, stdout);
         return EXIT_OK;
     }
     if (rc) return rc;
@@ -283,7 +225,7 @@ int gpt_cmd_train(int argc, char **argv) {
     if (is_root && (rc = train_out_open(&outdir, out, &err))) goto lib_fail;
     metrics = outdir.metrics_f;
     const char *resume_path = a.resume ? a.resume : (a.resume_flag ? ckpt : NULL);
-    if (!resume_path && !strcmp(a.preset, "tiny")) tiny_defaults(&a, argc, argv);
+    if (!resume_path && !strcmp(a.preset, "tiny")) tiny_defaults(&a);
 
     /* ---------------------------------------------- model and trainer state */
     if (resume_path) {
@@ -295,8 +237,7 @@ int gpt_cmd_train(int argc, char **argv) {
             goto done;
         }
         int steps = a.opts.max_steps;
-        int steps_given = 0;
-        for (int i = 1; i < argc; i++) steps_given |= !strcmp(argv[i], "--steps");
+        int steps_given = train_args_given(&a, "steps");
         a.opts = st.opts;
         if (steps_given) a.opts.max_steps = steps;
         /* A checkpoint holds the rows of a step over all ranks: this job's

@@ -1,6 +1,8 @@
 /*
- * gpt.c - the gpt command: train, generate, eval, tokenize, info, bench.
- * Only this folder decides to exit; the library returns errors.
+ * gpt.c - the gpt command: train, generate, eval, info, bench, convert,
+ * tokenize, tokenizer. Only this folder decides to exit; the library
+ * returns errors. Each command's options, --help and manual section come
+ * from its table (cli.h); this file lists the commands.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,36 +11,28 @@
 #include "commands.h"
 #include "gpt.h"
 
-static const struct {
-    const char *name;
-    int (*run)(int, char **);
-    const char *help;
-} commands[] = {
-    {"train", gpt_cmd_train, "train a model on a text file or token shards"},
-    {"generate", gpt_cmd_generate, "sample text from a model (KV cache, streaming)"},
-    {"eval", gpt_cmd_eval, "loss of a model on tokens or a text file"},
-    {"info", gpt_cmd_info, "describe a model, preset or checkpoint and the devices"},
-    {"bench", gpt_cmd_bench, "time training steps and generation on this machine"},
-    {"convert", gpt_cmd_convert, "write a checkpoint as Hugging Face model.safetensors"},
-    {"quantize", gpt_cmd_quantize, "write an int8 checkpoint for faster CPU generation"},
-    {"tokenize", gpt_cmd_tokenize, "text to token ids or shard files, and back"},
-    {"tokenizer", gpt_cmd_tokenizer, "train a byte-level BPE vocabulary"},
-    {"serve", gpt_cmd_serve, "serve a model over HTTP (OpenAI completions API)"},
+static const cli_cmd *const commands[] = {
+    &gpt_train_cmd, &gpt_generate_cmd, &gpt_eval_cmd,     &gpt_info_cmd,
+    &gpt_bench_cmd, &gpt_convert_cmd,  &gpt_quantize_cmd, &gpt_tokenize_cmd, &gpt_tokenizer_cmd,
+    &gpt_serve_cmd,
+    NULL,
+};
+
+static const cli_cmd root = {
+    .name = "",
+    .summary = "train, evaluate and sample GPT-2 style transformers on CPUs and GPUs",
+    .usage = "<command> [options]",
+    .about = "A GPT-2 style transformer that trains and generates on CPUs and NVIDIA GPUs.\n",
+    .subs = commands,
+    .footer = "examples:\n"
+              "  gpt train --preset tiny --data data/tinyshakespeare.txt --out runs/tiny\n"
+              "  gpt generate --model runs/tiny/model.ckpt --prompt \"ROMEO:\" -n 200\n"
+              "  gpt eval --model runs/tiny/model.ckpt --text data/tinyshakespeare.txt\n",
 };
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: gpt <command> [options]   (gpt <command> --help for its options)\n\n"
-            "A GPT-2 style transformer that trains and generates on CPUs and NVIDIA GPUs.\n\n"
-            "commands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f,
-            "\nexamples:\n"
-            "  gpt train --preset tiny --data data/tinyshakespeare.txt --out runs/tiny\n"
-            "  gpt generate --model runs/tiny/model.ckpt --prompt \"ROMEO:\" -n 200\n"
-            "  gpt eval --model runs/tiny/model.ckpt --text data/tinyshakespeare.txt\n"
-            "\nexit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input\n");
+    cli_print_help(&root, f);
+    fprintf(f, "\nalso: gpt --version, gpt --man (the manual page, roff), gpt help COMMAND\n");
 }
 
 int main(int argc, char **argv) {
@@ -46,7 +40,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (cli_is_help(argv[1]) || !strcmp(argv[1], "help")) {
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return EXIT_OK;
     }
@@ -54,8 +48,29 @@ int main(int argc, char **argv) {
         printf("gpt %s\n", GPT_VERSION);
         return EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "gpt: unknown command '%s' (try gpt --help)\n", argv[1]);
-    return EXIT_USAGE;
+    if (!strcmp(argv[1], "--man")) {
+        cli_print_man(&root, stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(argv[1], "help")) {
+        /* gpt help [COMMAND [SUB]] = gpt [COMMAND [SUB]] --help */
+        const cli_cmd *c = &root;
+        for (int i = 2; i < argc && c->subs; i++) {
+            const cli_cmd *next = NULL;
+            for (const cli_cmd *const *s = c->subs; *s; s++) {
+                const char *w = strrchr((*s)->name, ' ');
+                if (!strcmp(w ? w + 1 : (*s)->name, argv[i])) next = *s;
+            }
+            if (!next) return cli_usage_error(c->name, "unknown command '%s' (try gpt --help)", argv[i]);
+            c = next;
+        }
+        if (c == &root) usage(stdout);
+        else cli_print_help(c, stdout);
+        return EXIT_OK;
+    }
+    if (argv[1][0] == '-')
+        return cli_usage_error(NULL, "unknown option '%s' (try gpt --help)", argv[1]);
+    for (const cli_cmd *const *c = commands; *c; c++)
+        if (!strcmp(argv[1], (*c)->name)) return cli_dispatch(*c, argc - 1, argv + 1);
+    return cli_usage_error(NULL, "unknown command '%s' (try gpt --help)", argv[1]);
 }
