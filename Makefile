@@ -19,6 +19,10 @@
 #                      (no -march=native; OpenBLAS only if the target's is
 #                      installed, else the built-in kernels); run the tests
 #                      with bash tests/arm64.sh (qemu-user)
+#   make install       bin/gpt, lib/libgpt.a, lib/libgpt.so (soname
+#                      libgpt.so.MAJOR), include/gpt*.h, lib/pkgconfig/gpt.pc
+#                      and gpt-static.pc, share/man/man1/gpt.1, under
+#                      $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
 #
 # Sources are found by folder: src/*.c and src/<part>/*.c (the library;
 # src/dist/ picks its files by what was found),
@@ -95,6 +99,22 @@ else ifeq ($(OMP),brew)
 else
   CFLAGS += -DGPT_NO_OPENMP -Wno-unknown-pragmas
 endif
+
+# The version is the one in include/gpt.h; the shared library's soname
+# carries its major number.
+version_part = $(shell sed -n 's/^\#define GPT_VERSION_$(1) \([0-9][0-9]*\).*/\1/p' include/gpt.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION       := $(VERSION_MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+# The library's objects go into libgpt.so too: position-independent, and
+# calls between its own functions still bound at link time (no
+# interposition), so -fPIC costs the static library nothing measurable.
+PIC := -fPIC -fno-semantic-interposition
 ifeq ($(NATIVE),1)
   CFLAGS += -march=native
 endif
@@ -236,6 +256,14 @@ GLSLC_FLAGS ?= --target-env=vulkan1.2 -O
 
 LIB      := $(BUILD)/libgpt.a
 GPT      := $(BUILD)/gpt
+# The manual page is printed by the gpt just built: not in a cross build.
+MAN      := $(if $(filter 1,$(CROSS)),,$(BUILD)/gpt.1)
+# The shared library is built for Linux (ELF sonames); elsewhere make
+# install leaves it out.
+ifeq ($(UNAME),Linux)
+  SONAME := libgpt.so.$(VERSION_MAJOR)
+  SHLIB  := $(BUILD)/libgpt.so.$(VERSION)
+endif
 TEST_LIB := $(BUILD)/libgpt_test.a
 GPT_TEST := $(BUILD)/gpt-test
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -250,8 +278,8 @@ ifeq ($(MPI),1) # run under mpirun by tests/test_dist_mpi.sh
 endif
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all run test test-cuda bench clean fuzz
-all: $(LIB) $(GPT) $(TEST_LIB) $(GPT_TEST) $(TESTS) $(BENCHES)
+.PHONY: all run test test-cuda bench clean fuzz install uninstall shared print-shlib
+all: $(LIB) $(SHLIB) $(GPT) $(MAN) $(TEST_LIB) $(GPT_TEST) $(TESTS) $(BENCHES)
 
 # Include paths by layer (docs/ARCHITECTURE.md): the library sees src/;
 # the command line sees include/ and tools/ only (its one window into the
@@ -277,7 +305,7 @@ HEADERS += $(FLAGS_STAMP)
 
 $(BUILD)/src/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LIB_INC) -c $< -o $@
+	$(CC) $(CFLAGS) $(PIC) $(LIB_INC) -c $< -o $@
 
 $(BUILD)/test-obj/src/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -323,6 +351,27 @@ $(BUILD)/test-obj/src/tokenizer/gpt2_data.o: data/gpt2/encoder.json data/gpt2/vo
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+# libgpt.so exports the functions the public headers declare, nothing of
+# the library's internals (the version script is made from include/*.h).
+$(BUILD)/libgpt.map: $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	{ echo '{ global:'; sed -n 's/^[a-z][^(]*[ *]\(gpt_[a-z0-9_]*\)(.*/    \1;/p' include/*.h | sort -u; \
+	  echo '  local: *; };'; } > $@
+
+$(SHLIB): $(LIB_OBJ) $(BUILD)/libgpt.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(BUILD)/libgpt.map \
+	    $(LIB_OBJ) -o $@ $(LDLIBS)
+	ln -sf $(notdir $(SHLIB)) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libgpt.so
+
+shared: $(SHLIB)
+print-shlib:
+	@echo $(SHLIB)
+
+# The manual page, printed by gpt from the option tables of its commands.
+$(MAN): $(GPT)
+	$(GPT) --man > $@.tmp && mv $@.tmp $@
 
 $(TEST_LIB): $(TEST_OBJ)
 	@mkdir -p $(dir $@)
@@ -371,6 +420,56 @@ test-cuda:
 
 fuzz:
 	bash fuzz/run.sh --build
+
+# pkg-config: gpt.pc links the shared library (its dependencies are in
+# it); gpt-static.pc links libgpt.a and lists what it needs (OpenMP, BLAS,
+# CUDA: the build's own link flags). A sanitizer build's library needs the
+# sanitizer runtime in the program too.
+PC_LIBDIR := $(if $(filter $(PREFIX)/lib,$(LIBDIR)),$${exec_prefix}/lib,$(LIBDIR))
+PC_INCDIR := $(if $(filter $(PREFIX)/include,$(INCLUDEDIR)),$${prefix}/include,$(INCLUDEDIR))
+PC_SAN    := $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined,)
+comma     := ,
+define pc_file
+prefix=$(PREFIX)
+exec_prefix=$${prefix}
+libdir=$(PC_LIBDIR)
+includedir=$(PC_INCDIR)
+
+Name: $(1)
+Description: GPT-2 style transformers in C: training, evaluation, generation$(if $(filter 1,$(CUDA)), (CUDA build),)
+Version: $(VERSION)
+Cflags: -I$${includedir}
+Libs: $(2) $(PC_SAN)
+Libs.private: $(3)
+endef
+PC_DEPS := $(if $(filter 1,$(OMP)),-fopenmp,) $(LDLIBS)
+export PC_SHARED := $(call pc_file,gpt,-L$${libdir} -lgpt,$(PC_DEPS))
+export PC_STATIC := $(call pc_file,gpt-static,$${libdir}/libgpt.a $(PC_DEPS),)
+
+INSTALL ?= install
+install: $(GPT) $(LIB) $(SHLIB) $(MAN)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 755 $(GPT) $(DESTDIR)$(BINDIR)/gpt
+	$(INSTALL) -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libgpt.a
+	$(INSTALL) -m 644 include/gpt*.h $(DESTDIR)$(INCLUDEDIR)/
+ifneq ($(MAN),)
+	$(INSTALL) -m 644 $(MAN) $(DESTDIR)$(MANDIR)/man1/gpt.1
+endif
+	printf '%s\n' "$$PC_STATIC" > $(DESTDIR)$(LIBDIR)/pkgconfig/gpt-static.pc
+ifneq ($(SHLIB),)
+	$(INSTALL) -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libgpt.so
+	printf '%s\n' "$$PC_SHARED" > $(DESTDIR)$(LIBDIR)/pkgconfig/gpt.pc
+endif
+	@echo "installed gpt $(VERSION) under $(DESTDIR)$(PREFIX)$(if $(SHLIB),; run ldconfig if $(LIBDIR) is a system folder,)"
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/gpt $(DESTDIR)$(LIBDIR)/libgpt.a $(DESTDIR)$(LIBDIR)/libgpt.so \
+	    $(DESTDIR)$(LIBDIR)/libgpt.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/libgpt.so.$(VERSION) \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/gpt.pc $(DESTDIR)$(LIBDIR)/pkgconfig/gpt-static.pc \
+	    $(DESTDIR)$(MANDIR)/man1/gpt.1 $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(wildcard include/gpt*.h)))
 
 clean:
 	rm -rf build build-san build-cuda build-san-cuda build-fuzz build-aarch64

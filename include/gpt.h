@@ -22,7 +22,30 @@
 extern "C" {
 #endif
 
-#define GPT_VERSION "0.1.0"
+/* ----------------------------------------------------------------- version
+ * The shared library's soname carries the major number (libgpt.so.0): a
+ * program built against one major version runs with any library of it. */
+#define GPT_VERSION_MAJOR 0
+#define GPT_VERSION_MINOR 1
+#define GPT_VERSION_PATCH 0
+#define GPT_VERSION_STR_(x) #x
+#define GPT_VERSION_STR(x) GPT_VERSION_STR_(x)
+/* "0.1.0", from the three numbers */
+#define GPT_VERSION                                                                       \
+    GPT_VERSION_STR(GPT_VERSION_MAJOR) "." GPT_VERSION_STR(GPT_VERSION_MINOR) "."         \
+        GPT_VERSION_STR(GPT_VERSION_PATCH)
+/* One number for #if comparisons: 10000 * major + 100 * minor + patch. */
+#define GPT_VERSION_NUMBER (GPT_VERSION_MAJOR * 10000 + GPT_VERSION_MINOR * 100 + GPT_VERSION_PATCH)
+
+/* The version of the library the program runs with (GPT_VERSION is the
+ * version of the headers it was compiled with). */
+const char *gpt_version(void);
+
+/* Frees memory that the library allocated and handed over (the ids of
+ * gpt_tokenizer_encode, the text of gpt_tokenizer_decode, the bytes of
+ * gpt_tokenizer_serialize): for callers whose free() may not be the
+ * library's (other languages, other C runtimes). free() does the same in C. */
+void gpt_free(void *p);
 
 /* ------------------------------------------------------------------ errors */
 

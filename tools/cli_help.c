@@ -201,15 +201,19 @@ static void roff(FILE *f, const char *s, size_t n) {
     }
 }
 
-/* Paragraphs (blank line between) as .PP blocks, lines joined. */
+/* Paragraphs (blank line between) as .PP blocks, lines joined; one with
+ * an indented line (a table of examples) keeps its lines as they are. */
 static void roff_paragraphs(FILE *f, const char *text) {
     const char *p = text;
     while (*p) {
         const char *end = strstr(p, "\n\n");
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        fputs(".PP\n", f);
+        int pre = p[0] == ' ';
+        for (size_t i = 0; i + 1 < n; i++) pre |= p[i] == '\n' && p[i + 1] == ' ';
+        fputs(pre ? ".PP\n.nf\n" : ".PP\n", f);
         roff(f, p, n);
         if (n && p[n - 1] != '\n') fputc('\n', f);
+        if (pre) fputs(".fi\n", f);
         p += n;
         while (*p == '\n') p++;
     }
