@@ -438,8 +438,13 @@ int gpt_checkpoint_save(gpt_model *m, const char *path, int with_optimizer,
                         const gpt_train_state *state, gpt_error *err);
 /* Writes the model as a Hugging Face GPT-2 folder that transformers'
  * GPT2LMHeadModel.from_pretrained(dir) loads: dir/model.safetensors (F32)
- * and dir/config.json. dir is created if its parent exists; files already
- * there are replaced atomically. The head stays tied to the token
+ * and dir/config.json, and, when the model's tokenizer is one the folder
+ * can carry (built in, or the vocabulary its checkpoint holds, no larger
+ * than the model's), the files AutoTokenizer.from_pretrained(dir) reads
+ * (vocab.json, merges.txt, tokenizer_config.json) and
+ * generation_config.json; tokenizer files of an earlier export are removed
+ * otherwise. dir is created if its parent exists; files already there are
+ * replaced atomically, one by one. The head stays tied to the token
  * embedding; padded vocabulary rows are dropped. */
 int gpt_model_save_hf(gpt_model *m, const char *dir, gpt_error *err);
 /* Reads only the configuration and trainer state of a checkpoint (no model

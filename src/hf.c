@@ -763,8 +763,8 @@ static void fmt_float(char *buf, size_t n, float v) {
     }
 }
 
-/* config.json for c into af (opened by the caller). */
-static int write_config(const gpt_config *c, gpt_atomic_file *af, gpt_error *err) {
+/* config.json for a model whose <|endoftext|> is id eot (-1: none). */
+static int config_json(const gpt_config *c, int eot, hf_file *f, gpt_error *err) {
     sbuf b = {0};
     char eps[32];
     fmt_float(eps, sizeof eps, c->ln_eps);
@@ -789,18 +789,38 @@ static int write_config(const gpt_config *c, gpt_atomic_file *af, gpt_error *err
               "  \"use_cache\": true,\n",
               c->vocab_size, c->max_seq_len, c->max_seq_len, c->n_embd, c->n_layer, c->n_head,
               c->mlp_hidden, eps);
-    /* GPT-2's <|endoftext|> is id 50256; name it only if the vocabulary has it. */
-    if (c->vocab_size > 50256)
-        sb_printf(&b, "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n");
-    else /* transformers would default them to 50256, outside this vocabulary */
+    /* Named only when the vocabulary has it: transformers would otherwise
+     * default them to 50256, outside a smaller vocabulary. */
+    if (eot >= 0 && eot < c->vocab_size)
+        sb_printf(&b, "  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n", eot, eot);
+    else
         sb_printf(&b, "  \"bos_token_id\": null,\n  \"eos_token_id\": null,\n");
     sb_printf(&b, "  \"dtype\": \"float32\"\n}\n");
     if (b.oom) {
         free(b.s);
         return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     }
-    int rc = gpt_atomic_write(af, b.s, b.len, err);
-    free(b.s);
+    *f = (hf_file){"config.json", b.s, b.len};
+    return GPT_OK;
+}
+
+/* The model's tokenizer when the folder can carry it: the vocabulary its
+ * checkpoint holds, or a built-in one it names. NULL without an error for
+ * any other name (a checkpoint's name is never opened as a file) and for
+ * a vocabulary larger than the model's (ids it could not embed). */
+static int model_tokenizer(gpt_model *m, gpt_tokenizer **tok, gpt_error *err) {
+    const void *blob = NULL;
+    size_t len = 0;
+    const char *name = gpt_model_tokenizer(m, &blob, &len);
+    int rc = GPT_OK;
+    *tok = NULL;
+    if (blob) rc = gpt_tokenizer_load_memory(tok, blob, len, err);
+    else if (name && (!strcmp(name, "gpt2") || !strcmp(name, "bytes")))
+        rc = gpt_tokenizer_open(tok, name, err);
+    if (!rc && *tok && gpt_tokenizer_vocab_size(*tok) > gpt_model_config(m)->vocab_size) {
+        gpt_tokenizer_free(*tok);
+        *tok = NULL;
+    }
     return rc;
 }
 
@@ -809,23 +829,46 @@ int gpt_model_save_hf(gpt_model *m, const char *dir, gpt_error *err) {
         return gpt_fail(err, errno == ENOENT ? GPT_ERR_INVALID : GPT_ERR_IO,
                         "cannot create the folder '%s': %s", dir, strerror(errno));
     if (!is_dir(dir)) return gpt_fail(err, GPT_ERR_INVALID, "'%s' exists and is not a folder", dir);
+    const gpt_config *c = gpt_model_config(m);
+    /* Every small file is made in memory first: a tokenizer that cannot be
+     * written is refused before anything is replaced. */
+    hf_file files[1 + HF_TOKENIZER_FILES] = {{0}};
+    int nfiles = 1, eot = c->vocab_size > 50256 ? 50256 : -1; /* a GPT-2 sized vocabulary */
+    gpt_tokenizer *tok = NULL;
+    int rc = model_tokenizer(m, &tok, err);
+    if (!rc && tok) {
+        eot = gpt_tokenizer_eot(tok);
+        if (!(rc = hf_tokenizer_files(tok, c->max_seq_len, files + 1, err))) nfiles += HF_TOKENIZER_FILES;
+    }
+    if (!rc) rc = config_json(c, eot, &files[0], err);
     /* One commit for the folder's files: every one is written and synced
      * under a temporary name before any replaces its old version, so a
-     * failure (disk full) leaves the old pair whole. The weights are renamed
-     * first and config.json last. */
-    static const char *const names[] = {"model.safetensors", "config.json"};
-    enum { NFILES = 2 };
-    gpt_atomic_file af[NFILES];
+     * failure (disk full) leaves the old set whole. The weights are renamed
+     * first, the files that describe them after. */
+    gpt_atomic_file af[2 + HF_TOKENIZER_FILES];
+    int naf = 0;
     memset(af, 0, sizeof af);
-    int rc = GPT_OK;
-    for (int i = 0; i < NFILES && !rc; i++) {
-        char *p = path_join(dir, names[i]);
+    for (int i = 0; i < 1 + nfiles && !rc; i++, naf++) {
+        char *p = path_join(dir, i == 0 ? "model.safetensors" : files[i - 1].name);
         rc = p ? gpt_atomic_open(&af[i], p, err) : gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
         free(p);
     }
     if (!rc) rc = write_safetensors(m, &af[0], err);
-    if (!rc) rc = write_config(gpt_model_config(m), &af[1], err);
-    if (!rc) return gpt_atomic_commit_all(af, NFILES, err);
-    for (int i = 0; i < NFILES; i++) gpt_atomic_abort(&af[i]);
+    for (int i = 0; i < nfiles && !rc; i++) rc = gpt_atomic_write(&af[i + 1], files[i].data, files[i].len, err);
+    if (!rc) rc = gpt_atomic_commit_all(af, naf, err);
+    else
+        for (int i = 0; i < naf; i++) gpt_atomic_abort(&af[i]);
+    /* A folder that held another model's tokenizer files must not keep them. */
+    static const char *const tok_names[] = {"vocab.json", "merges.txt", "tokenizer_config.json",
+                                            "generation_config.json", "tokenizer.json",
+                                            "special_tokens_map.json"};
+    for (size_t i = nfiles > 1 ? 4 : 0; !rc && i < sizeof tok_names / sizeof *tok_names; i++) {
+        char *p = path_join(dir, tok_names[i]);
+        if (p && unlink(p) != 0 && errno != ENOENT)
+            rc = gpt_fail(err, GPT_ERR_IO, "cannot remove the old '%s': %s", p, strerror(errno));
+        free(p);
+    }
+    for (int i = 0; i < nfiles; i++) free(files[i].data);
+    gpt_tokenizer_free(tok);
     return rc;
 }

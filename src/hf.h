@@ -1,10 +1,12 @@
 /*
- * hf.h - Hugging Face GPT-2 checkpoints: model.safetensors + config.json.
+ * hf.h - Hugging Face GPT-2 checkpoints: model.safetensors + config.json, and
+ * the tokenizer files beside them.
  */
 #ifndef GPT_HF_H
 #define GPT_HF_H
 
 #include "gpt.h"
+#include "gpt_tokenizer.h"
 
 /* 1 if path looks like a Hugging Face checkpoint: a folder holding
  * model.safetensors or config.json (or a sharded index, which loading
@@ -13,6 +15,26 @@ int gpt_hf_is_checkpoint(const char *path);
 /* Loads a GPT2LMHeadModel (F32, F16 or BF16 tensors) into a new model. */
 int gpt_hf_load(gpt_model **out, const char *path, const gpt_runtime *rt, gpt_error *err);
 /* Writing: gpt_model_save_hf (gpt.h). */
+
+/* A file of a Hugging Face folder, made in memory before it is written. */
+typedef struct {
+    const char *name; /* "vocab.json" */
+    char *data;       /* malloc'd */
+    size_t len;
+} hf_file;
+
+/* The tokenizer files of a Hugging Face GPT-2 folder, in GPT2Tokenizer's
+ * format, for tokenizer t and a model of max_len positions
+ * (src/tokenizer/tok_hf.c): vocab.json (token text -> id, bytes written
+ * through GPT-2's byte-to-character map, special tokens as they are),
+ * merges.txt (the merges in rank order), tokenizer_config.json (the class,
+ * the context, <|endoftext|> as bos/eos/unk when there is one) and
+ * generation_config.json. Our ids are kept: byte b is the id
+ * byte_id[b], merge r is 256 + r. GPT_ERR_INVALID when two tokens have the
+ * same bytes (vocab.json could not tell them apart). */
+enum { HF_TOKENIZER_FILES = 4 };
+int hf_tokenizer_files(const gpt_tokenizer *t, int max_len, hf_file files[HF_TOKENIZER_FILES],
+                       gpt_error *err);
 
 /* ------------------------------------------------ reading without a model
  * A parsed checkpoint: the configuration from config.json and, for each of

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -30,11 +31,14 @@ const cli_cmd gpt_convert_cmd = {
     .name = "convert",
     .summary = "write a model as a Hugging Face GPT-2 folder",
     .usage = "--model CKPT --out DIR",
-    .about = "Writes a model as a Hugging Face GPT-2 checkpoint: DIR/model.safetensors (F32)\n"
-             "and DIR/config.json, which transformers loads with\n"
-             "GPT2LMHeadModel.from_pretrained(DIR). DIR is created if its parent exists;\n"
-             "files already there are replaced atomically. The output head stays tied to\n"
-             "the token embedding; padded vocabulary rows are dropped.\n",
+    .about = "Writes a model as a Hugging Face GPT-2 folder: DIR/model.safetensors (F32),\n"
+             "DIR/config.json and, when the model's tokenizer is built in (gpt2, bytes) or\n"
+             "carried by its checkpoint (gpt tokenizer train), the tokenizer (vocab.json,\n"
+             "merges.txt, tokenizer_config.json) and generation_config.json, so that\n"
+             "transformers' AutoTokenizer, GPT2LMHeadModel and pipeline load DIR. DIR is\n"
+             "created if its parent exists; files already there are replaced atomically.\n"
+             "The output head stays tied to the token embedding; padded vocabulary rows are\n"
+             "dropped.\n",
     .opts = convert_opts,
     .footer = "example:\n"
               "  gpt convert --model runs/tiny/model.ckpt --out tiny-hf\n"
@@ -57,10 +61,25 @@ int gpt_cmd_convert(int argc, char **argv) {
         return cli_lib_error(CMD, &err);
     }
     const gpt_config *c = gpt_model_config(m);
+    /* The library writes the tokenizer files when it can (and removes old
+     * ones when it cannot): say which happened. */
+    char vocab[4096];
+    struct stat sb;
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", out);
+    int with_tok = stat(vocab, &sb) == 0;
+    const char *tname = gpt_model_tokenizer(m, NULL, NULL);
     fprintf(stderr,
-            "gpt convert: wrote %s/model.safetensors and config.json (%d layers, %d channels, "
+            "gpt convert: wrote %s: model.safetensors, config.json%s (%d layers, %d channels, "
             "vocabulary %d, context %d)\n",
-            out, c->n_layer, c->n_embd, c->vocab_size, c->max_seq_len);
+            out, with_tok ? ", the tokenizer (vocab.json, merges.txt, tokenizer_config.json) "
+                            "and generation_config.json" : "",
+            c->n_layer, c->n_embd, c->vocab_size, c->max_seq_len);
+    if (!with_tok)
+        fprintf(stderr,
+                "gpt convert: no tokenizer files: the model's tokenizer '%s' is not one the "
+                "folder can carry (built in or held by the checkpoint, no larger than the "
+                "vocabulary)\n",
+                tname);
     gpt_model_free(m);
     return EXIT_OK;
 }

@@ -20,8 +20,7 @@
 
 #define WHAT "built-in GPT-2 vocabulary"
 
-/* Code point that stands for each byte. */
-static void byte_alphabet(uint32_t cp[256]) {
+void tok_byte_alphabet(uint32_t cp[256]) {
     uint32_t extra = 256;
     for (int b = 0; b < 256; b++) {
         int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
@@ -91,7 +90,7 @@ int tok_open_gpt2(gpt_tokenizer **out, gpt_error *err) {
     int V = (int)enc->len;
     uint32_t cp[256];
     int inv[324];
-    byte_alphabet(cp);
+    tok_byte_alphabet(cp);
     for (int i = 0; i < 324; i++) inv[i] = -1;
     for (int b = 0; b < 256; b++) inv[cp[b]] = b;
 

@@ -60,6 +60,10 @@ int tok_open_gpt2(gpt_tokenizer **out, gpt_error *err);
 void tok_gpt2_files(const char **encoder_json, size_t *encoder_len, const char **vocab_bpe,
                     size_t *vocab_len);
 
+/* The code point that stands for each byte in GPT-2's vocabulary files
+ * (printable bytes for themselves, the others shifted past 255). */
+void tok_byte_alphabet(uint32_t cp[256]);
+
 /* Rank of the merge of (left, right), or -1. */
 static inline int32_t tok_pair_rank(const gpt_tokenizer *t, int32_t left, int32_t right) {
     if (!t->pair_keys) return -1;
