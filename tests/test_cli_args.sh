@@ -22,7 +22,7 @@ M=$tmp/m/model.ckpt
 # Every command and subcommand, and one option of each that takes a value.
 COMMANDS="train:--lr generate:-n eval:--tokens info:--preset bench_train:--steps
 bench_generate:--new convert:--out quantize:--out tokenize:--tokenizer tokenizer_train:--vocab-size
-tokenizer_info:--tokenizer"
+tokenizer_info:--tokenizer serve:--port"
 
 # one_line_error NAME WORDS ARGS...: exit 2, one line on stderr starting
 # "gpt <cmd>:" and holding each of WORDS, nothing on stdout.

@@ -21,7 +21,7 @@ typedef struct {
 } inner;
 
 typedef struct {
-    int n, flag, mode, shift;
+    int n, flag, mode, shift, slots;
     long long seed;
     float temp;
     double frac;
@@ -64,6 +64,8 @@ static const cli_opt opts[] = {
     {CLI_STR, 0, "resume", O(resume), "CKPT", "optional value", .flags = CLI_OPTIONAL},
     {CLI_LIST, 'i', "input", O(input), "FILE", "files", .flags = CLI_MANY},
     {CLI_LIST, 0, "stop", O(stop), "STR", "repeatable", .flags = CLI_NONEMPTY},
+    {CLI_INT, 0, "slots", O(slots), "N", "one-dash alias", .alias = "-np|parallel", .lo = 1,
+     .hi = 64},
     {CLI_CALL, 'p', "prompt", 0, "TEXT", "kept in order", .call = record},
     {CLI_STR, 0, "secret", O(name), "X", "hidden", .flags = CLI_HIDDEN},
     {CLI_GROUP, .group = inner_opts, .off = O(in)},
@@ -129,6 +131,11 @@ int main(void) {
            a.shift);
     EXPECT(parse("--name=a=b", &a) == 0 && !strcmp(a.name, "a=b"), "value with '=': %s", a.name);
     EXPECT(parse("--seed 9223372036854775807", &a) == 0 && a.seed == LLONG_MAX, "%lld", a.seed);
+    const char *np[] = {"-np 4", "-np=4", "--parallel 4", "--slots=4", "--parallel=9 -np 4"};
+    for (size_t i = 0; i < sizeof np / sizeof *np; i++)
+        EXPECT(parse(np[i], &a) == 0 && a.slots == 4, "'%s': %d", np[i], a.slots);
+    EXPECT(parse("-n5 -np 3", &a) == 0 && a.n == 5 && a.slots == 3, "-n5 is still -n: %d %d", a.n,
+           a.slots);
     test_end();
 
     test_begin("flags, choices, enums, groups");
@@ -172,7 +179,7 @@ int main(void) {
         "-qx",              "stray",         "-- stray",    "-",          "--device tpu",
         "--mode d",         "--name=",       "--stop=",     "--frac 0",   "--frac 1.5",
         "--temp nan",       "--temp inf",    "--seed -1",   "--seed 9223372036854775808",
-        "--count --quiet",  "-m --count 3",  "--shift -11", "-t 0",
+        "--count --quiet",  "-m --count 3",  "--shift -11", "-t 0", "-np", "-np 0", "-npx 3",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = parse(bad[i], &a);
@@ -193,6 +200,7 @@ int main(void) {
     char *h = capture(cli_print_help, &cmd);
     EXPECT(h && !strncmp(h, "usage: gpt demo [options]\n", 26), "%.40s", h ? h : "");
     const char *want[] = {"-n, --count N", "(default 7)", "--temperature, --temp T",
+                          "-np, --slots, --parallel N",
                           "--device cpu|cuda|auto", "--resume [CKPT]", "-i, --input FILE...",
                           "-m, --model PATH", "numbers:", "words:", "-h, --help",
                           "example:", "exit codes: 0 success"};

@@ -14,6 +14,8 @@ BUILD=${BUILD:-build}
 flags=""
 case "$BUILD" in *san*) flags="$flags SAN=1" ;; esac
 case "$BUILD" in *cuda*) flags="$flags CUDA=1" ;; esac
+# and VULKAN as it was built (make rebuilds everything when the flags change)
+flags="$flags $(grep -o 'VULKAN=[01]' "$BUILD/.flags" 2>/dev/null | tail -n 1)"
 mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s $flags "$@"; }
 P=$tmp/prefix
 V=$(sed -n 's/^#define GPT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' include/gpt.h | paste -sd.)

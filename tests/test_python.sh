@@ -16,7 +16,8 @@ fail() { echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; echo "0 passed, 1 fa
 
 # The package always loads the plain build (an AddressSanitizer library
 # cannot be loaded into Python), whatever build the suite tests.
-env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL GPT_MAKE_FLAGS="SAN=0 CUDA=0" \
+vk=$(grep -o 'VULKAN=[01]' build/.flags 2>/dev/null | tail -n 1) # as build/ was made
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL GPT_MAKE_FLAGS="SAN=0 CUDA=0 $vk" \
     "$PY" -m pip install -q --no-build-isolation --no-deps --target "$tmp/site" ./python \
     >"$tmp/pip.log" 2>&1 || fail "pip install ./python" "$(tail -5 "$tmp/pip.log")"
 rm -rf python/build python/*.egg-info
