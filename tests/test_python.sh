@@ -189,8 +189,10 @@ starts = rng.integers(0, len(data) - 17, size=(10, 4))
 batches = [np.stack([data[s:s + 17] for s in row]) for row in starts]  # (4, 16 + 1) each
 
 def train(seed, accum=1):
+    # fp32: on a CPU with AVX512-BF16 "auto" trains (and then evaluates) in
+    # bf16, while gpt eval reads the saved model in fp32
     t = gpt.Model(config=dict(vocab_size=256, max_seq_len=32, n_layer=2, n_head=2, n_embd=32),
-                  tokenizer="bytes", device="cpu", threads=2, seed=seed)
+                  tokenizer="bytes", device="cpu", precision="fp32", threads=2, seed=seed)
     t.train_init(batch_size=4, seq_len=16, grad_accum=accum, steps=10, lr=3e-3, warmup=2)
     if accum == 1:
         return t, [t.train_step(b)["loss"] for b in batches]
@@ -213,6 +215,8 @@ win = batches[3][0].tolist()
 theirs = json.loads(cli("eval", "--model", TMP + "/py.ckpt", "--tokens", ids_arg(win)))["loss"]
 case("gpt eval of the saved model = eval_loss", abs(t.eval_loss(np.array([win])) - theirs) < 1e-6,
      theirs)
+case("  ... = eval_loss of the saved model loaded in Python",
+     abs(gpt.Model(TMP + "/py.ckpt", device="cpu").eval_loss(np.array([win])) - theirs) < 1e-6, theirs)
 theirs = cli_ids("generate", "--model", TMP + "/py.ckpt", "--prompt-tokens", "72,105", "-n", "12",
                  "--temperature", "0", "--format", "ids")
 case("gpt generate of the saved model = generate", theirs ==
