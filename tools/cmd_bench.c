@@ -53,7 +53,7 @@ static size_t peak_rss(void) {
 
 typedef struct {
     const char *preset, *device;
-    int B, T, steps, warm, prompt, gen, runs, threads, precision, recompute, profile;
+    int B, T, steps, warm, prompt, gen, runs, threads, precision, recompute, profile, quant;
 } bench_args;
 
 #define O(f) offsetof(bench_args, f)
@@ -84,6 +84,8 @@ static const cli_opt generate_opts[] = {
     {CLI_INT, 0, "new", O(gen), "N", "generated tokens a row", .def = "256", .lo = 1, .hi = 1 << 24},
     {CLI_INT, 0, "runs", O(runs), "N", "timed runs (after one untimed)", .def = "3", .lo = 1,
      .hi = 1 << 24},
+    {CLI_ENUM, 0, "quant", O(quant), NULL, "int8: generate with int8 weights (gpt quantize; CPU)",
+     .choices = "none|int8", .def = "none"},
     {CLI_END},
 };
 #undef O
@@ -129,7 +131,7 @@ static int bench_run(int argc, char **argv) {
     const char *preset = a.preset;
     long long B = a.B, T = a.T, steps = a.steps, warm = a.warm, prompt = a.prompt, gen = a.gen,
               runs = a.runs, threads = a.threads;
-    int recompute = a.recompute;
+    int recompute = a.recompute, quant = a.quant; /* the order of gpt_quant */
     gpt_runtime rt = {0};
     rt.device = a.device;
     rt.precision = a.precision;
@@ -157,7 +159,11 @@ static int bench_run(int argc, char **argv) {
     if (gpt_memory_check(&plan, &rt, &err)) return cli_lib_error(CMD, &err);
     gpt_model *m = NULL;
     int rc = gpt_model_create(&m, &cfg, &rt, 1, &err);
-    if (rc) return cli_lib_error(CMD, &err);
+    if (!rc) rc = gpt_model_quantize(m, (gpt_quant)quant, &err);
+    if (rc) {
+        gpt_model_free(m);
+        return cli_lib_error(CMD, &err);
+    }
     gpt_rng r;
     gpt_rng_seed(&r, 7);
     int code = EXIT_OK;
@@ -233,13 +239,15 @@ static int bench_run(int argc, char **argv) {
         if (!rc) {
             double tp = median(pre, (int)runs), td = median(dec, (int)runs);
             printf("{\"bench\": \"generate\", \"impl\": \"gpt\", \"preset\": \"%s\", \"device\": \"%s\", "
-                   "\"precision\": \"%s\", \"batch\": %d, \"prompt\": %d, \"new\": %d, "
-                   "\"prefill_tok_s\": %.1f, \"decode_tok_s\": %.1f, \"tok_s\": %.1f, "
+                   "\"precision\": \"%s\", \"quant\": \"%s\", \"batch\": %d, \"prompt\": %d, "
+                   "\"new\": %d, \"prefill_tok_s\": %.1f, \"decode_tok_s\": %.1f, \"tok_s\": %.1f, "
                    "\"ms_per_token\": %.4f}\n",
-                   preset, gpt_model_device(m), gpt_model_precision(m), nb, np, ng,
+                   preset, gpt_model_device(m), gpt_model_precision(m), gpt_model_quant(m), nb, np, ng,
                    nb * np / tp, nb * (ng - 1) / td, nb * ng / (tp + td), (tp + td) / ng * 1e3);
-            fprintf(stderr, "gpt bench: %s generate on %s (%s), batch %d: prefill %.0f tok/s, decode %.1f tok/s\n",
-                    preset, gpt_model_device_desc(m), gpt_model_precision(m), nb, nb * np / tp,
+            fprintf(stderr, "gpt bench: %s generate on %s (%s%s%s), batch %d: prefill %.0f tok/s, decode %.1f tok/s\n",
+                    preset, gpt_model_device_desc(m), gpt_model_precision(m),
+                    quant ? ", int8 weights, kernel " : "", quant ? gpt_model_quant_kernel(m) : "",
+                    nb, nb * np / tp,
                     nb * (ng - 1) / td);
         }
         free(prompts), free(lens), free(rows), free(out), free(out_lens), free(pre), free(dec);
