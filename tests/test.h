@@ -59,6 +59,18 @@ static int test_summary(void) {
     return test_failed_ ? 1 : 0;
 }
 
+/* GPT_TEST_REQUIRE_AMX=1 (set on a machine whose CPU has AMX): a test
+ * whose bf16 products ran on another kernel fails, instead of passing on
+ * the AVX512-BF16 path unnoticed. kernel: the name of the kernel that ran. */
+static inline void test_require_amx(const char *what, const char *kernel) {
+    const char *e = getenv("GPT_TEST_REQUIRE_AMX");
+    if (!e || strcmp(e, "1")) return;
+    test_begin("%s ran on AMX (GPT_TEST_REQUIRE_AMX=1)", what);
+    EXPECT(kernel && strstr(kernel, "AMX") && !strstr(kernel, "emulated"),
+           "the bf16 products ran on: %s", kernel ? kernel : "(none)");
+    test_end();
+}
+
 /* Largest |a-b| / (|b| + floor) over n elements; floor keeps near-zero
  * reference values from turning rounding noise into huge ratios. */
 static inline double test_max_rel_err(const float *a, const float *b, size_t n, double floor_) {

@@ -549,14 +549,20 @@ static double rbf16(float x) {
  * rounded inputs they get the same fp32 bound; against the unrounded
  * inputs, each product is off by up to 2 * 2^-9 relative (two roundings),
  * random in sign, so a sum's scaled error stays under ~2^-8 = 4e-3. */
+static int g_amx_ran; /* the AMX kernel itself (not its emulation) ran */
+
 static void test_gemm_kernels(int M, int N, int K) {
-    const gemm_kernel *ks[] = {&cpu_gemm_kernel_c, &cpu_gemm_kernel_avx2, &cpu_gemm_kernel_avx512,
-                               &cpu_gemm_kernel_neon, &cpu_gemm_kernel_bf16_c,
-                               &cpu_gemm_kernel_avx512_bf16};
+    const gemm_kernel *ks[] = {&cpu_gemm_kernel_c,       &cpu_gemm_kernel_avx2,
+                               &cpu_gemm_kernel_avx512,  &cpu_gemm_kernel_neon,
+                               &cpu_gemm_kernel_bf16_c,  &cpu_gemm_kernel_avx512_bf16,
+                               &cpu_gemm_kernel_amx_emul, &cpu_gemm_kernel_amx};
     const cpu_features *f = cpu_features_get();
+    /* AMX only where the dispatch chose it (CPUID and Linux's permission);
+     * its emulation everywhere: the packing and the kernel's addressing. */
     int runs[] = {1, f->isa >= CPU_ISA_AVX2 && f->isa != CPU_ISA_NEON, f->isa == CPU_ISA_AVX512,
-                  f->isa == CPU_ISA_NEON, 1, f->avx512_bf16};
-    for (int ki = 0; ki < 6; ki++) {
+                  f->isa == CPU_ISA_NEON, 1, f->avx512_bf16, 1,
+                  cpu_gemm_kernel_bf16() == &cpu_gemm_kernel_amx};
+    for (int ki = 0; ki < 8; ki++) {
         if (!runs[ki] || !ks[ki]->kern) continue;
         int bf = ks[ki]->pairs;
         for (int ta = 0; ta < 2; ta++)
@@ -566,6 +572,8 @@ static void test_gemm_kernels(int M, int N, int K) {
                            N, K, ta, tb, acc);
                 float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
                 float *Cm = frand((size_t)M * N, 1);
+                float *C0 = malloc((size_t)M * N * sizeof(float));
+                memcpy(C0, Cm, (size_t)M * N * sizeof(float));
                 double *ref = malloc((size_t)M * N * sizeof(double));
                 double *exact = malloc((size_t)M * N * sizeof(double));
                 for (int i = 0; i < M; i++)
@@ -588,6 +596,18 @@ static void test_gemm_kernels(int M, int N, int K) {
                     double e = scaled_err(Cm, exact, (size_t)M * N);
                     EXPECT(e <= 4e-3, "bf16 against unrounded inputs: scaled error %.3g", e);
                 }
+                if (ks[ki] == &cpu_gemm_kernel_amx) {
+                    /* For the record (both are bounded above): how far the
+                     * tiles' sums are from the emulation's SDM order. */
+                    g_amx_ran = 1;
+                    cpu_gemm_with(&cpu_gemm_kernel_amx_emul, M, N, K, 0.5f, A, ta ? 1 : K,
+                                  ta ? M : 1, Bm, tb ? 1 : N, tb ? K : 1, C0, N, acc);
+                    size_t diff = 0;
+                    for (size_t i = 0; i < (size_t)M * N; i++) diff += memcmp(C0 + i, Cm + i, 4) != 0;
+                    printf("     AMX against its emulation: %zu of %zu values differ in some bit\n",
+                           diff, (size_t)M * N);
+                }
+                free(C0);
                 test_end();
                 free(A), free(Bm), free(Cm), free(ref), free(exact);
             }
@@ -639,6 +659,11 @@ int main(void) {
     test_gemm_kernels(300, 70, 600);
     test_gemm_kernels(20, 40, 257);
     test_gemm_kernels(40, 700, 300); /* A packed once for all tiles */
+    test_gemm_kernels(64, 64, 64);   /* whole AMX blocks, no edges, no K padding */
+    test_gemm_kernels(600, 40, 520); /* B packed once for all tiles; K tail of 8 */
+    printf("# bf16 products on this machine: %s\n", cpu_gemm_kernel_bf16()->name);
+    test_require_amx("test_ops_grad's products",
+                     g_amx_ran ? cpu_gemm_kernel_amx.name : cpu_gemm_kernel_bf16()->name);
     gpt_backend_destroy(be);
     return test_summary();
 }

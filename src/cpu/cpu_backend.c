@@ -408,14 +408,15 @@ const char *gpt_cpu_kernels(void) {
     const cpu_features *f = cpu_features_get();
     char model[96];
     cpu_model_name(model, sizeof model);
-    int amx = f->amx_bf16 ? 1 : 0;
+    const gemm_kernel *bf = cpu_gemm_kernel_bf16(); /* asks Linux for AMX first */
     snprintf(line, sizeof line,
              "%s (family %d model %d): %s, bf16 products %s%s, int8 products %s%s, %d cores "
              "usable%s",
-             model, f->family, f->model, cpu_gemm_kernel()->name,
-             cpu_gemm_kernel_bf16()->name,
+             model, f->family, f->model, cpu_gemm_kernel()->name, bf->name,
              cpu_has_bf16_kernel() ? " (training default)" : " (emulated: --precision bf16 only)",
-             cpu_q8_best()->name, amx ? ", AMX present (not used)" : "", cpu_available_cores(),
+             cpu_q8_best()->name,
+             f->amx_denied ? ", AMX present but Linux refused the tile state (arch_prctl)" : "",
+             cpu_available_cores(),
 #ifdef GPT_HAVE_CBLAS
              ", fp32 products through CBLAS"
 #else

@@ -118,6 +118,8 @@ const cpu_features *cpu_features_get(void) {
         const char *e = getenv("GPT_CPU_ISA");
         int want = e ? isa_from_name(e) : -1;
         if (want >= 0) apply_isa(&f, want);
+        const char *amx = getenv("GPT_CPU_AMX");
+        if (amx && !strcmp(amx, "0")) f.amx_bf16 = f.amx_int8 = 0;
         g_feat = f;
         g_feat_ready = 1;
     }
@@ -131,17 +133,24 @@ int cpu_features_set_isa(int isa) {
 }
 
 int cpu_amx_enable(void) {
+    /* -1 until asked; atomics because the first products may start on
+     * several threads at once (asking twice is harmless, the answer is). */
     static int answer = -1;
-    if (answer >= 0) return answer;
-    answer = 0;
+    int a = __atomic_load_n(&answer, __ATOMIC_ACQUIRE);
+    if (a >= 0) return a;
+    const cpu_features *f = cpu_features_get();
+    a = 0;
 #if defined(__x86_64__) && defined(__linux__)
-    if (cpu_features_get()->amx_bf16 || cpu_features_get()->amx_int8) {
-        /* ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 */
-        answer = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    if (f->amx_bf16 || f->amx_int8) {
+        /* ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18. The
+         * permission is the whole process's, threads started later too. */
+        a = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+        if (!a) g_feat.amx_denied = 1;
     }
 #endif
-    if (!answer) g_feat.amx_bf16 = g_feat.amx_int8 = 0;
-    return answer;
+    if (!a) g_feat.amx_bf16 = g_feat.amx_int8 = 0;
+    __atomic_store_n(&answer, a, __ATOMIC_RELEASE);
+    return a;
 }
 
 const char *cpu_isa_name(int isa) {

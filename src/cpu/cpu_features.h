@@ -25,6 +25,7 @@ typedef struct {
     int avx_vnni;    /* the same on 256-bit registers (AVX2 machines) */
     int amx_bf16;    /* AMX tiles with bf16 products (needs cpu_amx_enable) */
     int amx_int8;
+    int amx_denied;  /* CPUID has AMX but Linux refused the tile state */
     int neon_dot;    /* arm64 sdot/udot */
     int neon_bf16;   /* arm64 bfdot/bfmmla */
     char brand[64];  /* "AMD EPYC 9R14", or "" */
@@ -33,7 +34,9 @@ typedef struct {
 
 /* The features of this CPU, found on first call, lowered by
  * GPT_CPU_ISA=c|neon|avx2|avx512 in the environment (to run or test a
- * narrower path on a wider machine; a level above the CPU's is ignored). */
+ * narrower path on a wider machine; a level above the CPU's is ignored;
+ * below avx512 AMX goes too), and GPT_CPU_AMX=0 (AMX off alone: the bf16
+ * products then run on AVX512-BF16, to compare the two). */
 const cpu_features *cpu_features_get(void);
 
 /* Lowers the fp32 level for the rest of the process (tests run every path
@@ -42,7 +45,8 @@ int cpu_features_set_isa(int isa);
 
 /* Asks Linux for the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM);
  * returns 1 if AMX may be used by this process, 0 if the CPU lacks it or
- * the kernel refused. Asked once; later calls return the first answer. */
+ * the kernel refused (then amx_bf16 and amx_int8 become 0 and amx_denied
+ * 1). Asked once; later calls return the first answer. */
 int cpu_amx_enable(void);
 
 /* "avx512", "avx2", "neon", "c" */

@@ -41,7 +41,7 @@ static void ukernel_c(int K, const void *a_, const void *b_, float *c, ptrdiff_t
         for (int j = 0; j < 16; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
-const gemm_kernel cpu_gemm_kernel_c = {4, 16, ukernel_c, "C fp32 4x16", 0};
+const gemm_kernel cpu_gemm_kernel_c = {.mr = 4, .nr = 16, .kern = ukernel_c, .name = "C fp32 4x16"};
 
 static inline float bf16_lo(uint32_t w) {
     uint32_t u = w << 16;
@@ -76,14 +76,26 @@ static void ukernel_bf16_c(int K, const void *a_, const void *b_, float *c, ptrd
         for (int j = 0; j < 16; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
-const gemm_kernel cpu_gemm_kernel_bf16_c = {4, 16, ukernel_bf16_c, "C bf16 4x16", 1};
+const gemm_kernel cpu_gemm_kernel_bf16_c = {
+    .mr = 4, .nr = 16, .kern = ukernel_bf16_c, .name = "C bf16 4x16", .pairs = 1};
+
+/* AMX only where the kernel is compiled in, CPUID says AMX-BF16 and
+ * AMX-TILE (with the OS saving the tile state in XCR0), and Linux granted
+ * this process the tile data (cpu_amx_enable, asked once): a tile
+ * instruction without that permission kills the process. */
+static int amx_usable(void) {
+    return cpu_gemm_kernel_amx.kern && cpu_features_get()->amx_bf16 && cpu_amx_enable();
+}
 
 int cpu_has_bf16_kernel(void) {
-    return cpu_features_get()->avx512_bf16 && cpu_gemm_kernel_avx512_bf16.kern;
+    return amx_usable() || (cpu_features_get()->avx512_bf16 && cpu_gemm_kernel_avx512_bf16.kern);
 }
 
 const gemm_kernel *cpu_gemm_kernel_bf16(void) {
-    return cpu_has_bf16_kernel() ? &cpu_gemm_kernel_avx512_bf16 : &cpu_gemm_kernel_bf16_c;
+    if (amx_usable()) return &cpu_gemm_kernel_amx;
+    if (cpu_features_get()->avx512_bf16 && cpu_gemm_kernel_avx512_bf16.kern)
+        return &cpu_gemm_kernel_avx512_bf16;
+    return &cpu_gemm_kernel_bf16_c;
 }
 
 /* fp32 -> bf16 bits, rounding to nearest even (NaN stays NaN). */
@@ -125,19 +137,31 @@ typedef struct {
     int Mp, Np;
 } gemm_job;
 
+/* Steps of the micro-kernel over kb values of K: k, or pairs of k for
+ * bf16 (a 32-bit word each), padded with zeros to the kernel's granule
+ * (a tile's depth for AMX). A panel's size in 4-byte units is steps * MR. */
+static int ksteps(const gemm_kernel *k, int kb) {
+    int s = k->pairs ? (kb + 1) / 2 : kb, gr = k->kgran > 1 ? k->kgran : 1;
+    return (s + gr - 1) / gr * gr;
+}
+
 /* 4-byte units before K block k0 in a shared packed operand of `width`
  * (rounded) rows or columns: every earlier block is a full KC. */
 static size_t kblock_offset(const gemm_kernel *k, int k0, int width) {
-    return (size_t)(k->pairs ? k0 / 2 : k0) * (size_t)width;
+    return (size_t)(k0 / KC) * (size_t)ksteps(k, KC) * (size_t)width;
 }
 
-/* bf16 pairs: dst ceil(mb/MR) panels of ceil(kb/2) x MR words. The loop
- * order follows the source's contiguous direction (reads vectorise, the
- * strided writes stay within one panel in L1). */
+/* bf16 pairs: dst ceil(mb/MR) panels of steps x MR words, word (r, kk) at
+ * r*rstr + kk*kstr: k-major (vector kernels: one word per row and step)
+ * or row-major (tile kernels, a_rows: a row's pairs contiguous). Rows past
+ * mb and pairs past kb are zero. The loop order follows the source's
+ * contiguous direction (reads vectorise, the strided writes stay within
+ * one panel in L1). */
 CPU_CLONES static void pack_a_bf16(uint32_t *dst, const gemm_job *g, int i0, int mb, int k0,
                                    int kb) {
-    int MR = g->k->mr, kp = (kb + 1) / 2, kh = kb / 2;
+    int MR = g->k->mr, kp = (kb + 1) / 2, kh = kb / 2, steps = ksteps(g->k, kb);
     ptrdiff_t rs = g->ars, cs = g->acs;
+    ptrdiff_t rstr = g->k->a_rows ? steps : 1, kstr = g->k->a_rows ? 1 : MR;
     float al = g->alpha;
     for (int p = 0; p < mb; p += MR) {
         int rows = mb - p < MR ? mb - p : MR;
@@ -145,29 +169,30 @@ CPU_CLONES static void pack_a_bf16(uint32_t *dst, const gemm_job *g, int i0, int
         if (cs == 1) {
             for (int r = 0; r < rows; r++) {
                 const float *s0 = src + r * rs;
-                uint32_t *d = dst + r;
+                uint32_t *d = dst + r * rstr;
                 for (int k = 0; k < kh; k++)
-                    d[(ptrdiff_t)k * MR] = to_bf16(al * s0[2 * k]) | to_bf16(al * s0[2 * k + 1]) << 16;
-                if (kb & 1) d[(ptrdiff_t)(kp - 1) * MR] = to_bf16(al * s0[kb - 1]);
+                    d[k * kstr] = to_bf16(al * s0[2 * k]) | to_bf16(al * s0[2 * k + 1]) << 16;
+                if (kb & 1) d[(kp - 1) * kstr] = to_bf16(al * s0[kb - 1]);
             }
         } else {
             for (int k = 0; k < kp; k++) {
                 const float *s0 = src + 2 * k * cs, *s1 = s0 + cs;
-                uint32_t *d = dst + (ptrdiff_t)k * MR;
+                uint32_t *d = dst + k * kstr;
                 int two = 2 * k + 1 < kb;
                 for (int r = 0; r < rows; r++)
-                    d[r] = to_bf16(al * s0[r * rs]) | (two ? to_bf16(al * s1[r * rs]) << 16 : 0);
+                    d[r * rstr] =
+                        to_bf16(al * s0[r * rs]) | (two ? to_bf16(al * s1[r * rs]) << 16 : 0);
             }
         }
-        for (int r = rows; r < MR; r++)
-            for (int k = 0; k < kp; k++) dst[(ptrdiff_t)k * MR + r] = 0;
-        dst += (ptrdiff_t)kp * MR;
+        for (int r = 0; r < MR; r++)
+            for (int k = r < rows ? kp : 0; k < steps; k++) dst[r * rstr + k * kstr] = 0;
+        dst += (ptrdiff_t)steps * MR;
     }
 }
 
 CPU_CLONES static void pack_b_bf16(uint32_t *dst, const gemm_job *g, int j0, int nb, int k0,
                                    int kb) {
-    int NR = g->k->nr, kp = (kb + 1) / 2, kh = kb / 2;
+    int NR = g->k->nr, kp = (kb + 1) / 2, kh = kb / 2, steps = ksteps(g->k, kb);
     ptrdiff_t rs = g->brs, cs = g->bcs;
     for (int p = 0; p < nb; p += NR) {
         int cols = nb - p < NR ? nb - p : NR;
@@ -191,7 +216,9 @@ CPU_CLONES static void pack_b_bf16(uint32_t *dst, const gemm_job *g, int j0, int
         }
         for (int j = cols; j < NR; j++)
             for (int k = 0; k < kp; k++) dst[(ptrdiff_t)k * NR + j] = 0;
-        dst += (ptrdiff_t)kp * NR;
+        for (int k = kp; k < steps; k++)
+            for (int j = 0; j < NR; j++) dst[(ptrdiff_t)k * NR + j] = 0;
+        dst += (ptrdiff_t)steps * NR;
     }
 }
 
@@ -259,7 +286,7 @@ static void prepack(void *ctx, int task) {
     int nkb = kblocks(g->K), kbi = task % nkb, chunk = task / nkb;
     int k0 = kbi * KC, kb = g->K - k0 < KC ? g->K - k0 : KC;
     if (kb < 0) kb = 0;
-    int steps = g->k->pairs ? (kb + 1) / 2 : kb;
+    int steps = ksteps(g->k, kb);
     if (g->sa) {
         int MR = g->k->mr, i0 = chunk * PREPACK_PANELS * MR;
         int mb = g->M - i0 < PREPACK_PANELS * MR ? g->M - i0 : PREPACK_PANELS * MR;
@@ -285,12 +312,11 @@ static void gemm_tile(void *ctx, int task) {
     if (!buf) return; /* cannot happen short of a failed 1 MiB malloc */
     float *pa = buf, *pb = buf + (g->sa ? 0 : (size_t)KC * mp);
     float edge[16 * 64]; /* MR x NR <= 1024 for every kernel */
+    if (k->begin) k->begin();
     for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
         int kb = g->K - k0 < KC ? g->K - k0 : KC;
         int acc = g->acc || k0 > 0;
-        /* Steps of the kernel: k, or pairs of k for bf16 (a 32-bit word
-         * each, so a panel's stride in 4-byte units is steps * MR). */
-        int steps = k->pairs ? (kb + 1) / 2 : kb;
+        int steps = ksteps(k, kb);
         if (g->sa) pa = g->sa + kblock_offset(k, k0, g->Mp) + (size_t)i0 * steps;
         else pack_a_any(pa, g, i0, mb, k0, kb);
         if (g->sb) pb = g->sb + kblock_offset(k, k0, g->Np) + (size_t)j0 * steps;
@@ -315,6 +341,7 @@ static void gemm_tile(void *ctx, int task) {
         }
         if (g->K == 0) break;
     }
+    if (k->end) k->end();
     free(own);
 }
 

@@ -23,6 +23,16 @@ typedef struct gemm_kernel_s {
     gemm_ukernel kern;
     const char *name; /* "AVX-512 fp32 8x32" */
     int pairs;        /* 1: operands rounded to bf16, packed in pairs */
+    /* Layout variants for tile kernels (AMX; 0 for the vector kernels):
+     * a_rows: A panels are row-major, a[i*K + kk] (each row's pairs
+     * contiguous, as a tile row is loaded), instead of a[kk*MR + i];
+     * kgran: K (in steps) is padded with zero pairs to a multiple of this
+     * (a tile's depth), so the kernel never sees a partial tile. */
+    int a_rows, kgran;
+    /* Called by each task of a product before and after its first and
+     * last micro-kernel call on that thread (AMX: load the tile
+     * configuration, release the tiles), or NULL. */
+    void (*begin)(void), (*end)(void);
 } gemm_kernel;
 
 /* The kernels compiled into this build for each ISA (NULL kern where the
@@ -33,11 +43,19 @@ extern const gemm_kernel cpu_gemm_kernel_avx512;
 extern const gemm_kernel cpu_gemm_kernel_neon;
 extern const gemm_kernel cpu_gemm_kernel_bf16_c;      /* portable, any CPU */
 extern const gemm_kernel cpu_gemm_kernel_avx512_bf16; /* vdpbf16ps */
+extern const gemm_kernel cpu_gemm_kernel_amx;         /* AMX tiles, tdpbf16ps */
+/* The AMX kernel's code run on a C emulation of the tile instructions
+ * (LDTILECFG's shapes, TILELOADD, TDPBF16PS, TILESTORED), over the same
+ * packing: any CPU runs it, so the layout and the kernel's addressing are
+ * tested where AMX is absent. Slow; for tests. */
+extern const gemm_kernel cpu_gemm_kernel_amx_emul;
 
 /* The fp32 kernel the current ISA level selects. */
 const gemm_kernel *cpu_gemm_kernel(void);
-/* The fastest bf16 kernel this CPU has, and whether it has one in
- * hardware (else the portable one, which gives the same rounding). */
+/* The fastest bf16 kernel this CPU has (AMX where CPUID has AMX-BF16 and
+ * AMX-TILE and Linux grants the tile state, else AVX512-BF16), and
+ * whether it has one in hardware (else the portable one, which gives the
+ * same rounding). */
 const gemm_kernel *cpu_gemm_kernel_bf16(void);
 int cpu_has_bf16_kernel(void);
 

@@ -41,7 +41,8 @@ static void ukernel_neon(int K, const void *a_, const void *b_, float *c, ptrdif
     }
 }
 
-const gemm_kernel cpu_gemm_kernel_neon = {8, 12, ukernel_neon, "NEON fp32 8x12", 0};
+const gemm_kernel cpu_gemm_kernel_neon = {
+    .mr = 8, .nr = 12, .kern = ukernel_neon, .name = "NEON fp32 8x12"};
 #else
-const gemm_kernel cpu_gemm_kernel_neon = {8, 12, 0, "NEON fp32 8x12", 0};
+const gemm_kernel cpu_gemm_kernel_neon = {.mr = 8, .nr = 12, .kern = 0, .name = "NEON fp32 8x12"};
 #endif

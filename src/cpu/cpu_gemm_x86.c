@@ -105,12 +105,16 @@ AVX512BF16 static void ukernel_avx512_bf16(int K, const void *a_, const void *b_
     }
 }
 
-const gemm_kernel cpu_gemm_kernel_avx512 = {8, 32, ukernel_avx512, "AVX-512 fp32 8x32", 0};
-const gemm_kernel cpu_gemm_kernel_avx2 = {6, 16, ukernel_avx2, "AVX2 fp32 6x16", 0};
-const gemm_kernel cpu_gemm_kernel_avx512_bf16 = {8, 32, ukernel_avx512_bf16,
-                                                 "AVX512-BF16 bf16 8x32", 1};
+const gemm_kernel cpu_gemm_kernel_avx512 = {
+    .mr = 8, .nr = 32, .kern = ukernel_avx512, .name = "AVX-512 fp32 8x32"};
+const gemm_kernel cpu_gemm_kernel_avx2 = {
+    .mr = 6, .nr = 16, .kern = ukernel_avx2, .name = "AVX2 fp32 6x16"};
+const gemm_kernel cpu_gemm_kernel_avx512_bf16 = {
+    .mr = 8, .nr = 32, .kern = ukernel_avx512_bf16, .name = "AVX512-BF16 bf16 8x32", .pairs = 1};
 #else
-const gemm_kernel cpu_gemm_kernel_avx512 = {8, 32, 0, "AVX-512 fp32 8x32", 0};
-const gemm_kernel cpu_gemm_kernel_avx2 = {6, 16, 0, "AVX2 fp32 6x16", 0};
-const gemm_kernel cpu_gemm_kernel_avx512_bf16 = {8, 32, 0, "AVX512-BF16 bf16 8x32", 1};
+const gemm_kernel cpu_gemm_kernel_avx512 = {
+    .mr = 8, .nr = 32, .kern = 0, .name = "AVX-512 fp32 8x32"};
+const gemm_kernel cpu_gemm_kernel_avx2 = {.mr = 6, .nr = 16, .kern = 0, .name = "AVX2 fp32 6x16"};
+const gemm_kernel cpu_gemm_kernel_avx512_bf16 = {
+    .mr = 8, .nr = 32, .kern = 0, .name = "AVX512-BF16 bf16 8x32", .pairs = 1};
 #endif
