@@ -19,6 +19,8 @@ enum { B = 4, T = 32, V = 300, STEPS = 3 };
 
 /* Trains STEPS steps from seed 5 and returns every parameter, then the
  * logits of the first batch, in one malloc'd array (*n floats). */
+static char g_desc[256]; /* the last model's device line: names the products' kernel */
+
 static float *run(int threads, int precision, size_t *n, gpt_error *err) {
     gpt_config cfg = {V, 0, T, 2, 4, 64, 0, 0};
     gpt_runtime rt = {0};
@@ -27,6 +29,7 @@ static float *run(int threads, int precision, size_t *n, gpt_error *err) {
     rt.precision = precision;
     gpt_model *m;
     if (gpt_model_create(&m, &cfg, &rt, 5, err)) return NULL;
+    snprintf(g_desc, sizeof g_desc, "%s", gpt_model_device_desc(m));
     gpt_train_opts o;
     gpt_train_opts_default(&o);
     o.batch_size = B;
@@ -73,6 +76,8 @@ int main(void) {
         test_begin("%s, 1 thread: three training steps", p ? "bf16" : "fp32");
         EXPECT(ref != NULL, "%s", err.msg);
         test_end();
+        printf("# %s: %s\n", p ? "bf16" : "fp32", g_desc);
+        if (p) test_require_amx("test_cpu_threads' bf16 runs", g_desc);
         int counts[3] = {2, 3, 5};
         for (int c = 0; ref && c < 3; c++) {
             size_t n = 0;

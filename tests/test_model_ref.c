@@ -142,6 +142,8 @@ int main(void) {
         EXPECT(m != NULL, "%s", err.msg);
         test_end();
         if (!m) break;
+        printf("# %s: %s\n", pn, gpt_model_device_desc(m)); /* names the products' kernel */
+        if (pi) test_require_amx("test_model_ref's bf16 model", gpt_model_device_desc(m));
 
         /* Logits of the first batch's inputs. */
         test_begin("%s: logits match PyTorch", pn);

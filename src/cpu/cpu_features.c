@@ -120,6 +120,7 @@ const cpu_features *cpu_features_get(void) {
         if (want >= 0) apply_isa(&f, want);
         const char *amx = getenv("GPT_CPU_AMX");
         if (amx && !strcmp(amx, "0")) f.amx_bf16 = f.amx_int8 = 0;
+        if (amx && !strcmp(amx, "emulate")) f.amx_emulate = 1;
         g_feat = f;
         g_feat_ready = 1;
     }

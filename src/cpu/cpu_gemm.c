@@ -92,6 +92,7 @@ int cpu_has_bf16_kernel(void) {
 }
 
 const gemm_kernel *cpu_gemm_kernel_bf16(void) {
+    if (cpu_features_get()->amx_emulate) return &cpu_gemm_kernel_amx_emul;
     if (amx_usable()) return &cpu_gemm_kernel_amx;
     if (cpu_features_get()->avx512_bf16 && cpu_gemm_kernel_avx512_bf16.kern)
         return &cpu_gemm_kernel_avx512_bf16;
