@@ -6,8 +6,10 @@
  * both define cblas_sgemm); a library that is not installed is skipped.
  * Run by bench/gemm_libs.sh; the libraries are needed at run time only.
  *
- *   gemm_libs ours|ours-bf16|openblas|blis|onednn [reps]
- * prints one JSON line per shape: median GFLOP/s of reps calls.
+ *   gemm_libs ours|ours-bf16|ours-amx|ours-avx512bf16|openblas|blis|onednn [reps]
+ * prints one JSON line per shape: median GFLOP/s of reps calls. ours-bf16
+ * is the bf16 kernel the dispatch picks; ours-amx and ours-avx512bf16 name
+ * one (skipped, like a missing library, where this CPU cannot run it).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cpu/cpu_features.h"
 #include "cpu/cpu_gemm.h"
 #include "cpu/cpu_pool.h"
 
@@ -45,13 +48,24 @@ int main(int argc, char **argv) {
     const gemm_kernel *k = NULL;
     if (!strcmp(lib, "ours")) k = cpu_gemm_kernel();
     else if (!strcmp(lib, "ours-bf16")) k = cpu_gemm_kernel_bf16();
-    else {
+    else if (!strcmp(lib, "ours-amx") || !strcmp(lib, "ours-avx512bf16")) {
+        int amx = !strcmp(lib, "ours-amx");
+        k = amx ? &cpu_gemm_kernel_amx : &cpu_gemm_kernel_avx512_bf16;
+        /* cpu_gemm_kernel_bf16() asks Linux for the tile state first */
+        int can = amx ? cpu_gemm_kernel_bf16() == &cpu_gemm_kernel_amx
+                      : cpu_features_get()->avx512_bf16 && k->kern;
+        if (!can) {
+            fprintf(stderr, "gemm_libs: this CPU cannot run %s\n", k->name);
+            return 0;
+        }
+    } else {
         const char *so = !strcmp(lib, "openblas") ? "libopenblas.so.0"
                          : !strcmp(lib, "blis")   ? "libblis.so.4"
                          : !strcmp(lib, "onednn") ? "libdnnl.so.2"
                                                   : NULL;
         if (!so) {
-            fprintf(stderr, "usage: gemm_libs ours|ours-bf16|openblas|blis|onednn [reps]\n");
+            fprintf(stderr, "usage: gemm_libs ours|ours-bf16|ours-amx|ours-avx512bf16|openblas|"
+                            "blis|onednn [reps]\n");
             return 2;
         }
         void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
@@ -96,9 +110,9 @@ int main(int argc, char **argv) {
             if (r >= 0) t[r] = now() - t0;
         }
         qsort(t, reps, sizeof t[0], cmp);
-        printf("{\"lib\": \"%s\", \"shape\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, "
-               "\"gflops\": %.1f}\n",
-               lib, sh[s].name, M, N, K, 2.0 * M * N * K / t[reps / 2] / 1e9);
+        printf("{\"lib\": \"%s\", \"kernel\": \"%s\", \"shape\": \"%s\", \"M\": %d, "
+               "\"N\": %d, \"K\": %d, \"gflops\": %.1f}\n",
+               lib, k ? k->name : lib, sh[s].name, M, N, K, 2.0 * M * N * K / t[reps / 2] / 1e9);
         fflush(stdout);
     }
     cpu_pool_release();

@@ -14,7 +14,9 @@
 #                                   bench/dist.sh (data parallelism); vulkan
 #                                   alone runs bench/gpu_vulkan.sh (the Vulkan
 #                                   backend beside CUDA; the Vulkan .debs in .gl/)
-#                                   cpu alone the CPU benchmark (bench/cpu.sh)
+#                                   cpu alone the CPU benchmark (bench/amx.sh,
+#                                   bench/cpu.sh, bench/gemm_libs.sh); amx
+#                                   alone the AMX kernel's tests and timings
 #   BASE=dir bash bench/gpu.sh ab
 #
 # check = GPU tests + all sanitizer runs (tests alone: the training-step
@@ -44,16 +46,16 @@ case "$phases" in *" check "*) phases="$phases tests sanitize initcheck_train " 
 # script, run only when named: bash bench/gpu.sh dist == bash bench/dist.sh
 if [ "$phases" = " dist " ]; then exec bash bench/dist.sh; fi
 # cpu (issue 15's CPU benchmark on this host's CPU, often a Xeon with AMX
-# and AVX512-BF16): gpt info, the CPU tests of bf16 and threads, bench/cpu.sh
-# and bench/gemm_libs.sh; run only when named. Output: $OUT/cpu.txt.
-if [ "$phases" = " cpu " ]; then
+# and AVX512-BF16): bench/amx.sh (gpt info, the CPU tests of the bf16
+# products, which must run on AMX where the CPU has it, and the AMX kernel
+# against AVX512-BF16), then bench/cpu.sh and bench/gemm_libs.sh; amx:
+# bench/amx.sh alone (~2 minutes). Run only when named. Output: $OUT/cpu.txt.
+if [ "$phases" = " cpu " ] || [ "$phases" = " amx " ]; then
     OUT=${OUT:-$PWD/out/gpu}
     mkdir -p "$OUT"
-    { make -s -j"$(nproc)" build/gpt build/tests/test_model_ref build/tests/test_cpu_threads \
-          build/tests/test_ops_grad && build/gpt info | head -3 && lscpu | head -20 &&
-          build/tests/test_model_ref | tail -1 && build/tests/test_cpu_threads | tail -1 &&
-          build/tests/test_ops_grad | grep -E "^(FAIL|ok   gemm .*M=300)|passed" ;
-      bash bench/cpu.sh; bash bench/gemm_libs.sh; } 2>&1 | tee "$OUT/cpu.txt"
+    { bash bench/amx.sh
+      if [ "$phases" = " cpu " ]; then bash bench/cpu.sh; bash bench/gemm_libs.sh; fi
+    } 2>&1 | tee "$OUT/cpu.txt"
     exit 0
 fi
 OUT=${OUT:-$PWD/out/gpu}
