@@ -46,6 +46,7 @@ NATIVE  ?= 0
 BLAS    ?= auto
 VULKAN  ?= auto
 GLSLC   ?= glslc
+PYTHON  ?= python3
 
 # Cross-compiling when the compiler's target is not this machine: then no
 # -march=native (it would describe the build machine), a build folder of
@@ -249,6 +250,12 @@ ifeq ($(VULKAN),1)
   VK_NAMES := $(basename $(notdir $(wildcard src/vulkan/shaders/*.comp)))
   # the cooperative-matrix product exists only in half precision
   VK_INCS  := $(foreach n,$(VK_NAMES),$(if $(findstring _coop,$(n)),,$(VK_DIR)/$(n).f32.inc) $(VK_DIR)/$(n).f16.inc)
+  # ... and, where Python runs, also rewritten from SPV_NV_cooperative_matrix
+  # to SPV_KHR_cooperative_matrix (src/vulkan/spv_khr.py says why); without
+  # Python the backend has only the NV path
+  ifneq ($(shell command -v $(PYTHON) 2>/dev/null),)
+    VK_INCS += $(patsubst %,$(VK_DIR)/%.khr.inc,$(filter %_coop,$(VK_NAMES)))
+  endif
   LIB_OBJ  += $(VK_SRC:%.c=$(BUILD)/%.o) $(VK_DIR)/shaders.o
   TEST_OBJ += $(VK_SRC:%.c=$(BUILD)/test-obj/%.o) $(VK_DIR)/shaders.o
 endif
@@ -332,6 +339,17 @@ $(VK_DIR)/%.f32.inc: src/vulkan/shaders/%.comp src/vulkan/shaders/common.glsl
 $(VK_DIR)/%.f16.inc: src/vulkan/shaders/%.comp src/vulkan/shaders/common.glsl
 	@mkdir -p $(dir $@)
 	$(GLSLC) $(GLSLC_FLAGS) -DF16=1 -mfmt=c $< -o $@
+
+# The KHR cooperative-matrix modules: glslc compiles the NV form, spv_khr.py
+# rewrites it (the .khr.spv stays for tests/test_vulkan_spirv_khr.sh, which
+# runs spirv-val on it).
+$(VK_DIR)/%.nv.spv: src/vulkan/shaders/%.comp src/vulkan/shaders/common.glsl
+	@mkdir -p $(dir $@)
+	$(GLSLC) $(GLSLC_FLAGS) -DF16=1 $< -o $@
+
+.PRECIOUS: $(VK_DIR)/%.nv.spv
+$(VK_DIR)/%.khr.inc: $(VK_DIR)/%.nv.spv src/vulkan/spv_khr.py
+	$(PYTHON) src/vulkan/spv_khr.py $< $(VK_DIR)/$*.khr.spv $@
 
 $(VK_DIR)/shaders.c: $(VK_INCS) src/vulkan/embed.sh
 	sh src/vulkan/embed.sh $(VK_DIR) $(VK_NAMES) > $@

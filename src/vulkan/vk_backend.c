@@ -289,6 +289,8 @@ static VkPipeline pipeline(gpt_backend *be, int sh, const int *spec) {
     const vk_spirv *sp = &vk_spirv_table[sh];
     const uint32_t *code = c->f16 ? sp->f16 : sp->f32;
     size_t bytes = c->f16 ? sp->f16_bytes : sp->f32_bytes;
+    if (c->coop == VK_COOP_KHR && sp->khr) /* the cooperative-matrix shaders' KHR form */
+        code = sp->khr, bytes = sp->khr_bytes;
     if (!code) {
         gpt_backend_fail(be, GPT_ERR_RUNTIME, "vulkan: shader %s has no %s build", sp->name,
                          c->f16 ? "fp16" : "fp32");

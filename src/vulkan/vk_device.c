@@ -230,47 +230,143 @@ int vk_probe_any(void) {
 
 /* ---------------------------------------------------- cooperative matrix */
 
-/* Cooperative matrices (tensor cores) through VK_NV_cooperative_matrix:
- * Debian 12's glslc (glslang 11) compiles GL_NV_cooperative_matrix but not
- * yet GL_KHR_cooperative_matrix; NVIDIA's driver offers both extensions
- * for the same hardware path. We need fp16 A and B with fp32 C and D in
+/* VK_KHR_cooperative_matrix arrived in Vulkan headers 1.3.255; Debian 12's
+ * are 1.3.239. Its API is declared here from the extension's specification
+ * where the headers lack it (the same names, so newer headers take over). */
+#ifndef VK_KHR_cooperative_matrix
+#define VK_KHR_cooperative_matrix 1
+#define VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME "VK_KHR_cooperative_matrix"
+#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR ((VkStructureType)1000506000)
+#define VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR ((VkStructureType)1000506001)
+#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_KHR ((VkStructureType)1000506002)
+typedef enum { VK_COMPONENT_TYPE_FLOAT16_KHR = 0, VK_COMPONENT_TYPE_FLOAT32_KHR = 1 } VkComponentTypeKHR;
+typedef enum { VK_SCOPE_SUBGROUP_KHR = 3 } VkScopeKHR;
+typedef struct VkCooperativeMatrixPropertiesKHR {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MSize, NSize, KSize;
+    VkComponentTypeKHR AType, BType, CType, ResultType;
+    VkBool32 saturatingAccumulation;
+    VkScopeKHR scope;
+} VkCooperativeMatrixPropertiesKHR;
+typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 cooperativeMatrix;
+    VkBool32 cooperativeMatrixRobustBufferAccess;
+} VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
+typedef struct VkPhysicalDeviceCooperativeMatrixPropertiesKHR {
+    VkStructureType sType;
+    void *pNext;
+    VkShaderStageFlags cooperativeMatrixSupportedStages;
+} VkPhysicalDeviceCooperativeMatrixPropertiesKHR;
+typedef VkResult(VKAPI_PTR *PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)(
+    VkPhysicalDevice, uint32_t *, VkCooperativeMatrixPropertiesKHR *);
+#endif
+
+/* Cooperative matrices (tensor cores). The shader is compiled for
+ * VK_NV_cooperative_matrix (Debian 12's glslc has no GL_KHR_cooperative_matrix)
+ * and rewritten to VK_KHR_cooperative_matrix at build time (spv_khr.py):
+ * the same tensor-core instructions, but KHR is what AMD, Intel and NVIDIA's
+ * recent drivers expose. We need fp16 A and B with fp32 C and result in
  * subgroup scope, 16 x 16 x 16 or 16 x 8 x 16, 32-wide subgroups (the
- * shader's layout of 8 subgroups) and the Vulkan memory model (the
- * shader's scopes). The entry point is looked up so that a loader without
- * it still works. GPT_VULKAN_NO_COOP=1 turns the path off. */
-static void probe_coop(vk_ctx *c, int memory_model) {
-    c->coop = 0;
-    const char *off = getenv("GPT_VULKAN_NO_COOP");
-    if (!c->f16 || (off && *off && strcmp(off, "0")) || !vk_spirv_table[SH_MATMUL_COOP].f16) return;
-    if (!memory_model || c->subgroup_size != 32) return;
-    if (!dev_has_ext(c->phys, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) return;
+ * shader's layout of 8 subgroups), the Vulkan memory model (the shader's
+ * scopes) and the extension's feature bit. KHR is preferred where both are
+ * usable; GPT_VULKAN_COOP=nv or =khr keeps one (to test each on a device with
+ * both), GPT_VULKAN_NO_COOP=1 runs the tiled kernel. Entry points are looked
+ * up so that a loader without them still works. */
+
+/* The best usable shape, as M * N (0: none), stored in *m, *n, *k. */
+static int coop_score(int ok_types, int scope_ok, uint32_t m, uint32_t n, uint32_t k, int shape[3],
+                      int best) {
+    if (!ok_types || !scope_ok || k != 16 || m != 16 || (n != 16 && n != 8)) return best;
+    int score = (int)(m * n);
+    if (score <= best) return best;
+    shape[0] = (int)m, shape[1] = (int)n, shape[2] = (int)k;
+    return score;
+}
+
+static int coop_nv_shape(vk_ctx *c, int shape[3]) {
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV feat = {
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceFeatures2 f = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &feat};
+    vkGetPhysicalDeviceFeatures2(c->phys, &f);
     PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV get =
         (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)vkGetInstanceProcAddr(
             c->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
-    if (!get) return;
     uint32_t n = 0;
-    if (get(c->phys, &n, NULL) != VK_SUCCESS || !n) return;
+    if (!feat.cooperativeMatrix || !get || get(c->phys, &n, NULL) != VK_SUCCESS || !n) return 0;
     VkCooperativeMatrixPropertiesNV *p = calloc(n, sizeof *p);
-    if (!p) return;
+    if (!p) return 0;
     for (uint32_t i = 0; i < n; i++) p[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
-    if (get(c->phys, &n, p) == VK_SUCCESS) {
-        int best = 0;
+    int best = 0;
+    if (get(c->phys, &n, p) == VK_SUCCESS)
         for (uint32_t i = 0; i < n; i++) {
             const VkCooperativeMatrixPropertiesNV *q = &p[i];
-            if (q->AType != VK_COMPONENT_TYPE_FLOAT16_NV || q->BType != VK_COMPONENT_TYPE_FLOAT16_NV ||
-                q->CType != VK_COMPONENT_TYPE_FLOAT32_NV || q->DType != VK_COMPONENT_TYPE_FLOAT32_NV ||
-                q->scope != VK_SCOPE_SUBGROUP_NV)
-                continue;
-            if (q->KSize != 16 || q->MSize != 16 || (q->NSize != 16 && q->NSize != 8)) continue;
-            int score = (int)(q->MSize * q->NSize);
-            if (score > best) {
-                best = score;
-                c->coop_m = (int)q->MSize, c->coop_n = (int)q->NSize, c->coop_k = (int)q->KSize;
-            }
+            int types = q->AType == VK_COMPONENT_TYPE_FLOAT16_NV && q->BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+                        q->CType == VK_COMPONENT_TYPE_FLOAT32_NV && q->DType == VK_COMPONENT_TYPE_FLOAT32_NV;
+            best = coop_score(types, q->scope == VK_SCOPE_SUBGROUP_NV, q->MSize, q->NSize, q->KSize, shape, best);
         }
-        c->coop = best > 0;
-    }
     free(p);
+    return best;
+}
+
+static int coop_khr_shape(vk_ctx *c, int shape[3]) {
+    VkPhysicalDeviceCooperativeMatrixFeaturesKHR feat = {
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
+    VkPhysicalDeviceFeatures2 f = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &feat};
+    vkGetPhysicalDeviceFeatures2(c->phys, &f);
+    VkPhysicalDeviceCooperativeMatrixPropertiesKHR stages = {
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_KHR};
+    VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &stages};
+    vkGetPhysicalDeviceProperties2(c->phys, &p2);
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR get =
+        (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)vkGetInstanceProcAddr(
+            c->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+    uint32_t n = 0;
+    if (!feat.cooperativeMatrix || !(stages.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
+        !get || get(c->phys, &n, NULL) != VK_SUCCESS || !n)
+        return 0;
+    VkCooperativeMatrixPropertiesKHR *p = calloc(n, sizeof *p);
+    if (!p) return 0;
+    for (uint32_t i = 0; i < n; i++) p[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
+    int best = 0;
+    if (get(c->phys, &n, p) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++) {
+            const VkCooperativeMatrixPropertiesKHR *q = &p[i];
+            int types = q->AType == VK_COMPONENT_TYPE_FLOAT16_KHR && q->BType == VK_COMPONENT_TYPE_FLOAT16_KHR &&
+                        q->CType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
+                        q->ResultType == VK_COMPONENT_TYPE_FLOAT32_KHR && !q->saturatingAccumulation;
+            best = coop_score(types, q->scope == VK_SCOPE_SUBGROUP_KHR, q->MSize, q->NSize, q->KSize, shape, best);
+        }
+    free(p);
+    return best;
+}
+
+/* Sets c->coop_offered (the usable extensions) and c->coop (the one taken,
+ * with its shape). Returns nonzero for a GPT_VULKAN_COOP that names neither. */
+static int probe_coop(gpt_backend *be, int memory_model) {
+    vk_ctx *c = vk_ctx_of(be);
+    c->coop = VK_COOP_NONE, c->coop_offered = 0;
+    const char *off = getenv("GPT_VULKAN_NO_COOP"), *only = getenv("GPT_VULKAN_COOP");
+    if (only && *only && strcmp(only, "khr") && strcmp(only, "nv")) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "GPT_VULKAN_COOP=%.40s: expected khr or nv", only);
+        return 1;
+    }
+    if (!c->f16 || !memory_model || c->subgroup_size != 32) return 0;
+    const vk_spirv *sp = &vk_spirv_table[SH_MATMUL_COOP];
+    int nv[3], khr[3];
+    if (sp->f16 && dev_has_ext(c->phys, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) && coop_nv_shape(c, nv))
+        c->coop_offered |= 1 << VK_COOP_NV;
+    if (sp->khr && dev_has_ext(c->phys, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) && coop_khr_shape(c, khr))
+        c->coop_offered |= 1 << VK_COOP_KHR;
+    if (off && *off && strcmp(off, "0")) return 0;
+    int want_khr = !only || !*only || !strcmp(only, "khr"), want_nv = !only || !*only || !strcmp(only, "nv");
+    const int *shape = NULL;
+    if (want_khr && (c->coop_offered & 1 << VK_COOP_KHR)) c->coop = VK_COOP_KHR, shape = khr;
+    else if (want_nv && (c->coop_offered & 1 << VK_COOP_NV)) c->coop = VK_COOP_NV, shape = nv;
+    if (shape) c->coop_m = shape[0], c->coop_n = shape[1], c->coop_k = shape[2];
+    return 0;
 }
 
 /* ---------------------------------------------------------------- device */
@@ -324,8 +420,10 @@ int vk_open_device(gpt_backend *be, int want_f16, int want_fp32) {
     VkPhysicalDeviceVulkan11Features e11 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES};
     VkPhysicalDeviceVulkan12Features e12 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, &e11};
     VkPhysicalDeviceFeatures2 ef = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &e12};
-    VkPhysicalDeviceCooperativeMatrixFeaturesNV ecoop = {
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV ecoop_nv = {
         VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceCooperativeMatrixFeaturesKHR ecoop_khr = {
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR};
     ef.features.shaderInt64 = VK_TRUE;
     e12.bufferDeviceAddress = VK_TRUE;
     if (c->f16) {
@@ -338,11 +436,17 @@ int vk_open_device(gpt_backend *be, int want_f16, int want_fp32) {
     if (dev_has_ext(c->phys, "VK_KHR_portability_subset")) exts[n_ext++] = "VK_KHR_portability_subset";
     c->has_budget = dev_has_ext(c->phys, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     if (c->has_budget) exts[n_ext++] = VK_EXT_MEMORY_BUDGET_EXTENSION_NAME;
-    probe_coop(c, f12.vulkanMemoryModel);
-    if (c->coop) {
+    if (probe_coop(be, f12.vulkanMemoryModel)) return 1;
+    if (c->coop == VK_COOP_KHR) {
+        exts[n_ext++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+        ecoop_khr.cooperativeMatrix = VK_TRUE;
+        e11.pNext = &ecoop_khr;
+    } else if (c->coop == VK_COOP_NV) {
         exts[n_ext++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
-        ecoop.cooperativeMatrix = VK_TRUE;
-        e11.pNext = &ecoop;
+        ecoop_nv.cooperativeMatrix = VK_TRUE;
+        e11.pNext = &ecoop_nv;
+    }
+    if (c->coop) {
         e12.vulkanMemoryModel = VK_TRUE;
         e12.vulkanMemoryModelDeviceScope = f12.vulkanMemoryModelDeviceScope;
     }
@@ -358,10 +462,20 @@ int vk_open_device(gpt_backend *be, int want_f16, int want_fp32) {
     di.ppEnabledExtensionNames = exts;
     if (vk_check(be, vkCreateDevice(c->phys, &di, NULL, &c->dev), "vkCreateDevice")) return 1;
     vkGetDeviceQueue(c->dev, c->queue_family, 0, &c->queue);
-    char paths[64];
-    if (c->coop) snprintf(paths, sizeof paths, "cooperative-matrix %dx%dx%d products", c->coop_m, c->coop_n, c->coop_k);
+    /* "offered" lists the usable extensions, so that a test can require
+     * KHR wherever the device has it (GPT_TEST_REQUIRE_COOP=1). */
+    char paths[128], offered[16];
+    int o = c->coop_offered;
+    snprintf(offered, sizeof offered, "%s%s", o & 1 << VK_COOP_KHR ? " KHR" : "", o & 1 << VK_COOP_NV ? " NV" : "");
+    if (c->coop)
+        snprintf(paths, sizeof paths, "cooperative-matrix %dx%dx%d products (%s; offered:%s)", c->coop_m,
+                 c->coop_n, c->coop_k,
+                 c->coop == VK_COOP_KHR ? VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME
+                                        : VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME,
+                 offered);
+    else if (o) snprintf(paths, sizeof paths, "tiled products (cooperative matrices offered:%s)", offered);
     else snprintf(paths, sizeof paths, "tiled products");
-    snprintf(c->desc, sizeof c->desc, "%.200s (Vulkan %u.%u, %.60s %.100s; %s, %s, subgroup %u)",
+    snprintf(c->desc, sizeof c->desc, "%.120s (Vulkan %u.%u, %.60s %.100s; %s, %.120s, subgroup %u)",
              c->props.deviceName, VK_API_VERSION_MAJOR(c->props.apiVersion),
              VK_API_VERSION_MINOR(c->props.apiVersion), drv.driverName, drv.driverInfo,
              c->f16 ? "fp16 storage, fp32 math" : "fp32", paths, c->subgroup_size);
