@@ -44,7 +44,7 @@ MAGIC = 0x07230203
 OP_EXTENSION, OP_CAPABILITY = 10, 17
 OP_TYPE_INT, OP_TYPE_FLOAT = 21, 22
 OP_CONSTANT_TRUE, OP_CONSTANT_FALSE, OP_CONSTANT = 41, 42, 43
-CAP_NV, CAP_KHR = 5357, 6022
+CAP_NV, CAP_KHR, CAP_VULKAN_MEMORY_MODEL = 5357, 6022, 5345
 NV_TYPE, NV_LOAD, NV_STORE, NV_MULADD, NV_LENGTH = 5358, 5359, 5360, 5361, 5362
 KHR_TYPE, KHR_LOAD, KHR_STORE, KHR_MULADD, KHR_LENGTH = 4456, 4457, 4458, 4459, 4460
 USE_A, USE_B, USE_ACC = 0, 1, 2
@@ -121,6 +121,9 @@ def rewrite(words):
     insts = parse(words)
     if not any(i[0] & 0xFFFF == OP_CAPABILITY and i[1] == CAP_NV for i in insts):
         raise Refused("the module does not use SPV_NV_cooperative_matrix")
+    if not any(i[0] & 0xFFFF == OP_CAPABILITY and i[1] == CAP_VULKAN_MEMORY_MODEL for i in insts):
+        raise Refused("SPV_KHR_cooperative_matrix in a shader needs the Vulkan memory model "
+                      "(glslang uses it with GL_KHR_memory_scope_semantics)")
     uses = infer_uses(insts)
     bools = {i[2]: i[0] & 0xFFFF == OP_CONSTANT_TRUE for i in insts
              if i[0] & 0xFFFF in (OP_CONSTANT_TRUE, OP_CONSTANT_FALSE)}
@@ -186,7 +189,7 @@ def main(argv):
     try:
         data = open(argv[1], "rb").read()
         if len(data) % 4:
-            raise ValueError("size is not a multiple of 4 bytes")
+            raise ValueError("not a SPIR-V module (its size is not a multiple of 4 bytes)")
         words = list(struct.unpack("<%dI" % (len(data) // 4), data))
         out = rewrite(words)
     except (OSError, ValueError) as e:

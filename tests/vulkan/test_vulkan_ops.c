@@ -8,9 +8,14 @@
  *   vulkan-fp16        fp16 PARAM/ACT, fp32 math, the tiled products
  *                      (GPT_VULKAN_NO_COOP=1);
  *   vulkan-fp16-coop   the same with cooperative-matrix products where
- *                      the device has them (NVIDIA): skipped elsewhere,
- *                      unless GPT_TEST_REQUIRE_COOP=1 makes that a failure
- *                      (bench/gpu.sh sets it on the GPU machine).
+ *                      the device has them, on VK_KHR_cooperative_matrix
+ *                      wherever the device offers it (a failure otherwise):
+ *                      skipped on devices without, unless
+ *                      GPT_TEST_REQUIRE_COOP=1 makes that a failure
+ *                      (bench/gpu_vulkan.sh sets it on the GPU machine);
+ *   vulkan-fp16-coop-nv  the same on VK_NV_cooperative_matrix
+ *                      (GPT_VULKAN_COOP=nv), the fallback for drivers
+ *                      without KHR: skipped where NV is not offered.
  * The ops are compared as backend.h defines them, so the fp16 backend
  * runs with loss scale 1 (GPT_VULKAN_LOSS_SCALE=1); t_loss_scale checks the
  * scaled path: the gradient ops at scale 1024 and AdamW's overflow rule.
@@ -184,7 +189,8 @@ int main(void) {
     gpt_shape s = {4, 256, 2048, 16, 8192, 1001, 1024, 1, 1100, 1, 200000, 8, 0};
     static dev_cfg cfgs[] = {{"vulkan-fp32", "vulkan", GPT_PREC_FP32, 0, NULL},
                              {"vulkan-fp16", "vulkan", GPT_PREC_FP16, 1, NULL},
-                             {"vulkan-fp16-coop", "vulkan", GPT_PREC_FP16, 0, NULL}};
+                             {"vulkan-fp16-coop", "vulkan", GPT_PREC_FP16, 0, NULL},
+                             {"vulkan-fp16-coop-nv", "vulkan", GPT_PREC_FP16, 0, NULL}};
     if (ref->ops->reserve(ref, &s)) {
         printf("cpu reserve: %s\n", ref->err.msg);
         return 1;
@@ -200,6 +206,9 @@ int main(void) {
             if (!f || (f[l] && f[l] != ',')) continue;
         }
         setenv("GPT_VULKAN_NO_COOP", c->unfused ? "1" : "0", 1);
+        int nv_only = strstr(c->name, "-nv") != NULL;
+        if (nv_only) setenv("GPT_VULKAN_COOP", "nv", 1);
+        else unsetenv("GPT_VULKAN_COOP");
         rt.device = c->device;
         rt.precision = c->precision;
         test_begin("%s: create and reserve", c->name);
@@ -210,20 +219,32 @@ int main(void) {
             continue;
         }
         EXPECT(rc == 0, "create: %s", err.msg);
+        /* The description says which extension the products run on and
+         * which the device offers with a usable shape (vk_device.c). */
         const char *desc = rc ? "" : c->be->ops->device_desc(c->be);
-        int coop = strstr(desc, "cooperative-matrix") != NULL;
+        int khr = strstr(desc, "(VK_KHR_cooperative_matrix") != NULL;
+        int nv = strstr(desc, "(VK_NV_cooperative_matrix") != NULL, coop = khr || nv;
+        int khr_offered = strstr(desc, "offered: KHR") != NULL;
+        int nv_offered = strstr(desc, "offered: NV") || strstr(desc, "offered: KHR NV");
         if (!rc) {
             EXPECT(c->be->ops->reserve(c->be, &s) == 0, "reserve: %s", c->be->err.msg);
             printf("     device: %s\n", desc);
-            if (!c->unfused && c->precision == GPT_PREC_FP16)
-                EXPECT(coop || !require_coop, "GPT_TEST_REQUIRE_COOP=1 but no cooperative-matrix path");
+            if (!c->unfused && c->precision == GPT_PREC_FP16) {
+                printf("     %s: products on %s\n", c->name,
+                       khr ? "VK_KHR_cooperative_matrix" : nv ? "VK_NV_cooperative_matrix" : "the tiled kernel");
+                if (nv_only) EXPECT(nv || !nv_offered, "GPT_VULKAN_COOP=nv but NV, offered, did not run");
+                else {
+                    EXPECT(coop || !require_coop, "GPT_TEST_REQUIRE_COOP=1 but no cooperative-matrix path");
+                    EXPECT(khr || !khr_offered, "the device offers VK_KHR_cooperative_matrix but it did not run");
+                }
+            }
             if (c->unfused) EXPECT(!coop, "GPT_VULKAN_NO_COOP=1 but the cooperative-matrix path is on");
         }
         test_end();
         if (rc) continue;
         if (!c->unfused && c->precision == GPT_PREC_FP16 && !coop) {
-            printf("     %s: the device has no cooperative matrices: the tiled path was tested above\n",
-                   c->name);
+            printf("     %s: the device has no %scooperative matrices: the tiled path was tested above\n",
+                   c->name, nv_only ? "NV " : "");
             gpt_backend_destroy(c->be);
             continue;
         }
