@@ -19,8 +19,9 @@
 #  4. the three timings of issue 14 for CUDA and Vulkan: gpt2 B=8 T=1024
 #     training (CUDA bf16, Vulkan fp16), seed-small B=4 T=512 training,
 #     gpt2 greedy generation batch 1, prompt 64, 256 new tokens; plus the
-#     Vulkan gpt2 step on the NV cooperative matrices and on the tiled
-#     (non-tensor-core) products;
+#     Vulkan gpt2 step with the attention forward on cooperative matrices
+#     (GPT_VULKAN_COOP_ATTN=1, opt-in), on the NV cooperative matrices and
+#     on the tiled (non-tensor-core) products;
 #  5. one table: tok/s or ms of each, the ratio and the target.
 # Logs and the table: $OUT/vulkan_logs.tgz, $OUT/vulkan_summary.txt.
 set -u
@@ -59,15 +60,20 @@ $G info >"$L/info.txt" 2>&1
 note "$(grep -E '^  (cuda|vulkan) ' "$L/info.txt")"
 if ! grep -q "^  vulkan " "$L/info.txt"; then note "NO VULKAN DEVICE: see info.txt"; pack; exit 1; fi
 [ -s build-cuda/vk/matmul_coop.khr.spv ] || note "NO KHR MODULE: build-cuda/vk/matmul_coop.khr.spv missing (python3?)"
+note "with GPT_VULKAN_COOP_ATTN=1: $(GPT_VULKAN_COOP_ATTN=1 $G info 2>&1 | grep -E '^  vulkan ')"
 
 stamp "Vulkan tests"
 export GPT_REQUIRE_VULKAN=1
-# test_vulkan_model_nv: the model test with the products on VK_NV_cooperative_matrix
-for t in test_vulkan_ops test_vulkan_model test_vulkan_model_nv; do
+# test_vulkan_model_nv: the model test with the products on VK_NV_cooperative_matrix;
+# _attn: with the attention forward on cooperative matrices (opt-in: GPT_VULKAN_COOP_ATTN=1)
+for t in test_vulkan_ops test_vulkan_model test_vulkan_model_nv test_vulkan_model_attn; do
     coop=; [ "$t" = test_vulkan_model_nv ] && coop=nv
-    GPT_VULKAN_COOP=$coop GPT_TEST_REQUIRE_COOP=1 timeout 600 build-cuda/tests/vulkan/${t%_nv} >"$L/$t.log" 2>&1
+    attn=; [ "$t" = test_vulkan_model_attn ] && attn=1
+    prog=${t%_nv}; prog=${prog%_attn}
+    GPT_VULKAN_COOP=$coop GPT_VULKAN_COOP_ATTN=$attn GPT_TEST_REQUIRE_COOP=1 timeout 600 \
+        build-cuda/tests/vulkan/$prog >"$L/$t.log" 2>&1
     note "$t: $(tail -1 "$L/$t.log")"
-    grep -E 'products on|^FAIL|expected' "$L/$t.log" | head -20 | tee -a "$S"
+    grep -E ': products|^FAIL|expected' "$L/$t.log" | head -20 | tee -a "$S"
 done
 if [ -f /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json ]; then
     for cfg in vulkan-fp16-coop-nv vulkan-fp16-coop; do
@@ -94,6 +100,7 @@ run() { # label, then gpt bench arguments
 }
 run cuda_gpt2 train --preset gpt2 -B 8 -T 1024 --warmup 3 --steps 10 --device cuda
 run vk_gpt2 train --preset gpt2 -B 8 -T 1024 --warmup 3 --steps 10 --device vulkan
+GPT_VULKAN_COOP_ATTN=1 run vk_gpt2_attn train --preset gpt2 -B 8 -T 1024 --warmup 3 --steps 10 --device vulkan
 GPT_VULKAN_COOP=nv run vk_gpt2_nv train --preset gpt2 -B 8 -T 1024 --warmup 2 --steps 3 --device vulkan
 GPT_VULKAN_NO_COOP=1 run vk_gpt2_tiled train --preset gpt2 -B 8 -T 1024 --warmup 2 --steps 3 --device vulkan
 run cuda_small train --preset seed-small -B 4 -T 512 --warmup 3 --steps 20 --device cuda
@@ -122,6 +129,7 @@ def row(name, c, v, unit, target, higher):
 row("gpt2 B8 T1024 train (tok/s; CUDA bf16, Vk fp16)", g("cuda_gpt2", "tok_s"), g("vk_gpt2", "tok_s"), "t/s", ">= 0.5x", True)
 row("seed-small B4 T512 train (ms/step)", g("cuda_small", "step_ms"), g("vk_small", "step_ms"), "ms ", "<= 2x", False)
 row("gpt2 greedy batch 1, 64 + 256 (tok/s)", g("cuda_gen", "tok_s"), g("vk_gen", "tok_s"), "t/s", ">= 0.5x", True)
+row("gpt2 B8 T1024 train, Vk coop attention (tok/s)", g("cuda_gpt2", "tok_s"), g("vk_gpt2_attn", "tok_s"), "t/s", ">= 0.5x", True)
 row("gpt2 B8 T1024 Vulkan NV vs KHR coop (tok/s)", g("vk_gpt2", "tok_s"), g("vk_gpt2_nv", "tok_s"), "t/s", "(info)", True)
 row("gpt2 B8 T1024 Vulkan tiled vs coop (tok/s)", g("vk_gpt2", "tok_s"), g("vk_gpt2_tiled", "tok_s"), "t/s", "(info)", True)
 for k in ("vk_gpt2", "vk_small"):

@@ -369,6 +369,19 @@ static int probe_coop(gpt_backend *be, int memory_model) {
     return 0;
 }
 
+/* The cooperative-matrix attention forward (attn_fwd_coop.comp): opt-in
+ * with GPT_VULKAN_COOP_ATTN=1 until it has run on a GPU (lavapipe, where CI
+ * tests, has no cooperative matrices); it needs subgroup shuffles and 44 KiB
+ * of shared memory, and runs wherever the products run on cooperative
+ * matrices. */
+static void probe_coop_attn(vk_ctx *c, VkSubgroupFeatureFlags sg_ops) {
+    const char *on = getenv("GPT_VULKAN_COOP_ATTN");
+    const vk_spirv *sp = &vk_spirv_table[SH_ATTN_FWD_COOP];
+    c->coop_attn = c->coop && on && !strcmp(on, "1") && (sg_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
+                   c->props.limits.maxComputeSharedMemorySize >= 44 * 1024 &&
+                   (c->coop == VK_COOP_KHR ? sp->khr != NULL : sp->f16 != NULL);
+}
+
 /* ---------------------------------------------------------------- device */
 
 static uint32_t compute_family(VkPhysicalDevice p) {
@@ -437,6 +450,7 @@ int vk_open_device(gpt_backend *be, int want_f16, int want_fp32) {
     c->has_budget = dev_has_ext(c->phys, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     if (c->has_budget) exts[n_ext++] = VK_EXT_MEMORY_BUDGET_EXTENSION_NAME;
     if (probe_coop(be, f12.vulkanMemoryModel)) return 1;
+    probe_coop_attn(c, sg.supportedOperations);
     if (c->coop == VK_COOP_KHR) {
         exts[n_ext++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
         ecoop_khr.cooperativeMatrix = VK_TRUE;
@@ -468,8 +482,8 @@ int vk_open_device(gpt_backend *be, int want_f16, int want_fp32) {
     int o = c->coop_offered;
     snprintf(offered, sizeof offered, "%s%s", o & 1 << VK_COOP_KHR ? " KHR" : "", o & 1 << VK_COOP_NV ? " NV" : "");
     if (c->coop)
-        snprintf(paths, sizeof paths, "cooperative-matrix %dx%dx%d products (%s; offered:%s)", c->coop_m,
-                 c->coop_n, c->coop_k,
+        snprintf(paths, sizeof paths, "cooperative-matrix %dx%dx%d products%s (%s; offered:%s)", c->coop_m,
+                 c->coop_n, c->coop_k, c->coop_attn ? " and attention" : "",
                  c->coop == VK_COOP_KHR ? VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME
                                         : VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME,
                  offered);

@@ -64,6 +64,7 @@ enum {
     SH_NONFINITE,
     SH_ARGMAX,
     SH_MATMUL_COOP, /* fp16 only, and only where the device has cooperative matrices */
+    SH_ATTN_FWD_COOP, /* the same, and opt-in (GPT_VULKAN_COOP_ATTN=1) */
     SH_COUNT
 };
 
@@ -130,6 +131,7 @@ typedef struct {
     int coop;                   /* VK_COOP_*: the products' cooperative-matrix path (fp16) */
     int coop_offered;           /* 1 << VK_COOP_NV | 1 << VK_COOP_KHR: usable extensions */
     int coop_m, coop_n, coop_k; /* the shape in use */
+    int coop_attn;              /* attention forward on cooperative matrices (head sizes 16..64) */
     float timestamp_ns;         /* ns per timestamp tick */
     char desc[512];
 

@@ -260,6 +260,13 @@ void vk_attention_forward(gpt_backend *be, void *out, float *lse, const void *qk
     int HS = C / NH;
     struct { uint64_t out, lse, qkv; int B, T, C, NH; float scale; } pc = {
         U(out), U(lse), U(qkv), B, T, C, NH, 1.0f / sqrtf((float)HS)};
+    vk_ctx *c = vk_ctx_of(be);
+    if (c->coop_attn && HS % 16 == 0 && HS <= 64) { /* 64 queries a workgroup, on the tensor cores */
+        int spec[VK_MAX_SPEC] = {HS, c->coop_n, 0, 0};
+        vk_dispatch(be, SH_ATTN_FWD_COOP, spec, &pc, sizeof pc, blocks((size_t)T, 64), (uint32_t)NH,
+                    (uint32_t)B);
+        return;
+    }
     int spec[VK_MAX_SPEC] = {HS, attn_bc(HS), 0, 0};
     vk_dispatch(be, SH_ATTN_FWD, spec, &pc, sizeof pc, blocks((size_t)T, 64), (uint32_t)NH, (uint32_t)B);
 }

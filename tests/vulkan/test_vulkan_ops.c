@@ -15,7 +15,10 @@
  *                      (bench/gpu_vulkan.sh sets it on the GPU machine);
  *   vulkan-fp16-coop-nv  the same on VK_NV_cooperative_matrix
  *                      (GPT_VULKAN_COOP=nv), the fallback for drivers
- *                      without KHR: skipped where NV is not offered.
+ *                      without KHR: skipped where NV is not offered;
+ *   vulkan-fp16-coop-attn  vulkan-fp16-coop with the attention forward on
+ *                      cooperative matrices too (GPT_VULKAN_COOP_ATTN=1,
+ *                      opt-in until run on a GPU): head sizes 64 and 32.
  * The ops are compared as backend.h defines them, so the fp16 backend
  * runs with loss scale 1 (GPT_VULKAN_LOSS_SCALE=1); t_loss_scale checks the
  * scaled path: the gradient ops at scale 1024 and AdamW's overflow rule.
@@ -149,11 +152,17 @@ static void run_all(void) {
     t_attention(1, 20, 105, 5);  /* head size 21 */
     t_attention(2, 37, 128, 2);  /* head size 64 */
     t_attention(1, 70, 256, 2);  /* head size 128, two query blocks */
+    /* the cooperative-matrix forward's shapes (head sizes 16..64, 64 queries
+     * and 64 keys a round): three query blocks and key rounds, the last
+     * partial; head size 32 */
+    t_attention(1, 150, 128, 2); /* head size 64 */
+    t_attention(2, 70, 64, 2);   /* head size 32 */
     t_attention_kv(3, 1, 40, 100, 5);
     t_attention_kv(3, 5, 40, 100, 5);
     t_attention_kv(2, 1, 100, 128, 2);
     t_attention_kv_at(3, 37, 40, 100, 5, 1); /* prefill: causal attention over qkv */
     t_attention_kv_at(2, 12, 8, 100, 5, 1);  /* Tq > S: rows past S untouched */
+    t_attention_kv_at(2, 70, 80, 128, 2, 1); /* prefill, head size 64 (no lse) */
     t_crossentropy(37, 1000, 1024, 1);
     t_crossentropy(37, 1000, 1024, 0);
     t_crossentropy(5, 1001, 1001, 1);
@@ -190,7 +199,8 @@ int main(void) {
     static dev_cfg cfgs[] = {{"vulkan-fp32", "vulkan", GPT_PREC_FP32, 0, NULL},
                              {"vulkan-fp16", "vulkan", GPT_PREC_FP16, 1, NULL},
                              {"vulkan-fp16-coop", "vulkan", GPT_PREC_FP16, 0, NULL},
-                             {"vulkan-fp16-coop-nv", "vulkan", GPT_PREC_FP16, 0, NULL}};
+                             {"vulkan-fp16-coop-nv", "vulkan", GPT_PREC_FP16, 0, NULL},
+                             {"vulkan-fp16-coop-attn", "vulkan", GPT_PREC_FP16, 0, NULL}};
     if (ref->ops->reserve(ref, &s)) {
         printf("cpu reserve: %s\n", ref->err.msg);
         return 1;
@@ -209,6 +219,9 @@ int main(void) {
         int nv_only = strstr(c->name, "-nv") != NULL;
         if (nv_only) setenv("GPT_VULKAN_COOP", "nv", 1);
         else unsetenv("GPT_VULKAN_COOP");
+        int want_attn = strstr(c->name, "-attn") != NULL;
+        if (want_attn) setenv("GPT_VULKAN_COOP_ATTN", "1", 1);
+        else unsetenv("GPT_VULKAN_COOP_ATTN");
         rt.device = c->device;
         rt.precision = c->precision;
         test_begin("%s: create and reserve", c->name);
@@ -226,12 +239,15 @@ int main(void) {
         int nv = strstr(desc, "(VK_NV_cooperative_matrix") != NULL, coop = khr || nv;
         int khr_offered = strstr(desc, "offered: KHR") != NULL;
         int nv_offered = strstr(desc, "offered: NV") || strstr(desc, "offered: KHR NV");
+        int attn = strstr(desc, "products and attention (") != NULL;
         if (!rc) {
             EXPECT(c->be->ops->reserve(c->be, &s) == 0, "reserve: %s", c->be->err.msg);
             printf("     device: %s\n", desc);
             if (!c->unfused && c->precision == GPT_PREC_FP16) {
-                printf("     %s: products on %s\n", c->name,
+                printf("     %s: products%s on %s\n", c->name, attn ? " and attention" : "",
                        khr ? "VK_KHR_cooperative_matrix" : nv ? "VK_NV_cooperative_matrix" : "the tiled kernel");
+                EXPECT(attn == (want_attn && coop), "cooperative-matrix attention %s",
+                       attn ? "on without GPT_VULKAN_COOP_ATTN=1" : "off though asked for and the products run on cooperative matrices");
                 if (nv_only) EXPECT(nv || !nv_offered, "GPT_VULKAN_COOP=nv but NV, offered, did not run");
                 else {
                     EXPECT(coop || !require_coop, "GPT_TEST_REQUIRE_COOP=1 but no cooperative-matrix path");
