@@ -445,8 +445,8 @@ fuzz:
 # sanitizer runtime in the program too.
 PC_LIBDIR := $(if $(filter $(PREFIX)/lib,$(LIBDIR)),$${exec_prefix}/lib,$(LIBDIR))
 PC_INCDIR := $(if $(filter $(PREFIX)/include,$(INCLUDEDIR)),$${prefix}/include,$(INCLUDEDIR))
-PC_SAN    := $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined,)
 comma     := ,
+PC_SAN    := $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined,)
 define pc_file
 prefix=$(PREFIX)
 exec_prefix=$${prefix}

@@ -95,7 +95,7 @@ static int feed(chat *c, const int *t, int n, gpt_error *err) {
 
 /* Writes bytes to stdout now (the reply streams). */
 static void put(const void *p, size_t n) {
-    fwrite(p, 1, n, stdout);
+    if (n) fwrite(p, 1, n, stdout); /* a token may decode to no bytes (p NULL) */
     fflush(stdout);
 }
 
@@ -142,7 +142,7 @@ static int reply(chat *c, gpt_error *err) {
             }
             text = nt, tcap = cap;
         }
-        memcpy(text + tn, b, bl);
+        if (bl) memcpy(text + tn, b, bl); /* b may be NULL for no bytes */
         tn += bl;
         if (stopped(c->o, text, tn)) break;
     }
