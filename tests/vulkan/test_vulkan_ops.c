@@ -18,7 +18,7 @@
  *                      without KHR: skipped where NV is not offered;
  *   vulkan-fp16-coop-attn  vulkan-fp16-coop with the attention forward on
  *                      cooperative matrices too (GPT_VULKAN_COOP_ATTN=1,
- *                      opt-in until run on a GPU): head sizes 64 and 32.
+ *                      opt-in until run on a GPU): head sizes 16 to 64.
  * The ops are compared as backend.h defines them, so the fp16 backend
  * runs with loss scale 1 (GPT_VULKAN_LOSS_SCALE=1); t_loss_scale checks the
  * scaled path: the gradient ops at scale 1024 and AdamW's overflow rule.
@@ -157,6 +157,8 @@ static void run_all(void) {
      * partial; head size 32 */
     t_attention(1, 150, 128, 2); /* head size 64 */
     t_attention(2, 70, 64, 2);   /* head size 32 */
+    t_attention(1, 70, 96, 2);   /* head size 48 */
+    t_attention(1, 65, 64, 4);   /* head size 16, a second query block of one */
     t_attention_kv(3, 1, 40, 100, 5);
     t_attention_kv(3, 5, 40, 100, 5);
     t_attention_kv(2, 1, 100, 128, 2);
