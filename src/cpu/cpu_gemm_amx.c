@@ -44,6 +44,8 @@ typedef struct {
     uint8_t rows[16];
 } amx_tilecfg;
 
+_Static_assert(sizeof(amx_tilecfg) == 64, "LDTILECFG reads 64 bytes");
+
 static const amx_tilecfg amx_cfg __attribute__((aligned(64))) = {
     .palette = 1,
     .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
