@@ -426,7 +426,11 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	$(CC) $(CFLAGS) $(TEST_INC) $< $(LIB) -o $@ $(LDLIBS)
 
 RUN_ARGS ?=
-run: $(GPT)
+# make run builds with one job a core unless -j was given: the build is
+# part of the default run's time (README).
+RUN_JOBS := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+run:
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(RUN_JOBS)) $(GPT)
 	$(GPT) train --data data/tinyshakespeare.txt --out runs/tiny $(RUN_ARGS)
 
 test: all

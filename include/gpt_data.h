@@ -31,9 +31,12 @@ size_t gpt_data_val_tokens(const gpt_data *d);
 /* Largest token id + 1 seen in the data (for checking against V). */
 int gpt_data_max_id(const gpt_data *d);
 /* Validation tokens per byte of validation text (1 for bytes; 0 if the
- * data came as shards without text). Converts nats per token to nats per
- * character: loss_per_char = loss_per_token * tokens_per_byte. */
+ * data came as shards without text). */
 double gpt_data_val_tokens_per_byte(const gpt_data *d);
+/* Validation tokens per character (UTF-8 code point) of validation text,
+ * the same as per byte for ASCII; 0 for shards. Converts nats per token to
+ * nats per character: loss_per_char = loss_per_token * tokens_per_char. */
+double gpt_data_val_tokens_per_char(const gpt_data *d);
 
 /* B rows of T+1 consecutive training tokens at offsets drawn from rng
  * (xoshiro256** state, 4 words, advanced). out: (B, T+1). */

@@ -22,8 +22,17 @@ struct gpt_data {
     int *val_ids;  /* owned validation tokens when val came from its own text */
     gpt_shard *shards[2];
     int max_id;
-    double val_tokens_per_byte;
+    double val_tokens_per_byte, val_tokens_per_char;
 };
+
+/* UTF-8 characters in n bytes: every byte but continuation bytes
+ * (10xxxxxx) starts one, so a character split across tokens is counted
+ * once, in the token holding its first byte. */
+static size_t utf8_chars(const char *s, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
 
 static int read_split(const split *s, size_t off, size_t n, int *out, gpt_error *err) {
     if (off > s->n || n > s->n - off)
@@ -49,9 +58,10 @@ static int is_shard(const char *path) {
     return got == 8 && !memcmp(magic, "GPTSHARD", 8); /* gpt_shard files */
 }
 
-/* Tokenises a text file. *bytes is the text's length. */
+/* Tokenises a text file. *bytes is the text's length, *chars its UTF-8
+ * characters. */
 static int encode_file(const char *path, const gpt_tokenizer *tok, int **ids, size_t *n,
-                       size_t *bytes, gpt_error *err) {
+                       size_t *bytes, size_t *chars, gpt_error *err) {
     if (!tok)
         return gpt_fail(err, GPT_ERR_INVALID, "'%s' is text: a tokenizer is needed to read it",
                         path);
@@ -60,6 +70,7 @@ static int encode_file(const char *path, const gpt_tokenizer *tok, int **ids, si
     int rc = gpt_read_file(path, 0, &text, &len, err);
     if (rc) return rc;
     rc = gpt_tokenizer_encode(tok, text, len, 0, ids, n, err);
+    *chars = utf8_chars(text, len);
     free(text);
     *bytes = len;
     return rc;
@@ -88,26 +99,27 @@ int gpt_data_open(gpt_data **out, const char *path, const char *val_path,
     gpt_data *d = calloc(1, sizeof *d);
     if (!d) return gpt_fail(err, GPT_ERR_NOMEM, "out of memory");
     int rc = GPT_OK;
-    size_t bytes = 0, n = 0;
+    size_t bytes = 0, chars = 0, n = 0;
     if (is_shard(path)) {
         if ((rc = gpt_shard_open(&d->shards[0], path, err))) goto fail;
         n = gpt_shard_count(d->shards[0]);
         d->train.shard = d->shards[0];
     } else {
-        if ((rc = encode_file(path, tok, &d->text_ids, &n, &bytes, err))) goto fail;
+        if ((rc = encode_file(path, tok, &d->text_ids, &n, &bytes, &chars, err))) goto fail;
         d->train.ids = d->text_ids;
     }
     d->train.n = n;
     if (val_path) {
-        size_t vbytes = 0, vn = 0;
+        size_t vbytes = 0, vchars = 0, vn = 0;
         if (is_shard(val_path)) {
             if ((rc = gpt_shard_open(&d->shards[1], val_path, err))) goto fail;
             d->val.shard = d->shards[1];
             vn = gpt_shard_count(d->shards[1]);
         } else {
-            if ((rc = encode_file(val_path, tok, &d->val_ids, &vn, &vbytes, err))) goto fail;
+            if ((rc = encode_file(val_path, tok, &d->val_ids, &vn, &vbytes, &vchars, err))) goto fail;
             d->val.ids = d->val_ids;
             d->val_tokens_per_byte = vbytes ? (double)vn / (double)vbytes : 0;
+            d->val_tokens_per_char = vchars ? (double)vn / (double)vchars : 0;
         }
         d->val.n = vn;
     } else {
@@ -118,16 +130,19 @@ int gpt_data_open(gpt_data **out, const char *path, const char *val_path,
         d->val.n = nv;
         d->train.n = n - nv;
         if (d->text_ids && tok) {
-            size_t vbytes = 0;
+            size_t vbytes = 0, vchars = 0;
             for (size_t i = 0; i < nv; i++) {
                 size_t l = 0;
-                gpt_tokenizer_token(tok, d->text_ids[n - nv + i], &l);
+                const char *b = gpt_tokenizer_token(tok, d->text_ids[n - nv + i], &l);
                 vbytes += l;
+                if (b) vchars += utf8_chars(b, l);
             }
             d->val_tokens_per_byte = vbytes ? (double)nv / (double)vbytes : 0;
+            d->val_tokens_per_char = vchars ? (double)nv / (double)vchars : 0;
         }
     }
     (void)bytes;
+    (void)chars;
     if (d->train.n < 2 || d->val.n < 2) {
         rc = gpt_fail(err, GPT_ERR_INVALID,
                       "'%s' gives %zu training and %zu validation tokens: at least 2 of each are "
@@ -157,6 +172,7 @@ size_t gpt_data_train_tokens(const gpt_data *d) { return d->train.n; }
 size_t gpt_data_val_tokens(const gpt_data *d) { return d->val.n; }
 int gpt_data_max_id(const gpt_data *d) { return d->max_id; }
 double gpt_data_val_tokens_per_byte(const gpt_data *d) { return d->val_tokens_per_byte; }
+double gpt_data_val_tokens_per_char(const gpt_data *d) { return d->val_tokens_per_char; }
 
 int gpt_data_train_batch_part(const gpt_data *d, uint64_t rng[4], int B, int first, int n, int T,
                               int *out, gpt_error *err) {

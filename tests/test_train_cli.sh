@@ -82,4 +82,22 @@ check "no message: $(tail -2 "$tmp/e9")" grep -q "interrupted" "$tmp/e9"
 run_gpt "$tmp/o10" "$tmp/e10" info --model "$tmp/sig/model.ckpt"; rc=$?
 check "saved checkpoint does not load: $(cat "$tmp/e10")" [ "$rc" = 0 ]
 case_end
+
+case_begin "nats per character count UTF-8 characters, not bytes, and close the output"
+# A validation text with two-byte characters (é, ä) and the bytes
+# tokenizer (one token a byte): nats/char must exceed nats/token by the
+# bytes a character (a per-byte figure would equal it). The final line
+# comes last, after the sample.
+python3 -c "import sys; sys.stdout.buffer.write('\u00e9t\u00e4 '.encode() * 200 + b'\\n')" > "$tmp/utf8.txt"
+run_gpt "$tmp/o11" "$tmp/e11" train --data $D --val "$tmp/utf8.txt" $SMALL --steps 2 --eval-every 2 --sample 20 --out "$tmp/u"; rc=$?
+check "exit $rc: $(tail -2 "$tmp/e11")" [ "$rc" = 0 ]
+check "the final line is not the output's last: $(tail -2 "$tmp/o11")" sh -c "tail -1 '$tmp/o11' | grep -q '^final validation loss: .* nats/char'"
+# 200 x "ét ä " (4 characters in 6 bytes) + a newline: 801 characters in
+# 1201 bytes (tokens). Both figures are printed to 4 decimals: 2e-4 covers
+# their rounding. A byte model's sample need not be UTF-8: read with errors replaced.
+check "not per character: $(tail -1 "$tmp/o11")" python3 -c "
+import re,sys; m=re.search(r'([0-9.]+) nats/token, ([0-9.]+) nats/char \\(1201 held-out tokens, 801 characters\\)', open('$tmp/o11', errors='replace').read())
+assert m and abs(float(m.group(2)) - float(m.group(1)) * 1201 / 801) < 2e-4, m"
+case_end
+
 summary

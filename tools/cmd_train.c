@@ -312,10 +312,12 @@ int gpt_cmd_train(int argc, char **argv) {
                                     gpt_data_max_id(data) - 1, a.cfg.vocab_size);
         goto done;
     }
-    double tpb = gpt_data_val_tokens_per_byte(data);
+    /* Nats per character compare across tokenizers: loss per token times
+     * the validation split's tokens per character. */
+    double tpc = gpt_data_val_tokens_per_char(data);
     ADD("gpt train: %zu training tokens, %zu validation tokens%s\n",
             gpt_data_train_tokens(data), gpt_data_val_tokens(data),
-            tpb > 0 ? "" : " (shards: no per-character loss)");
+            tpc > 0 ? "" : " (shards: no per-character loss)");
 
     /* ------------------------------------------------- memory and model */
     {
@@ -478,12 +480,12 @@ int gpt_cmd_train(int argc, char **argv) {
             char jv[32];
             if (metrics) {
                 fprintf(metrics, "{\"step\":%d,\"val_loss\":%s", info.step, json_num(jv, "%.6f", vl));
-                if (tpb > 0) fprintf(metrics, ",\"val_nats_per_char\":%s", json_num(jv, "%.6f", vl * tpb));
+                if (tpc > 0) fprintf(metrics, ",\"val_nats_per_char\":%s", json_num(jv, "%.6f", vl * tpc));
                 fprintf(metrics, "}\n");
             }
             SAY("%sstep %d: val loss %.4f%s", isatty_err ? "\r\033[K" : "", info.step, vl,
-                tpb > 0 ? "" : "\n");
-            if (tpb > 0) SAY(" (%.4f nats/char)\n", vl * tpb);
+                tpc > 0 ? "" : "\n");
+            if (tpc > 0) SAY(" (%.4f nats/char)\n", vl * tpc);
         }
         if (metrics) fflush(metrics);
         if (info.step % save_every == 0 || last || stop) {
@@ -533,13 +535,17 @@ int gpt_cmd_train(int argc, char **argv) {
     double el = gpt_now() - t_start;
     fprintf(stderr, "gpt train: done in %.1fs (%.0f tokens/s); checkpoint %s, metrics %s, curve %s\n", el,
             el > 0 ? tokens_done / el : 0, ckpt, metrics_path, svg_path);
-    if (!isnan(last_val)) {
-        printf("final validation loss: %.4f nats/token", last_val);
-        if (tpb > 0) printf(", %.4f nats/char", last_val * tpb);
-        printf("\n");
-    }
     if (a.sample > 0 && !interrupted && (rc = train_print_sample(m, tok, a.prompt, a.sample, (uint64_t)a.seed, &err)))
         goto lib_fail;
+    /* The run's result, last, where it is seen: the loss over the whole
+     * validation split (unless --eval-batches limited it). */
+    if (!isnan(last_val)) {
+        printf("final validation loss: %.4f nats/token", last_val);
+        if (tpc > 0)
+            printf(", %.4f nats/char (%zu held-out tokens, %.0f characters)", last_val * tpc,
+                   gpt_data_val_tokens(data), (double)gpt_data_val_tokens(data) / tpc);
+        printf(" after %d steps\n", gpt_model_step(m));
+    }
     goto done;
 lib_fail:
     exit_code = cli_lib_error(CMD, &err);
