@@ -27,7 +27,7 @@ static const preset presets[] = {
     {"seed-large", {50257, 0, 512, 6, 8, 512, 2048, 0}},
     /* The default run's model: small enough to train on two CPU cores in
      * minutes. Its vocabulary follows the tokenizer it is trained with. */
-    {"tiny", {50257, 0, 256, 4, 4, 128, 512, 0}},
+    {"tiny", {50257, 0, 256, 2, 4, 128, 512, 0}},
 };
 #define NPRESETS (sizeof presets / sizeof presets[0])
 

@@ -31,8 +31,8 @@ const cli_opt train_opts[] = {
     {CLI_INT, 0, "vocab", O(cfg.vocab_size), "N", "vocabulary (default: the tokenizer's)", .lo = 1,
      .hi = 1 << 30},
     {CLI_STR, 0, "init", O(init), "CKPT", .help = "start from a checkpoint's weights (fine-tuning)"},
-    {CLI_SECTION, .help = "training (the tiny preset's own defaults: -T 128, --steps 600, --lr 2e-3, "
-                          "--min-lr 2e-4, --warmup 30, --eval-every 100, --eval-batches 0)"},
+    {CLI_SECTION, .help = "training (the tiny preset's own defaults: -B 16, -T 64, --steps 1000, "
+                          "--lr 2e-3, --min-lr 2e-4, --warmup 30, --eval-every 200, --eval-batches 0)"},
     {CLI_INT, 'B', "batch", O(opts.batch_size), "N", "sequences per micro-batch", .def = "8",
      .lo = 1, .hi = 1 << 20},
     {CLI_INT, 'T', "seq", O(opts.seq_len), "N", "tokens per sequence (default: min(256, max-seq))",
