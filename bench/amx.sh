@@ -17,7 +17,8 @@ make -s -j"$(nproc)" build/gpt build/tests/test_ops_grad build/tests/test_model_
     build/tests/test_cpu_threads build/bench/gemm_libs || { echo "amx.sh: BUILD FAILED"; exit 1; }
 G=build/gpt
 cpuinfo_amx=$(grep -m1 -ow 'amx_bf16' /proc/cpuinfo 2>/dev/null || true)
-[ -n "$cpuinfo_amx" ] && export GPT_TEST_REQUIRE_AMX=${GPT_TEST_REQUIRE_AMX:-1}
+# AMX is opt-in (GPT_CPU_AMX=1): this script is where it is tried
+[ -n "$cpuinfo_amx" ] && export GPT_TEST_REQUIRE_AMX=${GPT_TEST_REQUIRE_AMX:-1} GPT_CPU_AMX=${GPT_CPU_AMX:-1}
 echo "== $(date -u +%FT%TZ) commit $(cat .commit 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)"
 echo "== CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed "s/^ *//"), $(nproc) CPUs;" \
      "flags: $(grep -m1 -ow -E 'amx_(bf16|tile|int8)|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
@@ -51,7 +52,7 @@ echo "== training step: seed-small B=4 T=64 (median of 6 steps after 2 warm-up)"
 train() { # label env...
     local lab=$1; shift
     env "$@" timeout 300 $G bench train --preset seed-small -B 4 -T 64 --steps 6 --warmup 2 \
-        --precision "${P:-bf16}" 2>&1 | grep '^gpt bench' | sed "s/^gpt bench: /$lab: /"
+        --precision "${P:-bf16}" --device cpu 2>&1 | grep '^gpt bench' | sed "s/^gpt bench: /$lab: /"
 }
 P=bf16 train "bf16, dispatch's kernel"
 [ -n "$cpuinfo_amx" ] && P=bf16 train "bf16, GPT_CPU_AMX=0" GPT_CPU_AMX=0

@@ -594,7 +594,11 @@ static void test_gemm_kernels(int M, int N, int K) {
                 check_fwd("C", Cm, ref, (size_t)M * N);
                 if (bf) {
                     double e = scaled_err(Cm, exact, (size_t)M * N);
-                    EXPECT(e <= 4e-3, "bf16 against unrounded inputs: scaled error %.3g", e);
+                    /* bf16 keeps 8 significant bits: rounding an input to
+                     * nearest moves it by up to u = 2^-8 relative, so one
+                     * product (K = 1) may be off by 2u + u^2 = 7.8e-3 of its
+                     * size; longer sums average the roundings out */
+                    EXPECT(e <= 8e-3, "bf16 against unrounded inputs: scaled error %.3g", e);
                 }
                 if (ks[ki] == &cpu_gemm_kernel_amx) {
                     /* For the record (both are bounded above): how far the

@@ -415,7 +415,9 @@ const char *gpt_cpu_kernels(void) {
              model, f->family, f->model, cpu_gemm_kernel()->name, bf->name,
              cpu_has_bf16_kernel() ? " (training default)" : " (emulated: --precision bf16 only)",
              cpu_q8_best()->name,
-             f->amx_denied ? ", AMX present but Linux refused the tile state (arch_prctl)" : "",
+             f->amx_denied ? ", AMX present but Linux refused the tile state (arch_prctl)"
+             : f->amx_off  ? ", AMX present (off: GPT_CPU_AMX=1 turns it on)"
+                           : "",
              cpu_available_cores(),
 #ifdef GPT_HAVE_CBLAS
              ", fp32 products through CBLAS"

@@ -418,16 +418,32 @@ static void t_attention(int B, int T, int C, int NH) {
     BOTH(be->ops->attention_backward(be, X(dqkv), X(ddout), X(dqkv_in), X(out), X(lse), B, T, C, NH));
     expect_ok();
     float *a = get(K->be, dqkv[0], n3, GPT_CLS_ACT), *b = get(ref, dqkv[1], n3, GPT_CLS_ACT);
-    /* q, k and v gradients separately: each has its own scale and path */
+    /* q, k and v gradients separately: each has its own scale and path.
+     * With T == 1 the softmax has one key, so dq and dk are exactly 0 in
+     * exact arithmetic and both sides hold rounding noise (dp - D over two
+     * summation orders): there they are compared against dv's size. */
     const char *part[3] = {"dq", "dk", "dv"};
+    double dv_norm = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        for (int c = 0; c < C; c++) dv_norm += (double)b[r * 3 * C + 2 * C + c] * b[r * 3 * C + 2 * C + c];
+    dv_norm = sqrt(dv_norm);
     for (int p = 0; p < 3; p++) {
         float *pa = malloc(n * sizeof(float)), *pb = malloc(n * sizeof(float));
         for (size_t r = 0; r < (size_t)B * T; r++) {
             memcpy(pa + r * C, a + r * 3 * C + (size_t)p * C, (size_t)C * sizeof(float));
             memcpy(pb + r * C, b + r * 3 * C + (size_t)p * C, (size_t)C * sizeof(float));
         }
-        double e = test_rel_l2(pa, pb, n);
-        EXPECT(e <= tol(), "%s: rel L2 %.3g > %.3g", part[p], e, tol());
+        if (T == 1 && p < 2) {
+            double na = 0, nb = 0;
+            for (size_t i = 0; i < n; i++) na += (double)pa[i] * pa[i], nb += (double)pb[i] * pb[i];
+            na = sqrt(na), nb = sqrt(nb);
+            EXPECT(na <= tol() * dv_norm && nb <= tol() * dv_norm,
+                   "%s (exactly 0 at T=1): |dev| %.3g, |ref| %.3g > %.3g |dv|", part[p], na, nb,
+                   tol());
+        } else {
+            double e = test_rel_l2(pa, pb, n);
+            EXPECT(e <= tol(), "%s: rel L2 %.3g > %.3g", part[p], e, tol());
+        }
         free(pa), free(pb);
     }
     free(a), free(b);
