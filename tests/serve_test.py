@@ -50,12 +50,13 @@ def case(name, ok, detail=""):
 class Server:
     """gpt serve on a port the kernel picks (--port 0), read from its log."""
 
-    def __init__(self, *extra, log="serve.log"):
+    def __init__(self, *extra, log="serve.log", binary=GPT, env=None):
         self.log = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gpt_serve_{os.getpid()}_{log}")
         self.errf = open(self.log, "w+")
-        args = [GPT, "serve", "-m", MODEL, "--tokenizer", "bytes", "--served-model-name", NAME,
+        args = [binary, "serve", "-m", MODEL, "--tokenizer", "bytes", "--served-model-name", NAME,
                 "--port", "0", *extra]
-        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.errf)
+        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.errf,
+                                  env={**os.environ, **(env or {})})
         self.port = None
         t0 = time.time()
         while time.time() - t0 < 600 and self.p.poll() is None:
@@ -95,6 +96,18 @@ class Server:
     def text_log(self):
         with open(self.log) as f:
             return f.read()
+
+    def died_detail(self, rc=None):
+        """The exit status (a signal's name for a crash) and the end of the
+        server's standard error: what a CI log needs to say why."""
+        rc = self.p.poll() if rc is None else rc
+        if rc is None:
+            how = "still running"
+        elif rc < 0:
+            how = f"killed by {signal.Signals(-rc).name}"
+        else:
+            how = f"exit {rc}"
+        return f"gpt serve: {how}; its stderr ends:\n{self.text_log()[-3000:]}"
 
 
 def request(port, method, path, body=None, headers=None, timeout=3600):
@@ -340,27 +353,68 @@ def check_slow_clients(port):
 
 
 def check_queue_full():
-    """One slot and a queue of one: of 6 simultaneous long requests, one
-    runs, one waits, the others get 503 with Retry-After."""
-    srv = Server("--slots", "1", "--max-queue", "1", "-t", "1", "--batch-invariant", log="queue.log")
-    results = [None] * 6
+    """One slot and a queue of one, with the engine held (the test build's
+    GPT_TEST_SERVE_HOLD: requests are admitted, nothing is decoded until
+    SIGUSR1), so what each request gets does not depend on timing: the first
+    takes the slot, the second waits, the next four get 503 with
+    Retry-After; once released, the two complete with the greedy text."""
+    test_bin = os.environ.get("GPT_TEST_BIN")
+    if not test_bin or not os.path.exists(test_bin):
+        case("a test build of gpt (GPT_TEST_BIN) for the full-queue check", False, test_bin)
+        return
+    srv = Server("--slots", "1", "--max-queue", "1", "-t", "1", log="queue.log", binary=test_bin,
+                 env={"GPT_TEST_SERVE_HOLD": "1"})
+    body = {"prompt": "ROMEO:", "max_tokens": 40, "temperature": 0}
+    results = {}
 
     def go(i):
-        results[i] = request(srv.port, "POST", "/v1/completions",
-                             {"prompt": "ROMEO:", "max_tokens": 110, "temperature": 0})
+        try:
+            results[i] = request(srv.port, "POST", "/v1/completions", body)
+        except Exception as x:  # noqa: BLE001
+            results[i] = (f"{type(x).__name__}: {x}", {}, b"")
 
-    ts = [threading.Thread(target=go, args=(i,)) for i in range(6)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    codes = sorted(r[0] for r in results)
-    busy = [r for r in results if r[0] == 503]
-    ok503 = all(r[1].get("retry-after") and json.loads(r[2])["error"]["message"] for r in busy)
-    case("a full queue answers 503 with Retry-After and an OpenAI-style error; the rest complete",
-         codes.count(200) >= 2 and len(busy) >= 1 and codes.count(200) + len(busy) == 6 and ok503, codes)
-    rc = srv.stop()
-    case("that server exits 0 on SIGTERM", rc == 0, srv.text_log()[-300:])
+    def health():
+        return json.loads(request(srv.port, "GET", "/health")[2])
+
+    def wait_for(running, waiting):
+        # a state to reach, not a time: the engine is held, so it stays
+        while srv.p.poll() is None:
+            h = health()
+            if (h["running"], h["waiting"]) == (running, waiting):
+                return True
+            time.sleep(0.02)
+        return False
+
+    want = generate_text("ROMEO:", 40)
+    try:
+        ts = [threading.Thread(target=go, args=(0,))]
+        ts[0].start()
+        first = wait_for(1, 0)
+        ts.append(threading.Thread(target=go, args=(1,)))
+        ts[1].start()
+        second = wait_for(1, 1)
+        more = [threading.Thread(target=go, args=(i,)) for i in range(2, 6)]
+        for t in more:
+            t.start()
+        for t in more:
+            t.join()
+        ts += more
+        case("held engine: the first request runs, the second waits", first and second, health())
+        busy = [results[i] for i in range(2, 6)]
+        ok503 = all(r[0] == 503 and r[1].get("retry-after") == "1" and json.loads(r[2])["error"]["message"]
+                    and json.loads(r[2])["error"]["code"] == "overloaded" for r in busy)
+        case("a full queue answers 503 with Retry-After and an OpenAI-style error",
+             ok503, [(r[0], r[1].get("retry-after"), r[2][:200]) for r in busy])
+        srv.p.send_signal(signal.SIGUSR1)  # release the engine
+        for t in ts[:2]:
+            t.join()
+        done = [results[0], results[1]]
+        texts = [json.loads(r[2])["choices"][0]["text"] if r[0] == 200 else r for r in done]
+        case("released, the running and the waiting request complete with the greedy text",
+             texts == [want, want], texts)
+    finally:
+        rc = srv.stop()
+    case("that server exits 0 on SIGTERM", rc == 0, srv.died_detail(rc))
 
 
 def check_load(srv):
@@ -473,16 +527,18 @@ def main():
     srv = Server("--slots", "8", "--timeout", "2", "-t", "2", "--decode-chunk", "3")
     try:
         for check in (check_basics, check_completions, check_seeds, check_logprobs, check_errors,
-                      check_slow_clients):
+                      check_slow_clients, check_load):
             try:
-                check(srv.port)
+                check(srv if check is check_load else srv.port)
             except Exception as x:  # noqa: BLE001
                 case(f"{check.__name__} ran to the end", False, f"{type(x).__name__}: {x}")
-        try:
-            check_load(srv)
-        except Exception as x:  # noqa: BLE001
-            case("check_load ran to the end", False, f"{type(x).__name__}: {x}")
-        check_drain(srv)
+            if srv.p.poll() is not None:
+                # every later check would fail for this one reason: say it, whole
+                case(f"the server is still running after {check.__name__}", False)
+                print("     " + srv.died_detail().replace("\n", "\n     "), flush=True)
+                break
+        else:
+            check_drain(srv)
     finally:
         if srv.p.poll() is None:
             srv.stop(signal.SIGKILL)

@@ -94,7 +94,8 @@ const cli_cmd gpt_serve_cmd = {
              "                         max_tokens, temperature, top_p, top_k, seed, stop, n,\n"
              "                         logprobs, echo, stream (server-sent events), ignore_eos\n"
              "  GET  /v1/models        the served model\n"
-             "  GET  /health           200 while serving, 503 while draining\n"
+             "  GET  /health           200 while serving, 503 while draining; sequences\n"
+             "                         running and requests waiting for a slot\n"
              "  POST /tokenize         {\"prompt\": text} -> {\"tokens\": [...], \"count\": n}\n"
              "  POST /detokenize       {\"tokens\": [...]} -> {\"prompt\": text}\n",
     .opts = serve_opts,
@@ -395,8 +396,13 @@ static enum MHD_Result route(server *s, struct MHD_Connection *c, const char *ur
         pthread_mutex_lock(&s->lock);
         int draining = s->draining;
         pthread_mutex_unlock(&s->lock);
-        const char *b = draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}";
-        return send_buf(c, draining ? 503 : 200, "application/json", b, strlen(b), 0);
+        pthread_mutex_lock(&s->e.lock);
+        int running = s->e.n_running, waiting = s->e.queued;
+        pthread_mutex_unlock(&s->e.lock);
+        char b[128];
+        int len = snprintf(b, sizeof b, "{\"status\":\"%s\",\"running\":%d,\"waiting\":%d}",
+                           draining ? "draining" : "ok", running, waiting);
+        return send_buf(c, draining ? 503 : 200, "application/json", b, (size_t)len, 0);
     }
     int known = !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/models") ||
                 !strncmp(url, "/v1/models/", 11) || !strcmp(url, "/tokenize") ||
@@ -559,7 +565,7 @@ static struct MHD_Daemon *start_http(server *s, gpt_error *err) {
  * flight finish (a second signal or --drain-timeout cancels them). */
 static void serve_until_signal(server *s, const sigset_t *sigs) {
     int sig;
-    sigwait(sigs, &sig);
+    while (!sigwait(sigs, &sig) && sig == SIGUSR1) srv_engine_hold(&s->e, 0); /* test builds */
     pthread_mutex_lock(&s->lock);
     s->draining = 1;
     int n = s->inflight;
@@ -576,7 +582,9 @@ static void serve_until_signal(server *s, const sigset_t *sigs) {
         pthread_mutex_unlock(&s->lock);
         if (!n) break;
         struct timespec ts = {0, 50 * 1000000L};
-        int again = sigtimedwait(sigs, NULL, &ts) > 0;
+        int got = sigtimedwait(sigs, NULL, &ts);
+        if (got == SIGUSR1) srv_engine_hold(&s->e, 0);
+        int again = got == SIGINT || got == SIGTERM;
         if (!cancelled && (again || now_s() - t0 > s->a.drain)) {
             fprintf(stderr, "gpt serve: %s: cancelling %d request%s\n",
                     again ? "second signal" : "drain timeout", n, n == 1 ? "" : "s");
@@ -600,6 +608,13 @@ int gpt_cmd_serve(int argc, char **argv) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+#ifdef GPT_TEST_BUILD
+    /* GPT_TEST_SERVE_HOLD=1: the engine admits requests but decodes nothing
+     * until SIGUSR1, so a test can fill the slots and the queue and know
+     * what each further request gets (tests/serve_test.py, a full queue). */
+    int hold = getenv("GPT_TEST_SERVE_HOLD") != NULL;
+    if (hold) sigaddset(&sigs, SIGUSR1);
+#endif
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&s.lock, NULL);
@@ -621,6 +636,9 @@ int gpt_cmd_serve(int argc, char **argv) {
                 gpt_tokenizer_name(tok), gpt_tokenizer_vocab_size(tok), cfg->vocab_size);
     s.in = (srv_info){s.a.name ? s.a.name : s.a.model, tok, cfg->vocab_size,
                       gpt_tokenizer_eot(tok), s.e.ctx, (int)s.a.slots};
+#ifdef GPT_TEST_BUILD
+    if (hold) srv_engine_hold(&s.e, 1);
+#endif
     srv_engine_set_tokenizer(&s.e, tok);
     if (!(s.d = start_http(&s, &err))) goto lib_fail;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s.d, MHD_DAEMON_INFO_BIND_PORT);

@@ -100,6 +100,7 @@ typedef struct {
     srv_seq **running;    /* (n_slots) the sequence in each slot, or NULL */
     int n_running;
     int stop;             /* exit once idle */
+    int hold;             /* test builds: admit, but run no step (srv_engine_hold) */
     long long tokens;     /* generated so far */
     /* engine scratch */
     float *logits;        /* (n_slots, V) */
@@ -127,6 +128,11 @@ void srv_engine_set_tokenizer(srv_engine *e, const gpt_tokenizer *tok);
 void srv_engine_free(srv_engine *e);
 /* Cancels every queued and running request (a drain that ran out of time). */
 void srv_cancel_all(srv_engine *e);
+/* on 1: the engine still admits queued sequences into free slots, but runs
+ * no decoding step until called with 0 (cancelling or stopping releases it
+ * too). Test builds use it to fill the queue without racing the clock
+ * (GPT_TEST_SERVE_HOLD, tests/serve_test.py). */
+void srv_engine_hold(srv_engine *e, int on);
 /* Queues a request (the engine takes a reference). Returns 0, or 1 if the
  * queue is full. Call with the lock held. */
 int srv_submit(srv_engine *e, srv_req *r);

@@ -461,6 +461,10 @@ static void *engine_main(void *arg) {
             continue;
         }
         admit(e);
+        if (e->hold) { /* the running sequences keep their slots; nothing advances */
+            pthread_cond_wait(&e->wake, &e->lock);
+            continue;
+        }
         step(e);
     }
     /* wait to be told to stop, then free the model in this thread */
@@ -505,8 +509,16 @@ void srv_engine_set_tokenizer(srv_engine *e, const gpt_tokenizer *tok) {
     pthread_mutex_unlock(&e->lock);
 }
 
+void srv_engine_hold(srv_engine *e, int on) {
+    pthread_mutex_lock(&e->lock);
+    e->hold = on;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->lock);
+}
+
 void srv_cancel_all(srv_engine *e) {
     pthread_mutex_lock(&e->lock);
+    e->hold = 0;
     for (srv_req *r = e->head; r; r = r->next) r->cancelled = 1;
     for (int s = 0; s < e->n_slots; s++)
         if (e->running[s]) e->running[s]->r->cancelled = 1;
@@ -518,6 +530,7 @@ void srv_engine_free(srv_engine *e) {
     if (e->started) {
         pthread_mutex_lock(&e->lock);
         e->stop = 1;
+        e->hold = 0;
         pthread_cond_broadcast(&e->wake);
         pthread_mutex_unlock(&e->lock);
         pthread_join(e->thread, NULL);
