@@ -1,10 +1,17 @@
 /*
  * cpu_pool.c - worker threads that claim tasks from one counter (see
  * cpu_pool.h for why). A job is published as a 64-bit ticket: the job's
- * generation in the high half, the next unclaimed task in the low half. A
- * thread claims a task by compare-and-swap on the ticket, so a thread that
- * wakes late, after its job was finished and the next one published,
- * cannot take a task of a job it has not read.
+ * generation in the high half, the number of tasks not yet claimed in the
+ * low half. A thread claims a task by compare-and-swap on the ticket, so a
+ * thread that wakes late, after its job was finished and the next one
+ * published, cannot take a task of a job it has not read.
+ *
+ * Whether a task is left must come from the ticket itself: the job's other
+ * fields (fn, ctx, ntasks) are rewritten by the next job before its ticket
+ * is published, and a thread that compared the old ticket's next-task
+ * index with the new job's larger ntasks claimed a task that did not exist
+ * and ran it with the next job's fn on a context half rewritten (gpt serve
+ * crashed so under load). Only after a successful claim is the job fixed.
  */
 #define _GNU_SOURCE
 #include "cpu_pool.h"
@@ -46,7 +53,7 @@ static struct {
     pthread_mutex_t busy;        /* held by the thread running a job */
     pthread_mutex_t mu;          /* sleeping and waking */
     pthread_cond_t cv;
-    _Atomic uint64_t ticket;     /* generation << 32 | next task */
+    _Atomic uint64_t ticket;     /* generation << 32 | tasks not yet claimed */
     _Atomic int done;            /* tasks finished in this generation */
     _Atomic int sleepers;
     _Atomic int quit;
@@ -85,12 +92,13 @@ static int run_tasks(uint32_t gen) {
     int ran = 0;
     for (;;) {
         uint64_t t = atomic_load(&P.ticket);
-        if ((uint32_t)(t >> 32) != gen) break;
-        int n = P.ntasks;
-        if ((int)(uint32_t)t >= n) break;
-        if (!atomic_compare_exchange_weak(&P.ticket, &t, t + 1)) continue;
-        /* The job cannot change while one of its tasks is unfinished. */
-        P.fn(P.ctx, (int)(uint32_t)t);
+        uint32_t left = (uint32_t)t;
+        if ((uint32_t)(t >> 32) != gen || left == 0) break;
+        if (!atomic_compare_exchange_weak(&P.ticket, &t, t - 1)) continue;
+        /* Claimed: the job cannot change while one of its tasks is
+         * unfinished, so its fields may be read now (not before). Tasks go
+         * out in order, 0 first. */
+        P.fn(P.ctx, P.ntasks - (int)left);
         ran++;
     }
     return ran;
@@ -229,7 +237,7 @@ void cpu_parallel(int n, cpu_task_fn fn, void *ctx) {
     P.ntasks = n;
     atomic_store(&P.done, 0);
     uint32_t gen = (uint32_t)(atomic_load(&P.ticket) >> 32) + 1;
-    atomic_store(&P.ticket, (uint64_t)gen << 32);
+    atomic_store(&P.ticket, (uint64_t)gen << 32 | (uint32_t)n);
     if (atomic_load(&P.sleepers) > 0) {
         pthread_mutex_lock(&P.mu);
         atomic_fetch_add(&P.wake_seq, 1);
