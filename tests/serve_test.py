@@ -377,8 +377,9 @@ def check_queue_full():
         return json.loads(request(srv.port, "GET", "/health")[2])
 
     def wait_for(running, waiting):
-        # a state to reach, not a time: the engine is held, so it stays
-        while srv.p.poll() is None:
+        # a state to reach, not a time: the engine is held, so it stays (a
+        # request that completes meanwhile means it was not held: give up)
+        while srv.p.poll() is None and not any(i in results for i in range(running + waiting)):
             h = health()
             if (h["running"], h["waiting"]) == (running, waiting):
                 return True
