@@ -85,6 +85,21 @@ static VkResult make_buffer(vk_ctx *c, VkDeviceSize size, VkBufferUsageFlags usa
     return r;
 }
 
+static VkCommandBuffer cmd(gpt_backend *be);
+static void barrier(VkCommandBuffer cb);
+
+/* GPT_VULKAN_POISON=1: new allocations are filled with all-ones bytes (NaN
+ * in fp32 and fp16) before anything else touches them. Fresh memory is
+ * zero on lavapipe (new pages) but holds whatever an earlier allocation
+ * left on a GPU driver that recycles memory within the process; poisoning
+ * makes an op that reads memory nobody wrote fail on lavapipe too. */
+static void poison_fill(gpt_backend *be, VkBuffer buf, VkDeviceSize size) {
+    VkCommandBuffer cb = cmd(be);
+    if (!cb) return;
+    vkCmdFillBuffer(cb, buf, 0, size & ~(VkDeviceSize)3, 0xffffffffu);
+    barrier(cb);
+}
+
 #define DEV_USAGE                                                                          \
     (VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |                \
      VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT)
@@ -123,6 +138,7 @@ static void *vk_alloc(gpt_backend *be, size_t bytes) {
     while (i > 0 && c->allocs[i - 1].addr > a.addr) c->allocs[i] = c->allocs[i - 1], i--;
     c->allocs[i] = a;
     c->n_allocs++;
+    if (c->poison && c->capturing < 0) poison_fill(be, a.buf, size);
     return (void *)(uintptr_t)((a.addr + 255) & ~(uint64_t)255);
 }
 
@@ -159,6 +175,18 @@ static void release_alloc(vk_ctx *c, int i) {
 }
 
 static int submit(gpt_backend *be, VkCommandBuffer extra, int wait);
+
+/* GPT_VULKAN_SERIALIZE=1 (a diagnosis, not a mode to run in): every op and
+ * transfer recorded outside a graph is submitted and waited for at once,
+ * so no two ever overlap on the GPU, whatever the barriers say. A result
+ * that is wrong with barriers alone and right with this is a missing
+ * dependency; one that is wrong either way is not a synchronization bug
+ * between commands. Waits made here are not counted in be->syncs. */
+static void serialize(gpt_backend *be) {
+    vk_ctx *c = vk_ctx_of(be);
+    if (c->serialize && c->capturing < 0 && c->cur && !c->cur_is_graph && !be->err.code)
+        submit(be, VK_NULL_HANDLE, 1);
+}
 
 static void vk_free(gpt_backend *be, void *p) {
     vk_ctx *c = vk_ctx_of(be);
@@ -364,6 +392,7 @@ void vk_dispatch(gpt_backend *be, int sh, const int *spec, const void *pc, size_
     vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PC_BYTES, buf);
     vkCmdDispatch(cb, gx, gy, gz);
     barrier(cb);
+    serialize(be);
 }
 
 /* ------------------------------------------------------------- staging */
@@ -476,12 +505,19 @@ static void vk_upload(gpt_backend *be, void *dst, const void *src, size_t n, int
     if (!cb) return;
     vkCmdCopyBuffer(cb, s->buf, b, 1, &region);
     barrier(cb);
+    serialize(be);
 }
 
 /* Copies bytes at device address src into host dst after all issued work
  * (one wait, not counted here). */
 static int read_back(gpt_backend *be, void *dst, const void *src, size_t bytes) {
     vk_ctx *c = vk_ctx_of(be);
+    /* Inside a capture cmd() is the graph: the copy would wait for a
+     * replay while the host read the readback buffer's old contents now. */
+    if (c->capturing >= 0) {
+        gpt_backend_fail(be, GPT_ERR_INVALID, "vulkan: a host read while recording graph %d", c->capturing);
+        return 1;
+    }
     VkDeviceSize off;
     VkBuffer b = vk_find(be, src, bytes, &off);
     if (!b) return 1;
@@ -560,6 +596,7 @@ static void vk_memset0(gpt_backend *be, void *p, size_t bytes) {
     if (!cb) return;
     vkCmdFillBuffer(cb, b, off, bytes, 0);
     barrier(cb);
+    serialize(be);
 }
 
 static void vk_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) {
@@ -572,6 +609,7 @@ static void vk_copy(gpt_backend *be, void *dst, const void *src, size_t bytes) {
     VkBufferCopy region = {so, dof, bytes};
     vkCmdCopyBuffer(cb, sb, db, 1, &region);
     barrier(cb);
+    serialize(be);
 }
 
 static long vk_nonfinite_count(gpt_backend *be, const void *p, size_t n, int cls) {
@@ -965,6 +1003,10 @@ int gpt_vulkan_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_erro
     be->ctx = c;
     be->name = "vulkan";
     c->capturing = -1;
+    const char *poison = getenv("GPT_VULKAN_POISON");
+    c->poison = poison && !strcmp(poison, "1");
+    const char *ser = getenv("GPT_VULKAN_SERIALIZE");
+    c->serialize = ser && !strcmp(ser, "1");
     if (setup(be, rt)) {
         int code = be->err.code ? be->err.code : GPT_ERR_RUNTIME;
         if (err) *err = be->err;

@@ -356,12 +356,20 @@ static int probe_coop(gpt_backend *be, int memory_model) {
     if (!c->f16 || !memory_model || c->subgroup_size != 32) return 0;
     const vk_spirv *sp = &vk_spirv_table[SH_MATMUL_COOP];
     int nv[3], khr[3];
-    if (sp->f16 && dev_has_ext(c->phys, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) && coop_nv_shape(c, nv))
+    int want_khr = !only || !*only || !strcmp(only, "khr"), want_nv = !only || !*only || !strcmp(only, "nv");
+    /* Only the extension that may be taken is queried: a validation layer
+     * older than the extension (Debian 12's 1.3.239 predates
+     * VK_KHR_cooperative_matrix, 1.3.255) reports its structures in a pNext
+     * chain as an error, which fails the backend under
+     * GPT_VULKAN_VALIDATE=1; with GPT_VULKAN_COOP=nv such a layer can check
+     * the NV path. */
+    if (want_nv && sp->f16 && dev_has_ext(c->phys, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) &&
+        coop_nv_shape(c, nv))
         c->coop_offered |= 1 << VK_COOP_NV;
-    if (sp->khr && dev_has_ext(c->phys, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) && coop_khr_shape(c, khr))
+    if (want_khr && sp->khr && dev_has_ext(c->phys, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) &&
+        coop_khr_shape(c, khr))
         c->coop_offered |= 1 << VK_COOP_KHR;
     if (off && *off && strcmp(off, "0")) return 0;
-    int want_khr = !only || !*only || !strcmp(only, "khr"), want_nv = !only || !*only || !strcmp(only, "nv");
     const int *shape = NULL;
     if (want_khr && (c->coop_offered & 1 << VK_COOP_KHR)) c->coop = VK_COOP_KHR, shape = khr;
     else if (want_nv && (c->coop_offered & 1 << VK_COOP_NV)) c->coop = VK_COOP_NV, shape = nv;

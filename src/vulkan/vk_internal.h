@@ -132,6 +132,8 @@ typedef struct {
     int coop_offered;           /* 1 << VK_COOP_NV | 1 << VK_COOP_KHR: usable extensions */
     int coop_m, coop_n, coop_k; /* the shape in use */
     int coop_attn;              /* attention forward on cooperative matrices (head sizes 16..64) */
+    int poison;                 /* GPT_VULKAN_POISON=1: fill new allocations with NaN bytes */
+    int serialize;              /* GPT_VULKAN_SERIALIZE=1: wait for every op (diagnosis) */
     float timestamp_ns;         /* ns per timestamp tick */
     char desc[512];
 

@@ -11,6 +11,8 @@
 #include "../gpu/model_cases.h"
 
 int main(void) {
+    /* new allocations full of NaN bytes (see test_vulkan_ops.c) */
+    setenv("GPT_VULKAN_POISON", "1", 0);
     if (!gpt_backend_available("vulkan")) {
         const char *req = getenv("GPT_REQUIRE_VULKAN");
         test_begin("a usable Vulkan device exists");

@@ -106,11 +106,72 @@ static void t_loss_scale(void) {
     test_end();
 }
 
+/* Transfers alone, compared bit for bit: uploads of several sizes queued
+ * back to back (one staging batch), downloads of alternating sizes through
+ * the one readback buffer, memset0 and copy between them, a device op
+ * reading what the uploads wrote, over rounds that rewrite every buffer.
+ * On a GPU a missing transfer dependency or a stale readback shows here
+ * without any arithmetic to blame; lavapipe, where every command runs in
+ * order, checks the bookkeeping (staging offsets, readback regrowth). */
+static void t_transfers(void) {
+    test_begin("%s: uploads, downloads, memset0 and copy, bit for bit, over rounds", K->name);
+    enum { NB = 6 };
+    static const size_t sz[NB] = {1, 37, 1000, 40000, 102400, 300000};
+    void *d[NB];
+    float *h[NB], *back = malloc(sz[NB - 1] * sizeof(float));
+    for (int i = 0; i < NB; i++) {
+        d[i] = K->be->ops->alloc(K->be, sz[i] * sizeof(float));
+        h[i] = malloc(sz[i] * sizeof(float));
+    }
+    int bad = -1, round_bad = -1;
+    size_t at = 0;
+    float got = 0, want = 0;
+    for (int r = 0; r < 4 && bad < 0; r++) {
+        for (int i = 0; i < NB; i++) {
+            for (size_t k = 0; k < sz[i]; k++) h[i][k] = (float)(r * 1000003 + i * 7919) + (float)k * 0.5f;
+            K->be->ops->upload(K->be, d[i], h[i], sz[i], GPT_CLS_GRAD);
+        }
+        /* buffer 3 := 0 in its middle third, then the head of buffer 4 over its head */
+        size_t third = sz[3] / 3;
+        K->be->ops->memset0(K->be, (float *)d[3] + third, third * sizeof(float));
+        K->be->ops->copy(K->be, d[3], d[4], third / 2 * sizeof(float));
+        for (size_t k = third; k < 2 * third; k++) h[3][k] = 0;
+        for (size_t k = 0; k < third / 2; k++) h[3][k] = h[4][k];
+        /* a device op over what the uploads wrote: buffer 0 += sum of buffer 2 */
+        K->be->ops->sum_f32(K->be, d[0], d[2], sz[2], 1);
+        double s2 = 0;
+        for (size_t k = 0; k < sz[2]; k++) s2 += h[2][k];
+        float want0 = h[0][0] + (float)s2;
+        /* downloads, largest and smallest alternating, each twice */
+        static const int order[] = {5, 0, 4, 1, 3, 2, 2, 3, 1, 4, 0, 5};
+        for (size_t o = 0; o < sizeof order / sizeof order[0] && bad < 0; o++) {
+            int i = order[o];
+            K->be->ops->download(K->be, back, d[i], sz[i], GPT_CLS_GRAD);
+            for (size_t k = 0; k < sz[i]; k++) {
+                float w = i == 0 ? want0 : h[i][k];
+                /* the sum is one fp32 reduction: within 1e-6 relative; the rest exact */
+                int ok = i == 0 ? fabsf(back[k] - w) <= 1e-6f * fabsf(w) : back[k] == w;
+                if (!ok) {
+                    bad = i, round_bad = r, at = k, got = back[k], want = w;
+                    break;
+                }
+            }
+        }
+    }
+    EXPECT(bad < 0, "buffer %d (%zu floats), round %d, element %zu: %.9g, expected %.9g", bad,
+           bad >= 0 ? sz[bad] : 0, round_bad, at, got, want);
+    EXPECT(K->be->ops->sync(K->be) == 0, "%s", K->be->err.msg);
+    for (int i = 0; i < NB; i++) drop(K->be, d[i]), free(h[i]);
+    free(back);
+    test_end();
+}
+
 /* Vulkan takes the folds for N <= 8 rows (the matvec shader), with the
  * layernorm while N * IC <= 4096 (its shared memory). */
 static int fold_takes(int ln, int N, int IC) { return N <= 8 && (!ln || N * IC <= 4096); }
 
 static void run_all(void) {
+    t_transfers();
     t_nonfinite();
     t_graph();
     t_errors();
@@ -208,6 +269,10 @@ int main(void) {
         return 1;
     }
     setenv("GPT_VULKAN_LOSS_SCALE", "1", 1);
+    /* New allocations full of NaN bytes (vk_backend.c): an op that reads
+     * memory nobody wrote fails here as on a GPU that recycles memory, not
+     * only there (lavapipe's fresh memory is zero). */
+    setenv("GPT_VULKAN_POISON", "1", 0);
     const char *only = getenv("GPT_TEST_CONFIGS"), *req = getenv("GPT_TEST_REQUIRE_COOP");
     int require_coop = req && atoi(req);
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
