@@ -176,8 +176,8 @@ static void release_alloc(vk_ctx *c, int i) {
 
 static int submit(gpt_backend *be, VkCommandBuffer extra, int wait);
 
-/* GPT_VULKAN_SERIALIZE=1 (a diagnosis, not a mode to run in): every op and
- * transfer recorded outside a graph is submitted and waited for at once,
+/* GPT_VULKAN_SERIALIZE=1 (a diagnosis, not a mode to run in): graphs are
+ * off and every op and transfer is submitted and waited for at once,
  * so no two ever overlap on the GPU, whatever the barriers say. A result
  * that is wrong with barriers alone and right with this is a missing
  * dependency; one that is wrong either way is not a synchronization bug
@@ -667,6 +667,9 @@ static void drop_graphs(vk_ctx *c) {
 static int vk_graph_begin(gpt_backend *be, int id) {
     vk_ctx *c = vk_ctx_of(be);
     if (be->err.code) return 0;
+    /* GPT_VULKAN_SERIALIZE: no graphs, so that every op runs eagerly and
+     * is waited for (graph_end then finds no capture and does nothing) */
+    if (c->serialize) return 0;
     if (c->capturing >= 0) {
         gpt_backend_fail(be, GPT_ERR_RUNTIME, "graph %d begun while graph %d is recording", id, c->capturing);
         return 0;
