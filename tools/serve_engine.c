@@ -408,9 +408,8 @@ static void step(srv_engine *e) {
         }
 }
 
-/* The engine thread loads the model itself: a CPU backend's thread count
- * (OpenMP's) is a property of the thread that sets it, so the thread that
- * runs the model must be the one that made it. */
+/* The engine thread loads the model itself and is the only thread that
+ * calls into it (models are not thread-safe). */
 static int engine_init(srv_engine *e, gpt_error *err) {
     int rc = gpt_model_load(&e->m, e->path, &e->rt, err);
     if (rc) return rc;
