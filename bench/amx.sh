@@ -17,8 +17,7 @@ make -s -j"$(nproc)" build/gpt build/tests/test_ops_grad build/tests/test_model_
     build/tests/test_cpu_threads build/bench/gemm_libs || { echo "amx.sh: BUILD FAILED"; exit 1; }
 G=build/gpt
 cpuinfo_amx=$(grep -m1 -ow 'amx_bf16' /proc/cpuinfo 2>/dev/null || true)
-# AMX is opt-in (GPT_CPU_AMX=1): this script is where it is tried
-[ -n "$cpuinfo_amx" ] && export GPT_TEST_REQUIRE_AMX=${GPT_TEST_REQUIRE_AMX:-1} GPT_CPU_AMX=${GPT_CPU_AMX:-1}
+[ -n "$cpuinfo_amx" ] && export GPT_TEST_REQUIRE_AMX=${GPT_TEST_REQUIRE_AMX:-1}
 echo "== $(date -u +%FT%TZ) commit $(cat .commit 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)"
 echo "== CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed "s/^ *//"), $(nproc) CPUs;" \
      "flags: $(grep -m1 -ow -E 'amx_(bf16|tile|int8)|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"

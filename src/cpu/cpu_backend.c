@@ -416,7 +416,7 @@ const char *gpt_cpu_kernels(void) {
              cpu_has_bf16_kernel() ? " (training default)" : " (emulated: --precision bf16 only)",
              cpu_q8_best()->name,
              f->amx_denied ? ", AMX present but Linux refused the tile state (arch_prctl)"
-             : f->amx_off  ? ", AMX present (off: GPT_CPU_AMX=1 turns it on)"
+             : f->amx_off  ? ", AMX present (off: GPT_CPU_AMX=0)"
                            : "",
              cpu_available_cores(),
 #ifdef GPT_HAVE_CBLAS

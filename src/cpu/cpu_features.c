@@ -118,12 +118,10 @@ const cpu_features *cpu_features_get(void) {
         const char *e = getenv("GPT_CPU_ISA");
         int want = e ? isa_from_name(e) : -1;
         if (want >= 0) apply_isa(&f, want);
-        /* AMX is opt-in (GPT_CPU_AMX=1): on its first Xeon (Sapphire Rapids,
-         * docs/CPU.md) the kernel matched PyTorch at the bf16 bounds but its
-         * results changed with the thread count, which the CPU backend
-         * promises not to do; AVX512-BF16 runs the bf16 products there. */
+        /* GPT_CPU_AMX=0 leaves AMX off (bf16 products then run on
+         * AVX512-BF16): to compare the two kernels, or to rule AMX out. */
         const char *amx = getenv("GPT_CPU_AMX");
-        if (!amx || strcmp(amx, "1")) {
+        if (amx && !strcmp(amx, "0")) {
             f.amx_off = f.amx_bf16 || f.amx_int8;
             f.amx_bf16 = f.amx_int8 = 0;
         }

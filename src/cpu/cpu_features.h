@@ -26,7 +26,7 @@ typedef struct {
     int amx_bf16;    /* AMX tiles with bf16 products (needs cpu_amx_enable) */
     int amx_int8;
     int amx_denied;  /* CPUID has AMX but Linux refused the tile state */
-    int amx_off;     /* CPUID has AMX, left off (GPT_CPU_AMX=1 turns it on) */
+    int amx_off;     /* CPUID has AMX, turned off by GPT_CPU_AMX=0 */
     int amx_emulate; /* GPT_CPU_AMX=emulate: bf16 products on the AMX
                       * kernel's C emulation (tests on CPUs without AMX) */
     int neon_dot;    /* arm64 sdot/udot */
@@ -38,8 +38,8 @@ typedef struct {
 /* The features of this CPU, found on first call, lowered by
  * GPT_CPU_ISA=c|neon|avx2|avx512 in the environment (to run or test a
  * narrower path on a wider machine; a level above the CPU's is ignored;
- * below avx512 AMX goes too). AMX is used only with GPT_CPU_AMX=1 (else
- * the bf16 products run on AVX512-BF16); GPT_CPU_AMX=emulate runs the AMX
+ * below avx512 AMX goes too). GPT_CPU_AMX=0 turns AMX off (the bf16
+ * products then run on AVX512-BF16); GPT_CPU_AMX=emulate runs the AMX
  * kernel's code on its C emulation, any CPU: slow, for tests. */
 const cpu_features *cpu_features_get(void);
 
