@@ -618,6 +618,41 @@ static void test_gemm_kernels(int M, int N, int K) {
     }
 }
 
+/* A long K with both operands repeated across tiles (the LM head's input
+ * gradient: K = the vocabulary) packs A and B once per pass over K. With
+ * the shared limit lowered, a small product takes that path; it must give
+ * the float64 result and the same bits as the product packed one operand
+ * at a time (the same K blocks added in the same order). */
+static void test_gemm_passes(int M, int N, int K, size_t limit) {
+    const gemm_kernel *ks[] = {&cpu_gemm_kernel_c, cpu_gemm_kernel(), cpu_gemm_kernel_bf16(),
+                               &cpu_gemm_kernel_amx_emul};
+    for (int ki = 0; ki < 4; ki++) {
+        test_begin("gemm in K passes %s M=%d N=%d K=%d limit=%zu", ks[ki]->name, M, N, K, limit);
+        float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
+        float *C1 = calloc((size_t)M * N, sizeof(float)), *C2 = calloc((size_t)M * N, sizeof(float));
+        double *ref = malloc((size_t)M * N * sizeof(double));
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double acc = 0;
+                for (int k = 0; k < K; k++) {
+                    float a = A[(size_t)i * K + k], b = Bm[(size_t)k * N + j];
+                    acc += ks[ki]->pairs ? rbf16(a) * rbf16(b) : (double)a * b;
+                }
+                ref[(size_t)i * N + j] = acc;
+            }
+        cpu_gemm_with(ks[ki], M, N, K, 1.0f, A, K, 1, Bm, N, 1, C1, N, 0);
+        cpu_gemm_shared_limit(limit);
+        cpu_gemm_with(ks[ki], M, N, K, 1.0f, A, K, 1, Bm, N, 1, C2, N, 0);
+        cpu_gemm_shared_limit(0);
+        check_fwd("C", C2, ref, (size_t)M * N);
+        size_t diff = 0;
+        for (size_t i = 0; i < (size_t)M * N; i++) diff += memcmp(C1 + i, C2 + i, 4) != 0;
+        EXPECT(diff == 0, "%zu of %d values differ from one shared operand", diff, M * N);
+        test_end();
+        free(A), free(Bm), free(C1), free(C2), free(ref);
+    }
+}
+
 int main(void) {
     gpt_error err;
     gpt_runtime rt = {0};
@@ -665,6 +700,10 @@ int main(void) {
     test_gemm_kernels(40, 700, 300); /* A packed once for all tiles */
     test_gemm_kernels(64, 64, 64);   /* whole AMX blocks, no edges, no K padding */
     test_gemm_kernels(600, 40, 520); /* B packed once for all tiles; K tail of 8 */
+    /* Neither operand's K blocks fit 90,000 floats whole, both of one K
+     * block do: passes of one K block (and a tail of 220). */
+    test_gemm_passes(64, 256, 1500, 90000);
+    test_gemm_passes(128, 320, 2900, 240000); /* passes of 2 K blocks, a tail of 340 */
     printf("# bf16 products on this machine: %s\n", cpu_gemm_kernel_bf16()->name);
     test_require_amx("test_ops_grad's products",
                      g_amx_ran ? cpu_gemm_kernel_amx.name : cpu_gemm_kernel_bf16()->name);

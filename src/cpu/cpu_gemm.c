@@ -26,7 +26,11 @@
 #define KC 256
 #define MT_MAX 256
 #define NT_MAX 512
-#define SHARED_MAX ((size_t)4 << 20) /* floats of a shared packed operand */
+#define SHARED_MAX_DEFAULT ((size_t)4 << 20) /* floats of a shared packed operand */
+static size_t shared_max = SHARED_MAX_DEFAULT;
+#define SHARED_MAX shared_max
+
+void cpu_gemm_shared_limit(size_t floats) { shared_max = floats ? floats : SHARED_MAX_DEFAULT; }
 
 /* Portable micro-kernel, 4 x 16: the compiler vectorises the j loop for
  * whatever the baseline ISA is (SSE2 on x86-64). */
@@ -132,10 +136,12 @@ typedef struct {
     int acc;
     /* One operand may be packed once for all tiles (the smaller: the
      * activations of a forward product, the input rows of a weight
-     * gradient), else each tile packs both: sa/sb hold every K block of
-     * A (M rounded up to MR rows) or B (N rounded up to NR columns). */
+     * gradient), or both, else each tile packs both: sa/sb hold every K
+     * block of [k_lo, k_hi) of A (M rounded up to MR rows) or B (N
+     * rounded up to NR columns). The job runs over K in passes
+     * [k_lo, k_hi) when both are shared and do not fit at once. */
     float *sa, *sb;
-    int Mp, Np;
+    int Mp, Np, k_lo, k_hi;
 } gemm_job;
 
 /* Steps of the micro-kernel over kb values of K: k, or pairs of k for
@@ -284,18 +290,24 @@ static int kblocks(int K) { return K > 0 ? (K + KC - 1) / KC : 1; }
 /* Task: PREPACK_PANELS panels of one K block of the shared operand. */
 static void prepack(void *ctx, int task) {
     const gemm_job *g = ctx;
-    int nkb = kblocks(g->K), kbi = task % nkb, chunk = task / nkb;
-    int k0 = kbi * KC, kb = g->K - k0 < KC ? g->K - k0 : KC;
+    int nkb = kblocks(g->k_hi - g->k_lo), kbi = task % nkb, chunk = task / nkb;
+    int k0 = g->k_lo + kbi * KC, kb = g->k_hi - k0 < KC ? g->k_hi - k0 : KC;
     if (kb < 0) kb = 0;
     int steps = ksteps(g->k, kb);
-    if (g->sa) {
+    int chunks_a = g->sa ? (g->Mp / g->k->mr + PREPACK_PANELS - 1) / PREPACK_PANELS : 0;
+    int is_a = chunk < chunks_a;
+    if (!is_a) chunk -= chunks_a;
+    k0 -= g->k_lo; /* offsets are within this pass's buffers */
+    if (is_a) {
         int MR = g->k->mr, i0 = chunk * PREPACK_PANELS * MR;
         int mb = g->M - i0 < PREPACK_PANELS * MR ? g->M - i0 : PREPACK_PANELS * MR;
-        pack_a_any(g->sa + kblock_offset(g->k, k0, g->Mp) + (size_t)i0 * steps, g, i0, mb, k0, kb);
+        pack_a_any(g->sa + kblock_offset(g->k, k0, g->Mp) + (size_t)i0 * steps, g, i0, mb,
+                   g->k_lo + k0, kb);
     } else {
         int NR = g->k->nr, j0 = chunk * PREPACK_PANELS * NR;
         int nb = g->N - j0 < PREPACK_PANELS * NR ? g->N - j0 : PREPACK_PANELS * NR;
-        pack_b_any(g->sb + kblock_offset(g->k, k0, g->Np) + (size_t)j0 * steps, g, j0, nb, k0, kb);
+        pack_b_any(g->sb + kblock_offset(g->k, k0, g->Np) + (size_t)j0 * steps, g, j0, nb,
+                   g->k_lo + k0, kb);
     }
 }
 
@@ -308,26 +320,29 @@ static void gemm_tile(void *ctx, int task) {
     int nb = g->N - j0 < g->NT ? g->N - j0 : g->NT;
     int mp = (mb + MR - 1) / MR * MR, np = (nb + NR - 1) / NR * NR;
     size_t need = (size_t)KC * ((g->sa ? 0 : mp) + (g->sb ? 0 : np));
-    float *buf = cpu_pool_pack_buffer(need), *own = NULL;
+    float *buf = need ? cpu_pool_pack_buffer(need) : g->sa, *own = NULL;
     if (!buf) buf = own = malloc(need * sizeof(float));
     if (!buf) return; /* cannot happen short of a failed 1 MiB malloc */
     float *pa = buf, *pb = buf + (g->sa ? 0 : (size_t)KC * mp);
     float edge[16 * 64]; /* MR x NR <= 1024 for every kernel */
     if (k->begin) k->begin();
-    for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
-        int kb = g->K - k0 < KC ? g->K - k0 : KC;
+    for (int k0 = g->k_lo; k0 < g->k_hi || k0 == 0; k0 += KC) {
+        int kb = g->k_hi - k0 < KC ? g->k_hi - k0 : KC;
         int acc = g->acc || k0 > 0;
         int steps = ksteps(k, kb);
-        if (g->sa) pa = g->sa + kblock_offset(k, k0, g->Mp) + (size_t)i0 * steps;
+        if (g->sa) pa = g->sa + kblock_offset(k, k0 - g->k_lo, g->Mp) + (size_t)i0 * steps;
         else pack_a_any(pa, g, i0, mb, k0, kb);
-        if (g->sb) pb = g->sb + kblock_offset(k, k0, g->Np) + (size_t)j0 * steps;
+        if (g->sb) pb = g->sb + kblock_offset(k, k0 - g->k_lo, g->Np) + (size_t)j0 * steps;
         else pack_b_any(pb, g, j0, nb, k0, kb);
-        for (int jr = 0; jr < nb; jr += NR) {
-            const float *bp = pb + (size_t)jr * steps;
-            int cols = nb - jr < NR ? nb - jr : NR;
-            for (int ir = 0; ir < mb; ir += MR) {
-                const float *ap = pa + (size_t)ir * steps;
-                int rows = mb - ir < MR ? mb - ir : MR;
+        /* Rows outer: one A panel (MR x KC, 8 KiB) stays in L1 while the
+         * B panels stream from L2; the other order kept a 32 KiB B panel,
+         * all of Zen 4's L1, and the A panels streaming through evicted it. */
+        for (int ir = 0; ir < mb; ir += MR) {
+            const float *ap = pa + (size_t)ir * steps;
+            int rows = mb - ir < MR ? mb - ir : MR;
+            for (int jr = 0; jr < nb; jr += NR) {
+                const float *bp = pb + (size_t)jr * steps;
+                int cols = nb - jr < NR ? nb - jr : NR;
                 float *c = g->C + (ptrdiff_t)(i0 + ir) * g->ldc + j0 + jr;
                 if (rows == MR && cols == NR) {
                     k->kern(steps, ap, bp, c, g->ldc, acc);
@@ -371,10 +386,33 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
     /* Pack once the operand that the other dimension's tiles would each
      * pack again, when there are such repeats and it fits 16 MiB. */
     size_t kfull = (size_t)kblocks(K) * KC;
+    g.k_lo = 0, g.k_hi = K;
     if (g.tiles_n > 1 && (size_t)g.Mp * kfull <= SHARED_MAX && (M <= N || tiles_m == 1))
         g.sa = cpu_pool_shared_buffer((size_t)g.Mp * kfull);
     else if (tiles_m > 1 && (size_t)g.Np * kfull <= SHARED_MAX)
         g.sb = cpu_pool_shared_buffer((size_t)g.Np * kfull);
+    else if (tiles_m > 1 && g.tiles_n > 1 && (size_t)(g.Mp + g.Np) * KC <= SHARED_MAX) {
+        /* Both repeat and neither fits whole (a long K: the LM head's
+         * input gradient, K = vocabulary): pack both once per pass over
+         * as many K blocks as fit. Each tile packing its own A and B
+         * packed every value of A tiles_n times and of B tiles_m times,
+         * a quarter of the product's time at 2 threads. The passes add
+         * into C in K order, as the blocks of one pass do. */
+        int pass = (int)(SHARED_MAX / ((size_t)(g.Mp + g.Np) * KC)) * KC;
+        float *sh = cpu_pool_shared_buffer((size_t)(g.Mp + g.Np) * pass);
+        if (sh) {
+            for (int k0 = 0; k0 < K; k0 += pass) {
+                g.sa = sh, g.sb = sh + (size_t)g.Mp * pass;
+                g.k_lo = k0, g.k_hi = K - k0 < pass ? K : k0 + pass;
+                int nkb = kblocks(g.k_hi - g.k_lo);
+                int chunks = (g.Mp / MR + PREPACK_PANELS - 1) / PREPACK_PANELS +
+                             (g.Np / NR + PREPACK_PANELS - 1) / PREPACK_PANELS;
+                cpu_parallel(chunks * nkb, prepack, &g);
+                cpu_parallel(tiles_m * g.tiles_n, gemm_tile, &g);
+            }
+            return;
+        }
+    }
     if (g.sa || g.sb) {
         int panels = g.sa ? g.Mp / MR : g.Np / NR;
         int chunks = (panels + PREPACK_PANELS - 1) / PREPACK_PANELS;
