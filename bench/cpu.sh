@@ -6,7 +6,9 @@
 #             from bench/peers/llmc_cpu, -Ofast -march=native -fopenmp),
 #             PyTorch eager fp32 and bf16 autocast (bench/peers/torch_gpt.py)
 #   decoding  gpt2 batch 1, fp32, against the memory-bandwidth bound
-#             (bench_decode measures the copy bandwidth in the same run)
+#             (bench_decode measures the copy bandwidth in the same run);
+#             gpt2 int8 weights against fp32 at batch 1 and 8
+#             (bench_quant, interleaved repeats)
 #   sharing   greedy generation of `tiny`, idle and with one core kept busy
 #             by another process (a shell loop)
 # Every figure is a median of timed steps after warm-up. No environment
@@ -28,7 +30,7 @@ for a in "$@"; do
 done
 cores=$(nproc)
 steps=$([ $quick = 1 ] && echo 3 || echo 6)
-make -s -j"$cores" build/gpt build/bench/bench_decode >/dev/null
+make -s -j"$cores" build/gpt build/bench/bench_decode build/bench/bench_quant >/dev/null
 out=$PWD/bench-cpu.jsonl
 : > "$out"
 tmp=$(mktemp); trap 'rm -f "$tmp" "$tmp.err"' EXIT
@@ -94,10 +96,16 @@ if [ $quick = 0 ]; then
         grep '^{' | python3 -c 'import json,sys
 for l in sys.stdin:
     r=json.loads(l); print(json.dumps(dict(kind="decode", impl="gpt fp32", workload="gpt2 B1", tok_s=r["decode_tok_s"], bound=r["bound_tok_s"], copy_gb_s=r["copy_gb_s"])))' >>"$out"
+    note "decode gpt2 int8 against fp32, batch 1 and 8"
+    build/bench/bench_quant --preset gpt2 --batch 1,8 --prompt 64 --new 64 --repeat 3 2>/dev/null |
+        grep '^{' | python3 -c 'import json,sys
+for l in sys.stdin:
+    r=json.loads(l); print(json.dumps(dict(kind="quant", impl="gpt "+r["weights"], workload="gpt2 B%d" % r["batch"], tok_s=r["decode_tok_s"], ratio=r["ratio"], kernel=r["kernel"])))' >>"$out"
 fi
 
 # ---- sharing: tiny greedy generation, idle and with one core busy
-gen() { $G bench generate --preset tiny -B 1 --prompt 64 --new 256 --runs 3 2>/dev/null |
+# (prompt + new tokens within tiny's context of 256)
+gen() { $G bench generate --preset tiny -B 1 --prompt 64 --new 192 --runs 3 2>/dev/null |
     python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["tok_s"])'; }
 note "generate tiny, idle"
 idle=$(gen)
@@ -123,6 +131,9 @@ for r in rows:
         b = r.get("bound")
         frac = f"{r['tok_s'] / b:.2f} of bound {b:.0f}" if b else ""
         print(f"decode {r['workload']} {r['impl']:<20} {r['tok_s']:>8.1f} tok/s  {frac}")
+    if r["kind"] == "quant":
+        vs = f"{r['ratio']:.2f}x fp32" if r["impl"].endswith("int8") else ""
+        print(f"decode {r['workload']} {r['impl']:<20} {r['tok_s']:>8.1f} tok/s  {vs}")
     if r["kind"] == "share":
         print(f"generate {r['workload']}: idle {r['idle']:.0f} tok/s, one core busy {r['busy']:.0f} tok/s "
               f"({r['busy'] / r['idle']:.2f}x)")
