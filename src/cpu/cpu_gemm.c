@@ -234,6 +234,17 @@ CPU_CLONES static void pack_a(float *dst, const gemm_job *g, int i0, int mb, int
     int MR = g->k->mr;
     for (int p = 0; p < mb; p += MR) {
         int rows = mb - p < MR ? mb - p : MR;
+        if (g->ars == 1 && rows == MR) {
+            /* A transposed (a weight gradient's dout^T): at each k the
+             * panel's MR rows are contiguous, so copy them as one vector;
+             * row by row each value was a load from another cache line. */
+            const float *src = g->A + (i0 + p) + (ptrdiff_t)k0 * g->acs;
+            for (int k = 0; k < kb; k++)
+                for (int r = 0; r < MR; r++)
+                    dst[(ptrdiff_t)k * MR + r] = g->alpha * src[(ptrdiff_t)k * g->acs + r];
+            dst += (ptrdiff_t)kb * MR;
+            continue;
+        }
         for (int r = 0; r < rows; r++) {
             const float *src = g->A + (ptrdiff_t)(i0 + p + r) * g->ars + (ptrdiff_t)k0 * g->acs;
             float *d = dst + r;
@@ -258,7 +269,8 @@ CPU_CLONES static void pack_b(float *dst, const gemm_job *g, int j0, int nb, int
             for (int k = 0; k < kb; k++) {
                 const float *s = src + (ptrdiff_t)k * g->brs;
                 float *d = dst + (ptrdiff_t)k * NR;
-                memcpy(d, s, (size_t)cols * sizeof(float));
+                /* a loop, not memcpy: a library call per 128 bytes */
+                for (int j = 0; j < cols; j++) d[j] = s[j];
                 for (int j = cols; j < NR; j++) d[j] = 0;
             }
         } else {
