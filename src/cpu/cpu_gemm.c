@@ -259,6 +259,14 @@ CPU_CLONES static void pack_a(float *dst, const gemm_job *g, int i0, int mb, int
     }
 }
 
+#define PF_ROWS 8
+#define PF_COLS 4
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define PREFETCH(p) ((void)0)
+#endif
+
 /* dst: ceil(nb/NR) panels of kb x NR, columns past nb zero. */
 CPU_CLONES static void pack_b(float *dst, const gemm_job *g, int j0, int nb, int k0, int kb) {
     int NR = g->k->nr;
@@ -269,14 +277,25 @@ CPU_CLONES static void pack_b(float *dst, const gemm_job *g, int j0, int nb, int
             for (int k = 0; k < kb; k++) {
                 const float *s = src + (ptrdiff_t)k * g->brs;
                 float *d = dst + (ptrdiff_t)k * NR;
+                /* B is a weight read from memory once per product: ask
+                 * for rows ahead (the packing otherwise waits on each) */
+                if (k + PF_ROWS < kb) {
+                    PREFETCH(s + PF_ROWS * g->brs);
+                    PREFETCH(s + PF_ROWS * g->brs + cols - 1);
+                }
                 /* a loop, not memcpy: a library call per 128 bytes */
                 for (int j = 0; j < cols; j++) d[j] = s[j];
                 for (int j = cols; j < NR; j++) d[j] = 0;
             }
         } else {
+            ptrdiff_t brs = g->brs, bcs = g->bcs;
             for (int j = 0; j < cols; j++) {
-                const float *s = src + (ptrdiff_t)j * g->bcs;
-                for (int k = 0; k < kb; k++) dst[(ptrdiff_t)k * NR + j] = s[k * g->brs];
+                const float *s = src + (ptrdiff_t)j * bcs;
+                /* the column PF_COLS ahead (a forward product's weight
+                 * row: kb contiguous floats) */
+                if (brs == 1 && j + PF_COLS < cols)
+                    for (int k = 0; k < kb; k += 16) PREFETCH(s + PF_COLS * bcs + k);
+                for (int k = 0; k < kb; k++) dst[(ptrdiff_t)k * NR + j] = s[k * brs];
             }
             for (int j = cols; j < NR; j++)
                 for (int k = 0; k < kb; k++) dst[(ptrdiff_t)k * NR + j] = 0;
