@@ -287,6 +287,9 @@ CPU_CLONES static void pack_b(float *dst, const gemm_job *g, int j0, int nb, int
                 for (int j = 0; j < cols; j++) d[j] = s[j];
                 for (int j = cols; j < NR; j++) d[j] = 0;
             }
+        } else if (g->brs == 1 && cols == NR && g->k->pack_bt) {
+            const float *next = nb - p > 2 * NR - 1 ? src + NR * g->bcs : NULL;
+            g->k->pack_bt(dst, src, g->bcs, kb, next);
         } else {
             ptrdiff_t brs = g->brs, bcs = g->bcs;
             for (int j = 0; j < cols; j++) {

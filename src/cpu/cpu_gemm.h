@@ -33,6 +33,11 @@ typedef struct gemm_kernel_s {
      * last micro-kernel call on that thread (AMX: load the tile
      * configuration, release the tiles), or NULL. */
     void (*begin)(void), (*end)(void);
+    /* Packs one whole NR-column panel of a transposed B (fp32),
+     * dst[k*NR + j] = src[j*ld + k] for k < kb, faster than the generic
+     * loop; next: the following panel's src (to prefetch), or NULL. NULL
+     * where the kernel has none. */
+    void (*pack_bt)(float *dst, const float *src, ptrdiff_t ld, int kb, const float *next);
 } gemm_kernel;
 
 /* The kernels compiled into this build for each ISA (NULL kern where the

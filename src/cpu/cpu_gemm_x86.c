@@ -105,8 +105,63 @@ AVX512BF16 static void ukernel_avx512_bf16(int K, const void *a_, const void *b_
     }
 }
 
-const gemm_kernel cpu_gemm_kernel_avx512 = {
-    .mr = 8, .nr = 32, .kern = ukernel_avx512, .name = "AVX-512 fp32 8x32"};
+/* One 32-column panel of a transposed B, dst[k*32 + j] = src[j*ld + k]
+ * (a forward product's weight: each output feature's row is contiguous
+ * along k): 16 x 16 blocks transposed in registers. Stored one value at a
+ * time, the panel's 32 strided stores per k held the packing to about one
+ * value a cycle. Each row is prefetched 4 lines ahead, and the next
+ * panel's rows before this one ends (32 streams are more than the
+ * hardware prefetcher follows). */
+AVX512 static void pack_bt_avx512(float *dst, const float *src, ptrdiff_t ld, int kb,
+                                  const float *next) {
+    int k0 = 0;
+    for (; k0 + 16 <= kb; k0 += 16) {
+        for (int h = 0; h < 2; h++) {
+            const float *s = src + (ptrdiff_t)16 * h * ld + k0;
+            __m512 r[16], t[16], u[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                if (k0 + 64 < kb) _mm_prefetch((const char *)(s + i * ld + 64), _MM_HINT_T0);
+                else if (next) _mm_prefetch((const char *)(next + (16 * h + i) * ld + k0 + 64 - kb),
+                                            _MM_HINT_T0);
+                r[i] = _mm512_loadu_ps(s + i * ld);
+            }
+            /* per 128-bit lane L: t[2m] = r[2m], r[2m+1] at k = 4L, 4L+1
+             * interleaved; t[2m+1] at 4L+2, 4L+3 */
+#pragma GCC unroll 8
+            for (int m = 0; m < 8; m++) {
+                t[2 * m] = _mm512_unpacklo_ps(r[2 * m], r[2 * m + 1]);
+                t[2 * m + 1] = _mm512_unpackhi_ps(r[2 * m], r[2 * m + 1]);
+            }
+            /* u[4g + q], lane L: rows 4g..4g+3 at k = 4L + q */
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+                u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+                u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+                u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+            }
+            /* a 4 x 4 transpose of lanes: k = 4L + q, lane g = u[4g + q] lane L */
+            float *d = dst + (ptrdiff_t)k0 * 32 + 16 * h;
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                __m512 x0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
+                __m512 x1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
+                __m512 x2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44);
+                __m512 x3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
+                _mm512_storeu_ps(d + (0 + q) * 32, _mm512_shuffle_f32x4(x0, x2, 0x88));
+                _mm512_storeu_ps(d + (4 + q) * 32, _mm512_shuffle_f32x4(x0, x2, 0xDD));
+                _mm512_storeu_ps(d + (8 + q) * 32, _mm512_shuffle_f32x4(x1, x3, 0x88));
+                _mm512_storeu_ps(d + (12 + q) * 32, _mm512_shuffle_f32x4(x1, x3, 0xDD));
+            }
+        }
+    }
+    for (; k0 < kb; k0++)
+        for (int j = 0; j < 32; j++) dst[(ptrdiff_t)k0 * 32 + j] = src[(ptrdiff_t)j * ld + k0];
+}
+
+const gemm_kernel cpu_gemm_kernel_avx512 = {.mr = 8, .nr = 32, .kern = ukernel_avx512,
+                                            .name = "AVX-512 fp32 8x32", .pack_bt = pack_bt_avx512};
 const gemm_kernel cpu_gemm_kernel_avx2 = {
     .mr = 6, .nr = 16, .kern = ukernel_avx2, .name = "AVX2 fp32 6x16"};
 const gemm_kernel cpu_gemm_kernel_avx512_bf16 = {
