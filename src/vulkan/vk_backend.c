@@ -734,8 +734,9 @@ static void free_workspaces(gpt_backend *be) {
     vk_ctx *c = vk_ctx_of(be);
     if (c->scratch) vk_free(be, c->scratch);
     if (c->attn_d) vk_free(be, c->attn_d);
-    c->scratch = c->attn_d = NULL;
-    c->scratch_bytes = c->attn_d_bytes = 0;
+    if (c->kv_part) vk_free(be, c->kv_part);
+    c->scratch = c->attn_d = c->kv_part = NULL;
+    c->scratch_bytes = c->attn_d_bytes = c->kv_part_bytes = 0;
     if (c->timers) vkDestroyQueryPool(c->dev, c->timers, NULL);
     c->timers = VK_NULL_HANDLE;
     c->n_timers = 0;
@@ -818,8 +819,14 @@ static size_t plan_scratch(const gpt_shape *s) {
     return n * 4;
 }
 
+/* The decoding attention's partials: a query row per batch row (one
+ * decoding step), (m, l, HS values) per head and chunk of 64 positions. */
+static size_t plan_kv_part(const gpt_shape *s) {
+    return (size_t)s->B * (size_t)((s->T + 63) / 64) * (size_t)(s->C + 2 * s->NH) * 4;
+}
+
 static size_t vk_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
-    return plan_scratch(s) + (s->train ? (size_t)s->B * s->NH * s->T * 4 : 0);
+    return plan_scratch(s) + plan_kv_part(s) + (s->train ? (size_t)s->B * s->NH * s->T * 4 : 0);
 }
 
 void *vk_scratch(gpt_backend *be, size_t bytes) {
@@ -844,6 +851,8 @@ static int vk_reserve(gpt_backend *be, const gpt_shape *s) {
     free_workspaces(be);
     c->scratch_bytes = plan_scratch(s);
     c->scratch = vk_alloc(be, c->scratch_bytes);
+    c->kv_part_bytes = plan_kv_part(s);
+    c->kv_part = vk_alloc(be, c->kv_part_bytes);
     if (s->train) {
         c->attn_d_bytes = (size_t)s->B * s->NH * s->T * 4;
         c->attn_d = vk_alloc(be, c->attn_d_bytes);

@@ -57,6 +57,8 @@ enum {
     SH_ATTN_BWD_DV,
     SH_ATTN_KV_STORE,
     SH_ATTN_KV,
+    SH_ATTN_KV_SPLIT,   /* decoding: the same over chunks of 64 keys ... */
+    SH_ATTN_KV_COMBINE, /* ... and the chunks merged */
     SH_CROSSENTROPY,
     SH_SUM,
     SH_ADAMW_NORM,
@@ -174,6 +176,8 @@ typedef struct {
     size_t scratch_bytes;
     void *attn_d;               /* attention backward: rowsum(dO * O) (B, NH, T) */
     size_t attn_d_bytes;
+    void *kv_part;              /* decoding attention's per-chunk partials (F32) */
+    size_t kv_part_bytes;
     void *state;                /* loss scale, good-step count, nonfinite counter (F32/I32) */
     VkQueryPool timers;
     int n_timers;

@@ -303,12 +303,32 @@ void vk_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *
                              void *vcache, const int *pos0, int B, int Tq, int S, int C, int NH) {
     if (be->err.code || !attn_shape_ok(be, B, Tq, C, NH)) return;
     CHECK(out && qkv && kcache && vcache && S > 0, "attention_kv_forward");
-    struct { uint64_t qkv, kc, vc, pos0; int B, Tq, S, C; } st = {U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C};
-    vk_dispatch(be, SH_ATTN_KV_STORE, NULL, &st, sizeof st, blocks((size_t)B * Tq * C, 256), 1, 1);
-    int HS = C / NH;
+    vk_ctx *c = vk_ctx_of(be);
+    int HS = C / NH, NS = (S + 63) / 64;
+    size_t part_bytes = (size_t)B * Tq * NH * NS * (HS + 2) * 4;
+    int split = (pos0 || Tq > S) && part_bytes <= c->kv_part_bytes && HS <= 256;
+    int fused = split && Tq == 1; /* the split kernel appends k and v itself */
+    if (!fused) {
+        struct { uint64_t qkv, kc, vc, pos0; int B, Tq, S, C; } st = {U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C};
+        vk_dispatch(be, SH_ATTN_KV_STORE, NULL, &st, sizeof st, blocks((size_t)B * Tq * C, 256), 1, 1);
+    }
     if (!pos0 && Tq <= S) {
         /* a prefill from position 0: plain causal attention over qkv */
         vk_attention_forward(be, out, NULL, qkv, B, Tq, C, NH);
+        return;
+    }
+    if (split) {
+        /* a chunk of 64 positions a workgroup, then the chunks merged */
+        int per = c->f16 ? 8 : 4, vec = HS % per == 0 && C % per == 0;
+        int spec[VK_MAX_SPEC] = {vec, fused, 0, 0};
+        struct { uint64_t part, qkv, kc, vc, pos0; int B, Tq, S, C, NH, HS, NS; float scale; } sp = {
+            U(c->kv_part), U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C, NH, HS, NS,
+            1.0f / sqrtf((float)HS)};
+        vk_dispatch(be, SH_ATTN_KV_SPLIT, spec, &sp, sizeof sp, (uint32_t)((size_t)B * Tq * NH),
+                    (uint32_t)NS, 1);
+        struct { uint64_t out, part, pos0; int B, Tq, S, C, NH, HS, NS; } cp = {
+            U(out), U(c->kv_part), U(pos0), B, Tq, S, C, NH, HS, NS};
+        vk_dispatch(be, SH_ATTN_KV_COMBINE, NULL, &cp, sizeof cp, (uint32_t)((size_t)B * Tq * NH), 1, 1);
         return;
     }
     struct { uint64_t out, qkv, kc, vc, pos0; int B, Tq, S, C, NH, HS; float scale; } pc = {

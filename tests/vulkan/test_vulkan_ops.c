@@ -17,8 +17,10 @@
  *                      (GPT_VULKAN_COOP=nv), the fallback for drivers
  *                      without KHR: skipped where NV is not offered;
  *   vulkan-fp16-coop-attn  vulkan-fp16-coop with the attention forward on
- *                      cooperative matrices too (GPT_VULKAN_COOP_ATTN=1,
- *                      opt-in until run on a GPU): head sizes 16 to 64.
+ *                      cooperative matrices too (GPT_VULKAN_COOP_ATTN=1;
+ *                      the other configs set it to 0, so that the scalar
+ *                      kernel is tested there whatever the default): head
+ *                      sizes 16 to 64.
  * The ops are compared as backend.h defines them, so the fp16 backend
  * runs with loss scale 1 (GPT_VULKAN_LOSS_SCALE=1); t_loss_scale checks the
  * scaled path: the gradient ops at scale 1024 and AdamW's overflow rule.
@@ -223,6 +225,8 @@ static void run_all(void) {
     t_attention_kv(3, 1, 40, 100, 5);
     t_attention_kv(3, 5, 40, 100, 5);
     t_attention_kv(2, 1, 100, 128, 2);
+    t_attention_kv(1, 1, 300, 128, 2);  /* decoding split over 5 chunks of keys, all used */
+    t_attention_kv(2, 40, 300, 512, 4); /* partials past reserve()'s room: one workgroup a query */
     t_attention_kv_at(3, 37, 40, 100, 5, 1); /* prefill: causal attention over qkv */
     t_attention_kv_at(2, 12, 8, 100, 5, 1);  /* Tq > S: rows past S untouched */
     t_attention_kv_at(2, 70, 80, 128, 2, 1); /* prefill, head size 64 (no lse) */
@@ -287,8 +291,7 @@ int main(void) {
         if (nv_only) setenv("GPT_VULKAN_COOP", "nv", 1);
         else unsetenv("GPT_VULKAN_COOP");
         int want_attn = strstr(c->name, "-attn") != NULL;
-        if (want_attn) setenv("GPT_VULKAN_COOP_ATTN", "1", 1);
-        else unsetenv("GPT_VULKAN_COOP_ATTN");
+        setenv("GPT_VULKAN_COOP_ATTN", want_attn ? "1" : "0", 1);
         rt.device = c->device;
         rt.precision = c->precision;
         test_begin("%s: create and reserve", c->name);
@@ -314,7 +317,7 @@ int main(void) {
                 printf("     %s: products%s on %s\n", c->name, attn ? " and attention" : "",
                        khr ? "VK_KHR_cooperative_matrix" : nv ? "VK_NV_cooperative_matrix" : "the tiled kernel");
                 EXPECT(attn == (want_attn && coop), "cooperative-matrix attention %s",
-                       attn ? "on without GPT_VULKAN_COOP_ATTN=1" : "off though asked for and the products run on cooperative matrices");
+                       attn ? "on with GPT_VULKAN_COOP_ATTN=0" : "off though asked for and the products run on cooperative matrices");
                 if (nv_only) EXPECT(nv || !nv_offered, "GPT_VULKAN_COOP=nv but NV, offered, did not run");
                 else {
                     EXPECT(coop || !require_coop, "GPT_TEST_REQUIRE_COOP=1 but no cooperative-matrix path");
