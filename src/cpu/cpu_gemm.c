@@ -345,6 +345,21 @@ static void prepack(void *ctx, int task) {
     }
 }
 
+/* While a tile computes one K block, the B values of its next K block
+ * (a weight: read from memory once per product) are asked for a slice at
+ * a time, so that packing them finds them in cache instead of stalling
+ * the tile between blocks. pf: lines (16 floats) of that region, in
+ * order; each call asks for lines [t0, t1). */
+typedef struct {
+    const float *base;
+    ptrdiff_t stride; /* between the region's contiguous runs */
+    int lpr, runs;    /* lines per run, runs */
+} pf_region;
+
+static void pf_lines(const pf_region *r, long t0, long t1) {
+    for (long t = t0; t < t1; t++) PREFETCH(r->base + (t / r->lpr) * r->stride + (t % r->lpr) * 16);
+}
+
 static void gemm_tile(void *ctx, int task) {
     const gemm_job *g = ctx;
     const gemm_kernel *k = g->k;
@@ -368,6 +383,18 @@ static void gemm_tile(void *ctx, int task) {
         else pack_a_any(pa, g, i0, mb, k0, kb);
         if (g->sb) pb = g->sb + kblock_offset(k, k0 - g->k_lo, g->Np) + (size_t)j0 * steps;
         else pack_b_any(pb, g, j0, nb, k0, kb);
+        pf_region pf = {0};
+        long pf_n = 0, pf_per = 0, pf_t = 0;
+        int k1 = k0 + KC, kbn = g->k_hi - k1 < KC ? g->k_hi - k1 : KC;
+        if (!g->sb && kbn > 0 && (g->brs == 1 || g->bcs == 1)) {
+            if (g->brs == 1) /* transposed: a run of kbn floats per column */
+                pf = (pf_region){g->B + (ptrdiff_t)j0 * g->bcs + k1, g->bcs, (kbn + 15) / 16, nb};
+            else /* a run of nb floats per row */
+                pf = (pf_region){g->B + (ptrdiff_t)k1 * g->brs + j0, g->brs, (nb + 15) / 16, kbn};
+            pf_n = (long)pf.lpr * pf.runs;
+            long calls = (long)((mb + MR - 1) / MR) * ((nb + NR - 1) / NR);
+            pf_per = (pf_n + calls - 1) / calls;
+        }
         /* Rows outer: one A panel (MR x KC, 8 KiB) stays in L1 while the
          * B panels stream from L2; the other order kept a 32 KiB B panel,
          * all of Zen 4's L1, and the A panels streaming through evicted it. */
@@ -378,6 +405,11 @@ static void gemm_tile(void *ctx, int task) {
                 const float *bp = pb + (size_t)jr * steps;
                 int cols = nb - jr < NR ? nb - jr : NR;
                 float *c = g->C + (ptrdiff_t)(i0 + ir) * g->ldc + j0 + jr;
+                if (pf_t < pf_n) {
+                    long t1 = pf_t + pf_per < pf_n ? pf_t + pf_per : pf_n;
+                    pf_lines(&pf, pf_t, t1);
+                    pf_t = t1;
+                }
                 if (rows == MR && cols == NR) {
                     k->kern(steps, ap, bp, c, g->ldc, acc);
                     continue;
