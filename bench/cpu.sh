@@ -48,7 +48,7 @@ bf16=$($G info | grep -q 'training default' && echo 1 || echo 0)
 for w in $workloads; do
     for p in fp32 $([ $bf16 = 1 ] && echo bf16); do
         note "gpt train $w $p"
-        $G bench train --preset "$w" -B 4 -T 64 --steps "$steps" --warmup 2 --precision "$p" 2>/dev/null |
+        $G bench train --device cpu --preset "$w" -B 4 -T 64 --steps "$steps" --warmup 2 --precision "$p" 2>/dev/null |
             python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(json.dumps(dict(kind="train", impl="gpt "+r["precision"], workload=r["preset"], ms=r["step_ms"], tok_s=r["tok_s"])))' >>"$out"
     done
 done
@@ -105,7 +105,7 @@ fi
 
 # ---- sharing: tiny greedy generation, idle and with one core busy
 # (prompt + new tokens within tiny's context of 256)
-gen() { $G bench generate --preset tiny -B 1 --prompt 64 --new 192 --runs 3 2>/dev/null |
+gen() { $G bench generate --device cpu --preset tiny -B 1 --prompt 64 --new 192 --runs 3 2>/dev/null |
     python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["tok_s"])'; }
 note "generate tiny, idle"
 idle=$(gen)
