@@ -427,6 +427,15 @@ static void gemm_tile(void *ctx, int task) {
     free(own);
 }
 
+/* How many tiles `panels` panels make when cut into n tiles of equal
+ * whole panels (n clamped to [1, panels]): ceil(panels / per-tile). */
+static int even_count(int panels, int n) {
+    if (n < 1) n = 1;
+    if (n > panels) n = panels;
+    int per = (panels + n - 1) / n;
+    return (panels + per - 1) / per;
+}
+
 void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const float *A,
                    ptrdiff_t ars, ptrdiff_t acs, const float *B, ptrdiff_t brs, ptrdiff_t bcs,
                    float *C, ptrdiff_t ldc, int acc) {
@@ -446,6 +455,20 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
         else if (NT >= 4 * NR) NT = (NT / 2 + NR - 1) / NR * NR;
         else break;
     }
+    /* Tiles of equal size, in a number the threads divide where a
+     * nearby count of tile columns gives one: 9 tiles on 2 threads (the
+     * gpt2 qkv product) kept one thread busy a ninth of the product
+     * alone, and a 768-wide product cut 512 + 256 gave unequal tasks.
+     * Tile shapes change no result: each C value is summed over the same
+     * K blocks by the same kernel wherever its tile is. */
+    int th = cpu_pool_threads(), pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
+    int tm = (M + MT - 1) / MT, tn = (N + NT - 1) / NT, floor_ = tm * tn < want ? tm * tn : want;
+    for (int d = 1; d <= 2 * th && (tm * tn) % th; d++) {
+        int lo = even_count(pn, tn - d), hi = even_count(pn, tn + d);
+        if ((tm * lo) % th == 0 && tm * lo >= floor_) tn = lo;
+        else if ((tm * hi) % th == 0) tn = hi;
+    }
+    MT = (pm + tm - 1) / tm * MR, NT = (pn + tn - 1) / tn * NR;
     g.MT = MT, g.NT = NT, g.tiles_n = (N + NT - 1) / NT;
     int tiles_m = (M + MT - 1) / MT;
     g.Mp = (M + MR - 1) / MR * MR, g.Np = (N + NR - 1) / NR * NR;
