@@ -377,15 +377,15 @@ static int probe_coop(gpt_backend *be, int memory_model) {
     return 0;
 }
 
-/* The cooperative-matrix attention forward (attn_fwd_coop.comp): opt-in
- * with GPT_VULKAN_COOP_ATTN=1 until it has run on a GPU (lavapipe, where CI
- * tests, has no cooperative matrices); it needs subgroup shuffles and 44 KiB
- * of shared memory, and runs wherever the products run on cooperative
- * matrices. */
+/* The cooperative-matrix attention forward (attn_fwd_coop.comp): wherever
+ * the products run on cooperative matrices, the device has subgroup
+ * shuffles and 44 KiB of shared memory; GPT_VULKAN_COOP_ATTN=0 keeps the
+ * scalar kernel (to compare them). Lavapipe, where CI tests, has no
+ * cooperative matrices: the GPU runs test it (docs/VULKAN_NOTES.md). */
 static void probe_coop_attn(vk_ctx *c, VkSubgroupFeatureFlags sg_ops) {
     const char *on = getenv("GPT_VULKAN_COOP_ATTN");
     const vk_spirv *sp = &vk_spirv_table[SH_ATTN_FWD_COOP];
-    c->coop_attn = c->coop && on && !strcmp(on, "1") && (sg_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
+    c->coop_attn = c->coop && !(on && !strcmp(on, "0")) && (sg_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
                    c->props.limits.maxComputeSharedMemorySize >= 44 * 1024 &&
                    (c->coop == VK_COOP_KHR ? sp->khr != NULL : sp->f16 != NULL);
 }

@@ -66,7 +66,7 @@ enum {
     SH_NONFINITE,
     SH_ARGMAX,
     SH_MATMUL_COOP, /* fp16 only, and only where the device has cooperative matrices */
-    SH_ATTN_FWD_COOP, /* the same, and opt-in (GPT_VULKAN_COOP_ATTN=1) */
+    SH_ATTN_FWD_COOP, /* the same on cooperative matrices (GPT_VULKAN_COOP_ATTN=0: off) */
     SH_COUNT
 };
 

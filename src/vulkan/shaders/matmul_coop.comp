@@ -12,9 +12,15 @@
  * their global orientation (so that the copy reads contiguous runs,
  * 16 bytes at a time where aligned: vec_a / vec_b), zero-filling past the
  * edges, and the subgroups load their fragments from there (row- or
- * column-major as staged). The epilogue goes through a 16 x LN fp32 cpatch
- * per subgroup in shared memory, so that bias, GELU, the fp16 rounding and
- * the bounds are applied element by element as in matmul.comp. */
+ * column-major as staged). Shared memory holds uvec4s (8 halves), so
+ * that a lane stores its 16 bytes at once rather than a half at a time
+ * (the cooperative loads then count offsets and strides in uvec4s: every
+ * one is a multiple of 8 halves). Each lane loads its share of the next K step
+ * into registers before the multiply-adds of this one, so the global
+ * loads are in flight while the tensor cores work. The epilogue goes
+ * through a 16 x LN fp32 cpatch per subgroup in shared memory, so that
+ * bias, GELU, the fp16 rounding and the bounds are applied element by
+ * element as in matmul.comp. */
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -41,51 +47,54 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer U4s { uvec4
  * (TB = 0) or [BK][BN] (TB = 1); rows padded by PAD halves. */
 const int A_ROWS = TA == 0 ? BM : BK, A_COLS = TA == 0 ? BK : BM;
 const int B_ROWS = TB == 0 ? BN : BK, B_COLS = TB == 0 ? BK : BN;
-shared float16_t As[A_ROWS * (A_COLS + PAD)];
-shared float16_t Bs[B_ROWS * (B_COLS + PAD)];
+const int AS = A_COLS + PAD, BS = B_COLS + PAD; /* row strides, halves */
+shared uvec4 As[A_ROWS * AS / 8];
+shared uvec4 Bs[B_ROWS * BS / 8];
 shared float Cs[8 * LM * 16];
 
-/* Copies rows [r0, r0 + R) x columns [c0, c0 + Cn) of a row-major matrix
- * (rows of ld halves, rmax x cmax valid) into dst (row stride Cn + PAD). */
-void stage_a(uint64_t base, int ld, int r0, int c0, int rmax, int cmax, bool vec) {
-    const int R = A_ROWS, Cn = A_COLS, S = A_COLS + PAD;
-    uint tid = gl_LocalInvocationID.x;
-    for (uint e = tid; e < uint(R * Cn / 8); e += 256) {
-        int r = int(e) / (Cn / 8), c = (int(e) % (Cn / 8)) * 8;
-        int gr = r0 + r, gc = c0 + c;
-        if (vec && gr < rmax && gc + 8 <= cmax) {
-            uvec4 q = U4s(base + (uint64_t(gr) * uint64_t(ld) + uint64_t(gc)) * 2).v[0];
-            vec2 h0 = unpackHalf2x16(q.x), h1 = unpackHalf2x16(q.y), h2 = unpackHalf2x16(q.z), h3 = unpackHalf2x16(q.w);
-            As[r * S + c + 0] = float16_t(h0.x); As[r * S + c + 1] = float16_t(h0.y);
-            As[r * S + c + 2] = float16_t(h1.x); As[r * S + c + 3] = float16_t(h1.y);
-            As[r * S + c + 4] = float16_t(h2.x); As[r * S + c + 5] = float16_t(h2.y);
-            As[r * S + c + 6] = float16_t(h3.x); As[r * S + c + 7] = float16_t(h3.y);
-        } else {
-            ACTs row = act_row(base, uint(min(gr, rmax - 1)), ld);
-            for (int i = 0; i < 8; i++)
-                As[r * S + c + i] = gr < rmax && gc + i < cmax ? row.v[gc + i] : float16_t(0.0);
-        }
+/* Each lane's share of a staged tile: 8 halves at each of PER places. */
+const int PER = BM * BK / 8 / 256; /* = BN * BK / 8 / 256 = 2 */
+uvec4 ra[PER], rb[PER];
+
+/* The 8 halves at (r0 + r, c0 + c) of a row-major matrix (rows of ld
+ * halves, rmax x cmax valid; zeros outside) for place e of a tile with Cn
+ * columns. */
+uvec4 fetch(uint64_t base, int ld, int r0, int c0, int rmax, int cmax, bool vec, int Cn, uint e) {
+    int r = int(e) / (Cn / 8), c = (int(e) % (Cn / 8)) * 8;
+    int gr = r0 + r, gc = c0 + c;
+    if (vec && gr < rmax && gc + 8 <= cmax) {
+        return U4s(base + (uint64_t(gr) * uint64_t(ld) + uint64_t(gc)) * 2).v[0];
+    } else {
+        ACTs row = act_row(base, uint(min(gr, rmax - 1)), ld);
+        float16_t v[8];
+        for (int i = 0; i < 8; i++) v[i] = gr < rmax && gc + i < cmax ? row.v[gc + i] : float16_t(0.0);
+        return uvec4(packFloat2x16(f16vec2(v[0], v[1])), packFloat2x16(f16vec2(v[2], v[3])),
+                     packFloat2x16(f16vec2(v[4], v[5])), packFloat2x16(f16vec2(v[6], v[7])));
     }
 }
 
-void stage_b(uint64_t base, int ld, int r0, int c0, int rmax, int cmax, bool vec) {
-    const int R = B_ROWS, Cn = B_COLS, S = B_COLS + PAD;
+/* The registers of K step k0 (both tiles). */
+void fetch_step(int m0, int n0, int k0) {
     uint tid = gl_LocalInvocationID.x;
-    for (uint e = tid; e < uint(R * Cn / 8); e += 256) {
-        int r = int(e) / (Cn / 8), c = (int(e) % (Cn / 8)) * 8;
-        int gr = r0 + r, gc = c0 + c;
-        if (vec && gr < rmax && gc + 8 <= cmax) {
-            uvec4 q = U4s(base + (uint64_t(gr) * uint64_t(ld) + uint64_t(gc)) * 2).v[0];
-            vec2 h0 = unpackHalf2x16(q.x), h1 = unpackHalf2x16(q.y), h2 = unpackHalf2x16(q.z), h3 = unpackHalf2x16(q.w);
-            Bs[r * S + c + 0] = float16_t(h0.x); Bs[r * S + c + 1] = float16_t(h0.y);
-            Bs[r * S + c + 2] = float16_t(h1.x); Bs[r * S + c + 3] = float16_t(h1.y);
-            Bs[r * S + c + 4] = float16_t(h2.x); Bs[r * S + c + 5] = float16_t(h2.y);
-            Bs[r * S + c + 6] = float16_t(h3.x); Bs[r * S + c + 7] = float16_t(h3.y);
-        } else {
-            ACTs row = act_row(base, uint(min(gr, rmax - 1)), ld);
-            for (int i = 0; i < 8; i++)
-                Bs[r * S + c + i] = gr < rmax && gc + i < cmax ? row.v[gc + i] : float16_t(0.0);
-        }
+    for (int i = 0; i < PER; i++) {
+        uint e = tid + uint(i) * 256u;
+        /* A(m, k): TA = 0 rows m, columns k; TA = 1 rows k, columns m */
+        if (TA == 0) ra[i] = fetch(p.a, p.lda, m0, k0, p.M, p.K, p.vec_a != 0, A_COLS, e);
+        else ra[i] = fetch(p.a, p.lda, k0, m0, p.K, p.M, p.vec_a != 0, A_COLS, e);
+        /* B(k, n): TB = 0 rows n, columns k; TB = 1 rows k, columns n */
+        if (TB == 0) rb[i] = fetch(p.b, p.ldb, n0, k0, p.N, p.K, p.vec_b != 0, B_COLS, e);
+        else rb[i] = fetch(p.b, p.ldb, k0, n0, p.K, p.N, p.vec_b != 0, B_COLS, e);
+    }
+}
+
+void store_step() {
+    uint tid = gl_LocalInvocationID.x;
+    for (int i = 0; i < PER; i++) {
+        uint e = tid + uint(i) * 256u;
+        int ar = int(e) / (A_COLS / 8), ac = (int(e) % (A_COLS / 8)) * 8;
+        As[(ar * AS + ac) / 8] = ra[i];
+        int br = int(e) / (B_COLS / 8), bc = (int(e) % (B_COLS / 8)) * 8;
+        Bs[(br * BS + bc) / 8] = rb[i];
     }
 }
 
@@ -96,27 +105,24 @@ void main() {
     fcoopmatNV<32, gl_ScopeSubgroup, LM, LN> acc[CM][CN];
     for (int i = 0; i < CM; i++)
         for (int j = 0; j < CN; j++) acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, LM, LN>(0.0);
+    fetch_step(m0, n0, 0);
     for (int k0 = 0; k0 < p.K; k0 += BK) {
+        barrier(); /* every subgroup is done with the previous step's tiles */
+        store_step();
         barrier();
-        /* A(m, k): TA = 0 rows m, columns k; TA = 1 rows k, columns m */
-        if (TA == 0) stage_a(p.a, p.lda, m0, k0, p.M, p.K, p.vec_a != 0);
-        else stage_a(p.a, p.lda, k0, m0, p.K, p.M, p.vec_a != 0);
-        /* B(k, n): TB = 0 rows n, columns k; TB = 1 rows k, columns n */
-        if (TB == 0) stage_b(p.b, p.ldb, n0, k0, p.N, p.K, p.vec_b != 0);
-        else stage_b(p.b, p.ldb, k0, n0, p.K, p.N, p.vec_b != 0);
-        barrier();
+        if (k0 + BK < p.K) fetch_step(m0, n0, k0 + BK);
         for (int kk = 0; kk < BK; kk += LK) {
             fcoopmatNV<16, gl_ScopeSubgroup, LM, LK> fa[CM];
             fcoopmatNV<16, gl_ScopeSubgroup, LK, LN> fb[CN];
             for (int i = 0; i < CM; i++) {
                 int m = wm + i * LM;
-                if (TA == 0) coopMatLoadNV(fa[i], As, uint(m * (BK + PAD) + kk), uint(BK + PAD), false);
-                else coopMatLoadNV(fa[i], As, uint(kk * (BM + PAD) + m), uint(BM + PAD), true);
+                if (TA == 0) coopMatLoadNV(fa[i], As, uint((m * AS + kk) / 8), uint(AS / 8), false);
+                else coopMatLoadNV(fa[i], As, uint((kk * AS + m) / 8), uint(AS / 8), true);
             }
             for (int j = 0; j < CN; j++) {
                 int n = wn + j * LN;
-                if (TB == 0) coopMatLoadNV(fb[j], Bs, uint(n * (BK + PAD) + kk), uint(BK + PAD), true);
-                else coopMatLoadNV(fb[j], Bs, uint(kk * (BN + PAD) + n), uint(BN + PAD), false);
+                if (TB == 0) coopMatLoadNV(fb[j], Bs, uint((n * BS + kk) / 8), uint(BS / 8), true);
+                else coopMatLoadNV(fb[j], Bs, uint((kk * BS + n) / 8), uint(BS / 8), false);
             }
             for (int i = 0; i < CM; i++)
                 for (int j = 0; j < CN; j++) acc[i][j] = coopMatMulAddNV(fa[i], fb[j], acc[i][j]);
