@@ -306,7 +306,9 @@ void vk_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *
     vk_ctx *c = vk_ctx_of(be);
     int HS = C / NH, NS = (S + 63) / 64;
     size_t part_bytes = (size_t)B * Tq * NH * NS * (HS + 2) * 4;
-    int split = (pos0 || Tq > S) && part_bytes <= c->kv_part_bytes && HS <= 256;
+    int split = (pos0 || Tq > S) && part_bytes <= c->kv_part_bytes && HS <= 256 &&
+                (size_t)B * Tq * NH <= c->props.limits.maxComputeWorkGroupCount[0] &&
+                (uint32_t)NS <= c->props.limits.maxComputeWorkGroupCount[1];
     int fused = split && Tq == 1; /* the split kernel appends k and v itself */
     if (!fused) {
         struct { uint64_t qkv, kc, vc, pos0; int B, Tq, S, C; } st = {U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C};
