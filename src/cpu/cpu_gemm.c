@@ -27,10 +27,13 @@
 #define MT_MAX 256
 #define NT_MAX 512
 #define SHARED_MAX_DEFAULT ((size_t)4 << 20) /* floats of a shared packed operand */
+#ifdef GPT_TEST_BUILD
 static size_t shared_max = SHARED_MAX_DEFAULT;
 #define SHARED_MAX shared_max
-
 void cpu_gemm_shared_limit(size_t floats) { shared_max = floats ? floats : SHARED_MAX_DEFAULT; }
+#else
+#define SHARED_MAX SHARED_MAX_DEFAULT
+#endif
 
 /* Portable micro-kernel, 4 x 16: the compiler vectorises the j loop for
  * whatever the baseline ISA is (SSE2 on x86-64). */
@@ -483,10 +486,9 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
     else if (tiles_m > 1 && g.tiles_n > 1 && (size_t)(g.Mp + g.Np) * KC <= SHARED_MAX) {
         /* Both repeat and neither fits whole (a long K: the LM head's
          * input gradient, K = vocabulary): pack both once per pass over
-         * as many K blocks as fit. Each tile packing its own A and B
-         * packed every value of A tiles_n times and of B tiles_m times,
-         * a quarter of the product's time at 2 threads. The passes add
-         * into C in K order, as the blocks of one pass do. */
+         * as many K blocks as fit, rather than each tile packing its own
+         * A and B (every value of A tiles_n times, of B tiles_m times).
+         * The passes add into C in K order, as the blocks of one pass do. */
         int pass = (int)(SHARED_MAX / ((size_t)(g.Mp + g.Np) * KC)) * KC;
         float *sh = cpu_pool_shared_buffer((size_t)(g.Mp + g.Np) * pass);
         if (sh) {

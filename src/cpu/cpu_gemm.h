@@ -78,9 +78,11 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
                    ptrdiff_t ars, ptrdiff_t acs, const float *B, ptrdiff_t brs, ptrdiff_t bcs,
                    float *C, ptrdiff_t ldc, int acc);
 
-/* Tests only: the largest shared packed operand in floats (0: the
+#ifdef GPT_TEST_BUILD
+/* Test builds only: the largest shared packed operand in floats (0: the
  * default, 16 MiB), so that small products take the paths that only
  * large ones take otherwise (both operands packed once, in K passes). */
 void cpu_gemm_shared_limit(size_t floats);
+#endif
 
 #endif

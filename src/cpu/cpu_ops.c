@@ -264,8 +264,8 @@ typedef struct {
 
 /* SUMSQ_LANES independent double accumulators, element i of the chunk into
  * lane i % SUMSQ_LANES, then the lanes summed in order: one dependent chain
- * of additions held this loop to the add latency (~9 GB/s); independent
- * lanes let it run at memory speed, and the pattern depends only on the
+ * of additions would hold the loop to the add latency; independent lanes
+ * let it run at memory speed, and the pattern depends only on the
  * chunk bounds, so the result is the same for any thread count. */
 #define SUMSQ_LANES 32
 CPU_CLONES static void sumsq_chunk(void *ctx, int chunk) {
@@ -300,8 +300,8 @@ typedef struct {
 /* One span of parameters with one decay factor (1 outside the decayed
  * range: an exact multiply). The arrays are distinct buffers; saying so
  * (restrict) and keeping the hyperparameters in locals lets the compiler
- * vectorise the loop (it stayed scalar, with two divisions and a square
- * root per parameter, at half the memory bandwidth). The operations and
+ * vectorise the loop (otherwise it stays scalar, with two divisions and a
+ * square root per parameter). The operations and
  * their order are those of the scalar loop, so the results are bitwise
  * the same. With master weights the update reads and writes the fp32
  * master and stores the result into params as well. */
