@@ -43,6 +43,18 @@ run_gpt "$tmp/oc" "$tmp/ec" train --data $D $SMALL --steps 2 --device vulkan --c
 check "check exit $rc: $(tail -3 "$tmp/ec")" [ "$rc" = 0 ]
 case_end
 
+case_begin "GPT_VULKAN_TRACE: a timestamp per dispatch, graphs included"
+GPT_VULKAN_TRACE="$tmp/trace" run_gpt "$tmp/ot" "$tmp/et" train --data $D $SMALL --steps 3 --device vulkan --out "$tmp/rt"; rc=$?
+check "trace exit $rc: $(tail -3 "$tmp/et")" [ "$rc" = 0 ]
+# steps 2 and 3 replay the recorded step: its products must be in the trace,
+# and every interval is a dispatch that ran (a positive time)
+check "no replayed product: $(head -3 "$tmp/trace")" grep -qE "^[0-9]+ [0-9]+ matmul" "$tmp/trace"
+check "an interval <= 0: $(awk '!/^#/ && $10 <= 0' "$tmp/trace" | head -2)" \
+    awk '!/^#/ { n++; if ($10 <= 0) exit 1 } END { exit n < 20 }' "$tmp/trace"
+check "summary: $(python3 bench/vk_trace.py "$tmp/trace" 2>&1 | tail -2)" \
+    sh -c "python3 bench/vk_trace.py '$tmp/trace' | grep -qE '^graph [0-9]+: [0-9]+ dispatches'"
+case_end
+
 case_begin "train and generate on Vulkan under the validation layer: no message"
 export GPT_VULKAN_VALIDATE=1
 run_gpt "$tmp/o1" "$tmp/e1" train --data $D $SMALL --steps 3 --device vulkan --out "$tmp/r1"; rc=$?

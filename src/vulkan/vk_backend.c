@@ -216,6 +216,75 @@ static void barrier(VkCommandBuffer cb) {
     vkCmdPipelineBarrier(cb, st, st, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
+/* GPT_VULKAN_TRACE: one timestamp slot (see vk_internal.h). A timestamp
+ * at the bottom of the pipe after the barrier that follows a dispatch is
+ * written once that dispatch has finished, so consecutive slots of one
+ * command buffer bracket one op, its barrier and launch included. */
+static void trace_mark(vk_ctx *c, VkCommandBuffer cb, int shader, const int *spec, uint32_t gx,
+                       uint32_t gy, uint32_t gz) {
+    if (!c->trace_pool || c->trace_n >= c->trace_cap) return;
+    int slot = c->trace_n++;
+    struct vk_trace_rec *r = &c->trace[slot];
+    r->cb = c->trace_seq;
+    r->graph = c->cur_is_graph ? c->capturing : -1;
+    r->shader = shader;
+    for (int i = 0; i < 3; i++) r->spec[i] = spec ? spec[i] : 0;
+    r->grid[0] = gx, r->grid[1] = gy, r->grid[2] = gz;
+    vkCmdResetQueryPool(cb, c->trace_pool, (uint32_t)slot, 1);
+    vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->trace_pool, (uint32_t)slot);
+}
+
+static void trace_open(gpt_backend *be) {
+    vk_ctx *c = vk_ctx_of(be);
+    const char *path = getenv("GPT_VULKAN_TRACE");
+    if (!path || !*path || be->err.code) return;
+    uint32_t nq = 0;
+    VkQueueFamilyProperties q[16];
+    vkGetPhysicalDeviceQueueFamilyProperties(c->phys, &nq, NULL);
+    if (nq > 16) nq = 16;
+    vkGetPhysicalDeviceQueueFamilyProperties(c->phys, &nq, q);
+    if (c->queue_family >= nq || !q[c->queue_family].timestampValidBits) return;
+    c->trace_cap = 1 << 16;
+    c->trace = calloc((size_t)c->trace_cap, sizeof *c->trace);
+    c->trace_path = strdup(path);
+    VkQueryPoolCreateInfo qi = {VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    qi.queryCount = (uint32_t)c->trace_cap;
+    if (!c->trace || !c->trace_path || vkCreateQueryPool(c->dev, &qi, NULL, &c->trace_pool) != VK_SUCCESS)
+        c->trace_pool = VK_NULL_HANDLE;
+}
+
+/* Writes the trace: one line per timed dispatch, "graph cb shader spec0
+ * spec1 spec2 gx gy gz ns" (graph -1: eager), after the device is idle.
+ * bench/vk_trace.py sums it by op. */
+static void trace_close(vk_ctx *c) {
+    if (c->trace_pool) {
+        uint64_t *v = calloc((size_t)c->trace_n * 2 + 2, sizeof *v);
+        FILE *f = fopen(c->trace_path, "w");
+        VkQueryResultFlags fl = VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WITH_AVAILABILITY_BIT;
+        if (v && f && c->trace_n &&
+            vkGetQueryPoolResults(c->dev, c->trace_pool, 0, (uint32_t)c->trace_n,
+                                  (size_t)c->trace_n * 16, v, 16, fl) >= 0) {
+            fprintf(f, "# graph cb shader spec0 spec1 spec2 gx gy gz ns (%s)\n", c->desc);
+            for (int i = 1; i < c->trace_n; i++) {
+                const struct vk_trace_rec *a = &c->trace[i - 1], *b = &c->trace[i];
+                if (b->shader < 0 || a->cb != b->cb || !v[2 * i - 1] || !v[2 * i + 1]) continue;
+                double ns = (double)(int64_t)(v[2 * i] - v[2 * i - 2]) * c->timestamp_ns;
+                fprintf(f, "%d %d %s %d %d %d %u %u %u %.0f\n", b->graph, b->cb,
+                        vk_spirv_table[b->shader].name, b->spec[0], b->spec[1], b->spec[2],
+                        b->grid[0], b->grid[1], b->grid[2], ns);
+            }
+        }
+        if (f) fclose(f);
+        free(v);
+        vkDestroyQueryPool(c->dev, c->trace_pool, NULL);
+        c->trace_pool = VK_NULL_HANDLE;
+    }
+    free(c->trace);
+    free(c->trace_path);
+    c->trace = NULL, c->trace_path = NULL;
+}
+
 /* The command buffer being recorded; starts an eager one if none. */
 static VkCommandBuffer cmd(gpt_backend *be) {
     vk_ctx *c = vk_ctx_of(be);
@@ -245,6 +314,8 @@ static VkCommandBuffer cmd(gpt_backend *be) {
     if (vk_check(be, vkBeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer")) return VK_NULL_HANDLE;
     c->cur = cb;
     c->cur_is_graph = 0;
+    c->trace_seq++;
+    trace_mark(c, cb, -1, NULL, 0, 0, 0);
     return cb;
 }
 
@@ -392,6 +463,7 @@ void vk_dispatch(gpt_backend *be, int sh, const int *spec, const void *pc, size_
     vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, VK_PC_BYTES, buf);
     vkCmdDispatch(cb, gx, gy, gz);
     barrier(cb);
+    trace_mark(c, cb, sh, spec, gx, gy, gz);
     serialize(be);
 }
 
@@ -707,6 +779,8 @@ static int vk_graph_begin(gpt_backend *be, int id) {
     c->cur = cb;
     c->cur_is_graph = 1;
     c->capturing = id;
+    c->trace_seq++;
+    trace_mark(c, cb, -1, NULL, 0, 0, 0);
     return 0;
 }
 
@@ -748,6 +822,7 @@ static void vk_destroy(gpt_backend *be) {
     if (c) {
         if (c->dev) {
             vkDeviceWaitIdle(c->dev);
+            trace_close(c);
             drop_graphs(c);
             free_workspaces(be);
             vk_cache_save(be);
@@ -1019,7 +1094,9 @@ int gpt_vulkan_backend_create(gpt_backend **out, const gpt_runtime *rt, gpt_erro
     c->poison = poison && !strcmp(poison, "1");
     const char *ser = getenv("GPT_VULKAN_SERIALIZE");
     c->serialize = ser && !strcmp(ser, "1");
-    if (setup(be, rt)) {
+    int bad = setup(be, rt);
+    if (!bad) trace_open(be);
+    if (bad || be->err.code) {
         int code = be->err.code ? be->err.code : GPT_ERR_RUNTIME;
         if (err) *err = be->err;
         if (err && !err->code) err->code = code;

@@ -182,7 +182,24 @@ typedef struct {
     VkQueryPool timers;
     int n_timers;
     gpt_shape shape;
+
+    /* GPT_VULKAN_TRACE=file (a diagnosis): a timestamp after every
+     * dispatch of every command buffer recorded (graphs: their last
+     * replay), written to the file at destroy. */
+    char *trace_path;
+    VkQueryPool trace_pool;
+    int trace_n, trace_cap, trace_seq;
+    struct vk_trace_rec *trace; /* per slot: what was timed */
 } vk_ctx;
+
+/* One timestamp slot of the trace: the start of a command buffer
+ * (shader = -1) or the end of a dispatch. */
+struct vk_trace_rec {
+    int cb;    /* recording sequence number */
+    int graph; /* graph id, or -1 for an eager buffer */
+    int shader, spec[3];
+    uint32_t grid[3];
+};
 
 static inline vk_ctx *vk_ctx_of(gpt_backend *be) { return (vk_ctx *)be->ctx; }
 static inline uint64_t vk_addr(const void *p) { return (uint64_t)(uintptr_t)p; }
