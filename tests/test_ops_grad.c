@@ -28,6 +28,7 @@
 #include "cpu/cpu.h"
 #include "cpu/cpu_features.h"
 #include "cpu/cpu_gemm.h"
+#include "cpu/cpu_pool.h"
 #include "test.h"
 #include "util.h"
 
@@ -618,11 +619,12 @@ static void test_gemm_kernels(int M, int N, int K) {
     }
 }
 
-/* A long K with both operands repeated across tiles (the LM head's input
- * gradient: K = the vocabulary) packs A and B once per pass over K. With
- * the shared limit lowered, a small product takes that path; it must give
- * the float64 result and the same bits as the product packed one operand
- * at a time (the same K blocks added in the same order). */
+/* A long K with both operands repeated across tiles and too large to
+ * share, and a C too large for a K split's partials: both operands are
+ * packed once per pass over K. With the limits lowered, a small product
+ * takes that path; it must give the float64 result and the same bits as
+ * the product packed one operand at a time (the same K blocks added in the
+ * same order). */
 static void test_gemm_passes(int M, int N, int K, size_t limit) {
     const gemm_kernel *ks[] = {&cpu_gemm_kernel_c, cpu_gemm_kernel(), cpu_gemm_kernel_bf16(),
                                &cpu_gemm_kernel_amx_emul};
@@ -641,9 +643,9 @@ static void test_gemm_passes(int M, int N, int K, size_t limit) {
                 ref[(size_t)i * N + j] = acc;
             }
         cpu_gemm_with(ks[ki], M, N, K, 1.0f, A, K, 1, Bm, N, 1, C1, N, 0);
-        cpu_gemm_shared_limit(limit);
+        cpu_gemm_shared_limit(limit, 1); /* no K split */
         cpu_gemm_with(ks[ki], M, N, K, 1.0f, A, K, 1, Bm, N, 1, C2, N, 0);
-        cpu_gemm_shared_limit(0);
+        cpu_gemm_shared_limit(0, 0);
         check_fwd("C", C2, ref, (size_t)M * N);
         size_t diff = 0;
         for (size_t i = 0; i < (size_t)M * N; i++) diff += memcmp(C1 + i, C2 + i, 4) != 0;
@@ -651,6 +653,57 @@ static void test_gemm_passes(int M, int N, int K, size_t limit) {
         test_end();
         free(A), free(Bm), free(C1), free(C2), free(ref);
     }
+}
+
+/* The same shape of problem with a small C (the LM head's input gradient):
+ * K cut into chunks summed separately, then added in chunk order. With the
+ * shared limit lowered a small product takes that path, in every
+ * transpose case (each packs another way), with C added to or not; it
+ * must give the float64 result and the same bits on 1, 2 and 3 threads
+ * (the chunks follow from the shape, not from the threads). */
+static void test_gemm_ksplit(int M, int N, int K, size_t limit, size_t parts) {
+    const gemm_kernel *ks[] = {&cpu_gemm_kernel_c, cpu_gemm_kernel(), cpu_gemm_kernel_bf16(),
+                               &cpu_gemm_kernel_amx_emul};
+    for (int ki = 0; ki < 4; ki++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int acc = ta ^ tb, bf = ks[ki]->pairs;
+                test_begin("gemm split over K %s M=%d N=%d K=%d limits %zu %zu transA=%d "
+                           "transB=%d acc=%d", ks[ki]->name, M, N, K, limit, parts, ta, tb, acc);
+                float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
+                float *C0 = frand((size_t)M * N, 1), *C[3];
+                double *ref = malloc((size_t)M * N * sizeof(double));
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double s = 0;
+                        for (int k = 0; k < K; k++) {
+                            float a = ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k];
+                            float b = tb ? Bm[(size_t)j * K + k] : Bm[(size_t)k * N + j];
+                            s += bf ? rbf16(a) * rbf16(b) : (double)a * b;
+                        }
+                        ref[(size_t)i * N + j] = 0.5 * s + (acc ? C0[(size_t)i * N + j] : 0);
+                    }
+                cpu_gemm_shared_limit(limit, parts);
+                for (int t = 0; t < 3; t++) {
+                    C[t] = malloc((size_t)M * N * sizeof(float));
+                    memcpy(C[t], C0, (size_t)M * N * sizeof(float));
+                    cpu_pool_acquire(t + 1);
+                    cpu_gemm_with(ks[ki], M, N, K, 0.5f, A, ta ? 1 : K, ta ? M : 1, Bm,
+                                  tb ? 1 : N, tb ? K : 1, C[t], N, acc);
+                    cpu_pool_release();
+                }
+                cpu_gemm_shared_limit(0, 0);
+                cpu_pool_acquire(2), cpu_pool_release(); /* back to the backend's two */
+                check_fwd("C", C[1], ref, (size_t)M * N);
+                for (int t = 0; t < 3; t += 2) {
+                    size_t diff = 0;
+                    for (size_t i = 0; i < (size_t)M * N; i++) diff += memcmp(C[1] + i, C[t] + i, 4) != 0;
+                    EXPECT(diff == 0, "%zu of %d values differ between 2 and %d threads", diff,
+                           M * N, t + 1);
+                }
+                test_end();
+                free(A), free(Bm), free(C0), free(C[0]), free(C[1]), free(C[2]), free(ref);
+            }
 }
 
 int main(void) {
@@ -704,6 +757,8 @@ int main(void) {
      * block do: passes of one K block (and a tail of 220). */
     test_gemm_passes(64, 256, 1500, 90000);
     test_gemm_passes(64, 256, 2700, 170000); /* passes of 2 K blocks, a tail of 140 */
+    test_gemm_ksplit(40, 72, 1301, 30000, 0); /* 6 K blocks, 6 chunks, an odd tail */
+    test_gemm_ksplit(40, 72, 1301, 30000, 20000); /* 2 or 3 blocks a chunk, 4-10 tiles */
     printf("# bf16 products on this machine: %s\n", cpu_gemm_kernel_bf16()->name);
     test_require_amx("test_ops_grad's products",
                      g_amx_ran ? cpu_gemm_kernel_amx.name : cpu_gemm_kernel_bf16()->name);

@@ -28,11 +28,16 @@
 #define NT_MAX 512
 #define SHARED_MAX_DEFAULT ((size_t)4 << 20) /* floats of a shared packed operand */
 #ifdef GPT_TEST_BUILD
-static size_t shared_max = SHARED_MAX_DEFAULT;
+static size_t shared_max = SHARED_MAX_DEFAULT, parts_max = SHARED_MAX_DEFAULT;
 #define SHARED_MAX shared_max
-void cpu_gemm_shared_limit(size_t floats) { shared_max = floats ? floats : SHARED_MAX_DEFAULT; }
+#define PARTS_MAX parts_max
+void cpu_gemm_shared_limit(size_t floats, size_t parts) {
+    shared_max = floats ? floats : SHARED_MAX_DEFAULT;
+    parts_max = parts ? parts : SHARED_MAX_DEFAULT;
+}
 #else
 #define SHARED_MAX SHARED_MAX_DEFAULT
+#define PARTS_MAX SHARED_MAX_DEFAULT /* floats of a K split's partial Cs */
 #endif
 
 /* Portable micro-kernel, 4 x 16: the compiler vectorises the j loop for
@@ -363,6 +368,18 @@ static void pf_lines(const pf_region *r, long t0, long t1) {
     for (long t = t0; t < t1; t++) PREFETCH(r->base + (t / r->lpr) * r->stride + (t % r->lpr) * 16);
 }
 
+/* The lines of an operand's region rows [r0, r0+nr) x k [k0, k0+kn)
+ * (element (r, k) at base[r*rs + k*ks]), where one of the strides is 1;
+ * else no lines. */
+static pf_region operand_region(const float *base, ptrdiff_t rs, ptrdiff_t ks, int r0, int nr,
+                                int k0, int kn) {
+    if (kn <= 0) return (pf_region){0};
+    const float *o = base + (ptrdiff_t)r0 * rs + (ptrdiff_t)k0 * ks;
+    if (ks == 1) return (pf_region){o, rs, (kn + 15) / 16, nr};
+    if (rs == 1) return (pf_region){o, ks, (nr + 15) / 16, kn};
+    return (pf_region){0};
+}
+
 static void gemm_tile(void *ctx, int task) {
     const gemm_job *g = ctx;
     const gemm_kernel *k = g->k;
@@ -430,6 +447,113 @@ static void gemm_tile(void *ctx, int task) {
     free(own);
 }
 
+/* A long K with a small C (the LM head's input gradient: K = the
+ * vocabulary, C = tokens x channels), neither operand fitting a shared
+ * buffer: K is cut into chunks, and each task sums one chunk's K blocks
+ * for one tile of C into a partial C of its own, packing its A and B
+ * blocks into its own buffer, where the kernel finds them in L2, while it
+ * prefetches the next block's. Then a second job adds the partials into
+ * C in chunk order. The passes below (both operands packed once per pass
+ * into a shared buffer, then read back by every tile) moved each packed
+ * value through L3 several times and ended each pass at a barrier. The
+ * chunks and tiles follow from the shape alone, so the sums do not
+ * depend on the thread count. */
+#define KSPLIT_CHUNKS 24              /* whole shares for 2, 3, 4, 6, 8 or 12 threads */
+#define KSPLIT_TILE (PARTS_MAX / 32) /* floats of C per task at most (512 KiB) */
+#define KSPLIT_ROWS 8                 /* rows of C per adding task */
+
+typedef struct {
+    gemm_job g;
+    int nkb, chunks, tm, tn, TM, TN; /* K blocks, chunks, tiles of TM x TN */
+    float *part;                    /* chunks partial Cs of Mp x Np (row stride Np) */
+} ksplit_job;
+
+/* Task: one chunk of K for one tile. */
+static void ksplit_tile(void *ctx, int task) {
+    const ksplit_job *s = ctx;
+    const gemm_job *g = &s->g;
+    const gemm_kernel *k = g->k;
+    int MR = k->mr, NR = k->nr, tiles = s->tm * s->tn;
+    int c = task / tiles, t = task % tiles;
+    int i0 = (t / s->tn) * s->TM, j0 = (t % s->tn) * s->TN;
+    int mb = g->M - i0 < s->TM ? g->M - i0 : s->TM, nb = g->N - j0 < s->TN ? g->N - j0 : s->TN;
+    int mp = (mb + MR - 1) / MR * MR, np = (nb + NR - 1) / NR * NR;
+    size_t need = (size_t)KC * (mp + np);
+    float *pa = cpu_pool_pack_buffer(need), *own = NULL;
+    if (!pa) pa = own = malloc(need * sizeof(float));
+    if (!pa) return; /* cannot happen short of a failed 1 MiB malloc */
+    float *pb = pa + (size_t)KC * mp;
+    /* The partial has the padded rows and columns, so every block is a
+     * whole MR x NR (no edge copies). */
+    float *P = s->part + (size_t)c * g->Mp * g->Np + (size_t)i0 * g->Np + j0;
+    int b0 = (int)((long)c * s->nkb / s->chunks), b1 = (int)((long)(c + 1) * s->nkb / s->chunks);
+    long calls = (long)(mp / MR) * (np / NR);
+    if (k->begin) k->begin();
+    for (int b = b0; b < b1; b++) {
+        int k0 = b * KC, kb = g->K - k0 < KC ? g->K - k0 : KC, steps = ksteps(k, kb);
+        pack_a_any(pa, g, i0, mb, k0, kb);
+        pack_b_any(pb, g, j0, nb, k0, kb);
+        /* both operands come from memory: ask for the next block's lines
+         * a slice per kernel call, so that packing it does not wait */
+        int k1 = k0 + KC, kbn = b + 1 < b1 ? (g->K - k1 < KC ? g->K - k1 : KC) : 0;
+        pf_region ra = operand_region(g->A, g->ars, g->acs, i0, mb, k1, kbn);
+        pf_region rb = operand_region(g->B, g->bcs, g->brs, j0, nb, k1, kbn);
+        long na = (long)ra.lpr * ra.runs, nbn = (long)rb.lpr * rb.runs, ta = 0, tb = 0;
+        long pera = (na + calls - 1) / calls, perb = (nbn + calls - 1) / calls;
+        for (int ir = 0; ir < mp; ir += MR)
+            for (int jr = 0; jr < np; jr += NR) {
+                long t1 = ta + pera < na ? ta + pera : na;
+                pf_lines(&ra, ta, t1), ta = t1;
+                t1 = tb + perb < nbn ? tb + perb : nbn;
+                pf_lines(&rb, tb, t1), tb = t1;
+                k->kern(steps, pa + (size_t)ir * steps, pb + (size_t)jr * steps,
+                        P + (size_t)ir * g->Np + jr, g->Np, b > b0);
+            }
+    }
+    if (k->end) k->end();
+    free(own);
+}
+
+/* Task: KSPLIT_ROWS rows of C (+)= the partials, in chunk order. */
+CPU_CLONES static void ksplit_add(void *ctx, int task) {
+    const ksplit_job *s = ctx;
+    const gemm_job *g = &s->g;
+    int r0 = task * KSPLIT_ROWS, r1 = r0 + KSPLIT_ROWS < g->M ? r0 + KSPLIT_ROWS : g->M;
+    for (int i = r0; i < r1; i++) {
+        float *c = g->C + (ptrdiff_t)i * g->ldc;
+        const float *p = s->part + (size_t)i * g->Np;
+        for (int j = 0; j < g->N; j++) c[j] = g->acc ? c[j] + p[j] : p[j];
+        for (int ch = 1; ch < s->chunks; ch++) {
+            p += (size_t)g->Mp * g->Np;
+            for (int j = 0; j < g->N; j++) c[j] += p[j];
+        }
+    }
+}
+
+/* Runs g split over K (returns 1) where the partials of at least two
+ * chunks fit PARTS_MAX. */
+static int ksplit(const gemm_job *g) {
+    const gemm_kernel *k = g->k;
+    int nkb = kblocks(g->K);
+    size_t whole = (size_t)g->Mp * g->Np;
+    size_t chunks = PARTS_MAX / whole;
+    if (chunks > KSPLIT_CHUNKS) chunks = KSPLIT_CHUNKS;
+    if (chunks > (size_t)nkb) chunks = (size_t)nkb;
+    if (chunks < 2) return 0;
+    ksplit_job s = {.g = *g, .nkb = nkb, .chunks = (int)chunks, .TM = g->Mp, .TN = g->Np};
+    while ((size_t)s.TM * s.TN > KSPLIT_TILE) { /* halve the longer side */
+        if (s.TN >= s.TM && s.TN >= 2 * k->nr) s.TN = (s.TN / 2 + k->nr - 1) / k->nr * k->nr;
+        else if (s.TM >= 2 * k->mr) s.TM = (s.TM / 2 + k->mr - 1) / k->mr * k->mr;
+        else break;
+    }
+    s.tm = (g->Mp + s.TM - 1) / s.TM, s.tn = (g->Np + s.TN - 1) / s.TN;
+    s.part = cpu_pool_shared_buffer(chunks * whole);
+    if (!s.part) return 0;
+    cpu_parallel(s.chunks * s.tm * s.tn, ksplit_tile, &s);
+    cpu_parallel((g->M + KSPLIT_ROWS - 1) / KSPLIT_ROWS, ksplit_add, &s);
+    return 1;
+}
+
 /* How many tiles `panels` panels make when cut into n tiles of equal
  * whole panels (n clamped to [1, panels]): ceil(panels / per-tile). */
 static int even_count(int panels, int n) {
@@ -463,10 +587,14 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
      * gpt2 qkv product) kept one thread busy a ninth of the product
      * alone, and a 768-wide product cut 512 + 256 gave unequal tasks.
      * Tile shapes change no result: each C value is summed over the same
-     * K blocks by the same kernel wherever its tile is. */
+     * K blocks by the same kernel wherever its tile is. Not where the
+     * last round's idle share is under 1/16 of the product: more tile
+     * columns repack A once more each (the LM head's weight gradient,
+     * 197 tiles on 2 threads, was cut into 2 columns and converted its
+     * 51 MB of dlogits twice, for a 0.5% imbalance). */
     int th = cpu_pool_threads(), pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
     int tm = (M + MT - 1) / MT, tn = (N + NT - 1) / NT, floor_ = tm * tn < want ? tm * tn : want;
-    for (int d = 1; d <= 2 * th && (tm * tn) % th; d++) {
+    for (int d = 1; d <= 2 * th && (th - (tm * tn) % th) % th * 16 > tm * tn; d++) {
         int lo = even_count(pn, tn - d), hi = even_count(pn, tn + d);
         if ((tm * lo) % th == 0 && tm * lo >= floor_) tn = lo;
         else if ((tm * hi) % th == 0) tn = hi;
@@ -479,13 +607,15 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
      * pack again, when there are such repeats and it fits 16 MiB. */
     size_t kfull = (size_t)kblocks(K) * KC;
     g.k_lo = 0, g.k_hi = K;
+    if ((size_t)g.Mp * kfull > SHARED_MAX && (size_t)g.Np * kfull > SHARED_MAX && ksplit(&g))
+        return;
     if (g.tiles_n > 1 && (size_t)g.Mp * kfull <= SHARED_MAX && (M <= N || tiles_m == 1))
         g.sa = cpu_pool_shared_buffer((size_t)g.Mp * kfull);
     else if (tiles_m > 1 && (size_t)g.Np * kfull <= SHARED_MAX)
         g.sb = cpu_pool_shared_buffer((size_t)g.Np * kfull);
     else if (tiles_m > 1 && g.tiles_n > 1 && (size_t)(g.Mp + g.Np) * KC <= SHARED_MAX) {
-        /* Both repeat and neither fits whole (a long K: the LM head's
-         * input gradient, K = vocabulary): pack both once per pass over
+        /* Both repeat, neither fits whole, nor does C's partials for a
+         * K split (a long K and a large C): pack both once per pass over
          * as many K blocks as fit, rather than each tile packing its own
          * A and B (every value of A tiles_n times, of B tiles_m times).
          * The passes add into C in K order, as the blocks of one pass do. */

@@ -79,10 +79,11 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
                    float *C, ptrdiff_t ldc, int acc);
 
 #ifdef GPT_TEST_BUILD
-/* Test builds only: the largest shared packed operand in floats (0: the
- * default, 16 MiB), so that small products take the paths that only
- * large ones take otherwise (both operands packed once, in K passes). */
-void cpu_gemm_shared_limit(size_t floats);
+/* Test builds only: the largest shared packed operand and the largest
+ * set of a K split's partial products, in floats (0: the default, 16 MiB
+ * each), so that small products take the paths that only large ones take
+ * otherwise (K split, or both operands packed once in K passes). */
+void cpu_gemm_shared_limit(size_t floats, size_t parts);
 #endif
 
 #endif
