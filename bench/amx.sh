@@ -56,6 +56,20 @@ train() { # label env...
 P=bf16 train "bf16, dispatch's kernel"
 [ -n "$cpuinfo_amx" ] && P=bf16 train "bf16, GPT_CPU_AMX=0" GPT_CPU_AMX=0
 P=fp32 train "fp32"
+# The issue's setting: two cores (AMX_CPUS, default 8,9 where the machine
+# has them: on the GPU host those are two cores without SMT siblings).
+# The head's products and three profiled steps, so that a change to the
+# driver can be judged from one run (compare with docs/CPU.md's figures).
+cpus=${AMX_CPUS:-$([ "$(nproc)" -gt 9 ] && echo 8,9 || echo 0,1)}
+echo "== 2 CPUs ($cpus): products, GFLOP/s (median of 5)"
+taskset -c "$cpus" build/bench/gemm_libs ours-bf16 5 2>&1 | grep -E '"head|"fc' |
+    sed -E 's/.*"kernel": "([^"]*)", "shape": "([^"]*)".*"gflops": ([0-9.]*).*/\1 \2: \3/'
+for r in 1 2 3; do
+    o=$(taskset -c "$cpus" timeout 300 $G bench train --preset seed-small -B 4 -T 64 --steps 6 \
+        --warmup 2 --precision bf16 --device cpu --profile 2>&1)
+    echo "== 2 CPUs ($cpus), bf16 step, run $r: $(echo "$o" | grep '^gpt bench' | sed 's/^gpt bench: //')"
+    echo "$o" | grep -E '^(matmul|adamw|crossentropy|sumsq|total)' | head -8
+done
 refused=$($G info | grep -c 'Linux refused the tile state' || true)
 if [ -n "$cpuinfo_amx" ] && [ "$refused" != 0 ]; then
     echo "VERDICT: AMX not usable here: the CPU has it but Linux refused the tile permission (arch_prctl; kernel before 5.16 or a sandbox): the AMX kernel was not tested"
