@@ -212,6 +212,12 @@ CPU_CLONES static void pack_b_bf16(uint32_t *dst, const gemm_job *g, int j0, int
     for (int p = 0; p < nb; p += NR) {
         int cols = nb - p < NR ? nb - p : NR;
         const float *src = g->B + (ptrdiff_t)k0 * rs + (ptrdiff_t)(j0 + p) * cs;
+        if (rs == 1 && cols == NR && g->k->pack_bt_bf16 && cpu_features_get()->avx512_bf16) {
+            const float *next = nb - p > 2 * NR - 1 ? src + NR * cs : NULL;
+            g->k->pack_bt_bf16(dst, src, cs, kb, steps, next);
+            dst += (ptrdiff_t)steps * NR;
+            continue;
+        }
         if (rs == 1) {
             for (int j = 0; j < cols; j++) {
                 const float *s0 = src + j * cs;

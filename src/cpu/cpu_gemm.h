@@ -7,6 +7,7 @@
 #define GPT_CPU_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A micro-kernel: c (MR,NR) = a (K,MR) b (K,NR) (+ c when acc), where a
  * and b are packed k-major (a[k*MR + i], b[k*NR + j]) and c is row-major
@@ -38,6 +39,12 @@ typedef struct gemm_kernel_s {
      * loop; next: the following panel's src (to prefetch), or NULL. NULL
      * where the kernel has none. */
     void (*pack_bt)(float *dst, const float *src, ptrdiff_t ld, int kb, const float *next);
+    /* The same for a bf16 kernel with NR = 32: dst[kk*32 + j] holds the
+     * pair (src[j*ld + 2kk], src[j*ld + 2kk+1]) for kk < steps, zero past
+     * kb. NULL where the kernel has none; used only where the CPU has
+     * AVX512-BF16 (cpu_gemm.c checks). */
+    void (*pack_bt_bf16)(uint32_t *dst, const float *src, ptrdiff_t ld, int kb, int steps,
+                         const float *next);
 } gemm_kernel;
 
 /* The kernels compiled into this build for each ISA (NULL kern where the
@@ -54,6 +61,12 @@ extern const gemm_kernel cpu_gemm_kernel_amx;         /* AMX tiles, tdpbf16ps */
  * packing: any CPU runs it, so the layout and the kernel's addressing are
  * tested where AMX is absent. Slow; for tests. */
 extern const gemm_kernel cpu_gemm_kernel_amx_emul;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The AVX512-BF16 kernel's pack_bt_bf16, which the AMX kernel shares (its
+ * B panels are the same). */
+void cpu_pack_bt_bf16_avx512(uint32_t *dst, const float *src, ptrdiff_t ld, int kb, int steps,
+                             const float *next);
+#endif
 
 /* The fp32 kernel the current ISA level selects. */
 const gemm_kernel *cpu_gemm_kernel(void);

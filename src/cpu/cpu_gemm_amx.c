@@ -200,7 +200,7 @@ AMX static void ukernel_amx(int K, const void *a_, const void *b_, float *c, ptr
 
 const gemm_kernel cpu_gemm_kernel_amx = {
     .mr = 32, .nr = 32, .kern = ukernel_amx, .name = "AMX bf16 32x32", .pairs = 1, .a_rows = 1,
-    .kgran = 16, .begin = amx_begin, .end = amx_end};
+    .kgran = 16, .begin = amx_begin, .end = amx_end, .pack_bt_bf16 = cpu_pack_bt_bf16_avx512};
 #else
 const gemm_kernel cpu_gemm_kernel_amx = {
     .mr = 32, .nr = 32, .kern = 0, .name = "AMX bf16 32x32", .pairs = 1, .a_rows = 1,

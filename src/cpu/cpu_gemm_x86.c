@@ -11,6 +11,8 @@
  */
 #include "cpu_gemm.h"
 
+#include <stdint.h>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
@@ -105,6 +107,42 @@ AVX512BF16 static void ukernel_avx512_bf16(int K, const void *a_, const void *b_
     }
 }
 
+/* A 16 x 16 transpose of 32-bit values in registers: row i of the result
+ * (column i of r) is stored at d + i*ds, for i < n. */
+AVX512 static inline void transpose16_store(const __m512 r[16], float *d, ptrdiff_t ds, int n) {
+    __m512 t[16], u[16], o[16];
+    /* per 128-bit lane L: t[2m] = r[2m], r[2m+1] at columns 4L, 4L+1
+     * interleaved; t[2m+1] at 4L+2, 4L+3 */
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; m++) {
+        t[2 * m] = _mm512_unpacklo_ps(r[2 * m], r[2 * m + 1]);
+        t[2 * m + 1] = _mm512_unpackhi_ps(r[2 * m], r[2 * m + 1]);
+    }
+    /* u[4g + q], lane L: rows 4g..4g+3 at column 4L + q */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    /* a 4 x 4 transpose of lanes: column 4L + q, lane g = u[4g + q] lane L */
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        __m512 x0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
+        __m512 x1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
+        __m512 x2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44);
+        __m512 x3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
+        o[0 + q] = _mm512_shuffle_f32x4(x0, x2, 0x88);
+        o[4 + q] = _mm512_shuffle_f32x4(x0, x2, 0xDD);
+        o[8 + q] = _mm512_shuffle_f32x4(x1, x3, 0x88);
+        o[12 + q] = _mm512_shuffle_f32x4(x1, x3, 0xDD);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        if (i < n) _mm512_storeu_ps(d + i * ds, o[i]);
+}
+
 /* One 32-column panel of a transposed B, dst[k*32 + j] = src[j*ld + k]
  * (a forward product's weight: each output feature's row is contiguous
  * along k): 16 x 16 blocks transposed in registers. Stored one value at a
@@ -118,7 +156,7 @@ AVX512 static void pack_bt_avx512(float *dst, const float *src, ptrdiff_t ld, in
     for (; k0 + 16 <= kb; k0 += 16) {
         for (int h = 0; h < 2; h++) {
             const float *s = src + (ptrdiff_t)16 * h * ld + k0;
-            __m512 r[16], t[16], u[16];
+            __m512 r[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++) {
                 if (k0 + 64 < kb) _mm_prefetch((const char *)(s + i * ld + 64), _MM_HINT_T0);
@@ -126,38 +164,44 @@ AVX512 static void pack_bt_avx512(float *dst, const float *src, ptrdiff_t ld, in
                                             _MM_HINT_T0);
                 r[i] = _mm512_loadu_ps(s + i * ld);
             }
-            /* per 128-bit lane L: t[2m] = r[2m], r[2m+1] at k = 4L, 4L+1
-             * interleaved; t[2m+1] at 4L+2, 4L+3 */
-#pragma GCC unroll 8
-            for (int m = 0; m < 8; m++) {
-                t[2 * m] = _mm512_unpacklo_ps(r[2 * m], r[2 * m + 1]);
-                t[2 * m + 1] = _mm512_unpackhi_ps(r[2 * m], r[2 * m + 1]);
-            }
-            /* u[4g + q], lane L: rows 4g..4g+3 at k = 4L + q */
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-                u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-                u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-                u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-            }
-            /* a 4 x 4 transpose of lanes: k = 4L + q, lane g = u[4g + q] lane L */
-            float *d = dst + (ptrdiff_t)k0 * 32 + 16 * h;
-#pragma GCC unroll 4
-            for (int q = 0; q < 4; q++) {
-                __m512 x0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
-                __m512 x1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
-                __m512 x2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44);
-                __m512 x3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
-                _mm512_storeu_ps(d + (0 + q) * 32, _mm512_shuffle_f32x4(x0, x2, 0x88));
-                _mm512_storeu_ps(d + (4 + q) * 32, _mm512_shuffle_f32x4(x0, x2, 0xDD));
-                _mm512_storeu_ps(d + (8 + q) * 32, _mm512_shuffle_f32x4(x1, x3, 0x88));
-                _mm512_storeu_ps(d + (12 + q) * 32, _mm512_shuffle_f32x4(x1, x3, 0xDD));
-            }
+            transpose16_store(r, dst + (ptrdiff_t)k0 * 32 + 16 * h, 32, 16);
         }
     }
     for (; k0 < kb; k0++)
         for (int j = 0; j < 32; j++) dst[(ptrdiff_t)k0 * 32 + j] = src[(ptrdiff_t)j * ld + k0];
+}
+
+/* The same panel in bf16 pairs for the AVX512-BF16 and AMX kernels:
+ * dst[kk*32 + j] = (src[j*ld + 2kk], src[j*ld + 2kk+1]) for kk < steps,
+ * zero past kb. VCVTNE2PS2BF16 turns 32 consecutive k of a row into its 16
+ * pairs in order, then 16 x 16 transposes; the generic loop (vectorised
+ * along k) stored each pair with a scalar store. The conversion rounds to
+ * nearest even as to_bf16 does, but takes an fp32 denormal input for zero
+ * (to_bf16 may round the largest ones up to the smallest normal bf16),
+ * which both kernels' multiply-adds do with denormal bf16 inputs anyway:
+ * the products differ only where an input is within 2^-133 of 2^-126. */
+AVX512BF16 void cpu_pack_bt_bf16_avx512(uint32_t *dst, const float *src, ptrdiff_t ld, int kb,
+                                        int steps, const float *next) {
+    for (int kw = 0; kw < steps; kw += 16) {
+        int k0 = 2 * kw, nf = kb - k0 < 0 ? 0 : kb - k0 > 32 ? 32 : kb - k0;
+        __mmask16 m0 = (__mmask16)((1u << (nf < 16 ? nf : 16)) - 1);
+        __mmask16 m1 = (__mmask16)((1u << (nf > 16 ? nf - 16 : 0)) - 1);
+        for (int h = 0; h < 2; h++) {
+            const float *s = src + (ptrdiff_t)16 * h * ld + k0;
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                if (k0 + 64 < kb) _mm_prefetch((const char *)(s + i * ld + 64), _MM_HINT_T0);
+                else if (next) _mm_prefetch((const char *)(next + (16 * h + i) * ld + k0 + 64 - kb),
+                                            _MM_HINT_T0);
+                __m512 lo = _mm512_maskz_loadu_ps(m0, s + i * ld);
+                __m512 hi = _mm512_maskz_loadu_ps(m1, s + i * ld + 16);
+                r[i] = (__m512)_mm512_cvtne2ps_pbh(hi, lo);
+            }
+            int n = steps - kw < 16 ? steps - kw : 16;
+            transpose16_store(r, (float *)dst + (ptrdiff_t)kw * 32 + 16 * h, 32, n);
+        }
+    }
 }
 
 const gemm_kernel cpu_gemm_kernel_avx512 = {.mr = 8, .nr = 32, .kern = ukernel_avx512,
@@ -165,7 +209,8 @@ const gemm_kernel cpu_gemm_kernel_avx512 = {.mr = 8, .nr = 32, .kern = ukernel_a
 const gemm_kernel cpu_gemm_kernel_avx2 = {
     .mr = 6, .nr = 16, .kern = ukernel_avx2, .name = "AVX2 fp32 6x16"};
 const gemm_kernel cpu_gemm_kernel_avx512_bf16 = {
-    .mr = 8, .nr = 32, .kern = ukernel_avx512_bf16, .name = "AVX512-BF16 bf16 8x32", .pairs = 1};
+    .mr = 8, .nr = 32, .kern = ukernel_avx512_bf16, .name = "AVX512-BF16 bf16 8x32", .pairs = 1,
+    .pack_bt_bf16 = cpu_pack_bt_bf16_avx512};
 #else
 const gemm_kernel cpu_gemm_kernel_avx512 = {
     .mr = 8, .nr = 32, .kern = 0, .name = "AVX-512 fp32 8x32"};
