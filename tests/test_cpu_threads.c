@@ -6,7 +6,9 @@
  * are may change a bit; a reduction whose order followed the threads, or a
  * race between tasks, shows up here. Three AdamW steps and the logits
  * after them, in fp32 and bf16, with 1, 2, 3 and 5 threads (more threads
- * than cores is fine: the tasks are the same).
+ * than cores is fine: the tasks are the same). Then KV-cache decoding
+ * (the few-rows products, attention over the cache, int8 weights too):
+ * the logits of a prefill and several decode steps, batch 1 and 3.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +69,60 @@ static float *run(int threads, int precision, size_t *n, gpt_error *err) {
     return out;
 }
 
+/* Logits (DSTEPS + 1, rows, V) of a prefill and DSTEPS decode steps, from
+ * seed 7's weights (int8 when quant), in one malloc'd array. */
+static float *decode_run(int threads, int rows, int quant, size_t *n, gpt_error *err) {
+    enum { DSTEPS = 4 };
+    gpt_config cfg = {V, 0, T, 2, 4, 64, 0, 0};
+    gpt_runtime rt = {0};
+    rt.device = "cpu";
+    rt.threads = threads;
+    rt.precision = GPT_PREC_FP32;
+    gpt_model *m;
+    if (gpt_model_create(&m, &cfg, &rt, 7, err)) return NULL;
+    *n = (size_t)(DSTEPS + 1) * rows * V;
+    float *out = malloc(*n * sizeof(float));
+    int rc = !out || (quant && gpt_model_quantize(m, GPT_QUANT_INT8, err));
+    int prompts[3][9], lens[3] = {9, 2, 5}, tok[3];
+    const int *pp[3] = {prompts[0], prompts[1], prompts[2]};
+    for (int b = 0; b < 3; b++)
+        for (int t = 0; t < 9; t++) prompts[b][t] = (t * 37 + b * 101 + 3) % V;
+    rc = rc || gpt_kv_begin(m, rows, T, err) || gpt_kv_prefill(m, pp, lens, out, err);
+    for (int s = 0; !rc && s < DSTEPS; s++) {
+        for (int b = 0; b < rows; b++) tok[b] = (s * 53 + b * 7 + 1) % V;
+        rc = gpt_kv_decode(m, tok, out + (size_t)(s + 1) * rows * V, err);
+    }
+    gpt_model_free(m);
+    if (rc) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void decode_threads(void) {
+    gpt_error err = {0};
+    for (int quant = 0; quant < 2; quant++)
+        for (int rows = 1; rows <= 3; rows += 2) {
+            size_t n1 = 0;
+            float *ref = decode_run(1, rows, quant, &n1, &err);
+            int counts[2] = {2, 3};
+            for (int c = 0; c < 2; c++) {
+                test_begin("KV decoding, %s weights, batch %d: %d threads bitwise as 1",
+                           quant ? "int8" : "fp32", rows, counts[c]);
+                size_t n = 0;
+                float *got = ref ? decode_run(counts[c], rows, quant, &n, &err) : NULL;
+                EXPECT(ref && got, "%s", err.msg);
+                size_t diff = 0;
+                for (size_t i = 0; got && i < n; i++) diff += memcmp(got + i, ref + i, 4) != 0;
+                EXPECT(got && n == n1 && diff == 0, "%zu of %zu logits differ", diff, n);
+                test_end();
+                free(got);
+            }
+            free(ref);
+        }
+}
+
 int main(void) {
     gpt_error err = {0};
     int precs[2] = {GPT_PREC_FP32, GPT_PREC_BF16};
@@ -95,5 +151,6 @@ int main(void) {
         }
         free(ref);
     }
+    decode_threads();
     return test_summary();
 }

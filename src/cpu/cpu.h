@@ -57,6 +57,10 @@ void cpu_matmul_backward(gpt_backend *be, void *din, void *dw, void *dbias, cons
                          const void *in, const void *w, const void *gelu_pre, int N, int IC,
                          int OC);
 void cpu_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n);
+/* cpu_matvec.c: y (N,OC) = in (N,IC) @ w (OC,IC)^T + bias (or none), for
+ * the few rows of decoding (N <= 8 or so) */
+void cpu_matmul_few_rows(float *y, const float *in, const float *w, const float *bias, int N,
+                         int IC, int OC);
 /* C(M,N) = alpha * op(A) op(B) + beta * C, row-major, beta 0 or 1, with
  * kernel k (cpu_gemm.h; NULL: the fp32 kernel of this CPU, or CBLAS where
  * built with BLAS=...). */

@@ -59,81 +59,9 @@ void cpu_gelu_forward(gpt_backend *be, void *out, const void *in, size_t n) {
     cpu_parallel_range(n, 4096, gelu_range, &j);
 }
 
-/* Products of a few rows (KV-cache decoding: N = batch rows) are bound by
- * reading the weights once, but sgemm packs the whole weight matrix for
- * them first: for gpt2 at N = 1 that made a decode step 30x slower than
- * the memory-bandwidth bound. Here each group of 8 weight rows is read
- * from memory once and dotted with every input row while it sits in L1;
- * threads split the output features, so results do not depend on the
- * thread count. */
+/* Products of a few rows (KV-cache decoding) read each weight once:
+ * cpu_matvec.c. */
 #define FEW_ROWS 8
-
-/* ISO C mode (-std=c11) does not fuse a*b+c by itself; the few-rows loop
- * asks for contraction, which the x86-64 v3/v4 clones turn into FMA (one
- * instruction a weight; elsewhere fmaf would be a slow library call). */
-#define FEW_MADD(a, b, c) ((a) * (b) + (c))
-#if defined(__GNUC__) && !defined(__clang__)
-#define FEW_CONTRACT __attribute__((optimize("fp-contract=fast")))
-#else
-#define FEW_CONTRACT
-#endif
-
-/* out[j] = dot(x, w_j) for G weight rows: G independent FMA chains, G
- * memory streams in flight. */
-#define GROUP 8
-FEW_CONTRACT static inline void dot_group(const float *x, const float *const *w, int n, float *out) {
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-    const float *w4 = w[4], *w5 = w[5], *w6 = w[6], *w7 = w[7];
-#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7)
-    for (int k = 0; k < n; k++) {
-        float xv = x[k];
-        a0 = FEW_MADD(w0[k], xv, a0);
-        a1 = FEW_MADD(w1[k], xv, a1);
-        a2 = FEW_MADD(w2[k], xv, a2);
-        a3 = FEW_MADD(w3[k], xv, a3);
-        a4 = FEW_MADD(w4[k], xv, a4);
-        a5 = FEW_MADD(w5[k], xv, a5);
-        a6 = FEW_MADD(w6[k], xv, a6);
-        a7 = FEW_MADD(w7[k], xv, a7);
-    }
-    out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
-    out[4] = a4, out[5] = a5, out[6] = a6, out[7] = a7;
-}
-
-typedef struct {
-    float *y;
-    const float *in, *w, *bias;
-    int N, IC, OC;
-} few_job;
-
-FEW_CONTRACT CPU_CLONES static void few_rows_groups(void *ctx, size_t lo, size_t hi) {
-    const few_job *job = ctx;
-    float *y = job->y;
-    const float *in = job->in, *w = job->w, *bias = job->bias;
-    int N = job->N, IC = job->IC, OC = job->OC;
-    for (size_t g = lo; g < hi; g++) {
-        int o0 = GROUP * (int)g;
-        /* The last group of an OC that is not a multiple of GROUP repeats
-         * its last row and drops the extra results. */
-        const float *wr[GROUP];
-        for (int j = 0; j < GROUP; j++)
-            wr[j] = w + (size_t)(o0 + j < OC ? o0 + j : OC - 1) * IC;
-        for (int i = 0; i < N; i++) {
-            float acc[GROUP];
-            dot_group(in + (size_t)i * IC, wr, IC, acc);
-            for (int j = 0; j < GROUP && o0 + j < OC; j++)
-                y[(size_t)i * OC + o0 + j] = acc[j] + (bias ? bias[o0 + j] : 0.0f);
-        }
-    }
-}
-
-/* y (N,OC) = in (N,IC) @ w (OC,IC)^T + bias, for N <= FEW_ROWS. */
-static void matmul_few_rows(float *y, const float *in, const float *w, const float *bias, int N,
-                            int IC, int OC) {
-    few_job j = {y, in, w, bias, N, IC, OC};
-    cpu_parallel_range(((size_t)OC + GROUP - 1) / GROUP, 4, few_rows_groups, &j);
-}
 
 void cpu_matmul_forward(gpt_backend *be, void *out_, void *pre_, const void *in, const void *w,
                         const void *bias_, int N, int IC, int OC, int gelu_on) {
@@ -143,7 +71,7 @@ void cpu_matmul_forward(gpt_backend *be, void *out_, void *pre_, const void *in,
     /* y goes where the GELU reads it: pre when saved, else out itself. */
     float *y = pre ? pre : out;
     if (N <= FEW_ROWS) {
-        matmul_few_rows(y, in, w, bias, N, IC, OC);
+        cpu_matmul_few_rows(y, in, w, bias, N, IC, OC);
         if (gelu_on) cpu_gelu_forward(be, out, y, (size_t)N * OC);
         return;
     }
@@ -153,9 +81,15 @@ void cpu_matmul_forward(gpt_backend *be, void *out_, void *pre_, const void *in,
     if (gelu_on) cpu_gelu_forward(be, out, y, (size_t)N * OC);
 }
 
+typedef struct {
+    float *y;
+    const float *in;
+    int N, OC;
+} dbias_job;
+
 /* Column sums over 64-column blocks, rows in order (fixed order). */
 CPU_CLONES static void dbias_cols(void *ctx, size_t lo, size_t hi) {
-    const few_job *j = ctx;
+    const dbias_job *j = ctx;
     for (size_t blk = lo; blk < hi; blk++) {
         int j0 = (int)blk * 64, j1 = j0 + 64 < j->OC ? j0 + 64 : j->OC;
         float acc[64] = {0};
@@ -183,7 +117,7 @@ void cpu_matmul_backward(gpt_backend *be, void *din_, void *dw, void *dbias_, co
     /* dw (OC,IC) += dout^T (OC,N) @ in (N,IC) */
     cpu_sgemm(ctx_mm(be), 1, 0, OC, IC, N, 1.0f, dout, OC, in, IC, 1.0f, dw, IC);
     if (dbias) {
-        few_job j = {dbias, dout, NULL, NULL, N, 0, OC};
+        dbias_job j = {dbias, dout, N, OC};
         cpu_parallel_range(((size_t)OC + 63) / 64, 1, dbias_cols, &j);
     }
 }
