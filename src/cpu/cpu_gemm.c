@@ -166,6 +166,18 @@ static size_t kblock_offset(const gemm_kernel *k, int k0, int width) {
     return (size_t)(k0 / KC) * (size_t)ksteps(k, KC) * (size_t)width;
 }
 
+/* Whether the packing may use the AVX512-BF16 conversions (the kernels
+ * with pack_bt_bf16, on a CPU with the instructions): the portable and
+ * emulated kernels keep to_bf16's rounding of denormals. */
+static int vec_cvt(const gemm_kernel *k) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return k->pack_bt_bf16 && cpu_features_get()->avx512_bf16;
+#else
+    (void)k;
+    return 0;
+#endif
+}
+
 /* bf16 pairs: dst ceil(mb/MR) panels of steps x MR words, word (r, kk) at
  * r*rstr + kk*kstr: k-major (vector kernels: one word per row and step)
  * or row-major (tile kernels, a_rows: a row's pairs contiguous). Rows past
@@ -181,6 +193,15 @@ CPU_CLONES static void pack_a_bf16(uint32_t *dst, const gemm_job *g, int i0, int
     for (int p = 0; p < mb; p += MR) {
         int rows = mb - p < MR ? mb - p : MR;
         const float *src = g->A + (ptrdiff_t)(i0 + p) * rs + (ptrdiff_t)k0 * cs;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (cs == 1 && g->k->a_rows && vec_cvt(g->k)) { /* AMX: each row's pairs contiguous */
+            for (int r = 0; r < rows; r++) cpu_bf16_pairs(dst + r * rstr, src + r * rs, kb, steps, al);
+            for (int r = rows; r < MR; r++)
+                for (int k = 0; k < steps; k++) dst[r * rstr + k] = 0;
+            dst += (ptrdiff_t)steps * MR;
+            continue;
+        }
+#endif
         if (cs == 1) {
             for (int r = 0; r < rows; r++) {
                 const float *s0 = src + r * rs;
@@ -212,7 +233,7 @@ CPU_CLONES static void pack_b_bf16(uint32_t *dst, const gemm_job *g, int j0, int
     for (int p = 0; p < nb; p += NR) {
         int cols = nb - p < NR ? nb - p : NR;
         const float *src = g->B + (ptrdiff_t)k0 * rs + (ptrdiff_t)(j0 + p) * cs;
-        if (rs == 1 && cols == NR && g->k->pack_bt_bf16 && cpu_features_get()->avx512_bf16) {
+        if (rs == 1 && cols == NR && vec_cvt(g->k)) {
             const float *next = nb - p > 2 * NR - 1 ? src + NR * cs : NULL;
             g->k->pack_bt_bf16(dst, src, cs, kb, steps, next);
             dst += (ptrdiff_t)steps * NR;
@@ -226,6 +247,14 @@ CPU_CLONES static void pack_b_bf16(uint32_t *dst, const gemm_job *g, int j0, int
                     d[(ptrdiff_t)k * NR] = to_bf16(s0[2 * k]) | to_bf16(s0[2 * k + 1]) << 16;
                 if (kb & 1) d[(ptrdiff_t)(kp - 1) * NR] = to_bf16(s0[kb - 1]);
             }
+        } else if (cs == 1 && vec_cvt(g->k)) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+            for (int k = 0; k < kp; k++) {
+                const float *s0 = src + 2 * k * rs;
+                cpu_bf16_interleave(dst + (ptrdiff_t)k * NR, s0, 2 * k + 1 < kb ? s0 + rs : NULL,
+                                    cols, 1.0f);
+            }
+#endif
         } else {
             for (int k = 0; k < kp; k++) {
                 const float *s0 = src + 2 * k * rs, *s1 = s0 + rs;

@@ -66,6 +66,12 @@ extern const gemm_kernel cpu_gemm_kernel_amx_emul;
  * B panels are the same). */
 void cpu_pack_bt_bf16_avx512(uint32_t *dst, const float *src, ptrdiff_t ld, int kb, int steps,
                              const float *next);
+/* Packing pieces with the same rounding, for the kernels that have
+ * pack_bt_bf16 where the CPU has AVX512-BF16: pairs from two rows
+ * (d[j] = (al s0[j], al s1[j]), j < n; s1 NULL: zero halves) and along one
+ * row (d[kk] = (al s[2kk], al s[2kk+1]), kk < nw, zero past kb). */
+void cpu_bf16_interleave(uint32_t *d, const float *s0, const float *s1, int n, float al);
+void cpu_bf16_pairs(uint32_t *d, const float *s, int kb, int nw, float al);
 #endif
 
 /* The fp32 kernel the current ISA level selects. */

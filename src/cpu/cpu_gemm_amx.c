@@ -171,9 +171,16 @@ static void ukernel_amx_emul(int K, const void *a_, const void *b_, float *c, pt
             for (int j = 0; j < 32; j++) c[i * ldc + j] = __builtin_nanf("");
 }
 
+/* The packing is the hardware kernel's (on x86-64 with AVX512-BF16, the
+ * vector conversions; elsewhere the portable loops), so that the tests
+ * check its layouts on machines without AMX. */
 const gemm_kernel cpu_gemm_kernel_amx_emul = {
     .mr = 32, .nr = 32, .kern = ukernel_amx_emul, .name = "AMX bf16 32x32 (emulated)",
-    .pairs = 1, .a_rows = 1, .kgran = 16};
+    .pairs = 1, .a_rows = 1, .kgran = 16,
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    .pack_bt_bf16 = cpu_pack_bt_bf16_avx512,
+#endif
+};
 
 /* ---- the hardware kernel ---- */
 

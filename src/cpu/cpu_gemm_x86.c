@@ -204,6 +204,40 @@ AVX512BF16 void cpu_pack_bt_bf16_avx512(uint32_t *dst, const float *src, ptrdiff
     }
 }
 
+/* bf16 pairs from two rows: d[j] = (s0[j], s1[j]) times al for j < n
+ * (s1 NULL: zero high halves); the rounding of pack_bt_bf16. */
+AVX512BF16 void cpu_bf16_interleave(uint32_t *d, const float *s0, const float *s1, int n,
+                                    float al) {
+    /* 16-bit lane 2j takes lane j (s0's), 2j+1 lane 16 + j (s1's) */
+    static const uint16_t order[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                       8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    __m512i idx = _mm512_loadu_si512(order);
+    __m512 va = _mm512_set1_ps(al);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __m512 a = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, s0 + j));
+        __m512 b = s1 ? _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, s1 + j)) : _mm512_setzero_ps();
+        __m512i c = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+        _mm512_mask_storeu_epi32(d + j, m, c);
+    }
+}
+
+/* bf16 pairs along one row: d[kk] = (s[2kk], s[2kk+1]) times al for kk <
+ * nw, zero past kb values. */
+AVX512BF16 void cpu_bf16_pairs(uint32_t *d, const float *s, int kb, int nw, float al) {
+    __m512 va = _mm512_set1_ps(al);
+    for (int kw = 0; kw < nw; kw += 16) {
+        int k0 = 2 * kw, nf = kb - k0 < 0 ? 0 : kb - k0 > 32 ? 32 : kb - k0;
+        __mmask16 m0 = (__mmask16)((1u << (nf < 16 ? nf : 16)) - 1);
+        __mmask16 m1 = (__mmask16)((1u << (nf > 16 ? nf - 16 : 0)) - 1);
+        __m512 lo = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m0, s + k0));
+        __m512 hi = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m1, s + k0 + 16));
+        int n = nw - kw < 16 ? nw - kw : 16;
+        _mm512_mask_storeu_epi32(d + kw, (__mmask16)((1u << n) - 1),
+                                 (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+}
+
 const gemm_kernel cpu_gemm_kernel_avx512 = {.mr = 8, .nr = 32, .kern = ukernel_avx512,
                                             .name = "AVX-512 fp32 8x32", .pack_bt = pack_bt_avx512};
 const gemm_kernel cpu_gemm_kernel_avx2 = {
