@@ -706,6 +706,53 @@ static void test_gemm_ksplit(int M, int N, int K, size_t limit, size_t parts) {
             }
 }
 
+/* A linear layer's backward pair in one pass over a long OC (the LM
+ * head): the same bits as din and dw computed apart (din split over K in
+ * the same chunks, each dw value summed over the same blocks), with dw
+ * added to, on 1 and 3 threads as on 2. */
+static void test_gemm_backward_pair(int N, int IC, int OC, size_t limit) {
+    const gemm_kernel *ks[] = {&cpu_gemm_kernel_c, cpu_gemm_kernel(), cpu_gemm_kernel_bf16(),
+                               &cpu_gemm_kernel_amx_emul};
+    for (int ki = 0; ki < 4; ki++) {
+        test_begin("backward pair %s N=%d IC=%d OC=%d limit=%zu", ks[ki]->name, N, IC, OC, limit);
+        float *dout = frand((size_t)N * OC, 1), *in = frand((size_t)N * IC, 1);
+        float *w = frand((size_t)OC * IC, 1), *dw0 = frand((size_t)OC * IC, 1);
+        size_t nw = (size_t)OC * IC * sizeof(float), nd = (size_t)N * IC * sizeof(float);
+        float *din1 = malloc(nd), *dw1 = malloc(nw), *din2 = malloc(nd), *dw2 = malloc(nw);
+        memcpy(dw1, dw0, nw);
+        cpu_gemm_shared_limit(limit, 0);
+        cpu_gemm_with(ks[ki], N, IC, OC, 1.0f, dout, OC, 1, w, IC, 1, din1, IC, 0);
+        cpu_gemm_with(ks[ki], OC, IC, N, 1.0f, dout, 1, OC, in, IC, 1, dw1, IC, 1);
+        for (int t = 1; t <= 3; t++) {
+            memcpy(dw2, dw0, nw);
+            cpu_pool_acquire(t);
+            cpu_gemm_backward(ks[ki], N, IC, OC, dout, in, w, din2, dw2);
+            cpu_pool_release();
+            size_t dd = 0, dwd = 0;
+            for (size_t i = 0; i < (size_t)N * IC; i++) dd += memcmp(din1 + i, din2 + i, 4) != 0;
+            for (size_t i = 0; i < (size_t)OC * IC; i++) dwd += memcmp(dw1 + i, dw2 + i, 4) != 0;
+            EXPECT(dd == 0 && dwd == 0, "%d threads: %zu din and %zu dw values differ", t, dd, dwd);
+        }
+        cpu_gemm_shared_limit(0, 0);
+        cpu_pool_acquire(2), cpu_pool_release();
+        /* and the pair is right: din against float64 */
+        double *ref = malloc((size_t)N * IC * sizeof(double));
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < IC; j++) {
+                double a = 0;
+                for (int o = 0; o < OC; o++) {
+                    float x = dout[(size_t)i * OC + o], y = w[(size_t)o * IC + j];
+                    a += ks[ki]->pairs ? rbf16(x) * rbf16(y) : (double)x * y;
+                }
+                ref[(size_t)i * IC + j] = a;
+            }
+        check_fwd("din", din2, ref, (size_t)N * IC);
+        test_end();
+        free(dout), free(in), free(w), free(dw0), free(din1), free(dw1), free(din2), free(dw2);
+        free(ref);
+    }
+}
+
 int main(void) {
     gpt_error err;
     gpt_runtime rt = {0};
@@ -759,6 +806,8 @@ int main(void) {
     test_gemm_passes(64, 256, 2700, 170000); /* passes of 2 K blocks, a tail of 140 */
     test_gemm_ksplit(40, 72, 1301, 30000, 0); /* 6 K blocks, 6 chunks, an odd tail */
     test_gemm_ksplit(40, 72, 1301, 30000, 20000); /* 2 or 3 blocks a chunk, 4-10 tiles */
+    test_gemm_backward_pair(40, 72, 1301, 30000); /* N, IC with edges, 6 blocks of OC */
+    test_gemm_backward_pair(300, 40, 900, 60000); /* N over one K block of dw */
     printf("# bf16 products on this machine: %s\n", cpu_gemm_kernel_bf16()->name);
     test_require_amx("test_ops_grad's products",
                      g_amx_ran ? cpu_gemm_kernel_amx.name : cpu_gemm_kernel_bf16()->name);

@@ -501,6 +501,10 @@ typedef struct {
     gemm_job g;
     int nkb, chunks, tm, tn, TM, TN; /* K blocks, chunks, tiles of TM x TN */
     float *part;                    /* chunks partial Cs of Mp x Np (row stride Np) */
+    /* With a backward pair (cpu_gemm_backward): the weight gradient, whose
+     * tile b (rows = K block b of g) the chunk's first tile computes right
+     * after that block, while its dout values are in L2; else NULL. */
+    const gemm_job *dw;
 } ksplit_job;
 
 /* Task: one chunk of K for one tile. */
@@ -513,8 +517,10 @@ static void ksplit_tile(void *ctx, int task) {
     int i0 = (t / s->tn) * s->TM, j0 = (t % s->tn) * s->TN;
     int mb = g->M - i0 < s->TM ? g->M - i0 : s->TM, nb = g->N - j0 < s->TN ? g->N - j0 : s->TN;
     int mp = (mb + MR - 1) / MR * MR, np = (nb + NR - 1) / NR * NR;
-    size_t need = (size_t)KC * (mp + np);
-    float *pa = cpu_pool_pack_buffer(need), *own = NULL;
+    size_t need = (size_t)KC * (mp + np), need_dw = (size_t)KC * (KC + s->g.k->mr);
+    /* as large as the weight gradient's tiles need, so that their call for
+     * the buffer returns this one, not a new one */
+    float *pa = cpu_pool_pack_buffer(need > need_dw ? need : need_dw), *own = NULL;
     if (!pa) pa = own = malloc(need * sizeof(float));
     if (!pa) return; /* cannot happen short of a failed 1 MiB malloc */
     float *pb = pa + (size_t)KC * mp;
@@ -544,9 +550,16 @@ static void ksplit_tile(void *ctx, int task) {
                 k->kern(steps, pa + (size_t)ir * steps, pb + (size_t)jr * steps,
                         P + (size_t)ir * g->Np + jr, g->Np, b > b0);
             }
+        if (s->dw && t == 0 && !own) {
+            if (k->end) k->end();
+            gemm_tile((void *)s->dw, b); /* packs into this thread's buffer */
+            if (k->begin) k->begin();
+        }
     }
     if (k->end) k->end();
     free(own);
+    if (s->dw && t == 0 && own) /* no pool buffer: this tile's packing was malloc'd */
+        for (int b = b0; b < b1; b++) gemm_tile((void *)s->dw, b);
 }
 
 /* Task: KSPLIT_ROWS rows of C (+)= the partials, in chunk order. */
@@ -566,8 +579,9 @@ CPU_CLONES static void ksplit_add(void *ctx, int task) {
 }
 
 /* Runs g split over K (returns 1) where the partials of at least two
- * chunks fit PARTS_MAX. */
-static int ksplit(const gemm_job *g) {
+ * chunks fit PARTS_MAX; with dw (tiles of KC rows, B shared: sb set
+ * here), the weight gradient in the same tasks. */
+static int ksplit(const gemm_job *g, gemm_job *dw) {
     const gemm_kernel *k = g->k;
     int nkb = kblocks(g->K);
     size_t whole = (size_t)g->Mp * g->Np;
@@ -582,8 +596,15 @@ static int ksplit(const gemm_job *g) {
         else break;
     }
     s.tm = (g->Mp + s.TM - 1) / s.TM, s.tn = (g->Np + s.TN - 1) / s.TN;
-    s.part = cpu_pool_shared_buffer(chunks * whole);
+    size_t sb = dw ? (size_t)dw->Np * kblocks(dw->K) * KC : 0;
+    s.part = cpu_pool_shared_buffer(chunks * whole + sb);
     if (!s.part) return 0;
+    if (dw) {
+        dw->sb = s.part + chunks * whole;
+        int chunks_b = (dw->Np / dw->k->nr + PREPACK_PANELS - 1) / PREPACK_PANELS;
+        cpu_parallel(chunks_b * kblocks(dw->K), prepack, dw);
+        s.dw = dw;
+    }
     cpu_parallel(s.chunks * s.tm * s.tn, ksplit_tile, &s);
     cpu_parallel((g->M + KSPLIT_ROWS - 1) / KSPLIT_ROWS, ksplit_add, &s);
     return 1;
@@ -642,7 +663,7 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
      * pack again, when there are such repeats and it fits 16 MiB. */
     size_t kfull = (size_t)kblocks(K) * KC;
     g.k_lo = 0, g.k_hi = K;
-    if ((size_t)g.Mp * kfull > SHARED_MAX && (size_t)g.Np * kfull > SHARED_MAX && ksplit(&g))
+    if ((size_t)g.Mp * kfull > SHARED_MAX && (size_t)g.Np * kfull > SHARED_MAX && ksplit(&g, NULL))
         return;
     if (g.tiles_n > 1 && (size_t)g.Mp * kfull <= SHARED_MAX && (M <= N || tiles_m == 1))
         g.sa = cpu_pool_shared_buffer((size_t)g.Mp * kfull);
@@ -675,6 +696,28 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
         cpu_parallel(chunks * kblocks(K), prepack, &g);
     }
     cpu_parallel(tiles_m * g.tiles_n, gemm_tile, &g);
+}
+
+void cpu_gemm_backward(const gemm_kernel *k, int N, int IC, int OC, const float *dout,
+                       const float *in, const float *w, float *din, float *dw) {
+    if (N <= 0 || IC <= 0) return;
+    int MR = k->mr, NR = k->nr;
+    /* din (N,IC) = dout (N,OC) w (OC,IC): K = OC */
+    gemm_job g = {.k = k, .M = N, .N = IC, .K = OC, .alpha = 1, .A = dout, .B = w, .ars = OC,
+                  .acs = 1, .brs = IC, .bcs = 1, .ldc = IC, .C = din, .acc = 0,
+                  .Mp = (N + MR - 1) / MR * MR, .Np = (IC + NR - 1) / NR * NR, .k_hi = OC};
+    /* dw (OC,IC) += dout^T (OC,N) in (N,IC): tiles of KC rows (g's K
+     * blocks) by all IC columns */
+    gemm_job d = {.k = k, .M = OC, .N = IC, .K = N, .alpha = 1, .A = dout, .B = in, .ars = 1,
+                  .acs = OC, .brs = IC, .bcs = 1, .ldc = IC, .C = dw, .acc = 1,
+                  .MT = KC, .NT = (IC + NR - 1) / NR * NR, .tiles_n = 1,
+                  .Mp = (OC + MR - 1) / MR * MR, .Np = (IC + NR - 1) / NR * NR, .k_hi = N};
+    size_t kfull = (size_t)kblocks(OC) * KC;
+    if (KC % MR == 0 && (size_t)g.Mp * kfull > SHARED_MAX && (size_t)g.Np * kfull > SHARED_MAX &&
+        ksplit(&g, &d))
+        return;
+    cpu_gemm_with(k, N, IC, OC, 1.0f, dout, OC, 1, w, IC, 1, din, IC, 0);
+    cpu_gemm_with(k, OC, IC, N, 1.0f, dout, 1, OC, in, IC, 1, dw, IC, 1);
 }
 
 void cpu_gemm(int M, int N, int K, float alpha, const float *A, ptrdiff_t ars, ptrdiff_t acs,

@@ -97,6 +97,14 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
                    ptrdiff_t ars, ptrdiff_t acs, const float *B, ptrdiff_t brs, ptrdiff_t bcs,
                    float *C, ptrdiff_t ldc, int acc);
 
+/* A linear layer's backward pair: din (N,IC) = dout (N,OC) w (OC,IC) and
+ * dw (OC,IC) += dout^T in (N,IC). Where din's K (OC) is long and din small
+ * (the LM head: OC = the vocabulary), one pass over OC computes both, each
+ * block of dout used by both products while it is in L2; the same bits as
+ * the two products computed apart. */
+void cpu_gemm_backward(const gemm_kernel *k, int N, int IC, int OC, const float *dout,
+                       const float *in, const float *w, float *din, float *dw);
+
 #ifdef GPT_TEST_BUILD
 /* Test builds only: the largest shared packed operand and the largest
  * set of a K split's partial products, in floats (0: the default, 16 MiB

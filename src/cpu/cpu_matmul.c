@@ -106,16 +106,25 @@ void cpu_matmul_backward(gpt_backend *be, void *din_, void *dw, void *dbias_, co
                          int OC) {
     float *din = din_, *dbias = dbias_;
     const float *dout = dout_, *gelu_pre = gelu_pre_;
-    if (din) {
-        /* din (N,IC) = dout (N,OC) @ w (OC,IC) */
-        cpu_sgemm(ctx_mm(be), 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, din, IC);
-        if (gelu_pre) {
-            ew_job j = {din, gelu_pre};
-            cpu_parallel_range((size_t)N * IC, 4096, gelu_grad_range, &j);
-        }
+    const gemm_kernel *k = ctx_mm(be);
+    int both = din != NULL;
+#ifdef GPT_HAVE_CBLAS
+    both = both && k && k->pairs; /* fp32 products go to the BLAS */
+#endif
+    if (both) {
+        /* din = dout @ w and dw += dout^T @ in, in one pass over OC where
+         * that pays (the LM head) */
+        cpu_gemm_backward(k ? k : cpu_gemm_kernel(), N, IC, OC, dout, in, w, din, dw);
+    } else {
+        if (din) /* din (N,IC) = dout (N,OC) @ w (OC,IC) */
+            cpu_sgemm(k, 0, 0, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, din, IC);
+        /* dw (OC,IC) += dout^T (OC,N) @ in (N,IC) */
+        cpu_sgemm(k, 1, 0, OC, IC, N, 1.0f, dout, OC, in, IC, 1.0f, dw, IC);
     }
-    /* dw (OC,IC) += dout^T (OC,N) @ in (N,IC) */
-    cpu_sgemm(ctx_mm(be), 1, 0, OC, IC, N, 1.0f, dout, OC, in, IC, 1.0f, dw, IC);
+    if (din && gelu_pre) {
+        ew_job j = {din, gelu_pre};
+        cpu_parallel_range((size_t)N * IC, 4096, gelu_grad_range, &j);
+    }
     if (dbias) {
         dbias_job j = {dbias, dout, N, OC};
         cpu_parallel_range(((size_t)OC + 63) / 64, 1, dbias_cols, &j);
