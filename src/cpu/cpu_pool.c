@@ -39,6 +39,21 @@
  * shares the machine gets the cores back at once. */
 #define SPIN_NS 50000
 
+/* Solo mode. When the caller has finished its share of a job and then
+ * waits longer for claimed tasks than its own share took (and at least
+ * STALL_NS), a worker holding a task was most likely descheduled: another
+ * process wants the core. For the next solo period the caller then runs
+ * every job alone (the same tasks, so the same bits), which for the short
+ * jobs of decoding is faster than waiting a scheduler slice for the
+ * descheduled worker at every op. The period starts at SOLO_MIN_NS and
+ * doubles while stalls recur right after it (up to SOLO_MAX_NS), so a
+ * machine that stays busy costs one stall per long period; CLEAN_JOBS
+ * pooled jobs without a stall reset it. */
+#define STALL_NS 200000
+#define SOLO_MIN_NS 20000000ull
+#define SOLO_MAX_NS 640000000ull
+#define CLEAN_JOBS 2000
+
 #define MAX_THREADS 256
 
 typedef struct {
@@ -58,6 +73,9 @@ static struct {
     _Atomic int sleepers;
     _Atomic int quit;
     _Atomic uint32_t wake_seq;
+    _Atomic uint64_t solo_until; /* now_ns() before which jobs run on the caller alone */
+    uint64_t solo_ns;            /* the current solo period (0: none yet) */
+    int clean;                   /* pooled jobs since the last stall */
     float *shared;               /* cpu_pool_shared_buffer */
     size_t shared_cap;
     cpu_task_fn fn;              /* the job of the current generation */
@@ -67,6 +85,7 @@ static struct {
        .cv = PTHREAD_COND_INITIALIZER};
 
 static pthread_mutex_t g_setup = PTHREAD_MUTEX_INITIALIZER;
+static int g_solo_off; /* cpu_pool_test_solo */
 static _Thread_local int t_index = -1; /* pool slot of this thread, -1 outside a job */
 
 static uint64_t now_ns(void) {
@@ -154,6 +173,9 @@ static void stop_workers(void) {
 static int start_workers(int n) {
     int rc = 0;
     P.n = 1;
+    atomic_store(&P.solo_until, 0); /* a new pool starts pooled */
+    P.solo_ns = 0;
+    P.clean = 0;
     for (int i = 1; i < n; i++) {
         if (pthread_create(&P.w[i].tid, NULL, worker_main, (void *)(intptr_t)i)) {
             rc = -1;
@@ -223,9 +245,14 @@ float *cpu_pool_shared_buffer(size_t floats) {
 
 void cpu_parallel(int n, cpu_task_fn fn, void *ctx) {
     if (n <= 0) return;
-    /* Nested call, a single task, a one-thread pool, or another thread
-     * holding the pool: run here. */
-    if (t_index >= 0 || n == 1 || P.n <= 1 || pthread_mutex_trylock(&P.busy)) {
+    /* Nested call, a single task, a one-thread pool, solo mode, or
+     * another thread holding the pool: run here. */
+    uint64_t t0 = 0;
+    if (t_index < 0 && n > 1 && P.n > 1) {
+        t0 = now_ns();
+        if (!g_solo_off && t0 < atomic_load_explicit(&P.solo_until, memory_order_relaxed)) t0 = 0;
+    }
+    if (!t0 || pthread_mutex_trylock(&P.busy)) {
         int outer = t_index;
         if (outer < 0) t_index = 0;
         for (int i = 0; i < n; i++) fn(ctx, i);
@@ -249,6 +276,7 @@ void cpu_parallel(int n, cpu_task_fn fn, void *ctx) {
     t_index = -1;
     /* Wait only for tasks other threads have claimed. */
     uint64_t start = 0;
+    int stalled = 0;
     int spins = 0;
     while (atomic_load(&P.done) + ran < n) {
         CPU_RELAX();
@@ -257,8 +285,25 @@ void cpu_parallel(int n, cpu_task_fn fn, void *ctx) {
             else if (now_ns() - start > SPIN_NS) sched_yield();
         }
     }
+    if (start) { /* waited: how long, against the caller's own share */
+        uint64_t t1 = now_ns(), own = start - t0, wait = t1 - start;
+        stalled = !g_solo_off && wait > STALL_NS && wait > own;
+        if (stalled) {
+            /* a stall soon after a solo period: the machine is still busy */
+            int again = P.clean < CLEAN_JOBS && P.solo_ns;
+            P.solo_ns = again ? (P.solo_ns * 2 < SOLO_MAX_NS ? P.solo_ns * 2 : SOLO_MAX_NS)
+                              : SOLO_MIN_NS;
+            P.clean = 0;
+            atomic_store_explicit(&P.solo_until, t1 + P.solo_ns, memory_order_relaxed);
+        }
+    }
+    if (!stalled && P.clean < CLEAN_JOBS) P.clean++;
     pthread_mutex_unlock(&P.busy);
 }
+
+#ifdef GPT_TEST_BUILD
+void cpu_pool_test_solo(int on) { g_solo_off = !on; }
+#endif
 
 typedef struct {
     cpu_range_fn fn;

@@ -56,4 +56,11 @@ float *cpu_pool_shared_buffer(size_t floats);
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 int cpu_available_cores(void);
 
+#ifdef GPT_TEST_BUILD
+/* Test builds: 0 turns the solo mode (cpu_pool.c) off, so that every job
+ * with several tasks is published to the workers (the claim race tests
+ * want that); 1 turns it back on. */
+void cpu_pool_test_solo(int on);
+#endif
+
 #endif
