@@ -215,17 +215,28 @@ CPU_CLONES static void ce_rows(void *ctx, size_t lo, size_t hi) {
             if (row[k] > maxv) maxv = row[k];
         for (int l = 0; l < CE_LANES; l++)
             if (lane[l] > maxv) maxv = lane[l];
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int k = 0; k < V; k++) sum += cpu_expf(row[k] - maxv);
-        float lse = maxv + logf(sum);
-        j->losses[i] = lse - row[y];
+        float sum = 0, ry = row[y];
         if (j->grad) {
+            /* The exponentials kept in the row and scaled once the sum is
+             * known: one exp per logit instead of a second pass of
+             * dloss * exp(x - lse), whose x - lse also carried lse's
+             * rounding (~1 ulp of |lse| ~ 10) into every probability. */
+#pragma omp simd reduction(+ : sum)
+            for (int k = 0; k < V; k++) {
+                float e = cpu_expf(row[k] - maxv);
+                row[k] = e;
+                sum += e;
+            }
+            float sc = dloss / sum;
 #pragma omp simd
-            for (int k = 0; k < V; k++) row[k] = dloss * cpu_expf(row[k] - lse);
+            for (int k = 0; k < V; k++) row[k] *= sc;
             row[y] -= dloss;
             for (int k = V; k < Vp; k++) row[k] = 0;
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int k = 0; k < V; k++) sum += cpu_expf(row[k] - maxv);
         }
+        j->losses[i] = maxv + logf(sum) - ry;
     }
 }
 
