@@ -86,8 +86,9 @@ for f in src/vulkan/shaders/*_coop.comp; do
     matmul_coop) specs="" # TA, TB, EPI, LN
         for ln in 8 16; do for ta in 0 1; do for tb in 0 1; do
             specs="$specs 0:$ta,1:$tb,2:0,3:$ln"; done; done; done ;;
-    attn_fwd_coop) specs="" # HS, LN
-        for ln in 8 16; do for hs in 16 32 48 64; do specs="$specs 0:$hs,1:$ln"; done; done ;;
+    attn_fwd_coop|attn_bwd_dq_coop|attn_bwd_dkv_coop) specs="" # HS, LN, VEC
+        for ln in 8 16; do for hs in 16 32 48 64; do for v in 0 1; do
+            specs="$specs 0:$hs,1:$ln,2:$v"; done; done; done ;;
     *) specs="" ;;
     esac
     case_begin "$n: the KHR module validates, as built and specialised ($(echo $specs | wc -w) ways)"

@@ -809,8 +809,9 @@ static void free_workspaces(gpt_backend *be) {
     if (c->scratch) vk_free(be, c->scratch);
     if (c->attn_d) vk_free(be, c->attn_d);
     if (c->kv_part) vk_free(be, c->kv_part);
-    c->scratch = c->attn_d = c->kv_part = NULL;
-    c->scratch_bytes = c->attn_d_bytes = c->kv_part_bytes = 0;
+    if (c->splitk) vk_free(be, c->splitk);
+    c->scratch = c->attn_d = c->kv_part = c->splitk = NULL;
+    c->scratch_bytes = c->attn_d_bytes = c->kv_part_bytes = c->splitk_bytes = 0;
     if (c->timers) vkDestroyQueryPool(c->dev, c->timers, NULL);
     c->timers = VK_NULL_HANDLE;
     c->n_timers = 0;
@@ -900,8 +901,15 @@ static size_t plan_kv_part(const gpt_shape *s) {
     return (size_t)s->B * (size_t)((s->T + 63) / 64) * (size_t)(s->C + 2 * s->NH) * 4;
 }
 
+/* Split-K partials (vk_ops.c's gemm): up to VK_SPLITK_GROUPS 128 x 128
+ * fp32 tiles, where the products run on cooperative matrices. */
+static size_t plan_splitk(const vk_ctx *c, const gpt_shape *s) {
+    return c->coop && s->train ? (size_t)VK_SPLITK_GROUPS * 128 * 128 * 4 : 0;
+}
+
 static size_t vk_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
-    return plan_scratch(s) + plan_kv_part(s) + (s->train ? (size_t)s->B * s->NH * s->T * 4 : 0);
+    return plan_scratch(s) + plan_kv_part(s) + plan_splitk(vk_ctx_of(be), s) +
+           (s->train ? (size_t)s->B * s->NH * s->T * 4 : 0);
 }
 
 void *vk_scratch(gpt_backend *be, size_t bytes) {
@@ -932,6 +940,7 @@ static int vk_reserve(gpt_backend *be, const gpt_shape *s) {
         c->attn_d_bytes = (size_t)s->B * s->NH * s->T * 4;
         c->attn_d = vk_alloc(be, c->attn_d_bytes);
     }
+    if ((c->splitk_bytes = plan_splitk(c, s))) c->splitk = vk_alloc(be, c->splitk_bytes);
     if (s->n_timers > 0 && !be->err.code) {
         VkQueryPoolCreateInfo qi = {VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
         qi.queryType = VK_QUERY_TYPE_TIMESTAMP;

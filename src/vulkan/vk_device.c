@@ -353,7 +353,10 @@ static int probe_coop(gpt_backend *be, int memory_model) {
         gpt_backend_fail(be, GPT_ERR_INVALID, "GPT_VULKAN_COOP=%.40s: expected khr or nv", only);
         return 1;
     }
-    if (!c->f16 || !memory_model || c->subgroup_size != 32) return 0;
+    /* matmul_coop.comp stages 44 KiB */
+    if (!c->f16 || !memory_model || c->subgroup_size != 32 ||
+        c->props.limits.maxComputeSharedMemorySize < 44 * 1024)
+        return 0;
     const vk_spirv *sp = &vk_spirv_table[SH_MATMUL_COOP];
     int nv[3], khr[3];
     int want_khr = !only || !*only || !strcmp(only, "khr"), want_nv = !only || !*only || !strcmp(only, "nv");
@@ -379,8 +382,10 @@ static int probe_coop(gpt_backend *be, int memory_model) {
 
 /* The cooperative-matrix attention forward (attn_fwd_coop.comp): wherever
  * the products run on cooperative matrices, the device has subgroup
- * shuffles and 44 KiB of shared memory; GPT_VULKAN_COOP_ATTN=0 keeps the
- * scalar kernel (to compare them). Lavapipe, where CI tests, has no
+ * shuffles and 44 KiB of shared memory, and its backward
+ * (attn_bwd_dq_coop.comp, attn_bwd_dkv_coop.comp, 43.5 KiB) with it;
+ * GPT_VULKAN_COOP_ATTN=0 keeps the scalar kernels (to compare them), =fwd
+ * the scalar backward. Lavapipe, where CI tests, has no
  * cooperative matrices: the GPU runs test it (docs/VULKAN_NOTES.md). */
 static void probe_coop_attn(vk_ctx *c, VkSubgroupFeatureFlags sg_ops) {
     const char *on = getenv("GPT_VULKAN_COOP_ATTN");
@@ -388,6 +393,8 @@ static void probe_coop_attn(vk_ctx *c, VkSubgroupFeatureFlags sg_ops) {
     c->coop_attn = c->coop && !(on && !strcmp(on, "0")) && (sg_ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) &&
                    c->props.limits.maxComputeSharedMemorySize >= 44 * 1024 &&
                    (c->coop == VK_COOP_KHR ? sp->khr != NULL : sp->f16 != NULL);
+    /* GPT_VULKAN_COOP_ATTN=fwd: the backward stays on the scalar kernels */
+    c->coop_attn_bwd = c->coop_attn && !(on && !strcmp(on, "fwd"));
 }
 
 /* ---------------------------------------------------------------- device */
@@ -497,10 +504,12 @@ int vk_open_device(gpt_backend *be, int want_f16, int want_fp32) {
                  offered);
     else if (o) snprintf(paths, sizeof paths, "tiled products (cooperative matrices offered:%s)", offered);
     else snprintf(paths, sizeof paths, "tiled products");
-    snprintf(c->desc, sizeof c->desc, "%.120s (Vulkan %u.%u, %.60s %.100s; %s, %.120s, subgroup %u)",
+    snprintf(c->desc, sizeof c->desc,
+             "%.120s (Vulkan %u.%u, %.60s %.100s; %s, %.120s, subgroup %u, %u KiB shared memory)",
              c->props.deviceName, VK_API_VERSION_MAJOR(c->props.apiVersion),
              VK_API_VERSION_MINOR(c->props.apiVersion), drv.driverName, drv.driverInfo,
-             c->f16 ? "fp16 storage, fp32 math" : "fp32", paths, c->subgroup_size);
+             c->f16 ? "fp16 storage, fp32 math" : "fp32", paths, c->subgroup_size,
+             c->props.limits.maxComputeSharedMemorySize / 1024);
     return 0;
 }
 

@@ -67,6 +67,9 @@ enum {
     SH_ARGMAX,
     SH_MATMUL_COOP, /* fp16 only, and only where the device has cooperative matrices */
     SH_ATTN_FWD_COOP, /* the same on cooperative matrices (GPT_VULKAN_COOP_ATTN=0: off) */
+    SH_ATTN_BWD_DQ_COOP,  /* attention backward on cooperative matrices: queries (and D) ... */
+    SH_ATTN_BWD_DKV_COOP, /* ... then keys and values in one pass */
+    SH_SPLITK_SUM,        /* a weight gradient's split-K partials added */
     SH_COUNT
 };
 
@@ -104,6 +107,7 @@ typedef struct {
 
 #define VK_MAX_GRAPHS 16
 #define VK_MAX_SPEC 4
+#define VK_SPLITK_GROUPS 512 /* split-K partial sums: room for this many 128 x 128 fp32 tiles */
 #define VK_PC_BYTES 128 /* push-constant bytes every device offers */
 
 typedef struct {
@@ -134,6 +138,7 @@ typedef struct {
     int coop_offered;           /* 1 << VK_COOP_NV | 1 << VK_COOP_KHR: usable extensions */
     int coop_m, coop_n, coop_k; /* the shape in use */
     int coop_attn;              /* attention forward on cooperative matrices (head sizes 16..64) */
+    int coop_attn_bwd;          /* ... and its backward */
     int poison;                 /* GPT_VULKAN_POISON=1: fill new allocations with NaN bytes */
     int serialize;              /* GPT_VULKAN_SERIALIZE=1: wait for every op (diagnosis) */
     float timestamp_ns;         /* ns per timestamp tick */
@@ -178,6 +183,8 @@ typedef struct {
     size_t attn_d_bytes;
     void *kv_part;              /* decoding attention's per-chunk partials (F32) */
     size_t kv_part_bytes;
+    void *splitk;               /* split-K partial sums of weight gradients (F32; coop, training) */
+    size_t splitk_bytes;
     void *state;                /* loss scale, good-step count, nonfinite counter (F32/I32) */
     VkQueryPool timers;
     int n_timers;

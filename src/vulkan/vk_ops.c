@@ -121,7 +121,7 @@ void vk_layernorm_backward(gpt_backend *be, void *dx, void *dw, void *db, const 
 
 typedef struct {
     uint64_t a, b, out, pre, bias, scale;
-    int M, N, K, lda, ldb, gelu_on, tiles_n, vec_a, vec_b;
+    int M, N, K, lda, ldb, gelu_on, tiles_n, vec_a, vec_b, k_len;
 } mm_pc;
 
 static int aligned16(const void *p) { return (U(p) & 15) == 0; }
@@ -137,9 +137,35 @@ static void gemm(gpt_backend *be, int ta, int tb, int epi, mm_pc pc) {
         pc.vec_a = aligned16((void *)(uintptr_t)pc.a) && pc.lda % 8 == 0;
         pc.vec_b = aligned16((void *)(uintptr_t)pc.b) && pc.ldb % 8 == 0;
         pc.tiles_n = (int)blocks((size_t)pc.N, 128);
+        size_t tiles = (size_t)blocks((size_t)pc.M, 128) * (size_t)pc.tiles_n;
+        /* A weight gradient with few output tiles and a long K (gpt2's
+         * 768 x 768 projection: 36 tiles, K = B * T) would leave most of
+         * the GPU idle: K is split into S parts of whole 64-wide steps,
+         * at least 256 each, so that about 256 workgroups run; their
+         * partial tiles are then added in a fixed order. */
+        int S = 1, k_len = pc.K;
+        if (epi == 2 && c->splitk && tiles < 256) {
+            S = (int)((256 + tiles - 1) / tiles);
+            if (S > pc.K / 256) S = pc.K / 256;
+            while (S > 1 && (size_t)S * pc.M * pc.N * 4 > c->splitk_bytes) S--;
+            if (S > 1) {
+                k_len = (int)((blocks((size_t)pc.K, (size_t)S) + 63) / 64 * 64);
+                S = (int)blocks((size_t)pc.K, (size_t)k_len);
+            }
+        }
+        if (S > 1) {
+            mm_pc part = pc;
+            part.out = U(c->splitk);
+            part.k_len = k_len;
+            int spec[VK_MAX_SPEC] = {ta, tb, 3, c->coop_n};
+            vk_dispatch(be, SH_MATMUL_COOP, spec, &part, sizeof part, (uint32_t)(tiles * S), 1, 1);
+            uint32_t n = (uint32_t)pc.M * (uint32_t)pc.N;
+            struct { uint64_t out, part, scale; uint32_t n; int S; } sp = {pc.out, U(c->splitk), pc.scale, n, S};
+            vk_dispatch(be, SH_SPLITK_SUM, NULL, &sp, sizeof sp, blocks(n, 256), 1, 1);
+            return;
+        }
         int spec[VK_MAX_SPEC] = {ta, tb, epi, c->coop_n};
-        size_t groups = (size_t)blocks((size_t)pc.M, 128) * (size_t)pc.tiles_n;
-        vk_dispatch(be, SH_MATMUL_COOP, spec, &pc, sizeof pc, (uint32_t)groups, 1, 1);
+        vk_dispatch(be, SH_MATMUL_COOP, spec, &pc, sizeof pc, (uint32_t)tiles, 1, 1);
         return;
     }
     pc.tiles_n = (int)blocks((size_t)pc.N, 64);
@@ -262,7 +288,8 @@ void vk_attention_forward(gpt_backend *be, void *out, float *lse, const void *qk
         U(out), U(lse), U(qkv), B, T, C, NH, 1.0f / sqrtf((float)HS)};
     vk_ctx *c = vk_ctx_of(be);
     if (c->coop_attn && HS % 16 == 0 && HS <= 64) { /* 64 queries a workgroup, on the tensor cores */
-        int spec[VK_MAX_SPEC] = {HS, c->coop_n, 0, 0};
+        /* 16-byte staging loads where every row of q, k, v is aligned */
+        int spec[VK_MAX_SPEC] = {HS, c->coop_n, aligned16(qkv) && C % 8 == 0, 0};
         vk_dispatch(be, SH_ATTN_FWD_COOP, spec, &pc, sizeof pc, blocks((size_t)T, 64), (uint32_t)NH,
                     (uint32_t)B);
         return;
@@ -286,8 +313,18 @@ void vk_attention_backward(gpt_backend *be, void *dqkv, const void *dout, const 
         return;
     }
     float scale = 1.0f / sqrtf((float)HS);
-    int spec[VK_MAX_SPEC] = {HS, attn_bc(HS), 0, 0};
     uint32_t gx = blocks((size_t)T, 64);
+    if (c->coop_attn_bwd && HS % 16 == 0 && HS <= 64) { /* 64 queries, then 64 keys a workgroup */
+        int spec[VK_MAX_SPEC] = {HS, c->coop_n, aligned16(qkv) && aligned16(dout) && C % 8 == 0};
+        struct { uint64_t dqkv, dout, qkv, out, lse, dd; int B, T, C, NH; float scale; } q = {
+            U(dqkv), U(dout), U(qkv), U(out), U(lse), U(dd), B, T, C, NH, scale};
+        vk_dispatch(be, SH_ATTN_BWD_DQ_COOP, spec, &q, sizeof q, gx, (uint32_t)NH, (uint32_t)B);
+        struct { uint64_t dqkv, dout, qkv, lse, dd; int B, T, C, NH; float scale; } k = {
+            U(dqkv), U(dout), U(qkv), U(lse), U(dd), B, T, C, NH, scale};
+        vk_dispatch(be, SH_ATTN_BWD_DKV_COOP, spec, &k, sizeof k, gx, (uint32_t)NH, (uint32_t)B);
+        return;
+    }
+    int spec[VK_MAX_SPEC] = {HS, attn_bc(HS), 0, 0};
     struct { uint64_t dqkv, dout, qkv, out, lse, dd; int B, T, C, NH; float scale; } q = {
         U(dqkv), U(dout), U(qkv), U(out), U(lse), U(dd), B, T, C, NH, scale};
     vk_dispatch(be, SH_ATTN_BWD_DQ, spec, &q, sizeof q, gx, (uint32_t)NH, (uint32_t)B);
@@ -384,7 +421,8 @@ void vk_argmax(gpt_backend *be, int *out, const void *logits, int N, int V, int 
                int *hist, int S) {
     CHECK(N > 0 && V > 0 && Vp >= V && out && logits, "argmax");
     struct { uint64_t out, logits, pos, hist; int N, V, Vp, S; } pc = {U(out), U(logits), U(pos), U(hist), N, V, Vp, S};
-    vk_dispatch(be, SH_ARGMAX, NULL, &pc, sizeof pc, (uint32_t)N, 1, 1);
+    int spec[VK_MAX_SPEC] = {aligned16(logits) && Vp % (vk_ctx_of(be)->f16 ? 8 : 4) == 0};
+    vk_dispatch(be, SH_ARGMAX, spec, &pc, sizeof pc, (uint32_t)N, 1, 1);
 }
 
 void vk_count_nonfinite(gpt_backend *be, const void *p, size_t n, int cls) {

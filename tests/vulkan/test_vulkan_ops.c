@@ -194,6 +194,10 @@ static void run_all(void) {
     t_matmul(3, 101, 203, 0, 0, 0, 0);   /* decoding, scalar loads */
     t_matmul(128, 256, 512, 1, 0, 0, 0); /* whole tiles (the cooperative-matrix path on GPUs) */
     t_matmul(200, 320, 264, 1, 1, 1, 1); /* partial tiles in every dimension */
+    /* a long K under few tiles: the weight gradient split over K on GPUs
+     * (4 splits of 256; 2 of 384 and 316) */
+    t_matmul(1024, 96, 160, 1, 0, 0, 0);
+    t_matmul(700, 100, 300, 1, 1, 1, 1);
     t_argmax(5, 1000, 1024, 0);
     t_argmax(4, 1001, 1001, 0);
     t_argmax(6, 1000, 1024, 1);

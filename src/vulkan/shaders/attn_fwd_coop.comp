@@ -25,6 +25,8 @@
 layout(local_size_x = 128) in;
 layout(constant_id = 0) const int HS = 64;
 layout(constant_id = 1) const int LN = 16; /* accumulator columns: 16 or 8 */
+layout(constant_id = 2) const int VEC = 0; /* 16-byte aligned rows: 16-byte loads */
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer U4s { uvec4 v[]; };
 const int BR = 64, BC = 64, PAD = 8, SUB = 16;
 const int HP = HS + PAD;                   /* staged row stride of Q, K, V (halves) */
 const int PP = BC + PAD;                   /* row stride of P (halves) */
@@ -39,16 +41,35 @@ shared float16_t Ks[BC * HP];
 shared float16_t Vs[BC * HP];
 shared float Ss[4 * SUB * SW];
 
+/* The 8 halves at columns [col + d, col + d + 8) of row t of a (B, T, ld)
+ * matrix (zeros past T): one 16-byte load where VEC says the rows are
+ * 16-byte aligned (C a multiple of 8 and aligned buffers). */
+void load8(uint64_t base, int ld, int col, int t, int b, int d, out float16_t x[8]) {
+    if (t >= p.T) {
+        for (int i = 0; i < 8; i++) x[i] = float16_t(0.0);
+    } else if (VEC == 1) {
+        uvec4 q = U4s(base + (uint64_t(b * p.T + t) * uint64_t(ld) + uint64_t(col + d)) * 2).v[0];
+        for (int i = 0; i < 4; i++) {
+            f16vec2 h = unpackFloat2x16(q[i]);
+            x[2 * i] = h.x, x[2 * i + 1] = h.y;
+        }
+    } else {
+        ACTs row = act_row(base, uint(b * p.T + t), ld);
+        for (int i = 0; i < 8; i++) x[i] = row.v[col + d + i];
+    }
+}
+
 /* rows [r0, r0 + 64) of part (0 q, 1 k, 2 v) of head h, zero past T */
 void stage(int part, int r0, int b, int h) {
-    int C3 = 3 * p.C;
-    for (uint e = gl_LocalInvocationID.x; e < uint(64 * HS); e += 128) {
-        int r = int(e) / HS, d = int(e) % HS, t = r0 + r;
-        ACTs row = act_row(p.qkv, uint(b * p.T + min(t, p.T - 1)), C3);
-        float16_t x = t < p.T ? row.v[part * p.C + h * HS + d] : float16_t(0.0);
-        if (part == 0) QPs[r * HP + d] = x;
-        else if (part == 1) Ks[r * HP + d] = x;
-        else Vs[r * HP + d] = x;
+    for (uint e = gl_LocalInvocationID.x; e < uint(64 * HS / 8); e += 128) {
+        int r = int(e) / (HS / 8), d = int(e) % (HS / 8) * 8;
+        float16_t x[8];
+        load8(p.qkv, 3 * p.C, part * p.C + h * HS, r0 + r, b, d, x);
+        for (int i = 0; i < 8; i++) {
+            if (part == 0) QPs[r * HP + d + i] = x[i];
+            else if (part == 1) Ks[r * HP + d + i] = x[i];
+            else Vs[r * HP + d + i] = x[i];
+        }
     }
 }
 
