@@ -8,9 +8,9 @@
  *
  * A workgroup (8 subgroups) computes a 128 x 128 tile of C; each subgroup
  * a 64 x 32 part of it as 4 x (32 / LN) accumulator matrices. Per 64-wide
- * step of K (32 took a quarter longer on gpt2's products: twice the
- * barriers for the same work), the workgroup stages the A and B tiles
- * (44 KiB of shared memory with the epilogue's patches) in shared memory in
+ * step of K (half the barriers of 32-wide steps for the same work), the
+ * workgroup stages the A and B tiles (44 KiB of shared memory with the
+ * epilogue's patches) in shared memory in
  * their global orientation (so that the copy reads contiguous runs,
  * 16 bytes at a time where aligned: vec_a / vec_b), zero-filling past the
  * edges, and the subgroups load their fragments from there (row- or
