@@ -19,18 +19,24 @@
 
 enum { B = 4, T = 32, V = 300, STEPS = 3 };
 
-/* Trains STEPS steps from seed 5 and returns every parameter, then the
- * logits of the first batch, in one malloc'd array (*n floats). */
 static char g_desc[256]; /* the last model's device line: names the products' kernel */
 
-static float *run(int threads, int precision, size_t *n, gpt_error *err) {
+/* The test's model on the CPU backend with this many threads. */
+static gpt_model *make_model(int threads, int precision, uint64_t seed, gpt_error *err) {
     gpt_config cfg = {V, 0, T, 2, 4, 64, 0, 0};
     gpt_runtime rt = {0};
     rt.device = "cpu";
     rt.threads = threads;
     rt.precision = precision;
     gpt_model *m;
-    if (gpt_model_create(&m, &cfg, &rt, 5, err)) return NULL;
+    return gpt_model_create(&m, &cfg, &rt, seed, err) ? NULL : m;
+}
+
+/* Trains STEPS steps from seed 5 and returns every parameter, then the
+ * logits of the first batch, in one malloc'd array (*n floats). */
+static float *run(int threads, int precision, size_t *n, gpt_error *err) {
+    gpt_model *m = make_model(threads, precision, 5, err);
+    if (!m) return NULL;
     snprintf(g_desc, sizeof g_desc, "%s", gpt_model_device_desc(m));
     gpt_train_opts o;
     gpt_train_opts_default(&o);
@@ -73,13 +79,8 @@ static float *run(int threads, int precision, size_t *n, gpt_error *err) {
  * seed 7's weights (int8 when quant), in one malloc'd array. */
 static float *decode_run(int threads, int rows, int quant, size_t *n, gpt_error *err) {
     enum { DSTEPS = 4 };
-    gpt_config cfg = {V, 0, T, 2, 4, 64, 0, 0};
-    gpt_runtime rt = {0};
-    rt.device = "cpu";
-    rt.threads = threads;
-    rt.precision = GPT_PREC_FP32;
-    gpt_model *m;
-    if (gpt_model_create(&m, &cfg, &rt, 7, err)) return NULL;
+    gpt_model *m = make_model(threads, GPT_PREC_FP32, 7, err);
+    if (!m) return NULL;
     *n = (size_t)(DSTEPS + 1) * rows * V;
     float *out = malloc(*n * sizeof(float));
     int rc = !out || (quant && gpt_model_quantize(m, GPT_QUANT_INT8, err));

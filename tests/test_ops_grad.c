@@ -540,6 +540,23 @@ static double rbf16(float x) {
     return x;
 }
 
+/* C (M, N) = A (M, K) B (K, N) in float64, k in order, A and B stored
+ * transposed where ta, tb say; with bf the inputs rounded to bf16 first,
+ * as the bf16 kernels see them. */
+static void ref_gemm(double *C, const float *A, const float *Bm, int M, int N, int K, int ta, int tb,
+                     int bf) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) {
+                float a = ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k];
+                float b = tb ? Bm[(size_t)j * K + k] : Bm[(size_t)k * N + j];
+                s += bf ? rbf16(a) * rbf16(b) : (double)a * b;
+            }
+            C[(size_t)i * N + j] = s;
+        }
+}
+
 /* Every matrix-product kernel this machine can run (the portable C ones
  * always; AVX2, AVX-512, AVX512-BF16 or NEON where the CPU has them), in
  * the four transpose cases, with alpha and accumulation, against a float64
@@ -633,15 +650,7 @@ static void test_gemm_passes(int M, int N, int K, size_t limit) {
         float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
         float *C1 = calloc((size_t)M * N, sizeof(float)), *C2 = calloc((size_t)M * N, sizeof(float));
         double *ref = malloc((size_t)M * N * sizeof(double));
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
-                double acc = 0;
-                for (int k = 0; k < K; k++) {
-                    float a = A[(size_t)i * K + k], b = Bm[(size_t)k * N + j];
-                    acc += ks[ki]->pairs ? rbf16(a) * rbf16(b) : (double)a * b;
-                }
-                ref[(size_t)i * N + j] = acc;
-            }
+        ref_gemm(ref, A, Bm, M, N, K, 0, 0, ks[ki]->pairs);
         cpu_gemm_with(ks[ki], M, N, K, 1.0f, A, K, 1, Bm, N, 1, C1, N, 0);
         cpu_gemm_shared_limit(limit, 1); /* no K split */
         cpu_gemm_with(ks[ki], M, N, K, 1.0f, A, K, 1, Bm, N, 1, C2, N, 0);
@@ -673,16 +682,8 @@ static void test_gemm_ksplit(int M, int N, int K, size_t limit, size_t parts) {
                 float *A = frand((size_t)M * K, 1), *Bm = frand((size_t)K * N, 1);
                 float *C0 = frand((size_t)M * N, 1), *C[3];
                 double *ref = malloc((size_t)M * N * sizeof(double));
-                for (int i = 0; i < M; i++)
-                    for (int j = 0; j < N; j++) {
-                        double s = 0;
-                        for (int k = 0; k < K; k++) {
-                            float a = ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k];
-                            float b = tb ? Bm[(size_t)j * K + k] : Bm[(size_t)k * N + j];
-                            s += bf ? rbf16(a) * rbf16(b) : (double)a * b;
-                        }
-                        ref[(size_t)i * N + j] = 0.5 * s + (acc ? C0[(size_t)i * N + j] : 0);
-                    }
+                ref_gemm(ref, A, Bm, M, N, K, ta, tb, bf);
+                for (size_t i = 0; i < (size_t)M * N; i++) ref[i] = 0.5 * ref[i] + (acc ? C0[i] : 0);
                 cpu_gemm_shared_limit(limit, parts);
                 for (int t = 0; t < 3; t++) {
                     C[t] = malloc((size_t)M * N * sizeof(float));
@@ -737,15 +738,7 @@ static void test_gemm_backward_pair(int N, int IC, int OC, size_t limit) {
         cpu_pool_acquire(2), cpu_pool_release();
         /* and the pair is right: din against float64 */
         double *ref = malloc((size_t)N * IC * sizeof(double));
-        for (int i = 0; i < N; i++)
-            for (int j = 0; j < IC; j++) {
-                double a = 0;
-                for (int o = 0; o < OC; o++) {
-                    float x = dout[(size_t)i * OC + o], y = w[(size_t)o * IC + j];
-                    a += ks[ki]->pairs ? rbf16(x) * rbf16(y) : (double)x * y;
-                }
-                ref[(size_t)i * IC + j] = a;
-            }
+        ref_gemm(ref, dout, w, N, IC, OC, 0, 0, ks[ki]->pairs);
         check_fwd("din", din2, ref, (size_t)N * IC);
         test_end();
         free(dout), free(in), free(w), free(dw0), free(din1), free(dw1), free(din2), free(dw2);

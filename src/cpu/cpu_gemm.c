@@ -646,7 +646,7 @@ void cpu_gemm_with(const gemm_kernel *k, int M, int N, int K, float alpha, const
      * K blocks by the same kernel wherever its tile is. Not where the
      * last round's idle share is under 1/16 of the product: more tile
      * columns repack A once more each (the LM head's weight gradient,
-     * 197 tiles on 2 threads, was cut into 2 columns and converted its
+     * 197 tiles on 2 threads, would be cut into 2 columns and convert its
      * 51 MB of dlogits twice, for a 0.5% imbalance). */
     int th = cpu_pool_threads(), pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
     int tm = (M + MT - 1) / MT, tn = (N + NT - 1) / NT, floor_ = tm * tn < want ? tm * tn : want;

@@ -143,6 +143,15 @@ AVX512 static inline void transpose16_store(const __m512 r[16], float *d, ptrdif
         if (i < n) _mm512_storeu_ps(d + i * ds, o[i]);
 }
 
+/* Row r of a panel being packed, 64 floats past column k0 (4 lines
+ * ahead), or, near the panel's end (kb), the next panel's row at the same
+ * distance. */
+AVX512 static inline void prefetch_ahead(const float *src, const float *next, ptrdiff_t ld, int kb,
+                                         int k0, int r) {
+    if (k0 + 64 < kb) _mm_prefetch((const char *)(src + r * ld + k0 + 64), _MM_HINT_T0);
+    else if (next) _mm_prefetch((const char *)(next + r * ld + k0 + 64 - kb), _MM_HINT_T0);
+}
+
 /* One 32-column panel of a transposed B, dst[k*32 + j] = src[j*ld + k]
  * (a forward product's weight: each output feature's row is contiguous
  * along k): 16 x 16 blocks transposed in registers. Stored one value at a
@@ -159,9 +168,7 @@ AVX512 static void pack_bt_avx512(float *dst, const float *src, ptrdiff_t ld, in
             __m512 r[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++) {
-                if (k0 + 64 < kb) _mm_prefetch((const char *)(s + i * ld + 64), _MM_HINT_T0);
-                else if (next) _mm_prefetch((const char *)(next + (16 * h + i) * ld + k0 + 64 - kb),
-                                            _MM_HINT_T0);
+                prefetch_ahead(src, next, ld, kb, k0, 16 * h + i);
                 r[i] = _mm512_loadu_ps(s + i * ld);
             }
             transpose16_store(r, dst + (ptrdiff_t)k0 * 32 + 16 * h, 32, 16);
@@ -174,9 +181,9 @@ AVX512 static void pack_bt_avx512(float *dst, const float *src, ptrdiff_t ld, in
 /* The same panel in bf16 pairs for the AVX512-BF16 and AMX kernels:
  * dst[kk*32 + j] = (src[j*ld + 2kk], src[j*ld + 2kk+1]) for kk < steps,
  * zero past kb. VCVTNE2PS2BF16 turns 32 consecutive k of a row into its 16
- * pairs in order, then 16 x 16 transposes; the generic loop (vectorised
- * along k) stored each pair with a scalar store. The conversion rounds to
- * nearest even as to_bf16 does, but takes an fp32 denormal input for zero
+ * pairs in order, then 16 x 16 transposes store them (not a store a
+ * pair). The conversion rounds to nearest even as to_bf16 does, but
+ * takes an fp32 denormal input for zero
  * (to_bf16 may round the largest ones up to the smallest normal bf16),
  * which both kernels' multiply-adds do with denormal bf16 inputs anyway:
  * the products differ only where an input is within 2^-133 of 2^-126. */
@@ -191,9 +198,7 @@ AVX512BF16 void cpu_pack_bt_bf16_avx512(uint32_t *dst, const float *src, ptrdiff
             __m512 r[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++) {
-                if (k0 + 64 < kb) _mm_prefetch((const char *)(s + i * ld + 64), _MM_HINT_T0);
-                else if (next) _mm_prefetch((const char *)(next + (16 * h + i) * ld + k0 + 64 - kb),
-                                            _MM_HINT_T0);
+                prefetch_ahead(src, next, ld, kb, k0, 16 * h + i);
                 __m512 lo = _mm512_maskz_loadu_ps(m0, s + i * ld);
                 __m512 hi = _mm512_maskz_loadu_ps(m1, s + i * ld + 16);
                 r[i] = (__m512)_mm512_cvtne2ps_pbh(hi, lo);

@@ -314,23 +314,20 @@ void vk_attention_backward(gpt_backend *be, void *dqkv, const void *dout, const 
     }
     float scale = 1.0f / sqrtf((float)HS);
     uint32_t gx = blocks((size_t)T, 64);
-    if (c->coop_attn_bwd && HS % 16 == 0 && HS <= 64) { /* 64 queries, then 64 keys a workgroup */
-        int spec[VK_MAX_SPEC] = {HS, c->coop_n, aligned16(qkv) && aligned16(dout) && C % 8 == 0};
-        struct { uint64_t dqkv, dout, qkv, out, lse, dd; int B, T, C, NH; float scale; } q = {
-            U(dqkv), U(dout), U(qkv), U(out), U(lse), U(dd), B, T, C, NH, scale};
-        vk_dispatch(be, SH_ATTN_BWD_DQ_COOP, spec, &q, sizeof q, gx, (uint32_t)NH, (uint32_t)B);
-        struct { uint64_t dqkv, dout, qkv, lse, dd; int B, T, C, NH; float scale; } k = {
-            U(dqkv), U(dout), U(qkv), U(lse), U(dd), B, T, C, NH, scale};
-        vk_dispatch(be, SH_ATTN_BWD_DKV_COOP, spec, &k, sizeof k, gx, (uint32_t)NH, (uint32_t)B);
-        return;
-    }
+    /* on cooperative matrices: 64 queries, then 64 keys (dk and dv in one
+     * pass) a workgroup, 16-byte staging loads where rows are aligned */
+    int coop = c->coop_attn_bwd && HS % 16 == 0 && HS <= 64;
     int spec[VK_MAX_SPEC] = {HS, attn_bc(HS), 0, 0};
+    if (coop) spec[1] = c->coop_n, spec[2] = aligned16(qkv) && aligned16(dout) && C % 8 == 0;
     struct { uint64_t dqkv, dout, qkv, out, lse, dd; int B, T, C, NH; float scale; } q = {
         U(dqkv), U(dout), U(qkv), U(out), U(lse), U(dd), B, T, C, NH, scale};
-    vk_dispatch(be, SH_ATTN_BWD_DQ, spec, &q, sizeof q, gx, (uint32_t)NH, (uint32_t)B);
+    vk_dispatch(be, coop ? SH_ATTN_BWD_DQ_COOP : SH_ATTN_BWD_DQ, spec, &q, sizeof q, gx, (uint32_t)NH,
+                (uint32_t)B);
     struct { uint64_t dqkv, dout, qkv, lse, dd; int B, T, C, NH; float scale; } k = {
         U(dqkv), U(dout), U(qkv), U(lse), U(dd), B, T, C, NH, scale};
-    vk_dispatch(be, SH_ATTN_BWD_DK, spec, &k, sizeof k, gx, (uint32_t)NH, (uint32_t)B);
+    vk_dispatch(be, coop ? SH_ATTN_BWD_DKV_COOP : SH_ATTN_BWD_DK, spec, &k, sizeof k, gx,
+                (uint32_t)NH, (uint32_t)B);
+    if (coop) return;
     struct { uint64_t dqkv, dout, qkv, lse; int B, T, C, NH; float scale; } v = {
         U(dqkv), U(dout), U(qkv), U(lse), B, T, C, NH, scale};
     vk_dispatch(be, SH_ATTN_BWD_DV, spec, &v, sizeof v, gx, (uint32_t)NH, (uint32_t)B);
