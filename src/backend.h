@@ -312,6 +312,20 @@ typedef struct {
     /* Optional: the name of the int8 kernel in use ("avx512-vnni"), for
      * gpt info and benchmarks. */
     const char *(*q8_kernel)(gpt_backend *be);
+
+    /* --------------------------------------------------- decoding, more */
+    /* Optional: a decoding step's attention with the projection and the
+     * residual add after it, one query a row (Tq = 1):
+     * x += attention_kv_forward(qkv, kcache, vcache, pos0) @ w^T + bias,
+     * rounded once, the attention's output kept inside the op (a
+     * dispatch fewer a layer where each dispatch costs microseconds).
+     * Returns 1, or 0 where it declines (nothing issued: the model issues
+     * the two ops). Rows with p = pos0[b] outside [0, S) leave x as it was.
+     * x ACT (B,C); w PARAM (C,C); bias PARAM (C) or NULL; the rest as
+     * attention_kv_forward's. Early inputs: pos0, kcache, vcache, x, bias. */
+    int (*attention_kv_residual_forward)(gpt_backend *be, void *x, const void *qkv, void *kcache,
+                                         void *vcache, const int *pos0, int B, int S, int C,
+                                         int NH, const void *w, const void *bias);
 } gpt_backend_ops;
 
 struct gpt_backend {

@@ -281,6 +281,25 @@ static int ck_matmul_residual_forward(gpt_backend *be, void *x, const void *in, 
     return 1;
 }
 
+static int ck_attention_kv_residual_forward(gpt_backend *be, void *x, const void *qkv,
+                                            void *kcache, void *vcache, const int *pos0, int B,
+                                            int S, int C, int NH, const void *w, const void *bias) {
+    const char *op = "attention_kv_residual_forward";
+    size_t cache = (size_t)B * S * C;
+    early(be, op, "pos0", pos0, (size_t)B, GPT_CLS_I32);
+    early(be, op, "kcache", kcache, cache, GPT_CLS_ACT);
+    early(be, op, "vcache", vcache, cache, GPT_CLS_ACT);
+    early(be, op, "x", x, (size_t)B * C, GPT_CLS_ACT);
+    early(be, op, "bias", bias, (size_t)C, GPT_CLS_PARAM);
+    if (!BASE->attention_kv_residual_forward(be, x, qkv, kcache, vcache, pos0, B, S, C, NH, w, bias))
+        return 0;
+    issued(be, op);
+    output(be, x, (size_t)B * C, GPT_CLS_ACT);
+    output(be, kcache, cache, GPT_CLS_ACT);
+    output(be, vcache, cache, GPT_CLS_ACT);
+    return 1;
+}
+
 static void ck_matmul_q8_forward(gpt_backend *be, void *out, void *pre, const void *in,
                                  const void *wq, const void *bias, int N, int IC, int OC, int gelu) {
     early(be, "matmul_q8_forward", "bias", bias, (size_t)OC, GPT_CLS_PARAM);
@@ -329,6 +348,8 @@ int gpt_backend_check_wrap(gpt_backend *be, gpt_error *err) {
     o->matmul_ln_forward = b->matmul_ln_forward ? ck_matmul_ln_forward : NULL;
     o->matmul_residual_forward = b->matmul_residual_forward ? ck_matmul_residual_forward : NULL;
     o->matmul_q8_forward = b->matmul_q8_forward ? ck_matmul_q8_forward : NULL;
+    o->attention_kv_residual_forward =
+        b->attention_kv_residual_forward ? ck_attention_kv_residual_forward : NULL;
     be->ops = o;
     return GPT_OK;
 }

@@ -222,11 +222,11 @@ static void matmul_add(gpt_model *m, const void *in, const void *w, const void *
  * logits of the B rows in ia.logits. Where the backend folds the
  * layernorms into the products after them and the residual adds into the
  * products before them, a layer is five operations: qkv (ln1 folded),
- * attention, proj (+= x), fc (ln2 folded), fc2 (+= x), and the head may
- * fold the final layernorm. An op the backend declines is issued as the
- * separate ops. A backend without the folded ops, one that declines the
- * first (CUDA in fp32), and --check (which scans every op's output) run
- * infer_layers' step instead. */
+ * attention, proj (+= x), fc (ln2 folded), fc2 (+= x); four where the
+ * attention and proj fold too; the head may fold the final layernorm. An
+ * op the backend declines is issued as the separate ops. A backend
+ * without the folded ops, one that declines the first (CUDA in fp32), and
+ * --check (which scans every op's output) run infer_layers' step instead. */
 static void decode_forward(gpt_model *m, int B) {
     gpt_backend *be = m->be;
     const gpt_backend_ops *o = be->ops;
@@ -252,11 +252,16 @@ static void decode_forward(gpt_model *m, int B) {
         const layer_params *p = &m->lp[l];
         if (l > 0) /* x (B,C) -> ln1 -> qkv (B,3C); layer 0's was issued above */
             ln_matmul(m, A(ia->qkv), p->ln1_w, p->ln1_b, P(p->qkv_w), P(p->qkv_b), B, C, 3 * C, 0);
-        o->attention_kv_forward(be, A(ia->atty), A(ia->qkv),
-                                gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
-                                gpt_at(m, m->kv.v, (size_t)l * kv_layer, GPT_CLS_ACT), pos0, B, 1,
-                                m->kv.S, C, c->n_head);
-        matmul_add(m, A(ia->atty), P(p->proj_w), P(p->proj_b), B, C, C);             /* x += atty @ proj */
+        void *kl = gpt_at(m, m->kv.k, (size_t)l * kv_layer, GPT_CLS_ACT),
+             *vl = gpt_at(m, m->kv.v, (size_t)l * kv_layer, GPT_CLS_ACT);
+        /* x += attention @ proj, in one op where the backend folds them */
+        if (!o->attention_kv_residual_forward ||
+            !o->attention_kv_residual_forward(be, A(ia->x), A(ia->qkv), kl, vl, pos0, B, m->kv.S,
+                                              C, c->n_head, P(p->proj_w), P(p->proj_b))) {
+            o->attention_kv_forward(be, A(ia->atty), A(ia->qkv), kl, vl, pos0, B, 1, m->kv.S, C,
+                                    c->n_head);
+            matmul_add(m, A(ia->atty), P(p->proj_w), P(p->proj_b), B, C, C);
+        }
         ln_matmul(m, A(ia->fch), p->ln2_w, p->ln2_b, P(p->fc_w), P(p->fc_b), B, C, F, 1); /* gelu(fc) (B,F) */
         matmul_add(m, A(ia->fch), P(p->fc2_w), P(p->fc2_b), B, F, C);                /* x += fch @ fc2 */
     }

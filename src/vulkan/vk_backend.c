@@ -995,6 +995,7 @@ static const gpt_backend_ops vk_ops_table = {
     .copy = vk_copy,
     .matmul_ln_forward = vk_matmul_ln_forward,
     .matmul_residual_forward = vk_matmul_residual_forward,
+    .attention_kv_residual_forward = vk_attention_kv_residual_forward,
 };
 
 int gpt_vulkan_backend_probe(void) { return vk_probe_any(); }

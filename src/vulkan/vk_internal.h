@@ -274,6 +274,9 @@ int vk_matmul_ln_forward(gpt_backend *be, void *out, void *pre, const void *x, c
                          int OC, int gelu);
 int vk_matmul_residual_forward(gpt_backend *be, void *x, const void *in, const void *w,
                                const void *bias, int N, int IC, int OC);
+int vk_attention_kv_residual_forward(gpt_backend *be, void *x, const void *qkv, void *kcache,
+                                     void *vcache, const int *pos0, int B, int S, int C, int NH,
+                                     const void *w, const void *bias);
 void vk_add(gpt_backend *be, void *out, const void *a, const void *b, size_t n);
 void vk_attention_forward(gpt_backend *be, void *out, float *lse, const void *qkv, int B, int T,
                           int C, int NH);

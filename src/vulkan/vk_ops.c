@@ -174,23 +174,43 @@ static void gemm(gpt_backend *be, int ta, int tb, int epi, mm_pc pc) {
     vk_dispatch(be, SH_MATMUL, spec, &pc, sizeof pc, (uint32_t)groups, 1, 1);
 }
 
-/* Few rows (decoding): one pass over the weights (shaders/matvec.comp),
- * with the layernorm before (lnw != NULL) or the residual add after (res)
- * folded in. */
+/* What matvec folds in before its product (shaders/matvec.comp's PRE):
+ * nothing (mode 0), the layernorm (1: lnw, lnb, eps), or the merge of the
+ * decoding attention's chunks (2: the product's input is the chunks, pos
+ * the rows' positions, S, NH, NS their shape). */
+typedef struct {
+    int mode;
+    const void *lnw, *lnb, *pos;
+    float eps;
+    int S, NH, NS;
+} mv_pre;
+
+/* Few rows (decoding): one pass over the weights, with a fold before
+ * (f) or the residual add after (res). */
 static void matvec(gpt_backend *be, void *out, void *pre, const void *in, const void *w,
-                   const void *bias, const void *lnw, const void *lnb, float eps, int res, int N,
-                   int IC, int OC, int gelu) {
+                   const void *bias, int N, int IC, int OC, int gelu, int res, const mv_pre *f) {
     vk_ctx *c = vk_ctx_of(be);
+    static const mv_pre none = {0};
+    if (!f) f = &none;
     int per = c->f16 ? 8 : 4;
-    /* 16-byte loads of w (and of x, unless it comes normalized from shared memory) */
-    int vec = IC % per == 0 && aligned16(w) && (lnw || aligned16(in));
-    uint32_t per_group = c->subgroup_size >= 1 && c->subgroup_size <= 256 ? 256 / c->subgroup_size : 8;
+    /* 16-byte loads of w (and of x, unless it comes from shared memory) */
+    int vec = IC % per == 0 && aligned16(w) && (f->mode || aligned16(in));
+    uint32_t L = c->subgroup_size >= 1 && c->subgroup_size <= 256 ? c->subgroup_size : 32;
+    uint32_t nsub = 256 / L;
+    /* Subgroups a column: enough that a lane has at most four of the
+     * shader's loads of its row to make, at most 8 */
+    size_t nk = vec ? (size_t)IC / per : (size_t)IC;
+    uint32_t G = 1;
+    while (G < 8 && G < nsub && (size_t)G * L * 4 < nk) G *= 2;
+    uint32_t per_group = nsub / G;
     struct {
         uint64_t out, pre, x, w, bias, lnw, lnb;
         int M, N, K, gelu_on, per_group;
         float eps;
-    } pc = {U(out), U(pre), U(in), U(w), U(bias), U(lnw), U(lnb), N, OC, IC, gelu, (int)per_group, eps};
-    int spec[VK_MAX_SPEC] = {vec, lnw != NULL, res, 0};
+        int S, NH, NS;
+    } pc = {U(out), U(pre), U(in), U(w), U(bias), U(f->mode == 2 ? f->pos : f->lnw), U(f->lnb),
+            N, OC, IC, gelu, (int)per_group, f->eps, f->S, f->NH, f->NS};
+    int spec[VK_MAX_SPEC] = {vec, f->mode, res, (int)G};
     vk_dispatch(be, SH_MATVEC, spec, &pc, sizeof pc, blocks((size_t)OC, per_group), 1, 1);
 }
 
@@ -201,14 +221,15 @@ int vk_matmul_ln_forward(gpt_backend *be, void *out, void *pre, const void *x, c
                          int OC, int gelu) {
     if (be->err.code || N < 1 || N > 8 || IC < 1 || OC < 1 || (size_t)N * IC > 4096) return 0;
     if (!out || !x || !lnw || !lnb || !w || (!gelu && pre)) return 0;
-    matvec(be, out, pre, x, w, bias, lnw, lnb, eps, 0, N, IC, OC, gelu);
+    mv_pre f = {1, lnw, lnb, NULL, eps, 0, 0, 0};
+    matvec(be, out, pre, x, w, bias, N, IC, OC, gelu, 0, &f);
     return 1;
 }
 
 int vk_matmul_residual_forward(gpt_backend *be, void *x, const void *in, const void *w,
                                const void *bias, int N, int IC, int OC) {
     if (be->err.code || N < 1 || N > 8 || IC < 1 || OC < 1 || !x || !in || !w) return 0;
-    matvec(be, x, NULL, in, w, bias, NULL, NULL, 0, 1, N, IC, OC, 0);
+    matvec(be, x, NULL, in, w, bias, N, IC, OC, 0, 1, NULL);
     return 1;
 }
 
@@ -216,7 +237,7 @@ void vk_matmul_forward(gpt_backend *be, void *out, void *pre, const void *in, co
                        const void *bias, int N, int IC, int OC, int gelu) {
     CHECK(N > 0 && IC > 0 && OC > 0 && out && in && w && (gelu || !pre), "matmul_forward");
     if (N <= 8) {
-        matvec(be, out, pre, in, w, bias, NULL, NULL, 0, 0, N, IC, OC, gelu);
+        matvec(be, out, pre, in, w, bias, N, IC, OC, gelu, 0, NULL);
         return;
     }
     mm_pc pc = {U(in), U(w), U(out), U(pre), U(bias), 0, N, OC, IC, IC, IC, gelu, 0, 0, 0};
@@ -333,18 +354,41 @@ void vk_attention_backward(gpt_backend *be, void *dqkv, const void *dout, const 
     vk_dispatch(be, SH_ATTN_BWD_DV, spec, &v, sizeof v, gx, (uint32_t)NH, (uint32_t)B);
 }
 
+/* Decoding's attention over chunks of 64 cache positions, a workgroup per
+ * (row, query, head, chunk), into c->kv_part, k and v appended where
+ * Tq = 1 (the chunk that holds p does it); attn_kv_combine or matvec's
+ * PRE = 2 merges the chunks. 0 where the chunks do not fit (or nothing to
+ * split: a prefill from position 0). */
+static int kv_split_fits(gpt_backend *be, const int *pos0, int B, int Tq, int S, int C, int NH) {
+    vk_ctx *c = vk_ctx_of(be);
+    int HS = C / NH, NS = (S + 63) / 64;
+    size_t part_bytes = (size_t)B * Tq * NH * NS * (HS + 2) * 4;
+    return (pos0 || Tq > S) && part_bytes <= c->kv_part_bytes && HS <= 256 &&
+           (size_t)B * Tq * NH <= c->props.limits.maxComputeWorkGroupCount[0] &&
+           (uint32_t)NS <= c->props.limits.maxComputeWorkGroupCount[1];
+}
+
+static void kv_split(gpt_backend *be, const void *qkv, void *kcache, void *vcache,
+                     const int *pos0, int B, int Tq, int S, int C, int NH) {
+    vk_ctx *c = vk_ctx_of(be);
+    int HS = C / NH, NS = (S + 63) / 64;
+    int per = c->f16 ? 8 : 4, vec = HS % per == 0 && C % per == 0;
+    int spec[VK_MAX_SPEC] = {vec, Tq == 1, 0, 0};
+    struct { uint64_t part, qkv, kc, vc, pos0; int B, Tq, S, C, NH, HS, NS; float scale; } sp = {
+        U(c->kv_part), U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C, NH, HS, NS,
+        1.0f / sqrtf((float)HS)};
+    vk_dispatch(be, SH_ATTN_KV_SPLIT, spec, &sp, sizeof sp, (uint32_t)((size_t)B * Tq * NH),
+                (uint32_t)NS, 1);
+}
+
 void vk_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *kcache,
                              void *vcache, const int *pos0, int B, int Tq, int S, int C, int NH) {
     if (be->err.code || !attn_shape_ok(be, B, Tq, C, NH)) return;
     CHECK(out && qkv && kcache && vcache && S > 0, "attention_kv_forward");
     vk_ctx *c = vk_ctx_of(be);
     int HS = C / NH, NS = (S + 63) / 64;
-    size_t part_bytes = (size_t)B * Tq * NH * NS * (HS + 2) * 4;
-    int split = (pos0 || Tq > S) && part_bytes <= c->kv_part_bytes && HS <= 256 &&
-                (size_t)B * Tq * NH <= c->props.limits.maxComputeWorkGroupCount[0] &&
-                (uint32_t)NS <= c->props.limits.maxComputeWorkGroupCount[1];
-    int fused = split && Tq == 1; /* the split kernel appends k and v itself */
-    if (!fused) {
+    int split = kv_split_fits(be, pos0, B, Tq, S, C, NH);
+    if (!(split && Tq == 1)) { /* else the split kernel appends k and v itself */
         struct { uint64_t qkv, kc, vc, pos0; int B, Tq, S, C; } st = {U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C};
         vk_dispatch(be, SH_ATTN_KV_STORE, NULL, &st, sizeof st, blocks((size_t)B * Tq * C, 256), 1, 1);
     }
@@ -354,14 +398,7 @@ void vk_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *
         return;
     }
     if (split) {
-        /* a chunk of 64 positions a workgroup, then the chunks merged */
-        int per = c->f16 ? 8 : 4, vec = HS % per == 0 && C % per == 0;
-        int spec[VK_MAX_SPEC] = {vec, fused, 0, 0};
-        struct { uint64_t part, qkv, kc, vc, pos0; int B, Tq, S, C, NH, HS, NS; float scale; } sp = {
-            U(c->kv_part), U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C, NH, HS, NS,
-            1.0f / sqrtf((float)HS)};
-        vk_dispatch(be, SH_ATTN_KV_SPLIT, spec, &sp, sizeof sp, (uint32_t)((size_t)B * Tq * NH),
-                    (uint32_t)NS, 1);
+        kv_split(be, qkv, kcache, vcache, pos0, B, Tq, S, C, NH);
         struct { uint64_t out, part, pos0; int B, Tq, S, C, NH, HS, NS; } cp = {
             U(out), U(c->kv_part), U(pos0), B, Tq, S, C, NH, HS, NS};
         vk_dispatch(be, SH_ATTN_KV_COMBINE, NULL, &cp, sizeof cp, (uint32_t)((size_t)B * Tq * NH), 1, 1);
@@ -370,6 +407,22 @@ void vk_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *
     struct { uint64_t out, qkv, kc, vc, pos0; int B, Tq, S, C, NH, HS; float scale; } pc = {
         U(out), U(qkv), U(kcache), U(vcache), U(pos0), B, Tq, S, C, NH, HS, 1.0f / sqrtf((float)HS)};
     vk_dispatch(be, SH_ATTN_KV, NULL, &pc, sizeof pc, (uint32_t)((size_t)B * Tq * NH), 1, 1);
+}
+
+/* The split, then the projection's matvec merging the chunks into its
+ * input (PRE = 2) and adding into x: two dispatches where the separate ops
+ * take three. Taken while the matvec's shared memory holds the B rows. */
+int vk_attention_kv_residual_forward(gpt_backend *be, void *x, const void *qkv, void *kcache,
+                                     void *vcache, const int *pos0, int B, int S, int C, int NH,
+                                     const void *w, const void *bias) {
+    if (be->err.code || B < 1 || B > 8 || C < 1 || NH < 1 || C % NH || (size_t)B * C > 4096 ||
+        S < 1 || !x || !qkv || !kcache || !vcache || !pos0 || !w ||
+        !kv_split_fits(be, pos0, B, 1, S, C, NH))
+        return 0;
+    kv_split(be, qkv, kcache, vcache, pos0, B, 1, S, C, NH);
+    mv_pre f = {2, NULL, NULL, pos0, 0, S, NH, (S + 63) / 64};
+    matvec(be, x, NULL, vk_ctx_of(be)->kv_part, w, bias, B, C, C, 0, 1, &f);
+    return 1;
 }
 
 /* ------------------------------------------------------ loss, sums, adamw */

@@ -172,6 +172,71 @@ static void t_transfers(void) {
  * layernorm while N * IC <= 4096 (its shared memory). */
 static int fold_takes(int ln, int N, int IC) { return N <= 8 && (!ln || N * IC <= 4096); }
 
+/* The decoding attention folded with its projection and residual add
+ * (attention_kv_residual_forward) against the CPU's separate ops:
+ * attention_kv_forward, matmul_forward, add. Positions as t_attention_kv's
+ * (the last of several rows past the cache: its x must stay as it was);
+ * the caches are compared too. Vulkan takes it while the B rows fit the
+ * matvec's shared memory (B * C <= 4096) and the chunks reserve()'s room;
+ * declined, nothing may be written. */
+static void t_attention_fold(int B, int S, int C, int NH, int want) {
+    test_begin("%s: attention_kv_residual_forward B=%d S=%d C=%d NH=%d%s", K->name, B, S, C, NH,
+               want ? "" : " (declined)");
+    const gpt_backend_ops *o = K->be->ops;
+    EXPECT(o->attention_kv_residual_forward, "the backend has the op");
+    if (test_case_failed_) {
+        test_end();
+        return;
+    }
+    size_t n3 = (size_t)B * 3 * C, n = (size_t)B * C, nc = (size_t)B * S * C;
+    int pos[8];
+    for (int b = 0; b < B; b++) pos[b] = B > 1 && b == B - 1 ? S : (S - 1) - (b * 7) % (S - 1);
+    float *qkv = rnd(n3, 1.f, GPT_CLS_ACT), *kc = rnd(nc, 1.f, GPT_CLS_ACT), *vc = rnd(nc, 1.f, GPT_CLS_ACT);
+    float *x = rnd(n, 1.f, GPT_CLS_ACT), *w = rnd((size_t)C * C, 1.f / sqrtf((float)C), GPT_CLS_PARAM);
+    float *bias = rnd((size_t)C, 1.f, GPT_CLS_PARAM);
+    BUF(dqkv); BUF(dk); BUF(dv); BUF(dpos); BUF(dx); BUF(dw); BUF(db); BUF(atty); BUF(tmp);
+    PUT(dqkv, qkv, n3, GPT_CLS_ACT);
+    PUT(dk, kc, nc, GPT_CLS_ACT);
+    PUT(dv, vc, nc, GPT_CLS_ACT);
+    PUT(dpos, pos, (size_t)B, GPT_CLS_I32);
+    PUT(dx, x, n, GPT_CLS_ACT);
+    PUT(dw, w, (size_t)C * C, GPT_CLS_PARAM);
+    PUT(db, bias, (size_t)C, GPT_CLS_PARAM);
+    PUT(atty, x, n, GPT_CLS_ACT);
+    PUT(tmp, x, n, GPT_CLS_ACT);
+    int took = o->attention_kv_residual_forward(K->be, dx[0], dqkv[0], dk[0], dv[0], dpos[0], B, S,
+                                                C, NH, dw[0], db[0]);
+    /* the reference: the rows past the cache keep x (the separate ops
+     * would add the projection of an untouched attention output) */
+    ref->ops->attention_kv_forward(ref, atty[1], dqkv[1], dk[1], dv[1], dpos[1], B, 1, S, C, NH);
+    ref->ops->matmul_forward(ref, tmp[1], NULL, atty[1], dw[1], db[1], B, C, C, 0);
+    ref->ops->add(ref, tmp[1], tmp[1], dx[1], n);
+    expect_ok();
+    EXPECT(took == want, "took the shape: %d, want %d", took, want);
+    float *got = get(K->be, dx[0], n, GPT_CLS_ACT), *exp = get(ref, tmp[1], n, GPT_CLS_ACT);
+    if (took) {
+        for (int b = 0; b < B; b++)
+            if (pos[b] >= S) memcpy(exp + (size_t)b * C, x + (size_t)b * C, (size_t)C * sizeof(float));
+        double e = test_rel_l2(got, exp, n);
+        EXPECT(e <= tol(), "x: rel L2 %.3g > %.3g", e, tol());
+        for (int b = 0; b < B; b++)
+            if (pos[b] >= S)
+                EXPECT(!memcmp(got + (size_t)b * C, x + (size_t)b * C, (size_t)C * sizeof(float)),
+                       "row %d (position %d, past the cache) was written", b, pos[b]);
+        expect_same("kcache", dk[0], dk[1], nc, GPT_CLS_ACT, tol());
+        expect_same("vcache", dv[0], dv[1], nc, GPT_CLS_ACT, tol());
+    } else {
+        EXPECT(!memcmp(got, x, n * sizeof(float)), "declined, but x was written");
+        float *k = get(K->be, dk[0], nc, GPT_CLS_ACT);
+        EXPECT(!memcmp(k, kc, nc * sizeof(float)), "declined, but the cache was written");
+        free(k);
+    }
+    free(got), free(exp);
+    FREE(dqkv); FREE(dk); FREE(dv); FREE(dpos); FREE(dx); FREE(dw); FREE(db); FREE(atty); FREE(tmp);
+    free(qkv), free(kc), free(vc), free(x), free(w), free(bias);
+    test_end();
+}
+
 static void run_all(void) {
     t_transfers();
     t_nonfinite();
@@ -209,6 +274,9 @@ static void run_all(void) {
     t_fold(1, 8, 512, 300, 0);
     t_fold(0, 1, 768, 768, 0);
     t_fold(0, 5, 101, 203, 0);
+    t_fold(0, 2, 3072, 300, 0); /* long rows: a column over several subgroups */
+    t_fold(0, 8, 3072, 100, 0);
+    t_fold(1, 1, 4096, 70, 1);
     t_fold(1, 2, 4096, 64, 0);  /* declined: 8192 normalized values */
     t_fold(1, 9, 100, 64, 0);   /* declined: N > 8 */
     t_fold(0, 9, 100, 64, 0);
@@ -231,6 +299,11 @@ static void run_all(void) {
     t_attention_kv(2, 1, 100, 128, 2);
     t_attention_kv(1, 1, 300, 128, 2);  /* decoding split over 5 chunks of keys, all used */
     t_attention_kv(2, 40, 300, 512, 4); /* partials past reserve()'s room: one workgroup a query */
+    /* B, S, C, NH, taken: folded with the projection */
+    t_attention_fold(1, 300, 128, 2, 1);   /* 5 chunks of keys */
+    t_attention_fold(3, 100, 768, 12, 1);  /* gpt2's heads; the last row past the cache */
+    t_attention_fold(5, 40, 100, 5, 1);    /* head size 20: scalar loads */
+    t_attention_fold(6, 40, 768, 12, 0);   /* declined: 4608 inputs */
     t_attention_kv_at(3, 37, 40, 100, 5, 1); /* prefill: causal attention over qkv */
     t_attention_kv_at(2, 12, 8, 100, 5, 1);  /* Tq > S: rows past S untouched */
     t_attention_kv_at(2, 70, 80, 128, 2, 1); /* prefill, head size 64 (no lse) */
