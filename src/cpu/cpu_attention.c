@@ -151,18 +151,37 @@ static inline void attend(float *out, const float *q, const float *keys, const f
     }
 }
 
-/* One (row, head, query) of KV-cache attention. */
-CPU_CLONES static void att_kv_query(void *ctx, int task) {
-    const att_job *j = ctx;
+/* Task `task`'s position in the cache (-1: none, the query writes
+ * nothing) and its output. A thread that finishes after the call returned
+ * may read a pos0 rewritten since: the position stays within the cache. */
+static long kv_query_pos(const att_job *j, int task, float **out) {
+    int C = j->C, NH = j->NH, Tq = j->Tq, HS = C / NH;
+    int b = task / (NH * Tq), h = task / Tq % NH, t = task % Tq;
+    long p = (long)(j->pos0 ? j->pos0[b] : 0) + t;
+    *out = j->out + ((size_t)b * Tq + t) * C + (size_t)h * HS;
+    return p >= 0 && p < j->S ? p : -1;
+}
+
+/* One (row, head, query) of KV-cache attention, into priv (HS floats)
+ * or in place (a private job: cpu_pool.h). */
+CPU_CLONES static void att_kv_query(const void *args, int task, float *priv) {
+    const att_job *j = args;
     int C = j->C, NH = j->NH, Tq = j->Tq, S = j->S, HS = C / NH;
     int b = task / (NH * Tq), h = task / Tq % NH, t = task % Tq;
     size_t C3 = 3 * (size_t)C;
-    long p = (long)(j->pos0 ? j->pos0[b] : 0) + t;
-    if (p < 0 || p >= S) return;
+    float *out;
+    long p = kv_query_pos(j, task, &out);
+    if (p < 0) return;
     size_t head = (size_t)h * HS;
-    attend(j->out + ((size_t)b * Tq + t) * C + head, j->qkv + ((size_t)b * Tq + t) * C3 + head,
+    attend(priv ? priv : out, j->qkv + ((size_t)b * Tq + t) * C3 + head,
            j->kcache + (size_t)b * S * C + head, j->vcache + (size_t)b * S * C + head, (size_t)C,
            (int)p + 1, HS, 1.0f / sqrtf((float)HS), cpu_scratch(j->be));
+}
+
+static void att_kv_publish(const void *args, int task, const float *priv) {
+    const att_job *j = args;
+    float *out;
+    if (kv_query_pos(j, task, &out) >= 0) memcpy(out, priv, (size_t)(j->C / j->NH) * sizeof(float));
 }
 
 void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, void *kcache_,
@@ -183,5 +202,6 @@ void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, voi
         }
     att_job j = {.be = be, .out = out, .kcache = kcache, .vcache = vcache, .qkv = qkv,
                  .pos0 = pos0, .B = B, .C = C, .NH = NH, .Tq = Tq, .S = S};
-    cpu_parallel(B * NH * Tq, att_kv_query, &j);
+    static const cpu_priv_ops ops = {att_kv_query, att_kv_publish};
+    cpu_parallel_private(B * NH * Tq, &ops, &j, sizeof j, (size_t)(C / NH));
 }

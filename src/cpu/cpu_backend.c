@@ -32,8 +32,11 @@ float *cpu_scratch(gpt_backend *be) {
     return c->scratch + (size_t)t * c->scratch_per_thread;
 }
 
+/* The frees below first wait for any pool thread still inside a task of a
+ * job that returned (cpu_pool.h, private jobs): it may read this memory. */
 static void cpu_destroy(gpt_backend *be) {
     cpu_ctx *c = ctx_of(be);
+    cpu_pool_quiesce();
     free(c->scratch);
     free(c->fold);
     free(c->partials);
@@ -97,6 +100,7 @@ static void set_products(gpt_backend *be, int bf16);
 
 static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
     cpu_ctx *c = ctx_of(be);
+    cpu_pool_quiesce();
     /* GPT_PREC_AUTO: bf16 products for training where the CPU has bf16
      * instructions (twice the multiply-adds per instruction); inference
      * stays fp32, since decoding is bound by reading the fp32 weights and
@@ -180,7 +184,10 @@ static void *cpu_alloc(gpt_backend *be, size_t bytes) {
     return p;
 }
 
-static void cpu_free(gpt_backend *be, void *p) { free(p); }
+static void cpu_free(gpt_backend *be, void *p) {
+    cpu_pool_quiesce();
+    free(p);
+}
 
 static void cpu_memset0(gpt_backend *be, void *p, size_t bytes) { memset(p, 0, bytes); }
 

@@ -23,7 +23,8 @@
  *
  * Threads split the groups of 8 output features and every output's sum is
  * made by one task in a fixed order, so results do not depend on the
- * thread count. The vectors are GNU C vector extensions of 32 bytes: one
+ * thread count. The tasks run as a private job (cpu_pool.h): a thread
+ * switched out by another process does not hold up the token. The vectors are GNU C vector extensions of 32 bytes: one
  * register on the AVX-512 and AVX2 clones (on Zen 4 a 64-byte vector runs
  * as two halves anyway, and 64-byte vectors split in two on AVX2 ran far
  * slower there), two on the baseline x86 clone and on arm64's NEON.
@@ -146,10 +147,12 @@ typedef struct {
     float *y;
     const float *in, *w, *bias;
     int N, IC, OC;
+    size_t chunk; /* groups a task */
 } few_job;
 
-FEW_CONTRACT CPU_CLONES static void few_rows_groups(void *ctx, size_t lo, size_t hi) {
-    const few_job *job = ctx;
+/* Groups [lo, hi): output o of input row i goes to y[i * ldy + o - col0]. */
+FEW_CONTRACT CPU_CLONES static void few_rows_groups(const few_job *job, size_t lo, size_t hi,
+                                                    float *y, size_t ldy, int col0) {
     const float *in = job->in, *bias = job->bias;
     int N = job->N, IC = job->IC, OC = job->OC;
     for (size_t g = lo; g < hi; g++) {
@@ -165,15 +168,43 @@ FEW_CONTRACT CPU_CLONES static void few_rows_groups(void *ctx, size_t lo, size_t
             else few_group_side(wr, in + (size_t)i * IC, IC, acc);
             float r[GROUP];
             few_reduce8(acc, r);
-            float *yr = job->y + (size_t)i * OC;
+            float *yr = y + (size_t)i * ldy;
             for (int j = 0; j < GROUP && o0 + j < OC; j++)
-                yr[o0 + j] = r[j] + (bias ? bias[o0 + j] : 0.0f);
+                yr[o0 + j - col0] = r[j] + (bias ? bias[o0 + j] : 0.0f);
         }
     }
 }
 
+/* Task t: the outputs [c0, c1) of every input row. */
+static void few_cols(const few_job *j, int t, int *c0, int *c1) {
+    size_t lo = (size_t)t * j->chunk, hi = lo + j->chunk;
+    *c0 = GROUP * (int)lo;
+    *c1 = GROUP * hi < (size_t)j->OC ? GROUP * (int)hi : j->OC;
+}
+
+static void few_task(const void *args, int t, float *priv) {
+    const few_job *j = args;
+    int c0, c1;
+    few_cols(j, t, &c0, &c1);
+    size_t lo = (size_t)c0 / GROUP, hi = ((size_t)c1 + GROUP - 1) / GROUP;
+    if (priv) few_rows_groups(j, lo, hi, priv, (size_t)(c1 - c0), c0);
+    else few_rows_groups(j, lo, hi, j->y, (size_t)j->OC, 0);
+}
+
+static void few_publish(const void *args, int t, const float *priv) {
+    const few_job *j = args;
+    int c0, c1;
+    few_cols(j, t, &c0, &c1);
+    for (int i = 0; i < j->N; i++)
+        memcpy(j->y + (size_t)i * j->OC + c0, priv + (size_t)i * (c1 - c0),
+               (size_t)(c1 - c0) * sizeof(float));
+}
+
 void cpu_matmul_few_rows(float *y, const float *in, const float *w, const float *bias, int N,
                          int IC, int OC) {
-    few_job j = {y, in, w, bias, N, IC, OC};
-    cpu_parallel_range(((size_t)OC + GROUP - 1) / GROUP, 4, few_rows_groups, &j);
+    static const cpu_priv_ops ops = {few_task, few_publish};
+    size_t groups = ((size_t)OC + GROUP - 1) / GROUP, chunk = cpu_private_chunk(groups, 4);
+    few_job j = {y, in, w, bias, N, IC, OC, chunk};
+    cpu_parallel_private((int)((groups + chunk - 1) / chunk), &ops, &j, sizeof j,
+                         (size_t)N * chunk * GROUP);
 }

@@ -32,6 +32,42 @@ void cpu_pool_release(void);
  * from inside a task runs its tasks on the calling thread. */
 void cpu_parallel(int n, cpu_task_fn fn, void *ctx);
 
+/* Jobs a thread can be relieved of (decoding's short products). A thread
+ * that is switched out while it holds a task of an ordinary job holds up
+ * the caller for a scheduler slice (milliseconds, against jobs of 10-100
+ * us). Here the caller, once its own share is done, waits for a held task
+ * about twice as long as its own tasks took, then runs the task itself;
+ * the thread that held it computes into a private buffer and publishes it
+ * (publish: the copy into place) only if it wins the task's state from
+ * the caller by compare-and-swap, so nothing late is ever written where
+ * the caller has moved on. Both runs are the same function on the same
+ * inputs: the same bits whoever wins.
+ *
+ * run(args, task, NULL) writes the task's outputs in place; run(args,
+ * task, priv) writes them into priv (at most priv_floats) and nothing
+ * else but the calling thread's own buffers (cpu_pool_pack_buffer,
+ * cpu_scratch). args (at most CPU_PRIV_ARGS bytes) is copied by the pool:
+ * a task must not reach the caller's stack. A task may still be running
+ * after the call returned, reading its inputs: they must stay allocated
+ * until cpu_pool_quiesce (the backend calls it before it frees memory),
+ * and any index read from memory must be bounds-checked against args. */
+#define CPU_PRIV_ARGS 192
+typedef struct {
+    void (*run)(const void *args, int task, float *priv);
+    void (*publish)(const void *args, int task, const float *priv);
+} cpu_priv_ops;
+void cpu_parallel_private(int n, const cpu_priv_ops *ops, const void *args, size_t args_size,
+                          size_t priv_floats);
+
+/* Returns once no thread is inside a task of a job that has returned
+ * (cpu_parallel_private): call before freeing or reusing memory a task
+ * may read. Costs a few loads when none is. */
+void cpu_pool_quiesce(void);
+
+/* Tasks of cpu_parallel_private: (n + chunk - 1) / chunk for about eight
+ * per thread, at least min_chunk items each. */
+size_t cpu_private_chunk(size_t n, size_t min_chunk);
+
 /* fn(ctx, lo, hi) over [0, n) cut into chunks of at least min_chunk
  * items, about eight per thread (so that threads that run take over the
  * share of one that does not). For work whose items are independent: the
@@ -61,6 +97,9 @@ int cpu_available_cores(void);
  * with several tasks is published to the workers (the claim race tests
  * want that); 1 turns it back on. */
 void cpu_pool_test_solo(int on);
+/* Private tasks the caller took over, and results threads discarded
+ * because the caller had taken their task over, since the pool started. */
+void cpu_pool_test_stats(long *takeovers, long *discards);
 #endif
 
 #endif

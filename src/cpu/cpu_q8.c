@@ -147,10 +147,12 @@ const cpu_q8_kernel *cpu_q8_best(void) {
  * schedule) instead of holding up the product. */
 #define ROWS_PER_TASK 16
 
+/* A private job (cpu_pool.h): the activations' description is copied in,
+ * not pointed to (it lives on the caller's stack). */
 typedef struct {
     const cpu_q8_kernel *k;
     float *y;
-    const cpu_q8_act *x;
+    cpu_q8_act x;
     const int8_t *q;
     const uint16_t *d;
     int OC;
@@ -158,28 +160,49 @@ typedef struct {
     float *gelu_out;
 } q8_job;
 
-CPU_CLONES static void q8_rows_task(void *ctx, int t) {
-    const q8_job *j = ctx;
-    int OC = j->OC, o0 = t * ROWS_PER_TASK, o1 = o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC;
-    j->k->rows(j->y, (size_t)OC, j->x, j->q, j->d, o0, o1);
+/* Task t's rows [o0, o1) of y (N, OC) and gelu_out; into priv: y's
+ * (N, o1 - o0), then gelu_out's. */
+CPU_CLONES static void q8_rows_task(const void *args, int t, float *priv) {
+    const q8_job *j = args;
+    int N = j->x.N, OC = j->OC, o0 = t * ROWS_PER_TASK;
+    int o1 = o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC, R = o1 - o0;
+    size_t K = j->x.K, nb = K / GPT_Q8_BLOCK;
+    /* the kernel sees rows [0, R) of the task's own weights */
+    float *y = priv ? priv : j->y + o0;
+    float *g = !j->gelu_out ? NULL : priv ? priv + (size_t)N * R : j->gelu_out + o0;
+    size_t ld = priv ? (size_t)R : (size_t)OC;
+    j->k->rows(y, ld, &j->x, j->q + (size_t)o0 * K, j->d + (size_t)o0 * nb, 0, R);
     /* the epilogue while the task's outputs are in cache */
-    for (int n = 0; n < j->x->N && (j->bias || j->gelu_out); n++) {
-        float *yr = j->y + (size_t)n * OC;
-        for (int o = o0; o < o1; o++) {
-            float v = yr[o] + (j->bias ? j->bias[o] : 0.0f);
+    for (int n = 0; n < N && (j->bias || g); n++) {
+        float *yr = y + (size_t)n * ld;
+        for (int o = 0; o < R; o++) {
+            float v = yr[o] + (j->bias ? j->bias[o0 + o] : 0.0f);
             yr[o] = v;
-            if (j->gelu_out) j->gelu_out[(size_t)n * OC + o] = cpu_gelu(v);
+            if (g) g[(size_t)n * ld + o] = cpu_gelu(v);
         }
+    }
+}
+
+static void q8_rows_publish(const void *args, int t, const float *priv) {
+    const q8_job *j = args;
+    int N = j->x.N, OC = j->OC, o0 = t * ROWS_PER_TASK;
+    int R = (o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC) - o0;
+    for (int n = 0; n < N; n++) {
+        memcpy(j->y + (size_t)n * OC + o0, priv + (size_t)n * R, (size_t)R * sizeof(float));
+        if (j->gelu_out)
+            memcpy(j->gelu_out + (size_t)n * OC + o0, priv + (size_t)(N + n) * R,
+                   (size_t)R * sizeof(float));
     }
 }
 
 void cpu_q8_matmul(const cpu_q8_kernel *k, float *y, const cpu_q8_act *x, const void *wq, int OC,
                    const float *bias, float *gelu_out) {
+    static const cpu_priv_ops ops = {q8_rows_task, q8_rows_publish};
     const int8_t *q = wq;
     const uint16_t *d = (const uint16_t *)((const char *)wq + (size_t)OC * x->K);
     int tasks = (OC + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
-    q8_job j = {k, y, x, q, d, OC, bias, gelu_out};
-    cpu_parallel(tasks, q8_rows_task, &j);
+    q8_job j = {k, y, *x, q, d, OC, bias, gelu_out};
+    cpu_parallel_private(tasks, &ops, &j, sizeof j, (size_t)2 * x->N * ROWS_PER_TASK);
 }
 
 /* ------------------------------------------------------------ backend op */
