@@ -156,7 +156,7 @@ int cpu_available_cores(void) {
 
 static struct {
     int ok;           /* placement possible (Linux, >= 2 cores, pool of >= 2) */
-    int ncpu, cpus[CPU_SETSIZE];
+    int ncpu, cpus[1024];
     int pinned;       /* the core the last worker is pinned to, -1: none */
     uint64_t next;    /* next check */
     long nivcsw;
@@ -172,7 +172,7 @@ static void place_start(void) {
     cpu_set_t set;
     if (P.n < 2 || sched_getaffinity(0, sizeof set, &set)) return;
     place.ncpu = 0;
-    for (int c = 0; c < CPU_SETSIZE; c++)
+    for (int c = 0; c < CPU_SETSIZE && place.ncpu < 1024; c++)
         if (CPU_ISSET(c, &set)) place.cpus[place.ncpu++] = c;
     place.ok = place.ncpu >= 2;
 #endif
