@@ -23,17 +23,20 @@
 
 size_t cpu_q8_act_bytes(int N, int IC) {
     size_t K = gpt_q8_cols(IC);
-    /* quants, then block scales, then the expanded scales (K/4 floats a row) */
-    return (size_t)N * K + (size_t)N * (K / GPT_Q8_BLOCK) * 4 + (size_t)N * K + 64;
+    /* quants, then block scales, then the block sums (64-byte aligned each) */
+    return (size_t)N * K + (size_t)N * (K / GPT_Q8_BLOCK) * 4 + (size_t)N * CPU_Q8_XS(K) * 4 + 128;
 }
 
 /* Inlined into quant_rows' clones: fabsf, the maximum and rintf become
  * vector instructions there (fmaxf and rintf are library calls on
  * baseline x86-64; with decoding's products 4x cheaper in int8, this loop
  * showed in a token's profile). */
-static inline void quantize_row(int8_t *q, float *d, float *dexp, const float *x, int IC, size_t K,
+static inline void quantize_row(int8_t *q, float *d, int32_t *xs, const float *x, int IC, size_t K,
                                 int u8) {
+    /* the lane order of cpu_q8_act.xs within a group of 8 blocks */
+    static const int xs_block[16] = {0, 4, 2, 6, 0, 4, 2, 6, 1, 5, 3, 7, 1, 5, 3, 7};
     size_t nb = K / GPT_Q8_BLOCK;
+    int32_t sum[8] = {0};
     for (size_t b = 0; b < nb; b++) {
         size_t c0 = b * GPT_Q8_BLOCK, n = (size_t)IC - c0 < GPT_Q8_BLOCK ? (size_t)IC - c0 : GPT_Q8_BLOCK;
         float amax = 0;
@@ -44,23 +47,29 @@ static inline void quantize_row(int8_t *q, float *d, float *dexp, const float *x
         }
         float db = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
         d[b] = db;
-        if (dexp)
-            for (int j = 0; j < 8; j++) dexp[b * 8 + j] = db;
+        int32_t bs = 0;
         for (size_t c = 0; c < GPT_Q8_BLOCK; c++) {
             /* rintf: round half to even, as the weights' lrintf. Clamped as a
              * float: a non-finite row (amax Inf: inv 0, Inf * 0 NaN) must not
              * reach the int conversion; its scale db carries the Inf/NaN on */
             float f = c < n ? rintf(x[c0 + c] * inv) : 0.0f;
             int v = f > 127.0f ? 127 : f < -127.0f ? -127 : f == f ? (int)f : 0;
+            bs += v;
             if (u8) ((uint8_t *)q)[c0 + c] = (uint8_t)(v + 128);
             else q[c0 + c] = (int8_t)v;
+        }
+        sum[b % 8] = bs;
+        if (xs && (b % 8 == 7 || b + 1 == nb)) { /* a group done (padding blocks 0) */
+            for (int l = 0; l < 16; l++) xs[b / 8 * 16 + l] = 64 * sum[xs_block[l]];
+            memset(sum, 0, sizeof sum);
         }
     }
 }
 
 typedef struct {
     int8_t *q;
-    float *d, *dexp;
+    float *d;
+    int32_t *xs;
     const float *x;
     int IC;
     size_t K, nb;
@@ -70,7 +79,7 @@ typedef struct {
 CPU_CLONES static void quant_rows(void *ctx, size_t lo, size_t hi) {
     const quant_job *j = ctx;
     for (size_t n = lo; n < hi; n++)
-        quantize_row(j->q + n * j->K, j->d + n * j->nb, j->dexp ? j->dexp + n * j->K / 4 : NULL,
+        quantize_row(j->q + n * j->K, j->d + n * j->nb, j->xs ? j->xs + n * CPU_Q8_XS(j->K) : NULL,
                      j->x + n * j->IC, j->IC, j->K, j->u8);
 }
 
@@ -80,13 +89,14 @@ void cpu_q8_quantize_act(cpu_q8_act *a, void *scratch, const float *x, int N, in
     char *p = scratch;
     int8_t *q = (int8_t *)p;
     float *d = (float *)(p + (((size_t)N * K + 63) & ~(size_t)63));
-    float *dexp = d + (size_t)N * nb;
+    int32_t *xs = (int32_t *)(p + (((size_t)N * K + 63) & ~(size_t)63) +
+                              (((size_t)N * nb * 4 + 63) & ~(size_t)63));
     a->N = N;
     a->K = K;
     a->q = q;
     a->d = d;
-    a->dexp = k->dexp ? dexp : NULL;
-    quant_job j = {q, d, k->dexp ? dexp : NULL, x, IC, K, nb, k->x_u8};
+    a->xs = k->xsum ? xs : NULL;
+    quant_job j = {q, d, k->xsum ? xs : NULL, x, IC, K, nb, k->x_u8};
     cpu_parallel_range((size_t)N, (size_t)N * K >= 65536 ? 1 : (size_t)N, quant_rows, &j);
 }
 

@@ -19,8 +19,15 @@ typedef struct {
     size_t K;
     const int8_t *q;    /* (N, K); as unsigned q + 128 for kernels with x_u8 */
     const float *d;     /* (N, K/32) */
-    const float *dexp;  /* (N, K/4): each block's d repeated 8 times, for kernels with dexp */
+    const int32_t *xs;  /* (N, CPU_Q8_XS(K)), for kernels with xsum: see below */
 } cpu_q8_act;
+
+/* cpu_q8_act.xs: for each group of 8 blocks (K rounded up to 256, padding
+ * blocks 0), 16 int32 that are 64 x the sum of a block's quants, block
+ * [0,4,2,6, 0,4,2,6, 1,5,3,7, 1,5,3,7][lane] of the group: the lane order
+ * in which the AVX512-VNNI kernel folds a group's products (cpu_q8_x86.c),
+ * which subtracts them there (two lanes a block: 2 x 64 = 128). */
+#define CPU_Q8_XS(K) (((K) + 255) / 256 * 16)
 
 /* One kernel: y[n*ldy + o] = sum over k of w[o,k] * x[n,k] for output
  * rows o in [o0, o1) and every activation row n, where w (OC, K) is a
@@ -30,7 +37,7 @@ typedef struct {
 typedef struct cpu_q8_kernel_s {
     const char *name;     /* "avx512-vnni", "avx2", "neon-dotprod", "neon", "c" */
     int x_u8;             /* wants activations as q + 128 (unsigned x signed products) */
-    int dexp;             /* wants cpu_q8_act.dexp */
+    int xsum;             /* wants cpu_q8_act.xs */
     void (*rows)(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq, const uint16_t *wd,
                  int o0, int o1);
 } cpu_q8_kernel;

@@ -20,76 +20,156 @@
 
 /* ---------------------------------------------------------- AVX512-VNNI
  * vpdpbusd multiplies unsigned by signed bytes, four products into each
- * int32 lane. Activations come as u = q + 128 (cpu_q8_act.q, x_u8), so
- * sum(u * w) = sum(q * w) + 128 * sum(w): the second term is the same
- * vpdpbusd with u = 128, computed once per weight vector and shared by
- * the activation rows, and the row's sums start from its negation. A
- * 64-byte vector is two blocks: int32 lanes 0-7 sum block 2j, lanes 8-15
- * block 2j+1; they are scaled in fp32 by (weight scale) x (activation
- * scale) lane by lane and summed across lanes once, at the end. */
+ * int32 lane. The weights are made unsigned (u = w + 128: one xor) and the
+ * activations stay signed, so a block's sum is sum(w * x) + 128 * sum(x):
+ * the excess depends on the activations alone and is subtracted once per
+ * group of blocks (cpu_q8_act.xs, made with the quants).
+ *
+ * Decoding is bound by reading the weights only if the kernel spends few
+ * instructions a weight byte: scaling each vector's 16 lanes by their
+ * blocks' scales (a conversion, a multiply and an FMA a vector, plus
+ * widening the scales) kept one core at about half its read bandwidth.
+ * So four vectors (a group: 256 weights, 8 blocks) are folded first, in
+ * int32 and exactly, into one vector of half-block sums (fold4), and one
+ * conversion and one FMA scale the whole group, its 8 weight scales times
+ * the 8 activation scales widened to the fold's lane order by one
+ * permute. Rows are read one after the other, in memory order. */
 
-/* [d0 x 8, d1 x 8] as fp32 from the fp16 scale pair (d0 low, d1 high). */
-T512 static inline __m512 scales_pair(uint32_t pair) {
-    const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, /* lane 0: d0 */
-                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3); /* lane 1: d1 */
-    return _mm512_cvtph_ps(_mm256_shuffle_epi8(_mm256_set1_epi32((int)pair), spread));
+/* Half-block sums of a group: s0..s3 are the int32 lane sums of its four
+ * vectors (vector v: blocks 2v in 128-bit lanes 0-1, 2v+1 in lanes 2-3).
+ * Each level adds lanes 2 apart, then 1 apart, of interleaved pairs: lane
+ * 4L + j of the result is the sum of 128-bit lane L of vector [0,2,1,3][j],
+ * i.e. half of block [0,4,2,6][j] + (L >= 2). */
+T512 static inline __m512i fold4(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+    __m512i p = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+    __m512i q = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(p, q), _mm512_unpackhi_epi32(p, q));
 }
 
-/* One 64-byte vector of weights WV (two blocks, scales DWV; the second
- * block all zero in the tail of a K that is 32 mod 64) against up to four
- * activation rows at XQ (quants) and XD (expanded scales). */
-#define VNNI_STEP(WV, DWV, XQ, XD, M8, M16)                                                      \
-    do {                                                                                         \
-        __m512i neg_ = _mm512_sub_epi32(_mm512_setzero_si512(),                                  \
-                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, WV));  \
-        VNNI_ROW(0, a0, WV, DWV, XQ, XD, M8, M16)                                                \
-        VNNI_ROW(1, a1, WV, DWV, XQ, XD, M8, M16)                                                \
-        VNNI_ROW(2, a2, WV, DWV, XQ, XD, M8, M16)                                                \
-        VNNI_ROW(3, a3, WV, DWV, XQ, XD, M8, M16)                                                \
-    } while (0)
-#define VNNI_ROW(j, acc, WV, DWV, XQ, XD, M8, M16)                                               \
-    if (j < nn) {                                                                                \
-        __m512i s_ = _mm512_dpbusd_epi32(neg_, _mm512_maskz_loadu_epi8(M8, (XQ) + j * K), WV);   \
-        __m512 f_ = _mm512_mul_ps(_mm512_cvtepi32_ps(s_),                                        \
-                                  _mm512_maskz_loadu_ps(M16, (XD) + j * (K / 4)));               \
-        acc = _mm512_fmadd_ps(f_, DWV, acc);                                                     \
+/* What a call's groups share: the shape, the masks of a partial last
+ * group, the constants. */
+typedef struct {
+    size_t K, nb, XS, G, rem; /* G full groups, then rem quants (< 256) */
+    __mmask64 part8[4];       /* the last group's quants, vector by vector */
+    __mmask8 part4;           /* its blocks */
+} vnni_shape;
+
+/* acc += one group of one activation row: u the group's unsigned weights,
+ * xq its 256 quants, xs its 16 excess terms, dw8 its 8 weight scales, dx
+ * the row's 8 activation scales (m4: the valid ones). */
+T512 static inline __m512 vnni_group(__m512 acc, const __m512i u[4], const int8_t *xq,
+                                     const __mmask64 m8[4], const int32_t *xs, __m256 dw8,
+                                     const float *dx, __mmask8 m4) {
+    /* fold4's block of each lane */
+    const __m512i perm = _mm512_setr_epi32(0, 4, 2, 6, 0, 4, 2, 6, 1, 5, 3, 7, 1, 5, 3, 7);
+    __m512i z = _mm512_setzero_si512();
+    __m512i r = fold4(_mm512_dpbusd_epi32(z, u[0], _mm512_maskz_loadu_epi8(m8[0], xq)),
+                      _mm512_dpbusd_epi32(z, u[1], _mm512_maskz_loadu_epi8(m8[1], xq + 64)),
+                      _mm512_dpbusd_epi32(z, u[2], _mm512_maskz_loadu_epi8(m8[2], xq + 128)),
+                      _mm512_dpbusd_epi32(z, u[3], _mm512_maskz_loadu_epi8(m8[3], xq + 192)));
+    r = _mm512_sub_epi32(r, _mm512_loadu_si512(xs));
+    __m256 s8 = _mm256_mul_ps(dw8, _mm256_maskz_loadu_ps(m4, dx));
+    __m512 s16 = _mm512_permutexvar_ps(perm, _mm512_castps256_ps512(s8));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(r), s16, acc);
+}
+
+/* Group g of the weight row at w (scales dw) as unsigned bytes, and its
+ * scales as fp32; m8, m4 as in vnni_group. */
+T512 static inline void vnni_weights(__m512i u[4], __m256 *dw8, const int8_t *w, const uint16_t *dw,
+                                     size_t g, const __mmask64 m8[4], __mmask8 m4) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int i = 0; i < 4; i++)
+        u[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m8[i], w + g * 256 + 64 * i), flip);
+    *dw8 = _mm256_cvtph_ps(_mm_maskz_loadu_epi16(m4, dw + g * 8));
+}
+
+/* The lane sums of weight row w (scales dw) times activation row n. */
+T512 static inline __m512 vnni_row(const vnni_shape *sh, const int8_t *w, const uint16_t *dw,
+                                   const cpu_q8_act *x, int n) {
+    static const __mmask64 full8[4] = {~0ull, ~0ull, ~0ull, ~0ull};
+    const int8_t *xq = x->q + (size_t)n * sh->K;
+    const int32_t *xs = x->xs + (size_t)n * sh->XS;
+    const float *xd = x->d + (size_t)n * sh->nb;
+    __m512 acc = _mm512_setzero_ps();
+    __m512i u[4];
+    __m256 dw8;
+    for (size_t g = 0; g < sh->G; g++) {
+        vnni_weights(u, &dw8, w, dw, g, full8, 0xFF);
+        acc = vnni_group(acc, u, xq + g * 256, full8, xs + g * 16, dw8, xd + g * 8, 0xFF);
     }
+    if (sh->rem) {
+        size_t g = sh->G;
+        vnni_weights(u, &dw8, w, dw, g, sh->part8, sh->part4);
+        acc = vnni_group(acc, u, xq + g * 256, sh->part8, xs + g * 16, dw8, xd + g * 8, sh->part4);
+    }
+    return acc;
+}
+
+/* The sums of the lanes of a0..a3, by the same steps as fold4. */
+T512 static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 p = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 q = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512 r = _mm512_add_ps(_mm512_unpacklo_ps(p, q), _mm512_unpackhi_ps(p, q)); /* [a0 a2 a1 a3] x 4 */
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(r), _mm512_extractf32x8_ps(r, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    return _mm_shuffle_ps(s, s, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* Several activation rows (batched decoding, prefill): each group of
+ * weights is loaded once for up to four of them. */
+T512 static void vnni_rows_batch(const vnni_shape *sh, float *y, size_t ldy, const cpu_q8_act *x,
+                                 const int8_t *w, const uint16_t *dw, int o) {
+    static const __mmask64 full8[4] = {~0ull, ~0ull, ~0ull, ~0ull};
+    for (int n0 = 0; n0 < x->N; n0 += 4) {
+        int nn = x->N - n0 < 4 ? x->N - n0 : 4;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+        for (size_t g = 0; g <= sh->G; g++) {
+            if (g == sh->G && !sh->rem) break;
+            const __mmask64 *m8 = g < sh->G ? full8 : sh->part8;
+            __mmask8 m4 = g < sh->G ? 0xFF : sh->part4;
+            __m512i u[4];
+            __m256 dw8;
+            vnni_weights(u, &dw8, w, dw, g, m8, m4);
+            for (int j = 0; j < nn; j++) {
+                size_t n = (size_t)(n0 + j);
+                acc[j] = vnni_group(acc[j], u, x->q + n * sh->K + g * 256, m8,
+                                    x->xs + n * sh->XS + g * 16, dw8, x->d + n * sh->nb + g * 8, m4);
+            }
+        }
+        for (int j = 0; j < nn; j++) y[(size_t)(n0 + j) * ldy + o] = _mm512_reduce_add_ps(acc[j]);
+    }
+}
 
 T512 static void rows_avx512vnni(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq,
                                  const uint16_t *wd, int o0, int o1) {
-    size_t K = x->K, nb = K / GPT_Q8_BLOCK, K64 = K / 64 * 64;
-    const __m512i u128 = _mm512_set1_epi8((char)0x80);
-    const __mmask64 all8 = ~(__mmask64)0, half8 = 0xFFFFFFFFull;
-    const __mmask16 all16 = 0xFFFF, half16 = 0x00FF;
-    for (int o = o0; o < o1; o++) {
-        const int8_t *w = wq + (size_t)o * K;
-        const uint16_t *dw = wd + (size_t)o * nb;
-        for (int n0 = 0; n0 < x->N; n0 += 4) {
-            int nn = x->N - n0 < 4 ? x->N - n0 : 4;
-            const int8_t *xq = x->q + (size_t)n0 * K;
-            const float *xd = x->dexp + (size_t)n0 * (K / 4);
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (size_t k = 0; k < K64; k += 64) {
-                __m512i wv = _mm512_loadu_si512(w + k);
-                uint32_t pair;
-                memcpy(&pair, dw + k / GPT_Q8_BLOCK, 4);
-                __m512 dwv = scales_pair(pair);
-                VNNI_STEP(wv, dwv, xq + k, xd + k / 4, all8, all16);
-            }
-            if (K64 < K) { /* one block left */
-                __m512i wv = _mm512_maskz_loadu_epi8(half8, w + K64);
-                __m512 dwv = scales_pair(dw[K64 / GPT_Q8_BLOCK]);
-                VNNI_STEP(wv, dwv, xq + K64, xd + K64 / 4, half8, half16);
-            }
-            __m512 acc[4] = {a0, a1, a2, a3};
-            for (int j = 0; j < nn; j++) y[(size_t)(n0 + j) * ldy + o] = _mm512_reduce_add_ps(acc[j]);
+    vnni_shape sh;
+    sh.K = x->K, sh.nb = sh.K / GPT_Q8_BLOCK, sh.XS = CPU_Q8_XS(sh.K);
+    sh.G = sh.K / 256, sh.rem = sh.K % 256;
+    for (int i = 0; i < 4; i++) {
+        size_t n = sh.rem > 64 * (size_t)i ? sh.rem - 64 * (size_t)i : 0;
+        sh.part8[i] = n >= 64 ? ~0ull : (1ull << n) - 1;
+    }
+    sh.part4 = (__mmask8)((1u << (sh.rem / GPT_Q8_BLOCK)) - 1);
+    int o = o0;
+    /* One activation row (decoding): four weight rows, one after the
+     * other, then their sums reduced together. */
+    if (x->N == 1)
+        for (; o + 4 <= o1; o += 4) {
+            __m512 r[4];
+            for (int i = 0; i < 4; i++)
+                r[i] = vnni_row(&sh, wq + (size_t)(o + i) * sh.K, wd + (size_t)(o + i) * sh.nb, x, 0);
+            _mm_storeu_ps(y + o, reduce4(r[0], r[1], r[2], r[3]));
         }
+    for (; o < o1; o++) {
+        const int8_t *w = wq + (size_t)o * sh.K;
+        const uint16_t *dw = wd + (size_t)o * sh.nb;
+        if (x->N == 1) y[o] = _mm512_reduce_add_ps(vnni_row(&sh, w, dw, x, 0));
+        else vnni_rows_batch(&sh, y, ldy, x, w, dw, o);
     }
 }
-#undef VNNI_ROW
-#undef VNNI_STEP
 
-static const cpu_q8_kernel kernel_avx512vnni = {"avx512-vnni", 1, 1, rows_avx512vnni};
+static const cpu_q8_kernel kernel_avx512vnni = {"avx512-vnni", 0, 1, rows_avx512vnni};
 
 /* ----------------------------------------------------------------- AVX2
  * vpmaddubsw multiplies unsigned by signed bytes into int16 pairs, with
