@@ -151,11 +151,18 @@ const cpu_q8_kernel *cpu_q8_best(void) {
     return cpu_q8_kernels(&n)[0];
 }
 
-/* Output rows a task: enough that a task's weights (16 rows of gpt2's
- * 3072 inputs: 50 KB) outweigh the cost of taking it, few enough that a
- * thread slowed by a busy core leaves its share to the others (dynamic
- * schedule) instead of holding up the product. */
-#define ROWS_PER_TASK 16
+/* Weight bytes x activation rows a task: at one activation row (decoding)
+ * 128 KB of weights, 160 rows of gpt2's 768 inputs. A thread's read of
+ * the weights restarts at each task it takes (the hardware prefetchers
+ * ramp up again), and 16-row tasks (12 KB there) kept two threads at 60%
+ * of the read bandwidth of 128 KB ones (docs/CPU.md, "int8 decoding").
+ * With more activation rows a byte of weights is more work, so a task
+ * has fewer rows. Never fewer than 16 rows, nor fewer than 8 tasks where
+ * the matrix has the rows, so that a thread slowed by a busy core leaves
+ * its share to the others. The rows of a task are a multiple of 16 and
+ * depend on the shape only: results do not depend on the thread count. */
+#define TASK_WORK ((size_t)128 << 10)
+#define MIN_ROWS 16
 
 /* A private job (cpu_pool.h): the activations' description is copied in,
  * not pointed to (it lives on the caller's stack). */
@@ -168,14 +175,15 @@ typedef struct {
     int OC;
     const float *bias;
     float *gelu_out;
+    int rows; /* output rows a task */
 } q8_job;
 
 /* Task t's rows [o0, o1) of y (N, OC) and gelu_out; into priv: y's
  * (N, o1 - o0), then gelu_out's. */
 CPU_CLONES static void q8_rows_task(const void *args, int t, float *priv) {
     const q8_job *j = args;
-    int N = j->x.N, OC = j->OC, o0 = t * ROWS_PER_TASK;
-    int o1 = o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC, R = o1 - o0;
+    int N = j->x.N, OC = j->OC, o0 = t * j->rows;
+    int o1 = o0 + j->rows < OC ? o0 + j->rows : OC, R = o1 - o0;
     size_t K = j->x.K, nb = K / GPT_Q8_BLOCK;
     /* the kernel sees rows [0, R) of the task's own weights */
     float *y = priv ? priv : j->y + o0;
@@ -195,8 +203,8 @@ CPU_CLONES static void q8_rows_task(const void *args, int t, float *priv) {
 
 static void q8_rows_publish(const void *args, int t, const float *priv) {
     const q8_job *j = args;
-    int N = j->x.N, OC = j->OC, o0 = t * ROWS_PER_TASK;
-    int R = (o0 + ROWS_PER_TASK < OC ? o0 + ROWS_PER_TASK : OC) - o0;
+    int N = j->x.N, OC = j->OC, o0 = t * j->rows;
+    int R = (o0 + j->rows < OC ? o0 + j->rows : OC) - o0;
     for (int n = 0; n < N; n++) {
         memcpy(j->y + (size_t)n * OC + o0, priv + (size_t)n * R, (size_t)R * sizeof(float));
         if (j->gelu_out)
@@ -210,9 +218,12 @@ void cpu_q8_matmul(const cpu_q8_kernel *k, float *y, const cpu_q8_act *x, const 
     static const cpu_priv_ops ops = {q8_rows_task, q8_rows_publish};
     const int8_t *q = wq;
     const uint16_t *d = (const uint16_t *)((const char *)wq + (size_t)OC * x->K);
-    int tasks = (OC + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
-    q8_job j = {k, y, *x, q, d, OC, bias, gelu_out};
-    cpu_parallel_private(tasks, &ops, &j, sizeof j, (size_t)2 * x->N * ROWS_PER_TASK);
+    size_t fit = TASK_WORK / (x->K * (size_t)x->N), most = (size_t)OC / 8;
+    fit = (fit < most ? fit : most) / MIN_ROWS * MIN_ROWS;
+    int rows = fit < MIN_ROWS ? MIN_ROWS : (int)fit;
+    int tasks = (OC + rows - 1) / rows;
+    q8_job j = {k, y, *x, q, d, OC, bias, gelu_out, rows};
+    cpu_parallel_private(tasks, &ops, &j, sizeof j, (size_t)2 * x->N * rows);
 }
 
 /* ------------------------------------------------------------ backend op */
