@@ -8,6 +8,8 @@
  *    the checks that guard files refusing each kind of damage;
  *  - each kernel against the exact sum (double) of the same int8 values:
  *    only fp32 rounding may differ (bound below);
+ *  - a kernel's own quantisation of activations against the portable one:
+ *    the same quants and scales, bit for bit, and its block sums;
  *  - the backend op (activations quantised too, bias, GELU) against the
  *    fp32 product, within the worst case that the two quantisations allow.
  *
@@ -197,6 +199,45 @@ static void test_kernel(const cpu_q8_kernel *k, int N, int IC, int OC) {
     test_end();
 }
 
+/* A kernel's own quantisation of activations (quant_row) against the
+ * portable one (the "c" kernel's): the same quants and scales bit for bit,
+ * and xs the 64 x block sums of those quants in CPU_Q8_XS_ORDER. The rows
+ * hold what the portable code defines: a NaN (passed over by the maximum,
+ * quantised to 0), an Inf (its row's other quants 0), an all-zero block,
+ * ties (x / d = k + 1/2, rounded to even) and a partial last block. */
+static void test_quant_row(const cpu_q8_kernel *k, const cpu_q8_kernel *c, int IC) {
+    test_begin("kernel %-12s quantises %d activations as the portable code does", k->name, IC);
+    int N = 3;
+    float *x = heavy((size_t)N * IC, 1);
+    x[5] = NAN;                                  /* row 0, block 0 */
+    if (IC > 64) x[IC + 40] = INFINITY;          /* row 1, block 1 */
+    for (int i = 0; i < 32 && 64 + i < IC; i++) x[2 * IC + 32 + i] = 0; /* row 2, block 1: zeros */
+    x[2 * IC + 0] = 127, x[2 * IC + 1] = 2.5f, x[2 * IC + 2] = 3.5f, x[2 * IC + 3] = -2.5f;
+    size_t K = gpt_q8_cols(IC), nb = K / 32, XS = CPU_Q8_XS(K);
+    void *sk = malloc(cpu_q8_act_bytes(N, IC)), *sc = malloc(cpu_q8_act_bytes(N, IC));
+    cpu_q8_act ak, ac;
+    cpu_q8_quantize_act(&ak, sk, x, N, IC, k);
+    cpu_q8_quantize_act(&ac, sc, x, N, IC, c);
+    EXPECT(memcmp(ak.q, ac.q, (size_t)N * K) == 0, "quants differ");
+    EXPECT(memcmp(ak.d, ac.d, (size_t)N * nb * sizeof(float)) == 0, "scales differ");
+    EXPECT(ac.q[2 * K + 1] == 2 && ac.q[2 * K + 2] == 4 && ac.q[2 * K + 3] == -2,
+           "ties to even: %d %d %d", ac.q[2 * K + 1], ac.q[2 * K + 2], ac.q[2 * K + 3]);
+    if (k->xsum) {
+        static const int order[16] = CPU_Q8_XS_ORDER;
+        int bad = 0;
+        for (int n = 0; n < N; n++)
+            for (size_t l = 0; l < XS; l++) {
+                size_t b = l / 16 * 8 + (size_t)order[l % 16];
+                long sum = 0;
+                for (size_t i = 0; b < nb && i < 32; i++) sum += ak.q[(size_t)n * K + b * 32 + i];
+                bad += ak.xs[(size_t)n * XS + l] != 64 * sum;
+            }
+        EXPECT(bad == 0, "%d block sums wrong", bad);
+    }
+    free(x), free(sk), free(sc);
+    test_end();
+}
+
 /* The backend's product against the fp32 one. With w = d_w q_w + e_w and
  * x = d_x q_x + e_x, |e_w| <= d_w / 2 and |e_x| <= d_x / 2 (each block's
  * scales), the difference of the two products is sum(e_w x + w e_x -
@@ -272,10 +313,13 @@ int main(void) {
     printf("int8 kernels this CPU runs (the first is used): ");
     for (int i = 0; i < nk; i++) printf("%s%s", ks[i]->name, i + 1 < nk ? ", " : "\n");
     const int shapes[][3] = {{1, 32, 1}, {1, 768, 33}, {1, 96, 9}, {3, 96, 16}, {4, 100, 7},
-                             {5, 64, 20}, {8, 768, 17}, {17, 160, 9}};
+                             {5, 64, 20}, {8, 768, 17}, {17, 160, 9}, {1, 544, 70}};
     for (int i = 0; i < nk; i++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             test_kernel(ks[i], shapes[s][0], shapes[s][1], shapes[s][2]);
+    for (int i = 0; i < nk; i++)
+        if (ks[i]->quant_row)
+            for (int ic = 20; ic <= 800; ic += 260) test_quant_row(ks[i], ks[nk - 1], ic);
 
     gpt_runtime rt = {0};
     rt.device = "cpu";

@@ -34,7 +34,7 @@ size_t cpu_q8_act_bytes(int N, int IC) {
 static inline void quantize_row(int8_t *q, float *d, int32_t *xs, const float *x, int IC, size_t K,
                                 int u8) {
     /* the lane order of cpu_q8_act.xs within a group of 8 blocks */
-    static const int xs_block[16] = {0, 4, 2, 6, 0, 4, 2, 6, 1, 5, 3, 7, 1, 5, 3, 7};
+    static const int xs_block[16] = CPU_Q8_XS_ORDER;
     size_t nb = K / GPT_Q8_BLOCK;
     int32_t sum[8] = {0};
     for (size_t b = 0; b < nb; b++) {
@@ -74,13 +74,18 @@ typedef struct {
     int IC;
     size_t K, nb;
     int u8;
+    const cpu_q8_kernel *k;
 } quant_job;
 
 CPU_CLONES static void quant_rows(void *ctx, size_t lo, size_t hi) {
     const quant_job *j = ctx;
-    for (size_t n = lo; n < hi; n++)
-        quantize_row(j->q + n * j->K, j->d + n * j->nb, j->xs ? j->xs + n * CPU_Q8_XS(j->K) : NULL,
-                     j->x + n * j->IC, j->IC, j->K, j->u8);
+    for (size_t n = lo; n < hi; n++) {
+        int8_t *q = j->q + n * j->K;
+        float *d = j->d + n * j->nb;
+        int32_t *xs = j->xs ? j->xs + n * CPU_Q8_XS(j->K) : NULL;
+        if (j->k->quant_row) j->k->quant_row(q, d, xs, j->x + n * j->IC, j->IC, j->K);
+        else quantize_row(q, d, xs, j->x + n * j->IC, j->IC, j->K, j->u8);
+    }
 }
 
 void cpu_q8_quantize_act(cpu_q8_act *a, void *scratch, const float *x, int N, int IC,
@@ -96,7 +101,7 @@ void cpu_q8_quantize_act(cpu_q8_act *a, void *scratch, const float *x, int N, in
     a->q = q;
     a->d = d;
     a->xs = k->xsum ? xs : NULL;
-    quant_job j = {q, d, k->xsum ? xs : NULL, x, IC, K, nb, k->x_u8};
+    quant_job j = {q, d, k->xsum ? xs : NULL, x, IC, K, nb, k->x_u8, k};
     cpu_parallel_range((size_t)N, (size_t)N * K >= 65536 ? 1 : (size_t)N, quant_rows, &j);
 }
 
@@ -123,7 +128,7 @@ static void rows_c(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq,
     }
 }
 
-static const cpu_q8_kernel kernel_c = {"c", 0, 0, rows_c};
+static const cpu_q8_kernel kernel_c = {"c", 0, 0, rows_c, NULL};
 
 /* ------------------------------------------------------------- dispatch */
 

@@ -24,10 +24,11 @@ typedef struct {
 
 /* cpu_q8_act.xs: for each group of 8 blocks (K rounded up to 256, padding
  * blocks 0), 16 int32 that are 64 x the sum of a block's quants, block
- * [0,4,2,6, 0,4,2,6, 1,5,3,7, 1,5,3,7][lane] of the group: the lane order
+ * CPU_Q8_XS_ORDER[lane] of the group: the lane order
  * in which the AVX512-VNNI kernel folds a group's products (cpu_q8_x86.c),
  * which subtracts them there (two lanes a block: 2 x 64 = 128). */
 #define CPU_Q8_XS(K) (((K) + 255) / 256 * 16)
+#define CPU_Q8_XS_ORDER {0, 4, 2, 6, 0, 4, 2, 6, 1, 5, 3, 7, 1, 5, 3, 7}
 
 /* One kernel: y[n*ldy + o] = sum over k of w[o,k] * x[n,k] for output
  * rows o in [o0, o1) and every activation row n, where w (OC, K) is a
@@ -40,6 +41,10 @@ typedef struct cpu_q8_kernel_s {
     int xsum;             /* wants cpu_q8_act.xs */
     void (*rows)(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *wq, const uint16_t *wd,
                  int o0, int o1);
+    /* Optional: quantises one activation row x (IC) into q (K), d (K/32)
+     * and, with xsum, xs (CPU_Q8_XS(K)), the same values as the portable
+     * code (cpu_q8.c) in fewer instructions; NULL: the portable code. */
+    void (*quant_row)(int8_t *q, float *d, int32_t *xs, const float *x, int IC, size_t K);
 } cpu_q8_kernel;
 
 /* The kernels this build has that this CPU can run, best first (the

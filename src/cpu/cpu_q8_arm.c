@@ -60,8 +60,8 @@ static void rows_neon(float *y, size_t ldy, const cpu_q8_act *x, const int8_t *w
     }
 }
 
-static const cpu_q8_kernel kernel_neon_dot = {"neon-dotprod", 0, 0, cpu_q8_rows_neon_dot};
-static const cpu_q8_kernel kernel_neon = {"neon", 0, 0, rows_neon};
+static const cpu_q8_kernel kernel_neon_dot = {"neon-dotprod", 0, 0, cpu_q8_rows_neon_dot, NULL};
+static const cpu_q8_kernel kernel_neon = {"neon", 0, 0, rows_neon, NULL};
 
 const cpu_q8_kernel *cpu_q8_kernel_neon_dot(void) {
     const cpu_features *f = cpu_features_get();

@@ -169,7 +169,49 @@ T512 static void rows_avx512vnni(float *y, size_t ldy, const cpu_q8_act *x, cons
     }
 }
 
-static const cpu_q8_kernel kernel_avx512vnni = {"avx512-vnni", 0, 1, rows_avx512vnni};
+/* The portable quantisation (cpu_q8.c) a block at a time in two vectors:
+ * at batch 1 each product quantises one row while the other threads wait,
+ * and the portable loop (scalar there) was a few per cent of a token.
+ * Same values: vmaxps returns its second operand when the first is a NaN
+ * (a NaN passed over, as there), the rounding is to nearest even (rintf),
+ * and NaN lanes (x NaN, or Inf x 0 in a row with an Inf) become 0 before
+ * the clamp, as there. */
+T512 static void quant_row_avx512(int8_t *q, float *d, int32_t *xs, const float *x, int IC,
+                                  size_t K) {
+    static const int xs_block[16] = CPU_Q8_XS_ORDER;
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+    const __m512 hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    size_t nb = K / GPT_Q8_BLOCK;
+    int32_t sum[8] = {0};
+    for (size_t b = 0; b < nb; b++) {
+        size_t c0 = b * GPT_Q8_BLOCK, n = (size_t)IC - c0 < GPT_Q8_BLOCK ? (size_t)IC - c0 : GPT_Q8_BLOCK;
+        __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1);
+        __mmask16 m1 = (__mmask16)(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1 : 0);
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, x + c0), x1 = _mm512_maskz_loadu_ps(m1, x + c0 + 16);
+        __m512 a = _mm512_max_ps(_mm512_and_ps(x0, absmask), _mm512_setzero_ps());
+        a = _mm512_max_ps(_mm512_and_ps(x1, absmask), a);
+        float amax = _mm512_reduce_max_ps(a);
+        float db = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        d[b] = db;
+        __m512 vi = _mm512_set1_ps(inv);
+        __m512i v[2];
+        for (int h = 0; h < 2; h++) {
+            __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(h ? x1 : x0, vi),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            f = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(f, f, _CMP_ORD_Q), f);
+            v[h] = _mm512_cvtps_epi32(_mm512_max_ps(_mm512_min_ps(f, hi), lo));
+            _mm_storeu_si128((__m128i *)(q + c0 + 16 * h), _mm512_cvtepi32_epi8(v[h]));
+        }
+        sum[b % 8] = _mm512_reduce_add_epi32(_mm512_add_epi32(v[0], v[1]));
+        if (xs && (b % 8 == 7 || b + 1 == nb)) {
+            for (int l = 0; l < 16; l++) xs[b / 8 * 16 + l] = 64 * sum[xs_block[l]];
+            memset(sum, 0, sizeof sum);
+        }
+    }
+}
+
+static const cpu_q8_kernel kernel_avx512vnni = {"avx512-vnni", 0, 1, rows_avx512vnni,
+                                                quant_row_avx512};
 
 /* ----------------------------------------------------------------- AVX2
  * vpmaddubsw multiplies unsigned by signed bytes into int16 pairs, with
@@ -213,7 +255,7 @@ T256 static void rows_avx2(float *y, size_t ldy, const cpu_q8_act *x, const int8
     }
 }
 
-static const cpu_q8_kernel kernel_avx2 = {"avx2", 0, 0, rows_avx2};
+static const cpu_q8_kernel kernel_avx2 = {"avx2", 0, 0, rows_avx2, NULL};
 
 /* cpu_features' AVX2 level is x86-64-v3 (AVX2, FMA), whose CPUs all have
  * F16C too (vcvtph2ps, for the scales). */
