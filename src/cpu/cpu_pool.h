@@ -41,7 +41,9 @@ void cpu_parallel(int n, cpu_task_fn fn, void *ctx);
  * (publish: the copy into place) only if it wins the task's state from
  * the caller by compare-and-swap, so nothing late is ever written where
  * the caller has moved on. Both runs are the same function on the same
- * inputs: the same bits whoever wins.
+ * inputs: the same bits whoever wins. Where the caller itself keeps being
+ * preempted, these jobs also move a worker's affinity so that the caller
+ * gets a core to itself (cpu_pool.c, "Keeping the caller's core").
  *
  * run(args, task, NULL) writes the task's outputs in place; run(args,
  * task, priv) writes them into priv (at most priv_floats) and nothing
