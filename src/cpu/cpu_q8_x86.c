@@ -116,14 +116,14 @@ T512 static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
 }
 
 /* Several activation rows (batched decoding, prefill): each group of
- * weights is loaded once for up to four of them. */
+ * weights is loaded once for up to four of them, their accumulators in
+ * named variables (an array of them was kept in memory). */
 T512 static void vnni_rows_batch(const vnni_shape *sh, float *y, size_t ldy, const cpu_q8_act *x,
                                  const int8_t *w, const uint16_t *dw, int o) {
     static const __mmask64 full8[4] = {~0ull, ~0ull, ~0ull, ~0ull};
     for (int n0 = 0; n0 < x->N; n0 += 4) {
         int nn = x->N - n0 < 4 ? x->N - n0 : 4;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                         _mm512_setzero_ps()};
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
         for (size_t g = 0; g <= sh->G; g++) {
             if (g == sh->G && !sh->rem) break;
             const __mmask64 *m8 = g < sh->G ? full8 : sh->part8;
@@ -131,12 +131,16 @@ T512 static void vnni_rows_batch(const vnni_shape *sh, float *y, size_t ldy, con
             __m512i u[4];
             __m256 dw8;
             vnni_weights(u, &dw8, w, dw, g, m8, m4);
-            for (int j = 0; j < nn; j++) {
-                size_t n = (size_t)(n0 + j);
-                acc[j] = vnni_group(acc[j], u, x->q + n * sh->K + g * 256, m8,
-                                    x->xs + n * sh->XS + g * 16, dw8, x->d + n * sh->nb + g * 8, m4);
-            }
+            const int8_t *xq = x->q + (size_t)n0 * sh->K + g * 256;
+            const int32_t *xs = x->xs + (size_t)n0 * sh->XS + g * 16;
+            const float *xd = x->d + (size_t)n0 * sh->nb + g * 8;
+#define VNNI_XROW(j)                                                                             \
+    if (j < nn)                                                                                  \
+        acc##j = vnni_group(acc##j, u, xq + j * sh->K, m8, xs + j * sh->XS, dw8, xd + j * sh->nb, m4);
+            VNNI_XROW(0) VNNI_XROW(1) VNNI_XROW(2) VNNI_XROW(3)
+#undef VNNI_XROW
         }
+        __m512 acc[4] = {acc0, acc1, acc2, acc3};
         for (int j = 0; j < nn; j++) y[(size_t)(n0 + j) * ldy + o] = _mm512_reduce_add_ps(acc[j]);
     }
 }
