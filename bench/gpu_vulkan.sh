@@ -22,7 +22,9 @@
 #     Vulkan gpt2 step with the attention forward off cooperative matrices
 #     (GPT_VULKAN_COOP_ATTN=0; on by default), on the NV cooperative matrices and
 #     on the tiled (non-tensor-core) products;
-#  5. one table: tok/s or ms of each, the ratio and the target.
+#  5. one table: tok/s or ms of each, the ratio and the target;
+#  6. the cost of each op of a gpt2 decoding step on both backends
+#     (build-cuda/bench/bench_decode_ops, batch 1 at position 320).
 # Logs and the table: $OUT/vulkan_logs.tgz, $OUT/vulkan_summary.txt.
 set -u
 cd "$(dirname "$0")/.."
@@ -136,6 +138,11 @@ row("gpt2 B8 T1024 Vulkan tiled vs coop (tok/s)", g("vk_gpt2", "tok_s"), g("vk_g
 for k in ("vk_gpt2", "vk_small"):
     if k in r: print("%s: syncs_per_step %s, loss %s, %.1f TFLOP/s" % (k, r[k].get("syncs_per_step"), r[k].get("loss"), r[k].get("tflops", 0)))
 EOF
+stamp "decoding ops"
+for dev in cuda vulkan; do
+    note "decoding ops on $dev (us each, gpt2 B=1 at position 320):"
+    timeout 120 build-cuda/bench/bench_decode_ops --device $dev --preset gpt2 2>&1 | grep -v '^{' | tee -a "$S"
+done
 stamp "done"
 pack
 cat "$S"
