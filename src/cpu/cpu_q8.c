@@ -157,16 +157,16 @@ const cpu_q8_kernel *cpu_q8_best(void) {
 }
 
 /* Weight bytes x activation rows a task: at one activation row (decoding)
- * 128 KB of weights, 160 rows of gpt2's 768 inputs. A thread's read of
+ * 256 KB of weights, 336 rows of gpt2's 768 inputs. A thread's read of
  * the weights restarts at each task it takes (the hardware prefetchers
  * ramp up again), and 16-row tasks (12 KB there) kept two threads at 60%
- * of the read bandwidth of 128 KB ones (docs/CPU.md, "int8 decoding").
+ * of the read bandwidth of 128-256 KB ones (docs/CPU.md, "int8 decoding").
  * With more activation rows a byte of weights is more work, so a task
  * has fewer rows. Never fewer than 16 rows, nor fewer than 8 tasks where
  * the matrix has the rows, so that a thread slowed by a busy core leaves
  * its share to the others. The rows of a task are a multiple of 16 and
  * depend on the shape only: results do not depend on the thread count. */
-#define TASK_WORK ((size_t)128 << 10)
+#define TASK_WORK ((size_t)256 << 10)
 #define MIN_ROWS 16
 
 /* A private job (cpu_pool.h): the activations' description is copied in,
