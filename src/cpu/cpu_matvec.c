@@ -24,7 +24,8 @@
  * Threads split the groups of 8 output features and every output's sum is
  * made by one task in a fixed order, so results do not depend on the
  * thread count. The tasks run as a private job (cpu_pool.h): a thread
- * switched out by another process does not hold up the token. The vectors are GNU C vector extensions of 32 bytes: one
+ * switched out by another process does not hold up the token. The
+ * vectors are GNU C vector extensions of 32 bytes: one
  * register on the AVX-512 and AVX2 clones (on Zen 4 a 64-byte vector runs
  * as two halves anyway, and 64-byte vectors split in two on AVX2 ran far
  * slower there), two on the baseline x86 clone and on arm64's NEON.
