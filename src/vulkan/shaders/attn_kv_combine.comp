@@ -19,15 +19,7 @@ void main() {
     uint rec0 = (uint(row) * uint(p.NH) + uint(h)) * uint(p.NS);
     uint stride = uint(p.HS + 2);
     F32s part = F32s(p.part + uint64_t(rec0) * uint64_t(stride) * 4);
-    float M = -1.0 / 0.0;
-    for (int c = 0; c < n; c++) M = max(M, part.v[uint(c) * stride]);
-    float L = 0.0;
-    for (int c = 0; c < n; c++) L += exp(part.v[uint(c) * stride] - M) * part.v[uint(c) * stride + 1];
     ACTs orow = act_row(p.out_, uint(row), p.C);
-    for (int d = int(lid); d < p.HS; d += 64) {
-        float acc = 0.0;
-        for (int c = 0; c < n; c++)
-            acc += exp(part.v[uint(c) * stride] - M) * part.v[uint(c) * stride + 2 + uint(d)];
-        orow.v[h * p.HS + d] = ACT_T(acc / L);
-    }
+    for (int d = int(lid); d < p.HS; d += 64)
+        orow.v[h * p.HS + d] = ACT_T(kv_merge(part, stride, n, d));
 }

@@ -69,3 +69,21 @@ float gelu_grad(float x) {
     float t = tanh_safe(GELU_S * (x + GELU_C * x * x * x));
     return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_S * (1.0 + 3.0 * GELU_C * x * x);
 }
+
+/* Decoding attention's output element d of one (row, head), merged in
+ * chunk order from the n chunks attn_kv_split.comp wrote (m, l, then the
+ * HS unnormalised outputs each, `stride` = HS + 2 floats):
+ * sum_c exp(m_c - M) o_c[d] / sum_c exp(m_c - M) l_c, M the largest m_c.
+ * attn_kv_combine.comp and matvec.comp's PRE = 2 both merge with it, so
+ * the folded and the separate paths give the same bits. */
+float kv_merge(F32s part, uint stride, int n, int d) {
+    float mx = -1.0 / 0.0;
+    for (int c = 0; c < n; c++) mx = max(mx, part.v[uint(c) * stride]);
+    float l = 0.0, acc = 0.0;
+    for (int c = 0; c < n; c++) {
+        float f = exp(part.v[uint(c) * stride] - mx);
+        l += f * part.v[uint(c) * stride + 1];
+        acc += f * part.v[uint(c) * stride + 2 + uint(d)];
+    }
+    return acc / l;
+}

@@ -158,9 +158,9 @@ void normalize_rows() {
 }
 
 /* The attention outputs of the M rows into xs: for row i and head h, the
- * chunks 0..pos/64 that attn_kv_split wrote ((m, l, o[HS]) each) merged in
- * chunk order, out = sum_c exp(m_c - M) o_c / sum_c exp(m_c - M) l_c,
- * rounded to the storage type as the separate combine's store would. */
+ * chunks 0..pos/64 that attn_kv_split wrote merged (common.glsl's
+ * kv_merge), rounded to the storage type as the separate combine's store
+ * would. */
 void combine_rows() {
     uint lid = gl_LocalInvocationID.x;
     int HS = p.K / p.NH;
@@ -175,15 +175,7 @@ void combine_rows() {
         if (skip_sh[i]) continue;
         int n = I32s(p.lnw).v[i] / 64 + 1; /* the chunks that hold keys */
         F32s part = F32s(p.x + uint64_t((uint(i) * uint(p.NH) + uint(h)) * uint(p.NS)) * uint64_t(stride) * 4);
-        float mx = -1.0 / 0.0;
-        for (int ch = 0; ch < n; ch++) mx = max(mx, part.v[uint(ch) * stride]);
-        float l = 0.0, acc = 0.0;
-        for (int ch = 0; ch < n; ch++) {
-            float f = exp(part.v[uint(ch) * stride] - mx);
-            l += f * part.v[uint(ch) * stride + 1];
-            acc += f * part.v[uint(ch) * stride + 2 + uint(d)];
-        }
-        xs[e] = rnd(acc / l);
+        xs[e] = rnd(kv_merge(part, stride, n, d));
     }
     barrier();
 }
