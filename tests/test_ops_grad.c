@@ -271,22 +271,10 @@ static void att_ref(void *vc, double *const *in, double *out) { /* in: qkv (B,T,
     free(s);
 }
 
-static void test_attention(int B, int T, int C, int NH) {
-    test_begin("attention forward/backward B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
-    float *qkv = frand(nq, 1.5), *out = fpoison(no), *lse = fpoison((size_t)B * NH * T);
-    be->ops->attention_forward(be, out, lse, qkv, B, T, C, NH);
-    att_ctx c = {B, T, C, NH};
-    double *in[1] = {to_d(qkv, nq)}, *ref = malloc(no * sizeof(double));
-    att_ref(&c, in, ref);
-    check_fwd("attention out", out, ref, no);
-    float *R = frand(no, 1), *dqkv = fpoison(nq);
-    be->ops->attention_backward(be, dqkv, R, qkv, out, lse, B, T, C, NH);
-    double *Rd = to_d(R, no);
-    check_grad("attention dqkv", att_ref, &c, in, 0, nq, no, Rd, dqkv);
-
-    /* KV cache: prefill everything at once, then one position at a time,
-     * must both give the full forward's outputs. */
+/* KV cache: prefill everything at once, then one position at a time, must
+ * both give the full forward's outputs (ref: att_ref's). */
+static void kv_checks(const float *qkv, const double *ref, int B, int T, int C, int NH) {
+    size_t no = (size_t)B * T * C;
     int S = T + 3; /* cache longer than used */
     size_t ncache = (size_t)B * S * C;
     float *kc = fzeros(ncache), *vc = fzeros(ncache), *o2 = fpoison(no);
@@ -306,9 +294,40 @@ static void test_attention(int B, int T, int C, int NH) {
             memcpy(o3 + ((size_t)b * T + t) * C, step_out + (size_t)b * C, (size_t)C * 4);
     }
     check_fwd("KV decode out", o3, ref, no);
+    free(kc), free(vc), free(o2), free(pos0), free(step_qkv), free(step_out), free(o3);
+}
+
+static void test_attention(int B, int T, int C, int NH) {
+    test_begin("attention forward/backward B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+    float *qkv = frand(nq, 1.5), *out = fpoison(no), *lse = fpoison((size_t)B * NH * T);
+    be->ops->attention_forward(be, out, lse, qkv, B, T, C, NH);
+    att_ctx c = {B, T, C, NH};
+    double *in[1] = {to_d(qkv, nq)}, *ref = malloc(no * sizeof(double));
+    att_ref(&c, in, ref);
+    check_fwd("attention out", out, ref, no);
+    float *R = frand(no, 1), *dqkv = fpoison(nq);
+    be->ops->attention_backward(be, dqkv, R, qkv, out, lse, B, T, C, NH);
+    double *Rd = to_d(R, no);
+    check_grad("attention dqkv", att_ref, &c, in, 0, nq, no, Rd, dqkv);
+
+    kv_checks(qkv, ref, B, T, C, NH);
     test_end();
     free(qkv), free(out), free(lse), free(ref), free(R), free(dqkv), free(Rd), free(in[0]);
-    free(kc), free(vc), free(o2), free(pos0), free(step_qkv), free(step_out), free(o3);
+}
+
+/* Longer caches than the training attention's scratch allows (T <= 40 in
+ * this test's reserve()): the KV paths alone. */
+static void test_attention_kv(int B, int T, int C, int NH) {
+    test_begin("attention KV cache B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+    float *qkv = frand(nq, 1.5);
+    att_ctx c = {B, T, C, NH};
+    double *in[1] = {to_d(qkv, nq)}, *ref = malloc(no * sizeof(double));
+    att_ref(&c, in, ref);
+    kv_checks(qkv, ref, B, T, C, NH);
+    test_end();
+    free(qkv), free(in[0]), free(ref);
 }
 
 /* -------------------------------------------------------- cross-entropy */
@@ -773,6 +792,11 @@ int main(void) {
         int B, T, C, NH;
     } at[] = {{2, 7, 12, 3}, {1, 1, 4, 2}, {3, 5, 10, 5}, {1, 13, 9, 1}, {2, 37, 20, 5}};
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) test_attention(at[i].B, at[i].T, at[i].C, at[i].NH);
+    /* decoding reads the cache in chunks of CPU_KV_CHUNK (32) positions:
+     * two full chunks and one of a single position; three full chunks at
+     * HS = 16 (dot16's vector loop alone) */
+    test_attention_kv(1, 65, 12, 3);
+    test_attention_kv(2, 96, 32, 2);
     test_crossentropy(7, 37, 40);
     test_crossentropy(3, 5, 5);
     test_crossentropy(4, 64, 128);

@@ -42,6 +42,8 @@ typedef struct {
     double *timers;        /* n_timers wall-clock stamps */
     int n_timers;
     const struct cpu_q8_kernel_s *q8; /* the int8 kernel products use (cpu_q8.h) */
+    float *kv_part;        /* decoding attention's chunk partials (cpu_attention.c) */
+    size_t kv_part_floats;
     void *q8_scratch;      /* quantised activations of one int8 product */
     size_t q8_scratch_bytes;
     char desc[160];
@@ -79,6 +81,10 @@ void cpu_attention_backward(gpt_backend *be, void *dqkv, const void *dout, const
                             const void *out, const float *lse, int B, int T, int C, int NH);
 void cpu_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void *kcache,
                               void *vcache, const int *pos0, int B, int Tq, int S, int C, int NH);
+/* Cache positions a task of decoding attention covers, and the partials
+ * its chunks of B rows of an S-long cache need (floats). */
+#define CPU_KV_CHUNK 32
+size_t cpu_kv_partials_floats(int B, int S, int C, int NH);
 
 /* cpu_ops.c */
 void cpu_encoder_forward(gpt_backend *be, void *out, const int *tok, const int *pos0,

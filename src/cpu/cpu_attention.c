@@ -184,6 +184,126 @@ static void att_kv_publish(const void *args, int task, const float *priv) {
     if (kv_query_pos(j, task, &out) >= 0) memcpy(out, priv, (size_t)(j->C / j->NH) * sizeof(float));
 }
 
+/* Decoding (one query a row): tasks are chunks of CPU_KV_CHUNK cache
+ * positions, each over all heads, so that a task reads whole cache rows one
+ * after the other. Split by head instead (attend above), a task read HS of
+ * every C floats: a strided walk through rows that come from DRAM (the
+ * weights went through the caches since they were written), which the
+ * prefetchers followed badly; it was 17% of an int8 gpt2 token (docs/CPU.md).
+ * A chunk leaves each head's maximum score m, sum of exp(s - m) and
+ * exp-weighted sum of values; kv_merge combines the chunks in order (the
+ * chunking depends on the position only, so results do not depend on the
+ * thread count). */
+typedef struct {
+    gpt_backend *be;
+    float *part; /* (B, nchunk, 2 NH + C) */
+    const float *qkv, *kcache, *vcache;
+    const int *pos0;
+    int C, NH, S, nchunk;
+} kvc_job;
+
+static size_t kvc_stride(int C, int NH) { return 2 * (size_t)NH + (size_t)C; }
+
+/* Cache positions [lo, hi) of task `task`'s row, or 0 if it has none. */
+static int kvc_range(const kvc_job *j, int task, int *lo, int *hi) {
+    long p = j->pos0[task / j->nchunk];
+    if (p < 0 || p >= j->S) return 0;
+    *lo = task % j->nchunk * CPU_KV_CHUNK;
+    *hi = (int)p + 1 < *lo + CPU_KV_CHUNK ? (int)p + 1 : *lo + CPU_KV_CHUNK;
+    return *lo < *hi;
+}
+
+/* a . b over n floats: 16 running sums (one AVX-512 or two AVX2 vectors)
+ * added as a tree, not one scalar chain. */
+static inline float dot16(const float *a, const float *b, int n) {
+    float acc[16] = {0}, tail = 0;
+    int d = 0;
+    for (; d + 16 <= n; d += 16)
+        for (int i = 0; i < 16; i++) acc[i] += a[d + i] * b[d + i];
+    for (; d < n; d++) tail += a[d] * b[d];
+    for (int w = 8; w; w >>= 1)
+        for (int i = 0; i < w; i++) acc[i] += acc[i + w];
+    return acc[0] + tail;
+}
+
+CPU_CLONES static void kvc_chunk(const void *args, int task, float *priv) {
+    const kvc_job *j = args;
+    int lo, hi;
+    if (!kvc_range(j, task, &lo, &hi)) return;
+    int C = j->C, NH = j->NH, HS = C / NH, b = task / j->nchunk;
+    float *o = priv ? priv : j->part + (size_t)task * kvc_stride(C, NH);
+    float *m = o, *l = o + NH, *acc = o + 2 * NH;
+    float *s = cpu_scratch(j->be); /* (NH, CPU_KV_CHUNK) */
+    const float *q = j->qkv + (size_t)b * 3 * C;
+    const float *kc = j->kcache + (size_t)b * j->S * C, *vc = j->vcache + (size_t)b * j->S * C;
+    float scale = 1.0f / sqrtf((float)HS);
+    for (int t = lo; t < hi; t++) {
+        const float *k = kc + (size_t)t * C;
+        for (int h = 0; h < NH; h++)
+            s[h * CPU_KV_CHUNK + t - lo] = dot16(q + h * HS, k + h * HS, HS) * scale;
+    }
+    for (int h = 0; h < NH; h++) {
+        float *sh = s + h * CPU_KV_CHUNK, mx = -INFINITY, sum = 0;
+        for (int t = 0; t < hi - lo; t++) mx = sh[t] > mx ? sh[t] : mx;
+#pragma omp simd reduction(+ : sum)
+        for (int t = 0; t < hi - lo; t++) {
+            sh[t] = cpu_expf(sh[t] - mx);
+            sum += sh[t];
+        }
+        m[h] = mx, l[h] = sum;
+    }
+    memset(acc, 0, (size_t)C * sizeof(float));
+    for (int t = lo; t < hi; t++) {
+        const float *v = vc + (size_t)t * C;
+        for (int h = 0; h < NH; h++) {
+            float w = s[h * CPU_KV_CHUNK + t - lo], *a = acc + h * HS;
+            const float *vh = v + h * HS;
+#pragma omp simd
+            for (int d = 0; d < HS; d++) a[d] += w * vh[d];
+        }
+    }
+}
+
+static void kvc_publish(const void *args, int task, const float *priv) {
+    const kvc_job *j = args;
+    int lo, hi;
+    if (kvc_range(j, task, &lo, &hi))
+        memcpy(j->part + (size_t)task * kvc_stride(j->C, j->NH), priv,
+               kvc_stride(j->C, j->NH) * sizeof(float));
+}
+
+/* out = the chunks of each row combined, chunk 0 first. */
+CPU_CLONES static void kv_merge(const kvc_job *j, float *out, int B) {
+    int C = j->C, NH = j->NH, HS = C / NH;
+    size_t st = kvc_stride(C, NH);
+    for (int b = 0; b < B; b++) {
+        long p = j->pos0[b];
+        if (p < 0 || p >= j->S) continue;
+        int nc = (int)(p / CPU_KV_CHUNK) + 1;
+        const float *pb = j->part + (size_t)b * j->nchunk * st;
+        for (int h = 0; h < NH; h++) {
+            float M = -INFINITY, L = 0, *o = out + (size_t)b * C + h * HS;
+            for (int c = 0; c < nc; c++) M = pb[c * st + h] > M ? pb[c * st + h] : M;
+            memset(o, 0, (size_t)HS * sizeof(float));
+            for (int c = 0; c < nc; c++) {
+                const float *pc = pb + c * st;
+                float f = cpu_expf(pc[h] - M);
+                L += f * pc[NH + h];
+                const float *a = pc + 2 * NH + h * HS;
+#pragma omp simd
+                for (int d = 0; d < HS; d++) o[d] += f * a[d];
+            }
+            float inv = 1.0f / L;
+#pragma omp simd
+            for (int d = 0; d < HS; d++) o[d] *= inv;
+        }
+    }
+}
+
+size_t cpu_kv_partials_floats(int B, int S, int C, int NH) {
+    return (size_t)B * (size_t)((S + CPU_KV_CHUNK - 1) / CPU_KV_CHUNK) * kvc_stride(C, NH);
+}
+
 void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, void *kcache_,
                               void *vcache_, const int *pos0, int B, int Tq, int S, int C,
                               int NH) {
@@ -200,6 +320,24 @@ void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, voi
             memcpy(vcache + ((size_t)b * S + (size_t)p) * C, src + 2 * (size_t)C,
                    (size_t)C * sizeof(float));
         }
+    cpu_ctx *cc = be->ctx;
+    if (Tq == 1 && pos0) {
+        int maxp = -1;
+        for (int b = 0; b < B; b++)
+            if (pos0[b] >= 0 && pos0[b] < S && pos0[b] > maxp) maxp = pos0[b];
+        if (maxp < 0) return;
+        int nchunk = maxp / CPU_KV_CHUNK + 1;
+        if ((size_t)B * nchunk * kvc_stride(C, NH) <= cc->kv_part_floats &&
+            (size_t)NH * CPU_KV_CHUNK <= cc->scratch_per_thread) {
+            kvc_job k = {.be = be, .part = cc->kv_part, .qkv = qkv, .kcache = kcache,
+                         .vcache = vcache, .pos0 = pos0, .C = C, .NH = NH, .S = S,
+                         .nchunk = nchunk};
+            static const cpu_priv_ops kops = {kvc_chunk, kvc_publish};
+            cpu_parallel_private(B * nchunk, &kops, &k, sizeof k, kvc_stride(C, NH));
+            kv_merge(&k, out, B);
+            return;
+        }
+    }
     att_job j = {.be = be, .out = out, .kcache = kcache, .vcache = vcache, .qkv = qkv,
                  .pos0 = pos0, .B = B, .C = C, .NH = NH, .Tq = Tq, .S = S};
     static const cpu_priv_ops ops = {att_kv_query, att_kv_publish};

@@ -40,6 +40,7 @@ static void cpu_destroy(gpt_backend *be) {
     free(c->scratch);
     free(c->fold);
     free(c->partials);
+    free(c->kv_part);
     free(c->timers);
     free(c->q8_scratch);
     free(c);
@@ -72,9 +73,11 @@ static int cpu_mem_info(gpt_backend *be, size_t *free_bytes, size_t *total_bytes
 }
 
 /* Per thread: two (T,T) score matrices (attention), a KV row of maxT
- * scores, or 2C layernorm partials, whichever is largest. */
+ * scores, a decoding chunk's scores (NH x CPU_KV_CHUNK) or 2C layernorm
+ * partials, whichever is largest. */
 static size_t scratch_floats(const gpt_shape *s) {
     size_t n = (size_t)s->maxT;
+    if ((size_t)s->NH * CPU_KV_CHUNK > n) n = (size_t)s->NH * CPU_KV_CHUNK;
     if (2 * (size_t)s->T * (size_t)s->T > n) n = 2 * (size_t)s->T * (size_t)s->T;
     if ((size_t)2 * s->C > n) n = (size_t)2 * s->C;
     return (n + 15) / 16 * 16; /* keep each thread's slice on its own cache line */
@@ -93,6 +96,7 @@ static size_t q8_scratch_bytes(const gpt_shape *s) {
 static size_t cpu_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
     return (size_t)cpu_pool_threads() * scratch_floats(s) * sizeof(float) +
            fold_floats(s) * sizeof(float) + (size_t)RED_CHUNKS * 2 * s->C * sizeof(float) +
+           cpu_kv_partials_floats(s->B, s->maxT, s->C, s->NH) * sizeof(float) +
            (size_t)s->n_timers * sizeof(double) + q8_scratch_bytes(s);
 }
 
@@ -139,6 +143,17 @@ static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
         free(c->partials);
         c->partials = p;
         c->partials_floats = np;
+    }
+    size_t nk = cpu_kv_partials_floats(s->B, s->maxT, s->C, s->NH);
+    if (nk > c->kv_part_floats) {
+        float *p = malloc(nk * sizeof(float));
+        if (!p) {
+            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
+            return GPT_ERR_NOMEM;
+        }
+        free(c->kv_part);
+        c->kv_part = p;
+        c->kv_part_floats = nk;
     }
     if (s->n_timers > c->n_timers) {
         double *nt2 = calloc((size_t)s->n_timers, sizeof(double));
