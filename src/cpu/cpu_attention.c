@@ -11,7 +11,8 @@
  * The products run on the task's thread (a product called from a pool task
  * does not fan out again).
  *
- * KV-cache decoding (a few queries against a long cache) uses plain loops.
+ * KV-cache attention uses plain loops: prefill one task per (row, head,
+ * query), decoding one task per chunk of cache positions (below).
  *
  * qkv (B,T,3C) holds [q | k | v]; head h uses columns [h*HS, (h+1)*HS).
  */
