@@ -299,6 +299,9 @@ static void run_all(void) {
     t_attention_kv(2, 1, 100, 128, 2);
     t_attention_kv(1, 1, 300, 128, 2);  /* decoding split over 5 chunks of keys, all used */
     t_attention_kv(2, 40, 300, 512, 4); /* partials past reserve()'s room: one workgroup a query */
+    /* head size 48: in fp16, 6 lanes a value row, 10 rows at once (4 lanes
+     * idle); 200 positions: three full chunks and a partial one */
+    t_attention_kv(2, 1, 200, 96, 2);
     /* B, S, C, NH, taken: folded with the projection */
     t_attention_fold(1, 300, 128, 2, 1);   /* 5 chunks of keys */
     t_attention_fold(3, 100, 768, 12, 1);  /* gpt2's heads; the last row past the cache */

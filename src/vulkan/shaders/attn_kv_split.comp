@@ -23,6 +23,7 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer U4s { uvec4
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer V4s { vec4 v[]; };
 shared float qs[256];
 shared float ps[64];
+shared float acc_sh[64 * 8]; /* VEC = 1: R partial value sums of HS floats, R * HS <= 64 * PER */
 
 void main() {
     uint lid = gl_LocalInvocationID.x;
@@ -87,13 +88,48 @@ void main() {
     ps[lid] = e;
     float l = block_sum(e); /* its barriers also publish ps */
     int n = min(64, pos + 1 - j0);
-    for (int d = int(lid); d < p.HS; d += 64) {
-        float acc = 0.0;
-        int nc = mine ? n - 1 : n; /* with STORE, p is the last key and comes from qkv */
-        for (int jj = 0; jj < nc; jj++)
-            acc += ps[jj] * float(act_row(p.vc, uint(b * p.S + j0 + jj), p.C).v[hoff + d]);
-        if (mine) acc += ps[n - 1] * float(qr.v[2 * p.C + hoff + d]);
-        part.v[2 + d] = acc;
+    if (VEC == 1) {
+        /* The values 16 bytes a lane: G lanes cover a key's head slice and
+         * the 64 lanes R keys at once, so a lane issues n / R independent
+         * loads where one lane a dimension issued n dependent rounds (64
+         * trips to memory at a full chunk, the kernel's critical path). The
+         * R partial sums are added in order through acc_sh. */
+        const int PER = F16 == 1 ? 8 : 4;
+        int G = p.HS / PER, R = 64 / G, g = int(lid) % G, r = int(lid) / G;
+        float acc[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        if (r < R)
+            for (int jj = r; jj < n; jj += R) {
+                uint64_t vrow = mine && jj == n - 1
+                                    ? p.qkv + (uint64_t(row) * uint64_t(3 * p.C) + uint64_t(2 * p.C + hoff)) * AB
+                                    : p.vc + (uint64_t(b * p.S + j0 + jj) * uint64_t(p.C) + uint64_t(hoff)) * AB;
+                float w = ps[jj];
+#if F16
+                uvec4 q = U4s(vrow).v[g];
+                vec2 v0 = unpackHalf2x16(q.x), v1 = unpackHalf2x16(q.y), v2 = unpackHalf2x16(q.z), v3 = unpackHalf2x16(q.w);
+                acc[0] += w * v0.x, acc[1] += w * v0.y, acc[2] += w * v1.x, acc[3] += w * v1.y;
+                acc[4] += w * v2.x, acc[5] += w * v2.y, acc[6] += w * v3.x, acc[7] += w * v3.y;
+#else
+                vec4 q = V4s(vrow).v[g];
+                acc[0] += w * q.x, acc[1] += w * q.y, acc[2] += w * q.z, acc[3] += w * q.w;
+#endif
+            }
+        if (r < R)
+            for (int i = 0; i < PER; i++) acc_sh[r * p.HS + PER * g + i] = acc[i];
+        barrier();
+        for (int d = int(lid); d < p.HS; d += 64) {
+            float o = 0.0;
+            for (int k = 0; k < R && k < n; k++) o += acc_sh[k * p.HS + d];
+            part.v[2 + d] = o;
+        }
+    } else {
+        for (int d = int(lid); d < p.HS; d += 64) {
+            float acc = 0.0;
+            int nc = mine ? n - 1 : n; /* with STORE, p is the last key and comes from qkv */
+            for (int jj = 0; jj < nc; jj++)
+                acc += ps[jj] * float(act_row(p.vc, uint(b * p.S + j0 + jj), p.C).v[hoff + d]);
+            if (mine) acc += ps[n - 1] * float(qr.v[2 * p.C + hoff + d]);
+            part.v[2 + d] = acc;
+        }
     }
     if (lid == 0) {
         part.v[0] = m;
