@@ -8,7 +8,8 @@
 #   decoding  gpt2 batch 1, fp32, against the memory-bandwidth bound
 #             (bench_decode measures the copy bandwidth in the same run);
 #             gpt2 int8 weights against fp32 at batch 1 and 8
-#             (bench_quant, interleaved repeats)
+#             (bench_quant, interleaved repeats); transformers' generate
+#             at batch 1 and 8 (bench/peer_torch_decode_cpu.py)
 #   sharing   greedy generation of `tiny`, idle and with one core kept busy
 #             by another process (a shell loop)
 # Every figure is a median of timed steps after warm-up. No environment
@@ -103,6 +104,17 @@ for l in sys.stdin:
     r=json.loads(l); print(json.dumps(dict(kind="quant", impl="gpt "+r["weights"], workload="gpt2 B%d" % r["batch"], tok_s=r["decode_tok_s"], ratio=r["ratio"], kernel=r["kernel"])))' >>"$out"
 fi
 
+# ---- decoding: the transformers peer (GPT2LMHeadModel.generate, fp32,
+# greedy, KV cache, the same threads), gpt2 batch 1 and 8
+if [ $quick = 0 ] && [ $torch = 1 ] && python3 -c 'import torch, transformers' 2>/dev/null; then
+    note "transformers decode gpt2 batch 1 and 8"
+    OMP_NUM_THREADS=$cores python3 bench/peer_torch_decode_cpu.py --batch 1,8 --prompt 64 --new 64 \
+        --repeat 3 2>/dev/null | grep '^{' | python3 -c 'import json,sys
+for l in sys.stdin:
+    r=json.loads(l); print(json.dumps(dict(kind="quant", impl="transformers fp32", workload="gpt2 B%d" % r["batch"], tok_s=r["decode_tok_s"], torch=r["torch"])))' >>"$out" ||
+        note "transformers peer failed"
+fi
+
 # ---- sharing: tiny greedy generation, idle and with one core busy
 # (prompt + new tokens within tiny's context of 256)
 gen() { $G bench generate --device cpu --preset tiny -B 1 --prompt 64 --new 192 --runs 3 2>/dev/null |
@@ -133,6 +145,10 @@ for r in rows:
         print(f"decode {r['workload']} {r['impl']:<20} {r['tok_s']:>8.1f} tok/s  {frac}")
     if r["kind"] == "quant":
         vs = f"{r['ratio']:.2f}x fp32" if r["impl"].endswith("int8") else ""
+        if r["impl"].startswith("transformers"):
+            ours = next((q["tok_s"] for q in rows if q["kind"] == "quant" and q["impl"] == "gpt fp32"
+                         and q["workload"] == r["workload"]), None)
+            vs = f"gpt fp32 is {ours / r['tok_s']:.2f}x this" if ours else ""
         print(f"decode {r['workload']} {r['impl']:<20} {r['tok_s']:>8.1f} tok/s  {vs}")
     if r["kind"] == "share":
         print(f"generate {r['workload']}: idle {r['idle']:.0f} tok/s, one core busy {r['busy']:.0f} tok/s "
