@@ -281,6 +281,28 @@ static void kv_checks(const float *qkv, const double *ref, int B, int T, int C, 
     int *pos0 = calloc((size_t)B, sizeof(int));
     be->ops->attention_kv_forward(be, o2, qkv, kc, vc, pos0, B, T, S, C, NH);
     check_fwd("KV prefill out", o2, ref, no);
+    /* in two parts: the second's queries start at position T1 and see
+     * the first's keys from the cache */
+    int T1 = T / 3, T2 = T - T1;
+    if (T1 > 0) {
+        memset(kc, 0, ncache * 4), memset(vc, 0, ncache * 4);
+        float *qa = malloc((size_t)B * T1 * 3 * C * 4), *qb = malloc((size_t)B * T2 * 3 * C * 4);
+        float *oa = fpoison((size_t)B * T1 * C), *ob = fpoison((size_t)B * T2 * C);
+        for (int b = 0; b < B; b++) {
+            memcpy(qa + (size_t)b * T1 * 3 * C, qkv + (size_t)b * T * 3 * C, (size_t)T1 * 3 * C * 4);
+            memcpy(qb + (size_t)b * T2 * 3 * C, qkv + ((size_t)b * T + T1) * 3 * C, (size_t)T2 * 3 * C * 4);
+            pos0[b] = 0;
+        }
+        be->ops->attention_kv_forward(be, oa, qa, kc, vc, pos0, B, T1, S, C, NH);
+        for (int b = 0; b < B; b++) pos0[b] = T1;
+        be->ops->attention_kv_forward(be, ob, qb, kc, vc, pos0, B, T2, S, C, NH);
+        for (int b = 0; b < B; b++) {
+            memcpy(o2 + (size_t)b * T * C, oa + (size_t)b * T1 * C, (size_t)T1 * C * 4);
+            memcpy(o2 + ((size_t)b * T + T1) * C, ob + (size_t)b * T2 * C, (size_t)T2 * C * 4);
+        }
+        check_fwd("KV prefill in two parts out", o2, ref, no);
+        free(qa), free(qb), free(oa), free(ob);
+    }
     memset(kc, 0, ncache * 4), memset(vc, 0, ncache * 4);
     float *step_qkv = malloc((size_t)B * 3 * C * 4), *step_out = fpoison((size_t)B * C);
     float *o3 = fpoison(no);
@@ -775,7 +797,9 @@ int main(void) {
         printf("FAIL create CPU backend: %s\n0 passed, 1 failed\n", err.msg);
         return 1;
     }
-    gpt_shape s = {4, 40, 100, 5, 400, 1000, 1024, 2, 64, 1, 0, 0, 0};
+    /* maxT 128: prefill's blocks of 64 queries over up to 128 positions
+     * fit the scratch (the KV cases below reach 99) */
+    gpt_shape s = {4, 40, 100, 5, 400, 1000, 1024, 2, 128, 1, 0, 0, 0};
     be->ops->reserve(be, &s);
     gpt_rng_seed(&rng, 42);
     struct {
@@ -794,7 +818,9 @@ int main(void) {
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) test_attention(at[i].B, at[i].T, at[i].C, at[i].NH);
     /* decoding reads the cache in chunks of CPU_KV_CHUNK (32) positions:
      * two full chunks and one of a single position; three full chunks at
-     * HS = 16 (dot16's vector loop alone) */
+     * HS = 16 (dot16's vector loop alone). Prefill takes blocks of
+     * CPU_KV_QBLOCK (64) queries: 64 + 1 and 64 + 32 here, and in two
+     * parts 21 + 44 and 32 + 64 */
     test_attention_kv(1, 65, 12, 3);
     test_attention_kv(2, 96, 32, 2);
     test_crossentropy(7, 37, 40);

@@ -84,6 +84,9 @@ void cpu_attention_kv_forward(gpt_backend *be, void *out, const void *qkv, void 
 /* Cache positions a task of decoding attention covers, and the partials
  * its chunks of B rows of an S-long cache need (floats). */
 #define CPU_KV_CHUNK 32
+/* Queries a task of prefill attention takes (its scores: CPU_KV_QBLOCK x
+ * the positions it sees, in the thread's scratch). */
+#define CPU_KV_QBLOCK 64
 size_t cpu_kv_partials_floats(int B, int S, int C, int NH);
 
 /* cpu_ops.c */

@@ -11,8 +11,9 @@
  * The products run on the task's thread (a product called from a pool task
  * does not fan out again).
  *
- * KV-cache attention uses plain loops: prefill one task per (row, head,
- * query), decoding one task per chunk of cache positions (below).
+ * KV-cache attention: prefill in blocks of queries with the same matrix
+ * products, decoding one task per chunk of cache positions with plain
+ * loops (below).
  *
  * qkv (B,T,3C) holds [q | k | v]; head h uses columns [h*HS, (h+1)*HS).
  */
@@ -185,6 +186,29 @@ static void att_kv_publish(const void *args, int task, const float *priv) {
     if (kv_query_pos(j, task, &out) >= 0) memcpy(out, priv, (size_t)(j->C / j->NH) * sizeof(float));
 }
 
+/* Prefill (several queries a row): a task is a block of CPU_KV_QBLOCK
+ * queries of one (row, head), computed as the training forward computes
+ * a head, with matrix products: S = Q K^T over the cache rows the block's
+ * last query sees, a causal softmax row by row (query t sees positions up
+ * to pos0 + t), O = P V. Query by query, a 960-token prompt spent as long
+ * in attention's dot products as in the model's products. */
+CPU_CLONES static void att_kv_block(void *ctx, int task) {
+    const att_job *j = ctx;
+    int C = j->C, NH = j->NH, Tq = j->Tq, HS = C / NH;
+    int nblk = (Tq + CPU_KV_QBLOCK - 1) / CPU_KV_QBLOCK;
+    int b = task / (NH * nblk), h = task / nblk % NH, t0 = task % nblk * CPU_KV_QBLOCK;
+    int qn = Tq - t0 < CPU_KV_QBLOCK ? Tq - t0 : CPU_KV_QBLOCK;
+    int p0 = j->pos0 ? j->pos0[b] : 0, n = p0 + t0 + qn; /* keys the block sees */
+    size_t C3 = 3 * (size_t)C, head = (size_t)h * HS;
+    float *S = cpu_scratch(j->be); /* (qn, n) */
+    const float *q = j->qkv + ((size_t)b * Tq + t0) * C3 + head;
+    const float *k = j->kcache + (size_t)b * j->S * C + head, *v = j->vcache + (size_t)b * j->S * C + head;
+    cpu_sgemm(NULL, 0, 1, qn, n, HS, 1.0f / sqrtf((float)HS), q, (int)C3, k, C, 0.0f, S, n);
+    for (int r = 0; r < qn; r++) causal_softmax_row(S + (size_t)r * n, p0 + t0 + r, n);
+    cpu_sgemm(NULL, 0, 0, qn, HS, n, 1.0f, S, n, v, C, 0.0f,
+              j->out + ((size_t)b * Tq + t0) * C + head, C);
+}
+
 /* Decoding (one query a row): tasks are chunks of CPU_KV_CHUNK cache
  * positions, each over all heads, so that a task reads whole cache rows one
  * after the other. Split by head instead (attend above), a task read HS of
@@ -341,6 +365,19 @@ void cpu_attention_kv_forward(gpt_backend *be, void *out_, const void *qkv_, voi
     }
     att_job j = {.be = be, .out = out, .kcache = kcache, .vcache = vcache, .qkv = qkv,
                  .pos0 = pos0, .B = B, .C = C, .NH = NH, .Tq = Tq, .S = S};
+    if (Tq > 1) {
+        /* blocks where every row's queries are in the cache and a block's
+         * scores fit this thread's scratch */
+        int maxend = 0;
+        for (int b = 0; b < B && maxend >= 0; b++) {
+            long p0 = pos0 ? pos0[b] : 0;
+            maxend = p0 < 0 || p0 + Tq > S ? -1 : (int)p0 + Tq > maxend ? (int)p0 + Tq : maxend;
+        }
+        if (maxend > 0 && (size_t)CPU_KV_QBLOCK * maxend <= cc->scratch_per_thread) {
+            cpu_parallel(B * NH * ((Tq + CPU_KV_QBLOCK - 1) / CPU_KV_QBLOCK), att_kv_block, &j);
+            return;
+        }
+    }
     static const cpu_priv_ops ops = {att_kv_query, att_kv_publish};
     cpu_parallel_private(B * NH * Tq, &ops, &j, sizeof j, (size_t)(C / NH));
 }

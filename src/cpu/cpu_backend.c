@@ -72,11 +72,11 @@ static int cpu_mem_info(gpt_backend *be, size_t *free_bytes, size_t *total_bytes
     return GPT_OK;
 }
 
-/* Per thread: two (T,T) score matrices (attention), a KV row of maxT
- * scores, a decoding chunk's scores (NH x CPU_KV_CHUNK) or 2C layernorm
- * partials, whichever is largest. */
+/* Per thread: two (T,T) score matrices (attention), a prefill block's
+ * scores (CPU_KV_QBLOCK x maxT), a decoding chunk's scores (NH x
+ * CPU_KV_CHUNK) or 2C layernorm partials, whichever is largest. */
 static size_t scratch_floats(const gpt_shape *s) {
-    size_t n = (size_t)s->maxT;
+    size_t n = (size_t)CPU_KV_QBLOCK * s->maxT;
     if ((size_t)s->NH * CPU_KV_CHUNK > n) n = (size_t)s->NH * CPU_KV_CHUNK;
     if (2 * (size_t)s->T * (size_t)s->T > n) n = 2 * (size_t)s->T * (size_t)s->T;
     if ((size_t)2 * s->C > n) n = (size_t)2 * s->C;
