@@ -195,13 +195,20 @@ CPU_CLONES static void q8_rows_task(const void *args, int t, float *priv) {
     float *g = !j->gelu_out ? NULL : priv ? priv + (size_t)N * R : j->gelu_out + o0;
     size_t ld = priv ? (size_t)R : (size_t)OC;
     j->k->rows(y, ld, &j->x, j->q + (size_t)o0 * K, j->d + (size_t)o0 * nb, 0, R);
-    /* the epilogue while the task's outputs are in cache */
-    for (int n = 0; n < N && (j->bias || g); n++) {
+    /* the epilogue while the task's outputs are in cache, in loops without
+     * branches so that they vectorise (one loop with both was scalar: at
+     * batch 8 its GELUs were ~5% of a token) */
+    for (int n = 0; n < N; n++) {
         float *yr = y + (size_t)n * ld;
-        for (int o = 0; o < R; o++) {
-            float v = yr[o] + (j->bias ? j->bias[o0 + o] : 0.0f);
-            yr[o] = v;
-            if (g) g[(size_t)n * ld + o] = cpu_gelu(v);
+        if (j->bias) {
+            const float *bo = j->bias + o0;
+#pragma omp simd
+            for (int o = 0; o < R; o++) yr[o] += bo[o];
+        }
+        if (g) {
+            float *gr = g + (size_t)n * ld;
+#pragma omp simd
+            for (int o = 0; o < R; o++) gr[o] = cpu_gelu(yr[o]);
         }
     }
 }
