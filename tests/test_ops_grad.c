@@ -374,6 +374,46 @@ static void ce_ref(void *vc, double *const *in, double *out) { /* in: logits (N,
     }
 }
 
+/* argmax: the first largest, NaN never winning (0 for a row of NaN),
+ * padding past V ignored; with pos, hist[row, pos] = the id and pos += 1. */
+static void test_argmax(int N, int V, int Vp) {
+    test_begin("argmax N=%d V=%d Vp=%d", N, V, Vp);
+    enum { S = 5 };
+    float *l = frand((size_t)N * Vp, 3);
+    for (int r = 0; r < N; r++) {
+        float *row = l + (size_t)r * Vp;
+        for (int j = V; j < Vp; j++) row[j] = 1e30f;
+        if (r % 5 == 1) row[V / 3] = row[V - 1] = row[2 * V / 3] = 100.f; /* a tie */
+        if (r % 5 == 2) row[0] = NAN, row[V / 2] = NAN, row[V - 1] = 50.f;
+        if (r % 5 == 3)
+            for (int j = 0; j < V; j++) row[j] = j % 3 ? -INFINITY : NAN; /* first -inf wins */
+        if (r % 5 == 4)
+            for (int j = 0; j < V; j++) row[j] = NAN;
+    }
+    int *got = malloc((size_t)N * sizeof(int)), *pos = malloc((size_t)N * sizeof(int));
+    int *hist = malloc((size_t)N * S * sizeof(int));
+    for (int r = 0; r < N; r++) pos[r] = r % 3 == 0 ? S : r % S; /* some outside the history */
+    for (int i = 0; i < N * S; i++) hist[i] = -3;
+    be->ops->argmax(be, got, l, N, V, Vp, pos, hist, S);
+    for (int r = 0; r < N; r++) {
+        const float *row = l + (size_t)r * Vp;
+        int want = -1;
+        for (int j = 0; j < V; j++)
+            if (!isnan(row[j]) && (want < 0 || row[j] > row[want])) want = j;
+        if (want < 0) want = 0;
+        int p0 = r % 3 == 0 ? S : r % S;
+        EXPECT(got[r] == want, "row %d: argmax %d, want %d", r, got[r], want);
+        EXPECT(pos[r] == p0 + 1, "row %d: position %d, want %d", r, pos[r], p0 + 1);
+        for (int p = 0; p < S; p++) {
+            int w = p == p0 ? want : -3;
+            EXPECT(hist[(size_t)r * S + p] == w, "row %d: history at %d is %d, want %d", r, p,
+                   hist[(size_t)r * S + p], w);
+        }
+    }
+    test_end();
+    free(l), free(got), free(pos), free(hist);
+}
+
 static void test_crossentropy(int N, int V, int Vp) {
     test_begin("crossentropy forward/backward N=%d V=%d Vp=%d", N, V, Vp);
     int *tgt = malloc((size_t)N * sizeof(int));
@@ -635,6 +675,7 @@ static void test_gemm_kernels(int M, int N, int K) {
                 memcpy(C0, Cm, (size_t)M * N * sizeof(float));
                 double *ref = malloc((size_t)M * N * sizeof(double));
                 double *exact = malloc((size_t)M * N * sizeof(double));
+                double scale = 0; /* the largest |0.5 sum a b| or |0.5 a b| of an output */
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < N; j++) {
                         double s = 0, e = 0;
@@ -643,21 +684,33 @@ static void test_gemm_kernels(int M, int N, int K) {
                             float b = tb ? Bm[(size_t)j * K + k] : Bm[(size_t)k * N + j];
                             s += bf ? rbf16(a) * rbf16(b) : (double)a * b;
                             e += (double)a * b;
+                            if (fabs(0.5 * a * b) > scale) scale = fabs(0.5 * a * b);
                         }
                         double c0 = acc ? Cm[(size_t)i * N + j] : 0;
                         ref[(size_t)i * N + j] = 0.5 * s + c0;
                         exact[(size_t)i * N + j] = 0.5 * e + c0;
+                        if (fabs(0.5 * e) > scale) scale = fabs(0.5 * e);
                     }
                 cpu_gemm_with(ks[ki], M, N, K, 0.5f, A, ta ? 1 : K, ta ? M : 1, Bm, tb ? 1 : N,
                               tb ? K : 1, Cm, N, acc);
                 check_fwd("C", Cm, ref, (size_t)M * N);
                 if (bf) {
-                    double e = scaled_err(Cm, exact, (size_t)M * N);
                     /* bf16 keeps 8 significant bits: rounding an input to
                      * nearest moves it by up to u = 2^-8 relative, so one
                      * product (K = 1) may be off by 2u + u^2 = 7.8e-3 of its
-                     * size; longer sums average the roundings out */
-                    EXPECT(e <= 8e-3, "bf16 against unrounded inputs: scaled error %.3g", e);
+                     * size; longer sums average the roundings out. The
+                     * error is the products' alone (C is added exactly,
+                     * then rounded to fp32: the 1e-6 term), so it is scaled
+                     * by the products' sums, or the largest product: scaled
+                     * by the outputs, the bound failed where an accumulated
+                     * C cancelled the product (K = 1: 0.03 of a near-zero
+                     * output). */
+                    double d = 0, refmax = dmax_abs(exact, (size_t)M * N);
+                    for (size_t i = 0; i < (size_t)M * N; i++)
+                        if (fabs(Cm[i] - exact[i]) > d) d = fabs(Cm[i] - exact[i]);
+                    EXPECT(d <= 8e-3 * scale + 1e-6 * refmax,
+                           "bf16 against unrounded inputs: error %.3g, bound %.3g", d,
+                           8e-3 * scale + 1e-6 * refmax);
                 }
                 if (ks[ki] == &cpu_gemm_kernel_amx) {
                     /* For the record (both are bounded above): how far the
@@ -823,6 +876,9 @@ int main(void) {
      * parts 21 + 44 and 32 + 64 */
     test_attention_kv(1, 65, 12, 3);
     test_attention_kv(2, 96, 32, 2);
+    test_argmax(10, 1000, 1024); /* V a multiple of the lanes (32) */
+    test_argmax(10, 1001, 1001); /* and not */
+    test_argmax(5, 7, 8);        /* shorter than the lanes */
     test_crossentropy(7, 37, 40);
     test_crossentropy(3, 5, 5);
     test_crossentropy(4, 64, 128);

@@ -256,20 +256,30 @@ static double cpu_timer_elapsed_ms(gpt_backend *be, int from, int to) {
     return 1e3 * (c->timers[to] - c->timers[from]);
 }
 
+/* The index of the first largest of r[0..V), NaN never winning (0 if all
+ * are NaN): the maximum in ARGMAX_LANES lanes (a compare-and-keep chain
+ * a logit did not vectorise: ~30 us of a token at gpt2's 50,257), then the
+ * first index holding it. A maximum is exact, so this is the scalar
+ * scan's answer. */
+#define ARGMAX_LANES 32
+CPU_CLONES static int argmax_row(const float *r, int V) {
+    float lane[ARGMAX_LANES], m = -INFINITY;
+    int vb = V / ARGMAX_LANES * ARGMAX_LANES;
+    for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = -INFINITY;
+    for (int k = 0; k < vb; k += ARGMAX_LANES)
+        for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = r[k + l] > lane[l] ? r[k + l] : lane[l];
+    for (int k = vb; k < V; k++) m = r[k] > m ? r[k] : m;
+    for (int l = 0; l < ARGMAX_LANES; l++) m = lane[l] > m ? lane[l] : m;
+    for (int j = 0; j < V; j++)
+        if (r[j] == m) return j;
+    return 0; /* all NaN */
+}
+
 static void cpu_argmax(gpt_backend *be, int *out, const void *logits_, int N, int V, int Vp,
                        int *pos, int *hist, int S) {
     const float *logits = logits_;
     for (int i = 0; i < N; i++) {
-        const float *r = logits + (size_t)i * Vp;
-        int best = 0;
-        float bv = -INFINITY;
-        int found = 0;
-        for (int j = 0; j < V; j++)
-            if (r[j] > bv || (!found && r[j] == bv)) { /* NaN compares false: never wins */
-                bv = r[j];
-                best = j;
-                found = 1;
-            }
+        int best = argmax_row(logits + (size_t)i * Vp, V);
         out[i] = best;
         if (pos) {
             if (hist && pos[i] >= 0 && pos[i] < S) hist[(size_t)i * S + pos[i]] = best;
