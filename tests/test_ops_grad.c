@@ -701,10 +701,8 @@ static void test_gemm_kernels(int M, int N, int K) {
                      * size; longer sums average the roundings out. The
                      * error is the products' alone (C is added exactly,
                      * then rounded to fp32: the 1e-6 term), so it is scaled
-                     * by the products' sums, or the largest product: scaled
-                     * by the outputs, the bound failed where an accumulated
-                     * C cancelled the product (K = 1: 0.03 of a near-zero
-                     * output). */
+                     * by the products' sums, or the largest product, not by
+                     * the outputs, which an accumulated C can cancel. */
                     double d = 0, refmax = dmax_abs(exact, (size_t)M * N);
                     for (size_t i = 0; i < (size_t)M * N; i++)
                         if (fabs(Cm[i] - exact[i]) > d) d = fabs(Cm[i] - exact[i]);

@@ -190,8 +190,8 @@ static void att_kv_publish(const void *args, int task, const float *priv) {
  * queries of one (row, head), computed as the training forward computes
  * a head, with matrix products: S = Q K^T over the cache rows the block's
  * last query sees, a causal softmax row by row (query t sees positions up
- * to pos0 + t), O = P V. Query by query, a 960-token prompt spent as long
- * in attention's dot products as in the model's products. */
+ * to pos0 + t), O = P V: the products' packed kernels, where a loop a
+ * query re-reads the cache once per query with one dot product at a time. */
 CPU_CLONES static void att_kv_block(void *ctx, int task) {
     const att_job *j = ctx;
     int C = j->C, NH = j->NH, Tq = j->Tq, HS = C / NH;
@@ -214,7 +214,7 @@ CPU_CLONES static void att_kv_block(void *ctx, int task) {
  * after the other. Split by head instead (attend above), a task read HS of
  * every C floats: a strided walk through rows that come from DRAM (the
  * weights went through the caches since they were written), which the
- * prefetchers followed badly; it was 17% of an int8 gpt2 token (docs/CPU.md).
+ * prefetchers follow badly (docs/CPU.md).
  * A chunk leaves each head's maximum score m, sum of exp(s - m) and
  * exp-weighted sum of values; kv_merge combines the chunks in order (the
  * chunking depends on the position only, so results do not depend on the

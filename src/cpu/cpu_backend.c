@@ -15,6 +15,7 @@
 #include "cpu.h"
 #include "cpu_features.h"
 #include "cpu_gemm.h"
+#include "cpu_math.h"
 #include "cpu_pool.h"
 #include "cpu_q8.h"
 #include "util.h"
@@ -102,6 +103,21 @@ static size_t cpu_workspace_bytes(gpt_backend *be, const gpt_shape *s) {
 
 static void set_products(gpt_backend *be, int bf16);
 
+/* *buf holds at least need floats (*have: how many it holds), its old
+ * contents dropped; GPT_ERR_NOMEM (the backend failed) if memory is short. */
+static int grow_floats(gpt_backend *be, float **buf, size_t *have, size_t need) {
+    if (need <= *have) return GPT_OK;
+    float *p = malloc(need * sizeof(float));
+    if (!p) {
+        gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
+        return GPT_ERR_NOMEM;
+    }
+    free(*buf);
+    *buf = p;
+    *have = need;
+    return GPT_OK;
+}
+
 static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
     cpu_ctx *c = ctx_of(be);
     cpu_pool_quiesce();
@@ -123,38 +139,11 @@ static int cpu_reserve(gpt_backend *be, const gpt_shape *s) {
         c->scratch_per_thread = per;
         c->nthreads = nt;
     }
-    if (fold_floats(s) > c->fold_elems) {
-        float *nf = malloc(fold_floats(s) * sizeof(float));
-        if (!nf) {
-            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
-            return GPT_ERR_NOMEM;
-        }
-        free(c->fold);
-        c->fold = nf;
-        c->fold_elems = fold_floats(s);
-    }
-    size_t np = (size_t)RED_CHUNKS * 2 * s->C;
-    if (np > c->partials_floats) {
-        float *p = malloc(np * sizeof(float));
-        if (!p) {
-            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
-            return GPT_ERR_NOMEM;
-        }
-        free(c->partials);
-        c->partials = p;
-        c->partials_floats = np;
-    }
-    size_t nk = cpu_kv_partials_floats(s->B, s->maxT, s->C, s->NH);
-    if (nk > c->kv_part_floats) {
-        float *p = malloc(nk * sizeof(float));
-        if (!p) {
-            gpt_backend_fail(be, GPT_ERR_NOMEM, "out of memory for CPU scratch");
-            return GPT_ERR_NOMEM;
-        }
-        free(c->kv_part);
-        c->kv_part = p;
-        c->kv_part_floats = nk;
-    }
+    if (grow_floats(be, &c->fold, &c->fold_elems, fold_floats(s)) ||
+        grow_floats(be, &c->partials, &c->partials_floats, (size_t)RED_CHUNKS * 2 * s->C) ||
+        grow_floats(be, &c->kv_part, &c->kv_part_floats,
+                    cpu_kv_partials_floats(s->B, s->maxT, s->C, s->NH)))
+        return GPT_ERR_NOMEM;
     if (s->n_timers > c->n_timers) {
         double *nt2 = calloc((size_t)s->n_timers, sizeof(double));
         if (!nt2) {
@@ -257,19 +246,10 @@ static double cpu_timer_elapsed_ms(gpt_backend *be, int from, int to) {
 }
 
 /* The index of the first largest of r[0..V), NaN never winning (0 if all
- * are NaN): the maximum in ARGMAX_LANES lanes (a compare-and-keep chain
- * a logit did not vectorise: ~30 us of a token at gpt2's 50,257), then the
- * first index holding it. A maximum is exact, so this is the scalar
- * scan's answer. */
-#define ARGMAX_LANES 32
+ * are NaN): the maximum (cpu_maxf, vectorised), then the first index
+ * holding it. */
 CPU_CLONES static int argmax_row(const float *r, int V) {
-    float lane[ARGMAX_LANES], m = -INFINITY;
-    int vb = V / ARGMAX_LANES * ARGMAX_LANES;
-    for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = -INFINITY;
-    for (int k = 0; k < vb; k += ARGMAX_LANES)
-        for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = r[k + l] > lane[l] ? r[k + l] : lane[l];
-    for (int k = vb; k < V; k++) m = r[k] > m ? r[k] : m;
-    for (int l = 0; l < ARGMAX_LANES; l++) m = lane[l] > m ? lane[l] : m;
+    float m = cpu_maxf(r, V);
     for (int j = 0; j < V; j++)
         if (r[j] == m) return j;
     return 0; /* all NaN */

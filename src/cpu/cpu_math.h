@@ -37,6 +37,20 @@ static inline float cpu_expf(float x) {
     return y * scale;
 }
 
+/* The largest of x[0..n), NaN passed over (-inf if there is nothing
+ * else): in 32 lanes, then across them. A compare-and-keep chain over x
+ * does not vectorise; a maximum is exact, so the lanes change no bit. */
+static inline float cpu_maxf(const float *x, int n) {
+    float lane[32], m = -__builtin_inff();
+    int nb = n / 32 * 32;
+    for (int l = 0; l < 32; l++) lane[l] = -__builtin_inff();
+    for (int k = 0; k < nb; k += 32)
+        for (int l = 0; l < 32; l++) lane[l] = x[k + l] > lane[l] ? x[k + l] : lane[l];
+    for (int k = nb; k < n; k++) m = x[k] > m ? x[k] : m;
+    for (int l = 0; l < 32; l++) m = lane[l] > m ? lane[l] : m;
+    return m;
+}
+
 /* GELU with the tanh approximation (Hendrycks & Gimpel 2016), as GPT-2:
  * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), with
  * tanh(u) = 1 - 2 / (1 + exp(2u)). */

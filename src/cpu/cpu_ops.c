@@ -189,8 +189,6 @@ typedef struct {
     float dloss;
 } ce_job;
 
-#define CE_LANES 32
-
 CPU_CLONES static void ce_rows(void *ctx, size_t lo, size_t hi) {
     const ce_job *j = ctx;
     int V = j->V, Vp = j->Vp;
@@ -203,19 +201,7 @@ CPU_CLONES static void ce_rows(void *ctx, size_t lo, size_t hi) {
             if (j->grad) memset(row, 0, (size_t)Vp * sizeof(float));
             continue;
         }
-        /* The maximum in CE_LANES lanes, then across them: the scalar
-         * loop's compare-and-keep chain does not vectorise (a third of
-         * this op's time); a maximum is exact, so the lanes change no bit. */
-        float lane[CE_LANES], maxv = -INFINITY;
-        int vb = V / CE_LANES * CE_LANES;
-        for (int l = 0; l < CE_LANES; l++) lane[l] = -INFINITY;
-        for (int k = 0; k < vb; k += CE_LANES)
-            for (int l = 0; l < CE_LANES; l++) lane[l] = row[k + l] > lane[l] ? row[k + l] : lane[l];
-        for (int k = vb; k < V; k++)
-            if (row[k] > maxv) maxv = row[k];
-        for (int l = 0; l < CE_LANES; l++)
-            if (lane[l] > maxv) maxv = lane[l];
-        float sum = 0, ry = row[y];
+        float maxv = cpu_maxf(row, V), sum = 0, ry = row[y];
         if (j->grad) {
             /* The exponentials kept in the row and scaled once the sum is
              * known: one exp per logit instead of a second pass of
