@@ -23,8 +23,10 @@
 #     (GPT_VULKAN_COOP_ATTN=0; on by default), on the NV cooperative matrices and
 #     on the tiled (non-tensor-core) products;
 #  5. one table: tok/s or ms of each, the ratio and the target;
-#  6. the cost of each op of a gpt2 decoding step on both backends
-#     (build-cuda/bench/bench_decode_ops, batch 1 at position 320).
+#  6. the products of a gpt2 training step one by one on both backends
+#     (build-cuda/bench/bench_products) and the cost of each op of a gpt2
+#     decoding step (build-cuda/bench/bench_decode_ops, batch 1 at position
+#     320).
 # Logs and the table: $OUT/vulkan_logs.tgz, $OUT/vulkan_summary.txt.
 set -u
 cd "$(dirname "$0")/.."
@@ -138,6 +140,13 @@ row("gpt2 B8 T1024 Vulkan tiled vs coop (tok/s)", g("vk_gpt2", "tok_s"), g("vk_g
 for k in ("vk_gpt2", "vk_small"):
     if k in r: print("%s: syncs_per_step %s, loss %s, %.1f TFLOP/s" % (k, r[k].get("syncs_per_step"), r[k].get("loss"), r[k].get("tflops", 0)))
 EOF
+stamp "products"
+# the products of a gpt2 B=8 T=1024 step one by one (checked against float64
+# sums), on both backends: where the Vulkan step's time goes against cuBLASLt
+for dev in cuda vulkan; do
+    note "products on $dev (gpt2 B=8 T=1024):"
+    timeout 120 build-cuda/bench/bench_products --device $dev --reps 5 2>&1 | grep -v '^{' | tail -7 | tee -a "$S"
+done
 stamp "decoding ops"
 for dev in cuda vulkan; do
     note "decoding ops on $dev (us each, gpt2 B=1 at position 320):"
