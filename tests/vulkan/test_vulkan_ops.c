@@ -263,6 +263,11 @@ static void run_all(void) {
      * (4 splits of 256; 2 of 384 and 316) */
     t_matmul(1024, 96, 160, 1, 0, 0, 0);
     t_matmul(700, 100, 300, 1, 1, 1, 1);
+    /* ... and an input gradient split over K (the LM head's at a small
+     * batch): 3 splits of 384, 384, 232 with GELU's gradient in the sum;
+     * 8 of 256 without */
+    t_matmul(100, 96, 1000, 0, 0, 0, 1);
+    t_matmul(64, 128, 2048, 0, 0, 0, 0);
     t_argmax(5, 1000, 1024, 0);
     t_argmax(4, 1001, 1001, 0);
     t_argmax(6, 1000, 1024, 1);
