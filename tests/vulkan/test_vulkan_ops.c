@@ -263,9 +263,9 @@ static void run_all(void) {
      * (4 splits of 256; 2 of 384 and 316) */
     t_matmul(1024, 96, 160, 1, 0, 0, 0);
     t_matmul(700, 100, 300, 1, 1, 1, 1);
-    /* ... and an input gradient split over K (the LM head's at a small
-     * batch): 3 splits of 384, 384, 232 with GELU's gradient in the sum;
-     * 8 of 256 without */
+    /* ... and the same in an input gradient (the LM head's at a small
+     * batch), with GELU's gradient and without: K = 1000 in 3 splits of
+     * 384, 384, 232, K = 2048 in 8 of 256, where a GPU splits it */
     t_matmul(100, 96, 1000, 0, 0, 0, 1);
     t_matmul(64, 128, 2048, 0, 0, 0, 0);
     t_argmax(5, 1000, 1024, 0);
