@@ -10,8 +10,8 @@
  *
  * (--fp16 asks for fp16 where the device's default is fp32: lavapipe.)
  * Inputs are random multiples of 1/256 in [-0.5, 0.5] (exact in fp16 and
- * bf16), never zeros. Each product runs --reps times back to back, three
- * rounds, the best round counts. Then each product is checked once: 256
+ * bf16), never zeros. Each product runs --reps times back to back, in a
+ * round that creates its pipelines and three timed ones; the best counts. Then each product is checked once: 256
  * outputs of the forward, the input gradient and the weight gradient
  * against float64 sums over the same inputs on the host (a wrong tile
  * shape, offset or edge shows as an error of the values' own size; the
@@ -51,9 +51,9 @@ static float gelu_ref(double x) {
 
 /* Largest |got - want| / bound over 256 sampled entries of a rows x cols
  * result; want(r, c) from the host inputs. Bound: the 16-bit output's
- * rounding (2^-8 of the value, bf16's, covers fp16's 2^-11) plus fp32
- * accumulation over K terms of size <= 0.25 (K 2^-24 0.25 sqrt-free, a
- * worst case) and 1e-3 absolute for values near zero. */
+ * rounding (2^-8 of the value: bf16's half ulp is 2^-9, fp16's 2^-11),
+ * plus fp32 accumulation's over K terms of at most 0.25 each (a worst
+ * case of 2^-24 = 6e-8 of 0.25 a term), plus 1e-3 for values near zero. */
 typedef double (*ref_fn)(const void *ctx, int r, int c);
 static double check(const float *got, int rows, int cols, int K, ref_fn want, const void *ctx) {
     double worst = 0;
