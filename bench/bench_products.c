@@ -135,6 +135,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_products: %s\n", err.msg);
         return 1;
     }
+    /* (the buffers below hold 2 bytes an element of PARAM and ACT, 4 of GRAD:
+     * the 16-bit modes; an fp32 backend would need twice) */
+    if (be->cls_size[GPT_CLS_ACT] > 2 || be->cls_size[GPT_CLS_PARAM] > 2) {
+        fprintf(stderr, "bench_products: times the 16-bit products (bf16/fp16 backends) only\n");
+        gpt_backend_destroy(be);
+        return 2;
+    }
     gpt_shape s = {B, T, C, cfg.n_head, F, cfg.vocab_size, Vp, cfg.n_layer, cfg.max_seq_len, 1, 0, 0, 0};
     be->ops->reserve(be, &s);
     size_t max_in = (size_t)N * F, max_out = (size_t)N * Vp, max_w = (size_t)Vp * C;
@@ -149,13 +156,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_products: %s\n", be->err.code ? be->err.msg : "out of host memory");
         gpt_backend_destroy(be);
         return 1;
-    }
-    /* (sizes above: 2 bytes an element for PARAM/ACT, 4 for GRAD, enough
-     * for every backend's 16-bit mode; fp32 backends need twice) */
-    if (be->cls_size[GPT_CLS_ACT] > 2 || be->cls_size[GPT_CLS_PARAM] > 2) {
-        fprintf(stderr, "bench_products: times the 16-bit products (bf16/fp16 backends) only\n");
-        gpt_backend_destroy(be);
-        return 2;
     }
     be->ops->upload(be, in, h_in, max_in, GPT_CLS_ACT);
     be->ops->upload(be, pre, h_in, max_in, GPT_CLS_ACT);
